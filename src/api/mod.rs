@@ -1,0 +1,58 @@
+//! The operator face: JSON over HTTP at `/api/v1`, plus health and the public CA certificate.
+//!
+//! Handlers only translate HTTP: they extract, call a service on [`Lanyard`], and shape the answer.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{delete, get, patch, post};
+
+use crate::context::Ctx;
+use crate::error::Error;
+
+pub mod audit;
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod operators;
+
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router() -> Router<Ctx> {
+    let v1 = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/whoami", get(auth::whoami))
+        .route("/operators", post(operators::create).get(operators::list))
+        .route("/operators/{id}", patch(operators::update))
+        .route(
+            "/api-tokens",
+            post(operators::create_token).get(operators::list_tokens),
+        )
+        .route("/api-tokens/{id}", delete(operators::revoke_token))
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(extract::API_BODY_LIMIT));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/mdm/ca.pem", get(health::ca_pem))
+}
+
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+pub async fn not_found(uri: Uri) -> Error {
+    Error::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+/// `201 Created` with a JSON body.
+pub fn created<T: serde::Serialize>(body: T) -> (StatusCode, axum::Json<T>) {
+    (StatusCode::CREATED, axum::Json(body))
+}

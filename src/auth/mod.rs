@@ -1,0 +1,180 @@
+//! Who is asking, and what their role lets them do.
+//!
+//! Operators log in with a password and get a one-hour JWT; scripts use long-lived API tokens.
+//! Both arrive as `Authorization: Bearer` and become a [`Principal`]. Roles are fixed; the
+//! permission table below is the single place that says which role may do what.
+
+pub mod jwt;
+pub mod login;
+pub mod password;
+pub mod principal;
+pub mod tokens;
+
+pub use principal::{Actor, Principal};
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Devices, profiles, commands; no safeguarding cases.
+    Technician,
+    /// Designated Safeguarding Lead: cases, quarantine, read devices, register and filter history.
+    Dsl,
+    /// As the DSL, and the second signature on releases.
+    Headteacher,
+    /// Read-only: inventory, register, audit log (governors and audit scripts).
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Technician,
+        Role::Dsl,
+        Role::Headteacher,
+        Role::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Technician => "technician",
+            Role::Dsl => "dsl",
+            Role::Headteacher => "headteacher",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn allows(self, p: Permission) -> bool {
+        use Permission::*;
+        use Role::*;
+        match self {
+            Admin => true,
+            Technician => matches!(
+                p,
+                ReadDevices
+                    | ManageDevices
+                    | ReadProfiles
+                    | ManageProfiles
+                    | ReadRegister
+                    | WriteRegister
+            ),
+            Dsl | Headteacher => {
+                matches!(
+                    p,
+                    ReadDevices
+                        | ReadProfiles
+                        | ReadRegister
+                        | WriteSignatures
+                        | ReadAudit
+                        | Safeguarding
+                        | ApproveSecondPerson
+                        | ReadFilteringHistory
+                ) || (self == Dsl && p == RevealSecrets)
+            }
+            Auditor => matches!(
+                p,
+                ReadDevices | ReadProfiles | ReadRegister | ReadAudit | ReadFilteringHistory
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Role, String> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
+
+/// Things a role may be allowed to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    ManageOperators,
+    ManageApiTokens,
+    ManagePushCert,
+    ReadAudit,
+    ReadDevices,
+    /// Enrolment tokens, commands, groups.
+    ManageDevices,
+    ReadProfiles,
+    ManageProfiles,
+    ReadRegister,
+    /// People, grants, assignments.
+    WriteRegister,
+    WriteSignatures,
+    /// Cases and quarantine.
+    Safeguarding,
+    /// The second signature on releases, disposals and filtering changes.
+    ApproveSecondPerson,
+    ReadFilteringHistory,
+    /// FileVault keys and lock PINs, with a justification.
+    RevealSecrets,
+}
+
+impl Permission {
+    /// Plain words for the 403 message.
+    pub fn describe(self) -> &'static str {
+        use Permission::*;
+        match self {
+            ManageOperators => "manage operators",
+            ManageApiTokens => "manage API tokens",
+            ManagePushCert => "manage the push certificate",
+            ReadAudit => "read the audit log",
+            ReadDevices => "read devices",
+            ManageDevices => "manage devices",
+            ReadProfiles => "read profiles",
+            ManageProfiles => "manage profiles",
+            ReadRegister => "read the register",
+            WriteRegister => "change the register",
+            WriteSignatures => "record AUP signatures",
+            Safeguarding => "work on safeguarding cases",
+            ApproveSecondPerson => "approve as the second person",
+            ReadFilteringHistory => "read the filtering history",
+            RevealSecrets => "reveal device secrets",
+        }
+    }
+}
+
+/// Constant-time comparison for secrets.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege() {
+        assert!(Role::Admin.allows(Permission::Safeguarding));
+        assert!(!Role::Technician.allows(Permission::Safeguarding));
+        assert!(!Role::Technician.allows(Permission::ReadAudit));
+        assert!(Role::Dsl.allows(Permission::Safeguarding));
+        assert!(!Role::Dsl.allows(Permission::ManageDevices));
+        assert!(Role::Headteacher.allows(Permission::ApproveSecondPerson));
+        assert!(!Role::Headteacher.allows(Permission::RevealSecrets));
+        assert!(Role::Auditor.allows(Permission::ReadAudit));
+        for p in [
+            Permission::ManageDevices,
+            Permission::WriteRegister,
+            Permission::Safeguarding,
+            Permission::ManageOperators,
+        ] {
+            assert!(!Role::Auditor.allows(p), "auditor must be read-only: {p:?}");
+        }
+    }
+}

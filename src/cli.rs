@@ -1,0 +1,261 @@
+//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use clap::{Parser, Subcommand};
+
+use crate::auth::{Actor, Role, password};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::setup::{Prepared, prepare};
+
+#[derive(Parser)]
+#[command(
+    name = "lanyard",
+    version,
+    about = "Mobile-device management for schools: enrol iPads and Macs, push profiles, keep the user-access register, quarantine devices for safeguarding."
+)]
+pub struct Cli {
+    /// TOML configuration file (default: ./lanyard.toml if it exists). Also LANYARD_CONFIG.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where keys, certificates and the SQLite database live (default ./data). Also LANYARD_DATA_DIR.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// `pretty` or `json`. Also LANYARD_LOG_FORMAT.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (creates ./data and the first admin on first start).
+    Serve,
+    /// Do the first-start set-up (data directory, CA, certificates, database, first admin) without serving.
+    Init,
+    /// Manage operators from the server's own machine.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set a new password for USER (generated and printed unless --password is given) and unlock them.
+    ResetPassword {
+        username: String,
+        /// The new password (at least 12 characters). Generated if omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Create an operator with a role: admin, technician, dsl, headteacher or auditor.
+    Create {
+        username: String,
+        #[arg(long)]
+        role: String,
+        /// The password (at least 12 characters). Generated and printed if omitted.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List operators.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit log's hash chain; exit non-zero naming the first entry that does not match.
+    Verify,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lanyard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::logging::init(config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lanyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lanyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(d) = &cli.data_dir {
+        config.set("data_dir", d)?;
+        if std::env::var_os("LANYARD_DATABASE_URL").is_none()
+            && !config.database_url.starts_with("postgres")
+        {
+            config.database_url =
+                format!("sqlite://{}", config.data_dir.join("lanyard.db").display());
+        }
+    }
+    if let Some(f) = &cli.log_format {
+        config.set("log_format", f)?;
+    }
+    Ok(config)
+}
+
+async fn run(command: Command, config: Config) -> Result<ExitCode> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Init => {
+            let public_url = config.effective_public_url(None);
+            let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
+            print_welcome(&p);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(cmd) => admin(cmd, config).await,
+        Command::Audit(AuditCommand::Verify) => {
+            let store = crate::store::connect(&config.database_url).await?;
+            let report = crate::audit::verify_chain(store.as_ref()).await?;
+            if report.ok {
+                println!(
+                    "audit log OK: {} entries, hash chain intact",
+                    report.entries_checked
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "audit log TAMPERED: first bad entry is seq {}: {}",
+                    report.first_bad_seq.unwrap_or_default(),
+                    report.problem.unwrap_or_default()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<ExitCode> {
+    let listeners = crate::server::bind(&config.listen).await?;
+    let bound = listeners.first().and_then(|l| l.local_addr().ok());
+    let public_url = config.effective_public_url(bound);
+    let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
+    print_welcome(&p);
+    for l in &listeners {
+        tracing::info!(address = %l.local_addr()?, tls = p.ctx.config.tls, "listening");
+    }
+    crate::server::serve(p.ctx.clone(), listeners, crate::server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_welcome(p: &Prepared) {
+    let ctx = &p.ctx;
+    if !p.created.is_empty() {
+        println!(
+            "Created in {}: {}",
+            ctx.config.data_dir.display(),
+            p.created.join(", ")
+        );
+    }
+    println!("Lanyard console: {}/ui/", ctx.public_url);
+    println!(
+        "Lanyard API:     {}/api/v1/ (OpenAPI at /api/v1/openapi.json)",
+        ctx.public_url
+    );
+    println!("Device CA:       {}/mdm/ca.pem", ctx.public_url);
+    if let Some(first) = &p.first_admin {
+        match &first.password {
+            Some(pw) => {
+                println!("First operator created. admin password: {pw}");
+                println!(
+                    "(shown once; store it safely. Forgotten? `lanyard admin reset-password admin`)"
+                );
+            }
+            None => println!(
+                "First operator `admin` created with the password from LANYARD_ADMIN_PASSWORD."
+            ),
+        }
+    }
+}
+
+async fn admin(cmd: AdminCommand, config: Config) -> Result<ExitCode> {
+    let public_url = config.effective_public_url(None);
+    let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
+    let ctx = p.ctx;
+    match cmd {
+        AdminCommand::ResetPassword {
+            username,
+            password: given,
+        } => {
+            let op = ctx
+                .store
+                .operator_by_username(&username)
+                .await?
+                .ok_or_else(|| anyhow!("no operator called {username}"))?;
+            let pw = given.clone().unwrap_or_else(password::generate);
+            ctx.update_operator(&Actor::cli(), op.id, None, None, Some(&pw))
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            ctx.store
+                .clear_login_failures(&format!("user:{}", username.to_lowercase()))
+                .await?;
+            if given.is_none() {
+                println!("{username} password: {pw}");
+            } else {
+                println!("password for {username} changed");
+            }
+        }
+        AdminCommand::Create {
+            username,
+            role,
+            password: given,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow!("unknown role {role:?}: use admin, technician, dsl, headteacher or auditor")
+            })?;
+            let pw = given.clone().unwrap_or_else(password::generate);
+            ctx.create_operator(&Actor::cli(), &username, &pw, role)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            if given.is_none() {
+                println!("{username} password: {pw}");
+            } else {
+                println!("created {username} ({role})");
+            }
+        }
+        AdminCommand::List => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = ctx.store.list_operators(after.as_deref(), 500).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.username.clone());
+                for o in &page {
+                    println!(
+                        "{:<24} {:<12} {}",
+                        o.username,
+                        o.role,
+                        if o.disabled { "disabled" } else { "active" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

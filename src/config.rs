@@ -1,0 +1,344 @@
+//! Lanyard's configuration: built-in defaults, then a TOML file, then `LANYARD_*` variables.
+//!
+//! Every key is validated by hand so that a mistake is a one-line error naming the key
+//! (`invalid configuration: log_format: expected "pretty" or "json", got "xml"`), never a panic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on (`LANYARD_LISTEN`, comma separated).
+    pub listen: Vec<SocketAddr>,
+    /// What devices and people are told to connect to; derived from hostname and port if unset.
+    pub public_url: Option<String>,
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub log_format: LogFormat,
+    /// Terminate TLS ourselves (false when a reverse proxy does it).
+    pub tls: bool,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    /// The first admin's password; generated and printed once when unset.
+    pub admin_password: Option<String>,
+    /// Name shown in enrolment profiles and on the console.
+    pub organization: String,
+    /// APNs base URL (production Apple by default; a local mock in tests).
+    pub apns_url: String,
+    /// Extra CA certificate that the APNs endpoint's TLS certificate chains to (tests).
+    pub apns_ca_file: Option<PathBuf>,
+    /// The file this configuration was read from, if any.
+    pub source_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn err(key: &str, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("{key}: {msg}"))
+}
+
+/// Each key: its TOML name and its environment variable.
+const KEYS: &[(&str, &str)] = &[
+    ("listen", "LANYARD_LISTEN"),
+    ("public_url", "LANYARD_PUBLIC_URL"),
+    ("hostname", "LANYARD_HOSTNAME"),
+    ("data_dir", "LANYARD_DATA_DIR"),
+    ("database_url", "LANYARD_DATABASE_URL"),
+    ("log_format", "LANYARD_LOG_FORMAT"),
+    ("tls", "LANYARD_TLS"),
+    ("trust_proxy", "LANYARD_TRUST_PROXY"),
+    ("admin_password", "LANYARD_ADMIN_PASSWORD"),
+    ("organization", "LANYARD_ORGANIZATION"),
+    ("apns_url", "LANYARD_APNS_URL"),
+    ("apns_ca_file", "LANYARD_APNS_CA_FILE"),
+];
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+pub const APNS_PRODUCTION: &str = "https://api.push.apple.com";
+
+impl Config {
+    /// Defaults only: what `lanyard serve` uses in an empty directory.
+    pub fn defaults() -> Config {
+        Config {
+            listen: vec![DEFAULT_LISTEN.parse().expect("constant address")],
+            public_url: None,
+            hostname: machine_hostname(),
+            data_dir: PathBuf::from("data"),
+            database_url: String::new(),
+            log_format: LogFormat::Pretty,
+            tls: true,
+            trust_proxy: false,
+            admin_password: None,
+            organization: "Lanyard".into(),
+            apns_url: APNS_PRODUCTION.into(),
+            apns_ca_file: None,
+            source_file: None,
+        }
+    }
+
+    /// Load from `--config` (or `LANYARD_CONFIG`, or `./lanyard.toml` if present) and the
+    /// process environment.
+    pub fn load(explicit_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("LANYARD_"))
+            .collect();
+        Self::from_sources(explicit_file, &env)
+    }
+
+    /// Load from a file and an explicit environment map (tests pass their own).
+    pub fn from_sources(
+        explicit_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Config::defaults();
+        let file = match explicit_file {
+            Some(p) => Some(p.to_path_buf()),
+            None => match env.get("LANYARD_CONFIG") {
+                Some(p) => Some(PathBuf::from(p)),
+                None => Some(PathBuf::from("lanyard.toml")).filter(|p| p.exists()),
+            },
+        };
+        if let Some(path) = &file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError(format!(
+                    "{}: {}",
+                    path.display(),
+                    e.message().lines().next().unwrap_or("not valid TOML")
+                ))
+            })?;
+            for (key, value) in table {
+                if !KEYS.iter().any(|(k, _)| *k == key) {
+                    return Err(err(&key, "unknown key"));
+                }
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Array(items) if key == "listen" => items
+                        .iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_owned)
+                                .ok_or_else(|| err(&key, "expected strings like \"0.0.0.0:8443\""))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?
+                        .join(","),
+                    other => return Err(err(&key, format!("unexpected {}", other.type_str()))),
+                };
+                cfg.set(&key, &text)?;
+            }
+            cfg.source_file = Some(path.clone());
+        }
+        for (key, var) in KEYS {
+            if let Some(value) = env.get(*var) {
+                cfg.set(key, value)
+                    .map_err(|e| ConfigError(format!("{var} ({})", e.0)))?;
+            }
+        }
+        if cfg.database_url.is_empty() {
+            cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("lanyard.db").display());
+        }
+        Ok(cfg)
+    }
+
+    /// Set one key from its text form, validating it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key {
+            "listen" => {
+                let addrs = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse::<SocketAddr>().map_err(|_| {
+                            err(
+                                key,
+                                format!("expected host:port like 0.0.0.0:8443, got {s:?}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if addrs.is_empty() {
+                    return Err(err(key, "at least one address is needed"));
+                }
+                self.listen = addrs;
+            }
+            "public_url" => {
+                let v = value.trim_end_matches('/');
+                if !(v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(err(
+                        key,
+                        format!("expected an http(s):// URL, got {value:?}"),
+                    ));
+                }
+                self.public_url = Some(v.to_owned());
+            }
+            "hostname" => {
+                if value.is_empty() || value.contains(['/', ' ', ':']) {
+                    return Err(err(key, format!("not a host name: {value:?}")));
+                }
+                self.hostname = value.to_owned();
+            }
+            "data_dir" => {
+                if value.is_empty() {
+                    return Err(err(key, "must not be empty"));
+                }
+                self.data_dir = PathBuf::from(value);
+            }
+            "database_url" => {
+                if !(value.starts_with("sqlite:")
+                    || value.starts_with("postgres://")
+                    || value.starts_with("postgresql://"))
+                {
+                    return Err(err(key, "expected sqlite://PATH or postgres://..."));
+                }
+                self.database_url = value.to_owned();
+            }
+            "log_format" => {
+                self.log_format = match value {
+                    "pretty" => LogFormat::Pretty,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return Err(err(
+                            key,
+                            format!("expected \"pretty\" or \"json\", got {other:?}"),
+                        ));
+                    }
+                }
+            }
+            "tls" => self.tls = parse_bool(key, value)?,
+            "trust_proxy" => self.trust_proxy = parse_bool(key, value)?,
+            "admin_password" => {
+                if value.len() < 12 {
+                    return Err(err(key, "must be at least 12 characters"));
+                }
+                self.admin_password = Some(value.to_owned());
+            }
+            "organization" => self.organization = value.to_owned(),
+            "apns_url" => {
+                if !value.starts_with("https://") {
+                    return Err(err(key, format!("expected an https:// URL, got {value:?}")));
+                }
+                self.apns_url = value.trim_end_matches('/').to_owned();
+            }
+            "apns_ca_file" => self.apns_ca_file = Some(PathBuf::from(value)),
+            other => return Err(err(other, "unknown key")),
+        }
+        Ok(())
+    }
+
+    /// The URL devices and people are told, given the port actually bound.
+    pub fn effective_public_url(&self, bound: Option<SocketAddr>) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        let port = bound
+            .or(self.listen.first().copied())
+            .map(|a| a.port())
+            .unwrap_or(8443);
+        format!("{scheme}://{}:{port}", self.hostname)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(err(key, format!("expected true or false, got {other:?}"))),
+    }
+}
+
+/// The machine's host name, or `localhost` when it cannot be read.
+pub fn machine_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(name) = std::str::from_utf8(&buf[..end]) {
+            if !name.is_empty() {
+                return name.to_owned();
+            }
+        }
+    }
+    "localhost".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_use_sqlite_in_data_dir() {
+        let c = Config::from_sources(None, &env(&[("LANYARD_DATA_DIR", "/tmp/x")])).unwrap();
+        assert_eq!(c.database_url, "sqlite:///tmp/x/lanyard.db");
+        assert!(c.tls);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.toml");
+        std::fs::write(
+            &f,
+            "log_format = \"json\"\ntls = false\nlisten = [\"127.0.0.1:9000\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_sources(Some(&f), &env(&[("LANYARD_TLS", "true")])).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(c.tls);
+        assert_eq!(c.listen[0].port(), 9000);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_on_one_line() {
+        let e = Config::from_sources(None, &env(&[("LANYARD_LOG_FORMAT", "xml")])).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("log_format") && msg.contains("LANYARD_LOG_FORMAT"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.toml");
+        std::fs::write(&f, "colour = \"blue\"\n").unwrap();
+        let msg = Config::from_sources(Some(&f), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("colour: unknown key"), "{msg}");
+        std::fs::write(&f, "tls = \"maybe\"\n").unwrap();
+        let msg = Config::from_sources(Some(&f), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("tls: expected true or false"), "{msg}");
+        std::fs::write(&f, "tls = [").unwrap();
+        let msg = Config::from_sources(Some(&f), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+}

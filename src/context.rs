@@ -1,0 +1,27 @@
+//! The one context every handler and service receives.
+
+use std::sync::Arc;
+
+use crate::auth::jwt::JwtKey;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::pki::Pki;
+use crate::store::DynStore;
+
+pub struct Lanyard {
+    pub config: Config,
+    pub store: DynStore,
+    pub pki: Pki,
+    pub jwt: JwtKey,
+    pub clock: Arc<dyn Clock>,
+    /// What devices and people are told to connect to.
+    pub public_url: String,
+}
+
+pub type Ctx = Arc<Lanyard>;
+
+impl Lanyard {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,29 @@
+//! Lanyard: a mobile-device-management server for schools.
+//!
+//! It enrols school iPads and Macs over Apple's MDM protocol, pushes restriction profiles, keeps
+//! the register of who may use which device, and lets the DSL quarantine a device without anyone
+//! being able to destroy the evidence. See `README.md` and `../shared/DESIGN.md`.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod logging;
+pub mod operators;
+pub mod pki;
+pub mod server;
+pub mod setup;
+pub mod store;
+
+use axum::Router;
+
+use context::Ctx;
+
+/// Every route of every face.
+pub fn routes(_ctx: Ctx) -> Router<Ctx> {
+    api::router()
+}

@@ -1,0 +1,435 @@
+//! Lanyard's own certificate authority and the keys it keeps in the data directory.
+//!
+//! On first start we make the device CA (RSA-2048, ten years: SCEP envelopes are RSA key
+//! transport, so the CA must be RSA), a TLS server certificate for the configured host name, a
+//! profile-signing identity, the JWT key and the key that seals secrets at rest. Later starts load
+//! them. Private keys are written 0600 into a 0700 directory, atomically (temp file + rename).
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
+use openssl::x509::extension::{
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    SubjectKeyIdentifier,
+};
+use openssl::x509::{X509, X509Builder, X509NameBuilder};
+
+pub const CA_FILE: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+pub const TLS_CERT_FILE: &str = "tls.pem";
+const TLS_KEY: &str = "tls.key";
+const SIGNING_CERT: &str = "signing.pem";
+const SIGNING_KEY: &str = "signing.key";
+const JWT_KEY: &str = "jwt.key";
+const SEAL_KEY: &str = "seal.key";
+
+/// Everything cryptographic that lives in the data directory.
+pub struct Pki {
+    pub ca_cert: X509,
+    pub ca_key: PKey<Private>,
+    pub ca_pem: Vec<u8>,
+    pub tls_cert_path: PathBuf,
+    pub tls_key_path: PathBuf,
+    pub signing_cert: X509,
+    pub signing_key: PKey<Private>,
+    pub jwt_key: Vec<u8>,
+    pub sealer: Sealer,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki")
+            .field("tls_cert_path", &self.tls_cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pki {
+    /// Load the data directory's keys and certificates, creating whatever is missing.
+    /// Returns the names of the files it created, for the start-up log.
+    pub fn load_or_create(
+        data_dir: &Path,
+        hostname: &str,
+        organization: &str,
+    ) -> Result<(Pki, Vec<String>)> {
+        ensure_private_dir(data_dir)?;
+        let mut created = Vec::new();
+
+        let (ca_cert, ca_key) = match load_pair(data_dir, CA_FILE, CA_KEY)? {
+            Some(pair) => pair,
+            None => {
+                let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+                let cert = make_ca(&key, &format!("{organization} Lanyard Device CA"))?;
+                write_pair(data_dir, CA_FILE, CA_KEY, &cert, &key)?;
+                created.push(CA_FILE.to_owned());
+                (cert, key)
+            }
+        };
+
+        let tls_ok = match load_pair(data_dir, TLS_CERT_FILE, TLS_KEY)? {
+            Some((cert, _)) => tls_cert_fits(&cert, hostname, &ca_cert)?,
+            None => false,
+        };
+        if !tls_ok {
+            let key = PKey::from_ec_key(EcKey::generate(&*EcGroup::from_curve_name(
+                Nid::X9_62_PRIME256V1,
+            )?)?)?;
+            let cert = make_leaf(
+                &key,
+                hostname,
+                &ca_cert,
+                &ca_key,
+                Leaf::TlsServer { hostname },
+            )?;
+            write_pair(data_dir, TLS_CERT_FILE, TLS_KEY, &cert, &key)?;
+            created.push(TLS_CERT_FILE.to_owned());
+        }
+
+        let (signing_cert, signing_key) = match load_pair(data_dir, SIGNING_CERT, SIGNING_KEY)? {
+            Some(pair) => pair,
+            None => {
+                let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+                let cn = format!("{organization} Lanyard Profile Signing");
+                let cert = make_leaf(&key, &cn, &ca_cert, &ca_key, Leaf::ProfileSigning)?;
+                write_pair(data_dir, SIGNING_CERT, SIGNING_KEY, &cert, &key)?;
+                created.push(SIGNING_CERT.to_owned());
+                (cert, key)
+            }
+        };
+
+        let jwt_key = load_or_make_secret(data_dir, JWT_KEY, &mut created)?;
+        let seal_key = load_or_make_secret(data_dir, SEAL_KEY, &mut created)?;
+        let ca_pem = ca_cert.to_pem()?;
+        Ok((
+            Pki {
+                ca_cert,
+                ca_key,
+                ca_pem,
+                tls_cert_path: data_dir.join(TLS_CERT_FILE),
+                tls_key_path: data_dir.join(TLS_KEY),
+                signing_cert,
+                signing_key,
+                jwt_key,
+                sealer: Sealer::new(&seal_key)?,
+            },
+            created,
+        ))
+    }
+}
+
+/// Seals small secrets at rest (unlock tokens, bootstrap tokens, escrowed keys) with AES-256-GCM.
+#[derive(Clone)]
+pub struct Sealer {
+    key: [u8; 32],
+}
+
+const SEAL_VERSION: u8 = 1;
+
+impl Sealer {
+    pub fn new(key: &[u8]) -> Result<Sealer> {
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| anyhow!("seal key must be 32 bytes"))?;
+        Ok(Sealer { key })
+    }
+
+    /// `version || nonce(12) || tag(16) || ciphertext`.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; 12];
+        openssl::rand::rand_bytes(&mut nonce)?;
+        let mut tag = [0u8; 16];
+        let ct = encrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.key,
+            Some(&nonce),
+            &[SEAL_VERSION],
+            plaintext,
+            &mut tag,
+        )?;
+        let mut out = Vec::with_capacity(1 + 12 + 16 + ct.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&tag);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+        if sealed.len() < 29 || sealed[0] != SEAL_VERSION {
+            return Err(anyhow!("sealed value is malformed"));
+        }
+        let (nonce, rest) = sealed[1..].split_at(12);
+        let (tag, ct) = rest.split_at(16);
+        decrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.key,
+            Some(nonce),
+            &[SEAL_VERSION],
+            ct,
+            tag,
+        )
+        .map_err(|_| anyhow!("sealed value does not open with this data directory's seal.key"))
+    }
+}
+
+/// Create `dir` if needed and make sure only its owner can enter it.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set permissions on {}", dir.display()))?;
+    Ok(())
+}
+
+/// Write a file atomically with the given mode (0600 for anything secret).
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn load_pair(dir: &Path, cert_name: &str, key_name: &str) -> Result<Option<(X509, PKey<Private>)>> {
+    let (cp, kp) = (dir.join(cert_name), dir.join(key_name));
+    if !cp.exists() || !kp.exists() {
+        return Ok(None);
+    }
+    let cert = X509::from_pem(&fs::read(&cp)?)
+        .with_context(|| format!("{} is not a PEM certificate", cp.display()))?;
+    let key = PKey::private_key_from_pem(&fs::read(&kp)?)
+        .with_context(|| format!("{} is not a PEM private key", kp.display()))?;
+    if !cert.public_key()?.public_eq(&key) {
+        return Err(anyhow!("{} does not match {}", cp.display(), kp.display()));
+    }
+    Ok(Some((cert, key)))
+}
+
+fn write_pair(
+    dir: &Path,
+    cert_name: &str,
+    key_name: &str,
+    cert: &X509,
+    key: &PKey<Private>,
+) -> Result<()> {
+    write_file(&dir.join(key_name), &key.private_key_to_pem_pkcs8()?, 0o600)?;
+    write_file(&dir.join(cert_name), &cert.to_pem()?, 0o644)
+}
+
+fn load_or_make_secret(dir: &Path, name: &str, created: &mut Vec<String>) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    if path.exists() {
+        let hex_text = fs::read_to_string(&path)?;
+        return hex::decode(hex_text.trim())
+            .with_context(|| format!("{} is not hex", path.display()));
+    }
+    let mut key = vec![0u8; 32];
+    openssl::rand::rand_bytes(&mut key)?;
+    write_file(&path, hex::encode(&key).as_bytes(), 0o600)?;
+    created.push(name.to_owned());
+    Ok(key)
+}
+
+/// A random positive serial of 127 bits.
+pub fn random_serial() -> Result<Asn1Integer> {
+    let mut bn = BigNum::new()?;
+    bn.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    bn.add_word(1)?;
+    Ok(bn.to_asn1_integer()?)
+}
+
+fn make_ca(key: &PKey<Private>, cn: &str) -> Result<X509> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    b.set_serial_number(&*random_serial()?)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(key)?;
+    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+    b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
+    b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .digital_signature()
+            .build()?,
+    )?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+    b.append_extension(ski)?;
+    b.sign(key, MessageDigest::sha256())?;
+    Ok(b.build())
+}
+
+enum Leaf<'a> {
+    TlsServer { hostname: &'a str },
+    ProfileSigning,
+}
+
+fn make_leaf(
+    key: &PKey<Private>,
+    cn: &str,
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    kind: Leaf<'_>,
+) -> Result<X509> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    b.set_serial_number(&*random_serial()?)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(ca.subject_name())?;
+    b.set_pubkey(key)?;
+    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+    b.append_extension(BasicConstraints::new().build()?)?;
+    match kind {
+        Leaf::TlsServer { hostname } => {
+            // Apple clients refuse TLS server certificates valid for more than 825 days.
+            b.set_not_after(&*Asn1Time::days_from_now(825)?)?;
+            b.append_extension(
+                KeyUsage::new()
+                    .critical()
+                    .digital_signature()
+                    .key_agreement()
+                    .build()?,
+            )?;
+            b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+            let mut san = SubjectAlternativeName::new();
+            for h in sans(hostname) {
+                if h.parse::<std::net::IpAddr>().is_ok() {
+                    san.ip(&h);
+                } else {
+                    san.dns(&h);
+                }
+            }
+            let san = san.build(&b.x509v3_context(Some(ca), None))?;
+            b.append_extension(san)?;
+        }
+        Leaf::ProfileSigning => {
+            b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
+            b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
+            b.append_extension(
+                ExtendedKeyUsage::new()
+                    .code_signing()
+                    .email_protection()
+                    .build()?,
+            )?;
+        }
+    }
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca), None))?;
+    b.append_extension(ski)?;
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(false)
+        .build(&b.x509v3_context(Some(ca), None))?;
+    b.append_extension(aki)?;
+    b.sign(ca_key, MessageDigest::sha256())?;
+    Ok(b.build())
+}
+
+/// The names the TLS certificate must cover.
+fn sans(hostname: &str) -> Vec<String> {
+    let mut v = vec![hostname.to_owned()];
+    for extra in ["localhost", "127.0.0.1", "::1"] {
+        if !v.iter().any(|h| h == extra) {
+            v.push(extra.to_owned());
+        }
+    }
+    v
+}
+
+/// A TLS certificate is reused if our CA signed it, it covers the host name and has 30+ days left.
+fn tls_cert_fits(cert: &X509, hostname: &str, ca: &X509) -> Result<bool> {
+    if !cert.verify(&*ca.public_key()?)? {
+        return Ok(false);
+    }
+    if cert.not_after() < Asn1Time::days_from_now(30)? {
+        return Ok(false);
+    }
+    let names: Vec<String> = cert
+        .subject_alt_names()
+        .map(|sans| {
+            sans.iter()
+                .filter_map(|n| n.dnsname().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(names.iter().any(|n| n.eq_ignore_ascii_case(hostname))
+        || hostname.parse::<std::net::IpAddr>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn creates_once_with_private_modes_and_reuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (pki, created) = Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
+        assert!(created.contains(&CA_FILE.to_string()));
+        assert_eq!(fs::metadata(&data).unwrap().mode() & 0o777, 0o700);
+        for key in [CA_KEY, TLS_KEY, SIGNING_KEY, JWT_KEY, SEAL_KEY] {
+            assert_eq!(
+                fs::metadata(data.join(key)).unwrap().mode() & 0o777,
+                0o600,
+                "{key}"
+            );
+        }
+        let tls = X509::from_pem(&fs::read(data.join(TLS_CERT_FILE)).unwrap()).unwrap();
+        assert!(tls.verify(&pki.ca_cert.public_key().unwrap()).unwrap());
+        let dns: Vec<_> = tls
+            .subject_alt_names()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.dnsname().map(str::to_owned))
+            .collect();
+        assert!(
+            dns.contains(&"mdm.school.test".to_string()) && dns.contains(&"localhost".to_string())
+        );
+        let (again, created2) =
+            Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
+        assert!(created2.is_empty(), "second start created {created2:?}");
+        assert_eq!(again.ca_pem, pki.ca_pem);
+        // A new host name gets a new TLS certificate from the same CA.
+        let (_, created3) = Pki::load_or_create(&data, "other.school.test", "Test School").unwrap();
+        assert_eq!(created3, vec![TLS_CERT_FILE.to_string()]);
+    }
+
+    #[test]
+    fn sealer_round_trips_and_detects_tampering() {
+        let s = Sealer::new(&[7u8; 32]).unwrap();
+        let sealed = s.seal(b"unlock token").unwrap();
+        assert_eq!(s.open(&sealed).unwrap(), b"unlock token");
+        let mut bad = sealed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(s.open(&bad).is_err());
+        assert!(Sealer::new(&[8u8; 32]).unwrap().open(&sealed).is_err());
+    }
+}

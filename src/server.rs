@@ -1,0 +1,230 @@
+//! Listening: plain HTTP or TLS (with an optional client certificate), HTTP/1.1 and HTTP/2,
+//! a request id on every log line, and a graceful drain on SIGTERM.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::connect_info::Connected;
+use axum::http::Request;
+use axum::serve::{IncomingStream, Listener};
+use openssl::ssl::{AlpnError, Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_openssl::SslStream;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::context::Ctx;
+
+/// What a handler can learn about the connection.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub addr: SocketAddr,
+    /// DER of the TLS client certificate, when Lanyard terminates TLS and the client sent one.
+    pub client_cert: Option<Arc<Vec<u8>>>,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerInfo {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        PeerInfo {
+            addr: *stream.remote_addr(),
+            client_cert: None,
+        }
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        let client_cert = stream
+            .io()
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok())
+            .map(Arc::new);
+        PeerInfo {
+            addr: *stream.remote_addr(),
+            client_cert,
+        }
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes in their own tasks, so one slow client
+/// cannot hold up the others.
+pub struct TlsListener {
+    rx: mpsc::Receiver<(SslStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, acceptor: Arc<SslAcceptor>) -> Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let (stream, addr) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    break;
+                }
+                let (tx, acceptor) = (tx.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(ssl) = Ssl::new(acceptor.context()) else {
+                        return;
+                    };
+                    let Ok(mut tls) = SslStream::new(ssl, stream) else {
+                        return;
+                    };
+                    match tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept())
+                        .await
+                    {
+                        Ok(Ok(())) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = SslStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// TLS settings: our server certificate and chain, HTTP/2 by ALPN, and a client certificate
+/// requested but not required (devices may present their identity; browsers need not).
+pub fn tls_acceptor(ctx: &Ctx) -> Result<Arc<SslAcceptor>> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    b.set_certificate_chain_file(&ctx.pki.tls_cert_path)
+        .with_context(|| format!("cannot load {}", ctx.pki.tls_cert_path.display()))?;
+    b.add_extra_chain_cert(ctx.pki.ca_cert.clone())?;
+    b.set_private_key_file(&ctx.pki.tls_key_path, SslFiletype::PEM)?;
+    b.check_private_key()?;
+    b.set_alpn_select_callback(|_, client| {
+        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
+    });
+    // The device CA is the only one we ask for; the chain is checked by device authentication.
+    let mut names = openssl::stack::Stack::new()?;
+    names.push(ctx.pki.ca_cert.subject_name().to_owned()?)?;
+    b.set_client_ca_list(names);
+    b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
+    Ok(Arc::new(b.build()))
+}
+
+/// The full application: every face, with request ids and tracing around it.
+pub fn app(ctx: Ctx) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    crate::routes(ctx.clone()).with_state(ctx).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(trace)
+            .layer(PropagateRequestIdLayer::x_request_id()),
+    )
+}
+
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serve on every listener until `shutdown` resolves, then drain in-flight requests.
+pub async fn serve(ctx: Ctx, listeners: Vec<TcpListener>, shutdown: Shutdown) -> Result<()> {
+    let app = app(ctx.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let acceptor = if ctx.config.tls {
+        Some(tls_acceptor(&ctx)?)
+    } else {
+        None
+    };
+    let mut tasks = Vec::new();
+    for tcp in listeners {
+        let mut stop = stop_rx.clone();
+        let graceful = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let app = app.clone();
+        tasks.push(match &acceptor {
+            Some(acc) => {
+                let l = TlsListener::new(tcp, acc.clone())?;
+                tokio::spawn(async move {
+                    axum::serve(l, app.into_make_service_with_connect_info::<PeerInfo>())
+                        .with_graceful_shutdown(graceful)
+                        .await
+                })
+            }
+            None => tokio::spawn(async move {
+                axum::serve(tcp, app.into_make_service_with_connect_info::<PeerInfo>())
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }),
+        });
+    }
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> Shutdown {
+    Box::pin(async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    })
+}
+
+/// Bind every configured address.
+pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut v = Vec::new();
+    for a in addrs {
+        v.push(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a}"))?,
+        );
+    }
+    Ok(v)
+}

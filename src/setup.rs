@@ -1,0 +1,44 @@
+//! First start and every start: data directory, PKI, database, the first admin.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::auth::jwt::JwtKey;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::context::{Ctx, Lanyard};
+use crate::operators::FirstAdmin;
+use crate::pki::Pki;
+
+pub struct Prepared {
+    pub ctx: Ctx,
+    pub first_admin: Option<FirstAdmin>,
+    /// Files created in the data directory on this start.
+    pub created: Vec<String>,
+}
+
+/// Make or load everything Lanyard needs, apply migrations, create the first admin.
+pub async fn prepare(
+    config: Config,
+    public_url: String,
+    clock: Arc<dyn Clock>,
+) -> Result<Prepared> {
+    let (pki, created) =
+        Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
+    let store = crate::store::connect(&config.database_url).await?;
+    let ctx = Arc::new(Lanyard {
+        jwt: JwtKey::new(&pki.jwt_key),
+        config,
+        store,
+        pki,
+        clock,
+        public_url,
+    });
+    let first_admin = ctx.ensure_first_admin().await?;
+    Ok(Prepared {
+        ctx,
+        first_admin,
+        created,
+    })
+}

@@ -1,0 +1,34 @@
+//! The shared backend: PostgreSQL, for several Lanyard instances behind a load balancer.
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres};
+
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStore {
+    pub(crate) const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        // Several instances may start at once: migrations take sqlx's advisory lock.
+        Self::MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::impl_health!(PgStore, "postgres");
+super::operators::impl_operator_store!(PgStore, Postgres);
+super::audit::impl_audit_store!(PgStore, Postgres);
