@@ -152,6 +152,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
 }
 
 async fn serve(config: Config) -> Result<ExitCode> {
+    let shutdown = crate::server::shutdown_signal();
     let listeners = crate::server::bind(&config.listen).await?;
     let bound = listeners.first().and_then(|l| l.local_addr().ok());
     let public_url = config.effective_public_url(bound);
@@ -160,7 +161,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     for l in &listeners {
         tracing::info!(address = %l.local_addr()?, tls = p.ctx.config.tls, "listening");
     }
-    crate::server::serve(p.ctx.clone(), listeners, crate::server::shutdown_signal()).await?;
+    crate::server::serve(p.ctx.clone(), listeners, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -198,11 +198,13 @@ pub async fn serve(ctx: Ctx, listeners: Vec<TcpListener>, shutdown: Shutdown) ->
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the
+/// future is first polled, so a SIGTERM during start-up is not lost.
 pub fn shutdown_signal() -> Shutdown {
-    Box::pin(async {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    Box::pin(async move {
         let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            match term {
                 Ok(mut s) => {
                     s.recv().await;
                 }

@@ -147,7 +147,7 @@ pub fn enrollment_profile(p: &EnrollmentProfileParams) -> Vec<u8> {
     );
     root.insert(
         "PayloadDescription".into(),
-        s("Trusts the certificate authority that issues this school's device identities."),
+        s("Trusts the certificate authority that issues device identities for this school."),
     );
     root.insert("PayloadCertificateFileName".into(), s("lanyard-ca.cer"));
     root.insert("PayloadContent".into(), Value::Data(p.ca_cert_der.clone()));
@@ -220,9 +220,7 @@ pub fn enrollment_profile(p: &EnrollmentProfileParams) -> Vec<u8> {
     );
     top.insert(
         "PayloadDescription".into(),
-        Value::String(format!(
-            "Enrols this device in {org}'s device management (Lanyard)."
-        )),
+        Value::String(format!("Lets {org} manage this device (Lanyard).")),
     );
     top.insert("PayloadOrganization".into(), s(org));
     top.insert("PayloadScope".into(), s("System"));

@@ -198,10 +198,7 @@ fn d2i_owned<T>(
             drain_errors()
         )));
     }
-    let owned = Owned {
-        ptr: obj,
-        free,
-    };
+    let owned = Owned { ptr: obj, free };
     // `d2i` advanced `p` past the bytes it consumed.
     let consumed = (p as usize).wrapping_sub(der.as_ptr() as usize);
     if consumed != der.len() {
@@ -449,7 +446,10 @@ pub(super) enum AttrToSign<'a> {
 ///
 /// `attr` is borrowed from its owner (SignerInfo or X509_REQ), which must stay
 /// alive for the duration of the call.
-fn read_single_value(attr: *mut sys::X509_ATTRIBUTE, name: &'static str) -> Result<AttrValue, ScepError> {
+fn read_single_value(
+    attr: *mut sys::X509_ATTRIBUTE,
+    name: &'static str,
+) -> Result<AttrValue, ScepError> {
     // SAFETY: `attr` is a valid attribute borrowed from a live owner.
     let count = unsafe { sys::X509_ATTRIBUTE_count(attr) };
     if count != 1 {
@@ -705,7 +705,12 @@ pub(super) fn sign_signed_data(
     attrs: &[(ScepAttr, AttrToSign<'_>)],
 ) -> Result<Vec<u8>, ScepError> {
     ensure_oids()?;
-    let cert = d2i_owned(signer_cert_der, sys::d2i_X509, sys::X509_free, "signer certificate")?;
+    let cert = d2i_owned(
+        signer_cert_der,
+        sys::d2i_X509,
+        sys::X509_free,
+        "signer certificate",
+    )?;
     let key = d2i_owned(
         key_der,
         sys::d2i_AutoPrivateKey,
@@ -742,7 +747,9 @@ pub(super) fn sign_signed_data(
         )
     };
     if si.is_null() {
-        return Err(openssl_error("adding the CMS signer (does the key match the certificate?)"));
+        return Err(openssl_error(
+            "adding the CMS signer (does the key match the certificate?)",
+        ));
     }
     for (attr, value) in attrs {
         let obj = scep_obj(*attr)?;
@@ -783,7 +790,14 @@ pub(super) fn sign_signed_data(
     // SAFETY: `cms` is a partial SignedData; CMS_final reads `data`, computes
     // the message digest and signs each SignerInfo. CMS_BINARY: no MIME
     // canonicalisation of the content.
-    let ok = unsafe { CMS_final(cms.as_ptr(), data.as_ptr(), ptr::null_mut(), sys::CMS_BINARY) };
+    let ok = unsafe {
+        CMS_final(
+            cms.as_ptr(),
+            data.as_ptr(),
+            ptr::null_mut(),
+            sys::CMS_BINARY,
+        )
+    };
     if ok != 1 {
         return Err(openssl_error("signing the CMS SignedData"));
     }
@@ -797,7 +811,12 @@ pub(super) fn sign_signed_data(
 /// Reads the challengePassword attribute (PKCS#9, 1.2.840.113549.1.9.7) of a
 /// DER PKCS#10 request. `Ok(None)` if absent.
 pub(super) fn csr_challenge_password(csr_der: &[u8]) -> Result<Option<String>, ScepError> {
-    let req = d2i_owned(csr_der, sys::d2i_X509_REQ, sys::X509_REQ_free, "certificate request")?;
+    let req = d2i_owned(
+        csr_der,
+        sys::d2i_X509_REQ,
+        sys::X509_REQ_free,
+        "certificate request",
+    )?;
     let nid = sys::NID_pkcs9_challengePassword;
     // SAFETY: `req` is valid; -1 searches from the start.
     let loc = unsafe { sys::X509_REQ_get_attr_by_NID(req.as_ptr(), nid, -1) };
@@ -837,7 +856,12 @@ pub(super) fn add_challenge_password(
     asn1_type: c_int,
     md: MessageDigest,
 ) -> Result<Vec<u8>, ScepError> {
-    let req = d2i_owned(csr_der, sys::d2i_X509_REQ, sys::X509_REQ_free, "certificate request")?;
+    let req = d2i_owned(
+        csr_der,
+        sys::d2i_X509_REQ,
+        sys::X509_REQ_free,
+        "certificate request",
+    )?;
     let key = d2i_owned(key_der, sys::d2i_AutoPrivateKey, sys::EVP_PKEY_free, "key")?;
     let len = c_int::try_from(challenge.len()).expect("short challenge");
     // SAFETY: `req` is valid; the name is NUL-terminated; `challenge` is

@@ -48,7 +48,9 @@ pub fn issue_certificate(
         .verify(&public_key)
         .map_err(|e| ScepError::InvalidCsr(format!("signature check failed: {e}")))?;
     if !signature_ok {
-        return Err(ScepError::InvalidCsr("self-signature does not verify".into()));
+        return Err(ScepError::InvalidCsr(
+            "self-signature does not verify".into(),
+        ));
     }
     if csr.subject_name().entries().next().is_none() {
         return Err(ScepError::InvalidCsr("subject is empty".into()));
@@ -61,9 +63,14 @@ pub fn issue_certificate(
     serial
         .rand(SERIAL_BITS, MsbOption::ONE, false)
         .ctx("generating a serial")?;
-    let serial_hex = serial.to_hex_str().map(|s| s.to_string()).unwrap_or_default();
+    let serial_hex = serial
+        .to_hex_str()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let serial = Asn1Integer::from_bn(&serial).ctx("encoding the serial")?;
-    builder.set_serial_number(&serial).ctx("setting the serial")?;
+    builder
+        .set_serial_number(&serial)
+        .ctx("setting the serial")?;
 
     builder
         .set_subject_name(csr.subject_name())
@@ -71,7 +78,9 @@ pub fn issue_certificate(
     builder
         .set_issuer_name(ca_cert.subject_name())
         .ctx("setting the issuer")?;
-    builder.set_pubkey(&public_key).ctx("setting the public key")?;
+    builder
+        .set_pubkey(&public_key)
+        .ctx("setting the public key")?;
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,14 +99,18 @@ pub fn issue_certificate(
     if not_after <= Asn1Time::from_unix(now).ctx("computing now")? {
         return Err(ScepError::Issue("the CA certificate has expired".into()));
     }
-    builder.set_not_before(&not_before).ctx("setting notBefore")?;
+    builder
+        .set_not_before(&not_before)
+        .ctx("setting notBefore")?;
     builder.set_not_after(&not_after).ctx("setting notAfter")?;
 
     let basic = BasicConstraints::new()
         .critical()
         .build()
         .ctx("building basicConstraints")?;
-    builder.append_extension(basic).ctx("adding basicConstraints")?;
+    builder
+        .append_extension(basic)
+        .ctx("adding basicConstraints")?;
     let key_usage = KeyUsage::new()
         .critical()
         .digital_signature()
@@ -109,18 +122,24 @@ pub fn issue_certificate(
         .client_auth()
         .build()
         .ctx("building extendedKeyUsage")?;
-    builder.append_extension(eku).ctx("adding extendedKeyUsage")?;
+    builder
+        .append_extension(eku)
+        .ctx("adding extendedKeyUsage")?;
     let ski = SubjectKeyIdentifier::new()
         .build(&builder.x509v3_context(Some(ca_cert), None))
         .ctx("building subjectKeyIdentifier")?;
-    builder.append_extension(ski).ctx("adding subjectKeyIdentifier")?;
+    builder
+        .append_extension(ski)
+        .ctx("adding subjectKeyIdentifier")?;
     // keyid when the CA has an SKI, otherwise issuer name + serial.
     let aki = AuthorityKeyIdentifier::new()
         .keyid(false)
         .issuer(false)
         .build(&builder.x509v3_context(Some(ca_cert), None))
         .ctx("building authorityKeyIdentifier")?;
-    builder.append_extension(aki).ctx("adding authorityKeyIdentifier")?;
+    builder
+        .append_extension(aki)
+        .ctx("adding authorityKeyIdentifier")?;
 
     builder
         .sign(ca_key, MessageDigest::sha256())

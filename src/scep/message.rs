@@ -145,7 +145,9 @@ fn decrypt_envelope(
     ca_key: &PKey<Private>,
 ) -> Result<(Vec<u8>, ContentCipher), ScepError> {
     if envelope_der.is_empty() {
-        return Err(ScepError::Malformed("pkiMessage has no pkcsPKIEnvelope".into()));
+        return Err(ScepError::Malformed(
+            "pkiMessage has no pkcsPKIEnvelope".into(),
+        ));
     }
     let envelope = CmsContentInfo::from_der(envelope_der)
         .map_err(|e| ScepError::Malformed(format!("pkcsPKIEnvelope is not CMS: {e}")))?;
@@ -155,10 +157,17 @@ fn decrypt_envelope(
     let cipher = der::enveloped_content_cipher_oid(&reencoded)
         .map(ContentCipher::from_oid)
         .ok_or_else(|| ScepError::Malformed("pkcsPKIEnvelope is not an EnvelopedData".into()))?;
-    if cipher == ContentCipher::DesCbc && !super::single_des_available() {
-        return Err(ScepError::UnsupportedAlgorithm(
-            "DES-CBC envelope, and the OpenSSL legacy provider is not available".into(),
-        ));
+    match cipher {
+        ContentCipher::DesCbc if !super::single_des_available() => {
+            return Err(ScepError::UnsupportedAlgorithm(
+                "DES-CBC envelope, and the OpenSSL legacy provider is not available".into(),
+            ));
+        }
+        // Unusual ciphers (RC2, ...) may also live in the legacy provider.
+        ContentCipher::Other => {
+            super::single_des_available();
+        }
+        _ => {}
     }
     let data = envelope
         .decrypt(ca_key, ca_cert)
@@ -167,7 +176,7 @@ fn decrypt_envelope(
 }
 
 /// A degenerate, certificates-only CMS SignedData (no signers, no content)
-/// holding `certs` in order: the format of CertRep payloads and of
+/// holding `certs` (a DER `SET OF`: the encoding sorts them): the format of CertRep payloads and of
 /// multi-certificate `GetCACert` answers.
 pub fn degenerate_certs_only(certs: &[X509]) -> Result<Vec<u8>, ScepError> {
     if certs.is_empty() {
@@ -175,7 +184,9 @@ pub fn degenerate_certs_only(certs: &[X509]) -> Result<Vec<u8>, ScepError> {
     }
     let mut stack = Stack::new().ctx("allocating a certificate stack")?;
     for cert in certs {
-        stack.push(cert.clone()).ctx("building a certificate stack")?;
+        stack
+            .push(cert.clone())
+            .ctx("building a certificate stack")?;
     }
     // PARTIAL: no signer and nothing to finalise; DETACHED: no eContent, as
     // RFC 8894 §3.4 describes the degenerate structure.
@@ -225,7 +236,14 @@ pub fn cert_rep_failure(
     ca_cert: &X509,
     ca_key: &PKey<Private>,
 ) -> Result<Vec<u8>, ScepError> {
-    build_cert_rep(req, PkiStatus::Failure, Some(fail_info), &[], ca_cert, ca_key)
+    build_cert_rep(
+        req,
+        PkiStatus::Failure,
+        Some(fail_info),
+        &[],
+        ca_cert,
+        ca_key,
+    )
 }
 
 /// Builds a PENDING CertRep for `req` (pkiStatus 3, no envelope): the client
@@ -240,9 +258,8 @@ pub fn cert_rep_pending(
 
 /// Whether a string fits the PrintableString character set (X.680 §41.4).
 fn is_printable_string(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
-    })
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
 fn build_cert_rep(
@@ -267,7 +284,10 @@ fn build_cert_rep(
         (ScepAttr::TransactionId, transaction_id),
         (ScepAttr::MessageType, AttrToSign::Printable(&message_type)),
         (ScepAttr::PkiStatus, AttrToSign::Printable(status.code())),
-        (ScepAttr::RecipientNonce, AttrToSign::Octets(&req.sender_nonce)),
+        (
+            ScepAttr::RecipientNonce,
+            AttrToSign::Octets(&req.sender_nonce),
+        ),
         (ScepAttr::SenderNonce, AttrToSign::Octets(&sender_nonce)),
     ];
     if let Some(fail_info) = fail_info {
@@ -303,10 +323,16 @@ mod tests {
         assert_eq!(req.sender_nonce, msg.sender_nonce);
         assert_eq!(req.challenge.as_deref(), Some("secret"));
         assert_eq!(req.content_cipher, expect);
-        assert_eq!(req.signer_cert.to_der().unwrap(), requester.cert.to_der().unwrap());
+        assert_eq!(
+            req.signer_cert.to_der().unwrap(),
+            requester.cert.to_der().unwrap()
+        );
         let csr = req.csr.as_ref().expect("csr");
         assert_eq!(csr.to_der().unwrap(), requester.csr_der);
-        assert!(!format!("{req:?}").contains("secret"), "Debug leaks the challenge");
+        assert!(
+            !format!("{req:?}").contains("secret"),
+            "Debug leaks the challenge"
+        );
 
         let issued = issue_certificate(csr, &ca.cert, &ca.key, 365).expect("issue");
         testutil::assert_valid_client_cert(&issued, &ca.cert, 365);
@@ -360,7 +386,11 @@ mod tests {
             eprintln!("OpenSSL legacy provider unavailable: single-DES round trip not run");
             return;
         }
-        round_trip(Cipher::des_cbc(), MessageDigest::sha256(), ContentCipher::DesCbc);
+        round_trip(
+            Cipher::des_cbc(),
+            MessageDigest::sha256(),
+            ContentCipher::DesCbc,
+        );
     }
 
     #[test]
@@ -420,7 +450,10 @@ mod tests {
         assert_eq!(decoded.fail_info.as_deref(), Some("2"));
         assert_eq!(decoded.recipient_nonce, msg.sender_nonce);
         assert_eq!(decoded.transaction_id, msg.transaction_id);
-        assert!(decoded.certs.is_empty(), "a FAILURE CertRep has no envelope");
+        assert!(
+            decoded.certs.is_empty(),
+            "a FAILURE CertRep has no envelope"
+        );
 
         let pending = cert_rep_pending(&req, &ca.cert, &ca.key).unwrap();
         let decoded = decode_cert_rep(&pending, &requester);

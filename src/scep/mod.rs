@@ -77,12 +77,15 @@ pub const CONTENT_TYPE_CA_CAPS: &str = "text/plain";
 /// Body of a `GetCACert` answer when the CA has no chain or RA certificate:
 /// the DER of the CA certificate, served as [`CONTENT_TYPE_CA_CERT`].
 pub fn ca_cert_response(ca: &X509) -> Result<Vec<u8>, ScepError> {
-    ca.to_der().map_err(|e| ScepError::openssl("encoding the CA certificate", e))
+    ca.to_der()
+        .map_err(|e| ScepError::openssl("encoding the CA certificate", e))
 }
 
-/// Body of a `GetCACert` answer for a chain (CA first, then intermediates or
-/// RA certificates): a degenerate certificates-only PKCS#7 SignedData,
-/// served as [`CONTENT_TYPE_CA_RA_CERT`].
+/// Body of a `GetCACert` answer for a chain (CA, intermediates, RA
+/// certificates): a degenerate certificates-only PKCS#7 SignedData, served
+/// as [`CONTENT_TYPE_CA_RA_CERT`]. The `certificates` field is a DER
+/// `SET OF`, so the encoding sorts the certificates: clients tell CA and RA
+/// apart by their extensions, not by position (RFC 8894 §4.2.1.2).
 pub fn ca_chain_response(certs: &[X509]) -> Result<Vec<u8>, ScepError> {
     degenerate_certs_only(certs)
 }
@@ -134,20 +137,31 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Whether single DES (`DES-CBC`, the default of some old clients and of Go's
-/// PKCS#7 library) can be decrypted. With OpenSSL 3 this needs the *legacy*
-/// provider; the first call tries to load it (keeping the default provider
-/// active) and remembers the outcome.
+/// PKCS#7 library, hence of micromdm's `scepclient`) can be decrypted. With
+/// OpenSSL 3 this needs the *legacy* provider; the first call tries to load
+/// it into the default library context (keeping the default provider active)
+/// and remembers the outcome for the life of the process.
 pub fn single_des_available() -> bool {
-    static LEGACY: OnceLock<Option<Provider>> = OnceLock::new();
-    LEGACY
-        .get_or_init(|| match Provider::try_load(None, "legacy", true) {
-            Ok(provider) => {
-                tracing::debug!("scep: loaded the OpenSSL legacy provider for DES-CBC");
-                Some(provider)
-            }
-            Err(e) => {
-                tracing::warn!("scep: OpenSSL legacy provider unavailable, DES-CBC disabled: {e}");
-                None
+    static PROVIDERS: OnceLock<Option<(Provider, Provider)>> = OnceLock::new();
+    PROVIDERS
+        .get_or_init(|| {
+            // Activate the default provider explicitly *before* the legacy one.
+            // If it is still only an implicit fallback (nothing has fetched an
+            // algorithm yet), the legacy provider's child library context
+            // cannot see it and DES key generation fails for want of a DRBG.
+            let loaded = Provider::try_load(None, "default", true)
+                .and_then(|default| Ok((default, Provider::try_load(None, "legacy", true)?)));
+            match loaded {
+                Ok(providers) => {
+                    tracing::debug!("scep: loaded the OpenSSL legacy provider for DES-CBC");
+                    Some(providers)
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "scep: OpenSSL legacy provider unavailable, DES-CBC disabled: {e}"
+                    );
+                    None
+                }
             }
         })
         .is_some()
@@ -540,7 +554,10 @@ mod tests {
             }
         }
         assert_eq!(MessageType::from_code(19), Some(MessageType::PkcsReq));
-        assert_eq!(MessageType::from_code(20), Some(MessageType::GetCertInitial));
+        assert_eq!(
+            MessageType::from_code(20),
+            Some(MessageType::GetCertInitial)
+        );
         assert_eq!(MessageType::PkcsReq.to_string(), "PKCSReq(19)");
         assert!(MessageType::from_code(99).is_none());
     }
@@ -558,9 +575,18 @@ mod tests {
             let obj = openssl::asn1::Asn1Object::from_str(dotted).unwrap();
             assert_eq!(ContentCipher::from_oid(obj.as_slice()), cipher, "{dotted}");
         }
-        assert_eq!(ContentCipher::DesCbc.reply_cipher(), ContentCipher::DesEde3Cbc);
-        assert_eq!(ContentCipher::Aes128Cbc.reply_cipher(), ContentCipher::Aes128Cbc);
-        assert_eq!(ContentCipher::Aes192Cbc.reply_cipher(), ContentCipher::Aes256Cbc);
+        assert_eq!(
+            ContentCipher::DesCbc.reply_cipher(),
+            ContentCipher::DesEde3Cbc
+        );
+        assert_eq!(
+            ContentCipher::Aes128Cbc.reply_cipher(),
+            ContentCipher::Aes128Cbc
+        );
+        assert_eq!(
+            ContentCipher::Aes192Cbc.reply_cipher(),
+            ContentCipher::Aes256Cbc
+        );
     }
 
     #[test]
@@ -570,9 +596,18 @@ mod tests {
         let std = base64::engine::general_purpose::STANDARD.encode(&data);
         let url = base64::engine::general_purpose::URL_SAFE.encode(&data);
         assert!(std.contains('+') && std.contains('/'));
-        let percent = std.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+        let percent = std
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
         let spaced = std.replace('+', " ");
-        for input in [&std, &url, &percent, &spaced, &std.trim_end_matches('=').to_owned()] {
+        for input in [
+            &std,
+            &url,
+            &percent,
+            &spaced,
+            &std.trim_end_matches('=').to_owned(),
+        ] {
             assert_eq!(decode_message_param(input).unwrap(), data, "{input}");
         }
         assert!(decode_message_param("!!!not base64!!!").is_err());
@@ -582,12 +617,18 @@ mod tests {
     fn ca_cert_responses() {
         let ca = testutil::TestCa::new("Lanyard Test CA");
         let other = testutil::TestCa::new("Other CA");
-        assert_eq!(ca_cert_response(&ca.cert).unwrap(), ca.cert.to_der().unwrap());
+        assert_eq!(
+            ca_cert_response(&ca.cert).unwrap(),
+            ca.cert.to_der().unwrap()
+        );
         let chain = ca_chain_response(&[ca.cert.clone(), other.cert.clone()]).unwrap();
         let p7 = openssl::pkcs7::Pkcs7::from_der(&chain).unwrap();
         let certs = p7.signed().unwrap().certificates().unwrap();
-        assert_eq!(certs.len(), 2);
-        assert_eq!(certs.get(0).unwrap().to_der().unwrap(), ca.cert.to_der().unwrap());
-        assert_eq!(certs.get(1).unwrap().to_der().unwrap(), other.cert.to_der().unwrap());
+        // `certificates` is a DER SET OF: OpenSSL sorts it, order is not kept.
+        let mut got: Vec<Vec<u8>> = certs.iter().map(|c| c.to_der().unwrap()).collect();
+        let mut want = vec![ca.cert.to_der().unwrap(), other.cert.to_der().unwrap()];
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -218,7 +218,10 @@ impl Requester {
             &envelope,
             md,
             &[
-                (ScepAttr::TransactionId, AttrToSign::Printable(&transaction_id)),
+                (
+                    ScepAttr::TransactionId,
+                    AttrToSign::Printable(&transaction_id),
+                ),
                 (ScepAttr::MessageType, AttrToSign::Printable(&code)),
                 (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce)),
             ],
@@ -254,7 +257,11 @@ impl Requester {
         );
         let fake_der = lookalike.to_der().unwrap();
         let real_der = self.cert.to_der().unwrap();
-        assert_eq!(fake_der.len(), real_der.len(), "look-alike must be same size");
+        assert_eq!(
+            fake_der.len(),
+            real_der.len(),
+            "look-alike must be same size"
+        );
         let pos = find(&msg.der, &fake_der).expect("certificate inside message");
         let mut der = msg.der;
         der[pos..pos + fake_der.len()].copy_from_slice(&real_der);
@@ -368,7 +375,11 @@ pub(super) fn assert_valid_client_cert(cert: &X509, ca: &X509, days: u32) {
 
     let serial = cert.serial_number().to_bn().unwrap();
     assert!(!serial.is_negative());
-    assert!(serial.num_bits() >= 64, "serial has {} bits", serial.num_bits());
+    assert!(
+        serial.num_bits() >= 64,
+        "serial has {} bits",
+        serial.num_bits()
+    );
 
     let remaining = Asn1Time::days_from_now(0)
         .unwrap()
@@ -384,7 +395,10 @@ pub(super) fn assert_valid_client_cert(cert: &X509, ca: &X509, days: u32) {
         .unwrap()
         .diff(cert.not_before())
         .unwrap();
-    assert!(started.days == 0 && started.secs <= 0, "notBefore in the future");
+    assert!(
+        started.days == 0 && started.secs <= 0,
+        "notBefore in the future"
+    );
 }
 
 /// A certificate for `requester` signed by `ca` that expired yesterday.

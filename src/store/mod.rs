@@ -51,6 +51,8 @@ pub struct Readiness {
 pub trait Health: Send + Sync {
     fn backend(&self) -> &'static str;
     async fn readiness(&self) -> Readiness;
+    /// Close the pool (shutdown, and tests of `/readyz`).
+    async fn close(&self);
 }
 
 /// Everything Lanyard stores.
@@ -80,6 +82,10 @@ macro_rules! impl_health {
         impl $crate::store::Health for $store {
             fn backend(&self) -> &'static str {
                 $name
+            }
+
+            async fn close(&self) {
+                self.pool.close().await
             }
 
             async fn readiness(&self) -> $crate::store::Readiness {
