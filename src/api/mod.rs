@@ -5,15 +5,17 @@
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::context::Ctx;
 use crate::error::Error;
 
 pub mod audit;
 pub mod auth;
+pub mod devices;
 pub mod extract;
 pub mod health;
+pub mod mdm;
 pub mod operators;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -29,6 +31,14 @@ pub fn router() -> Router<Ctx> {
             post(operators::create_token).get(operators::list_tokens),
         )
         .route("/api-tokens/{id}", delete(operators::revoke_token))
+        .route("/enrollment-tokens", post(devices::create_enrollment_token).get(devices::list_enrollment_tokens))
+        .route("/enrollment-tokens/{id}", delete(devices::revoke_enrollment_token))
+        .route("/devices", get(devices::list_devices))
+        .route("/devices.csv", get(devices::devices_csv))
+        .route("/devices/{udid}", get(devices::get_device))
+        .route("/devices/{udid}/commands", post(devices::device_command).get(devices::device_commands))
+        .route("/commands", post(devices::bulk_command))
+        .route("/commands/{uuid}", get(devices::get_command).delete(devices::cancel_command))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/openapi.json", get(openapi))
@@ -39,6 +49,11 @@ pub fn router() -> Router<Ctx> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/mdm/ca.pem", get(health::ca_pem))
+        .route("/mdm/enroll", get(mdm::enroll))
+        .route("/mdm/checkin", put(mdm::checkin).post(mdm::checkin))
+        .route("/mdm/connect", put(mdm::connect).post(mdm::connect))
+        .route("/scep", get(mdm::scep_endpoint).post(mdm::scep_endpoint))
+        .layer(DefaultBodyLimit::max(mdm::CONNECT_BODY_LIMIT))
 }
 
 async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {

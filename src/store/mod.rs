@@ -9,11 +9,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub mod audit;
+pub mod commands;
+pub mod devices;
 pub mod operators;
 pub mod postgres;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
+pub use commands::{CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
+pub use devices::{
+    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord, PushCertRecord,
+};
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +62,8 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything Lanyard stores.
-pub trait Store: Health + OperatorStore + AuditStore + Send + Sync + 'static {}
-impl<T: Health + OperatorStore + AuditStore + Send + Sync + 'static> Store for T {}
+pub trait Store: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static {}
+impl<T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static> Store for T {}
 
 pub type DynStore = Arc<dyn Store>;
 

@@ -32,3 +32,5 @@ impl PgStore {
 super::impl_health!(PgStore, "postgres");
 super::operators::impl_operator_store!(PgStore, Postgres);
 super::audit::impl_audit_store!(PgStore, Postgres);
+super::devices::impl_device_store!(PgStore, Postgres);
+super::commands::impl_command_store!(PgStore, Postgres);

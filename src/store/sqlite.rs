@@ -37,3 +37,5 @@ impl SqliteStore {
 super::impl_health!(SqliteStore, "sqlite");
 super::operators::impl_operator_store!(SqliteStore, Sqlite);
 super::audit::impl_audit_store!(SqliteStore, Sqlite);
+super::devices::impl_device_store!(SqliteStore, Sqlite);
+super::commands::impl_command_store!(SqliteStore, Sqlite);

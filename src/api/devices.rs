@@ -1,0 +1,231 @@
+//! Inventory (`/api/v1/devices`), enrolment tokens, and commands.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::created;
+use super::extract::{self, Page, Query, page_limit, uuid_param};
+use crate::auth::{Permission, Principal};
+use crate::commands::{CommandStatusView, Enqueued, TargetStatus, effective_status};
+use crate::context::Ctx;
+use crate::devices::Device;
+use crate::devices::inventory::CSV_COLUMNS;
+use crate::enrollment::{EnrollmentToken, NewEnrollmentToken};
+use crate::error::{Error, Result};
+use crate::store::DeviceFilter;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTokenRequest {
+    label: String,
+    max_uses: Option<i64>,
+    expires_in_hours: Option<i64>,
+    group: Option<String>,
+}
+
+pub async fn create_enrollment_token(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    extract::Json(r): extract::Json<NewTokenRequest>,
+) -> Result<(StatusCode, Json<NewEnrollmentToken>)> {
+    p.require(Permission::ManageDevices)?;
+    Ok(created(ctx.create_enrollment_token(&p.actor(), &r.label, r.max_uses, r.expires_in_hours, r.group).await?))
+}
+
+pub async fn list_enrollment_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<EnrollmentToken>>> {
+    p.require(Permission::ManageDevices)?;
+    Ok(Json(Page { items: ctx.list_enrollment_tokens().await?, next_cursor: None }))
+}
+
+pub async fn revoke_enrollment_token(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
+    p.require(Permission::ManageDevices)?;
+    ctx.revoke_enrollment_token(&p.actor(), uuid_param(&id, "enrollment token")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceQuery {
+    /// Text search over UDID, serial number, name, model.
+    q: Option<String>,
+    text: Option<String>,
+    platform: Option<String>,
+    enrolled: Option<bool>,
+    last_seen_before: Option<DateTime<Utc>>,
+    last_seen_after: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+    format: Option<String>,
+}
+
+pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<DeviceQuery>) -> Result<Response> {
+    p.require(Permission::ReadDevices)?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(Error::unprocessable("format", format!("expected json or csv, got {other:?}"))),
+    };
+    if let Some(pl) = &q.platform {
+        if !["iOS", "iPadOS", "macOS"].contains(&pl.as_str()) {
+            return Err(Error::unprocessable("platform", "expected iOS, iPadOS or macOS"));
+        }
+    }
+    let mut filter = DeviceFilter {
+        text: q.q.or(q.text).filter(|t| !t.trim().is_empty()),
+        platform: q.platform,
+        enrolled: q.enrolled,
+        last_seen_before: q.last_seen_before,
+        last_seen_after: q.last_seen_after,
+        after_udid: q.cursor,
+        limit: page_limit(q.limit),
+    };
+    if csv {
+        // The whole inventory, in pages, for audits.
+        filter.limit = 1000;
+        let mut out = CSV_COLUMNS.join(",");
+        out.push('\n');
+        loop {
+            let page = ctx.store.list_devices(&filter).await?;
+            let last = page.last().map(|d| d.udid.clone());
+            for d in page {
+                out.push_str(&Device::from(d).csv_row());
+                out.push('\n');
+            }
+            match last {
+                Some(u) => filter.after_udid = Some(u),
+                None => break,
+            }
+        }
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"devices.csv\"")],
+            out,
+        )
+            .into_response());
+    }
+    let rows = ctx.store.list_devices(&filter).await?;
+    let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|d| d.udid.clone())).flatten();
+    Ok(Json(Page { items: rows.into_iter().map(Device::from).collect(), next_cursor }).into_response())
+}
+
+/// `GET /api/v1/devices.csv`.
+pub async fn devices_csv(state: State<Ctx>, p: Principal, Query(mut q): Query<DeviceQuery>) -> Result<Response> {
+    q.format = Some("csv".into());
+    list_devices(state, p, Query(q)).await
+}
+
+pub async fn get_device(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<String>) -> Result<Json<Value>> {
+    p.require(Permission::ReadDevices)?;
+    let d = ctx.store.device(&udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
+    let now = ctx.now();
+    let mut results = Map::new();
+    for r in ctx.store.latest_results(&udid).await? {
+        results.insert(
+            r.request_type.clone(),
+            json!({
+                "command_uuid": r.uuid,
+                "status": effective_status(&r.target, now),
+                "received_at": r.target.updated_at,
+                "result": r.target.result_json.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
+            }),
+        );
+    }
+    let pending = ctx.store.pending_count(&udid, now).await?;
+    let mut v = serde_json::to_value(Device::from(d)).map_err(Error::internal)?;
+    v["last_results"] = Value::Object(results);
+    v["pending_commands"] = json!(pending);
+    Ok(Json(v))
+}
+
+/// `{"request_type": "...", ...Apple's fields, "expires_at"?}`.
+fn split_command(mut body: Map<String, Value>) -> Result<(String, Map<String, Value>, Option<DateTime<Utc>>)> {
+    let request_type = match body.remove("request_type") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(Error::unprocessable("request_type", "must be a string such as \"DeviceLock\"")),
+        None => return Err(Error::unprocessable("request_type", "missing, e.g. \"DeviceInformation\"")),
+    };
+    let expires_at = match body.remove("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            DateTime::parse_from_rfc3339(&s)
+                .map_err(|_| Error::unprocessable("expires_at", "expected an RFC 3339 time"))?
+                .with_timezone(&Utc),
+        ),
+        Some(_) => return Err(Error::unprocessable("expires_at", "expected an RFC 3339 time")),
+    };
+    // `push` is for the push issue: accepted and handled by the caller.
+    body.remove("push");
+    Ok((request_type, body, expires_at))
+}
+
+pub async fn device_command(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    Path(udid): Path<String>,
+    extract::Json(body): extract::Json<Map<String, Value>>,
+) -> Result<(StatusCode, Json<Enqueued>)> {
+    p.require(Permission::ManageDevices)?;
+    let (request_type, fields, expires_at) = split_command(body)?;
+    Ok(created(ctx.enqueue_command(&p.actor(), vec![udid], &request_type, &fields, expires_at).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCommand {
+    targets: Vec<String>,
+    command: Map<String, Value>,
+    #[serde(default)]
+    push: Option<bool>,
+}
+
+pub async fn bulk_command(State(ctx): State<Ctx>, p: Principal, extract::Json(b): extract::Json<BulkCommand>) -> Result<(StatusCode, Json<Enqueued>)> {
+    p.require(Permission::ManageDevices)?;
+    let _ = b.push;
+    let (request_type, fields, expires_at) = split_command(b.command)?;
+    Ok(created(ctx.enqueue_command(&p.actor(), b.targets, &request_type, &fields, expires_at).await?))
+}
+
+#[derive(Deserialize)]
+pub struct DeviceCommandsQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+pub async fn device_commands(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<String>, Query(q): Query<DeviceCommandsQuery>) -> Result<Json<Page<Value>>> {
+    p.require(Permission::ReadDevices)?;
+    if ctx.store.device(&udid).await?.is_none() {
+        return Err(Error::not_found(format!("no device with UDID {udid}")));
+    }
+    let before = q.cursor.as_deref().map(|c| c.parse::<i64>()).transpose().map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?;
+    let limit = page_limit(q.limit);
+    let rows = ctx.store.device_commands(&udid, before, limit).await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.target.command_seq.to_string())).flatten();
+    let now = ctx.now();
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(TargetStatus::from_record(r.target, now)).unwrap_or(Value::Null);
+            v["command_uuid"] = json!(r.uuid);
+            v["request_type"] = json!(r.request_type);
+            v["created_by"] = json!(r.created_by);
+            v["created_at"] = json!(r.created_at);
+            v
+        })
+        .collect();
+    Ok(Json(Page { items, next_cursor }))
+}
+
+pub async fn get_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<CommandStatusView>> {
+    p.require(Permission::ReadDevices)?;
+    Ok(Json(ctx.command_status(&uuid).await?))
+}
+
+pub async fn cancel_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<Value>> {
+    p.require(Permission::ManageDevices)?;
+    let n = ctx.cancel_command(&p.actor(), &uuid).await?;
+    Ok(Json(json!({"command_uuid": uuid, "cancelled": n})))
+}

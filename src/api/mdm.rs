@@ -1,0 +1,133 @@
+//! The device face: enrolment profile, SCEP, check-in and connect, as Apple's devices expect.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::context::Ctx;
+use crate::devices::checkin::CheckinReply;
+use crate::error::Error;
+use crate::scep;
+use crate::server::PeerInfo;
+
+pub const CHECKIN_BODY_LIMIT: usize = 64 * 1024;
+pub const CONNECT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+pub const SCEP_BODY_LIMIT: usize = 64 * 1024;
+
+/// Errors on the device face. A 401 would make a device unenrol, so it never gets one.
+pub struct DeviceFaceError(Error);
+
+impl From<Error> for DeviceFaceError {
+    fn from(e: Error) -> Self {
+        DeviceFaceError(e)
+    }
+}
+
+impl IntoResponse for DeviceFaceError {
+    fn into_response(self) -> Response {
+        let status = match self.0.status() {
+            StatusCode::UNAUTHORIZED => StatusCode::FORBIDDEN,
+            s => s,
+        };
+        if status.is_server_error() {
+            return self.0.into_response();
+        }
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.0.to_string()).into_response()
+    }
+}
+
+type DeviceResult<T> = Result<T, DeviceFaceError>;
+
+/// Read the body within `limit`, answering 413 beyond it.
+async fn body_within(req: Request, limit: usize) -> DeviceResult<Bytes> {
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| DeviceFaceError(Error::PayloadTooLarge { limit }))
+}
+
+fn signature(headers: &HeaderMap) -> Option<String> {
+    headers.get("mdm-signature").and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+/// The TLS client certificate, when Lanyard terminates TLS and the device sent one.
+fn client_cert(req: &Request) -> Option<std::sync::Arc<Vec<u8>>> {
+    req.extensions().get::<ConnectInfo<PeerInfo>>().and_then(|ConnectInfo(p)| p.client_cert.clone())
+}
+
+fn plist_response(body: Vec<u8>) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/xml; charset=utf-8")], body).into_response()
+}
+
+/// `PUT /mdm/checkin`.
+pub async fn checkin(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -> DeviceResult<Response> {
+    let cert = client_cert(&req);
+    let body = body_within(req, CHECKIN_BODY_LIMIT).await?;
+    let reply = ctx.checkin(&body, signature(&headers).as_deref(), cert.as_deref().map(|v| v.as_slice())).await?;
+    Ok(match reply {
+        CheckinReply::Ok => StatusCode::OK.into_response(),
+        CheckinReply::Plist(p) => plist_response(p),
+        CheckinReply::Gone => StatusCode::GONE.into_response(),
+    })
+}
+
+/// `PUT /mdm/connect`.
+pub async fn connect(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -> DeviceResult<Response> {
+    let cert = client_cert(&req);
+    let body = body_within(req, CONNECT_BODY_LIMIT).await?;
+    Ok(match ctx.connect(&body, signature(&headers).as_deref(), cert.as_deref().map(|v| v.as_slice())).await? {
+        Some(plist) => plist_response(plist),
+        None => StatusCode::OK.into_response(),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct EnrollQuery {
+    token: Option<String>,
+}
+
+/// `GET /mdm/enroll?token=T`: the signed enrolment profile.
+pub async fn enroll(State(ctx): State<Ctx>, Query(q): Query<EnrollQuery>) -> Result<Response, Error> {
+    let token = q.token.ok_or_else(|| Error::Forbidden("an enrolment token is needed: /mdm/enroll?token=...".into()))?;
+    let profile = ctx.enrollment_profile(&token).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-apple-aspen-config"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"enrol.mobileconfig\""),
+        ],
+        profile,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ScepQuery {
+    operation: Option<String>,
+    message: Option<String>,
+}
+
+/// `GET|POST /scep?operation=...` (RFC 8894).
+pub async fn scep_endpoint(State(ctx): State<Ctx>, Query(q): Query<ScepQuery>, req: Request) -> DeviceResult<Response> {
+    let is_post = req.method() == axum::http::Method::POST;
+    match q.operation.as_deref() {
+        Some("GetCACaps") => Ok(([(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CAPS)], scep::CA_CAPS).into_response()),
+        Some("GetCACert") => {
+            let der = scep::ca_cert_response(&ctx.pki.ca_cert).map_err(Error::internal)?;
+            Ok(([(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CERT)], der).into_response())
+        }
+        Some("PKIOperation") => {
+            let der = if is_post {
+                body_within(req, SCEP_BODY_LIMIT).await?.to_vec()
+            } else {
+                let m = q.message.ok_or_else(|| Error::BadRequest("PKIOperation by GET needs ?message=".into()))?;
+                scep::decode_message_param(&m).map_err(|e| Error::BadRequest(format!("message: {e}")))?
+            };
+            let reply = ctx.scep_pki_operation(der).await?;
+            Ok(Response::builder()
+                .header(header::CONTENT_TYPE, reply.content_type)
+                .body(Body::from(reply.body))
+                .map_err(Error::internal)?)
+        }
+        Some(other) => Err(Error::BadRequest(format!("unknown SCEP operation {other:?}")).into()),
+        None => Err(Error::BadRequest("SCEP needs ?operation=".into()).into()),
+    }
+}

@@ -1,0 +1,148 @@
+//! Commands: the rules for queueing them (API and system), cancelling, and reporting status.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::auth::Actor;
+use crate::context::Lanyard;
+use crate::error::{Error, Result};
+use crate::mdm::command::Command;
+use crate::store::{NewCommand, TargetRecord};
+
+/// At most this many targets in one request.
+pub const MAX_TARGETS: usize = 100_000;
+
+#[derive(Debug, Serialize)]
+pub struct Enqueued {
+    pub command_uuid: String,
+    pub request_type: String,
+    pub targets: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetStatus {
+    pub udid: String,
+    pub status: String,
+    pub queued_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub not_now_count: i64,
+    pub result: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CommandStatusView {
+    pub command_uuid: String,
+    pub request_type: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub fields: Value,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// A pending target past its expiry is expired, whether or not the sweeper has written it yet.
+pub fn effective_status(t: &TargetRecord, now: DateTime<Utc>) -> String {
+    let pending = crate::store::commands::PENDING.contains(&t.status.as_str());
+    if pending && t.expires_at.is_some_and(|e| e <= now) { "expired".into() } else { t.status.clone() }
+}
+
+impl TargetStatus {
+    pub fn from_record(t: TargetRecord, now: DateTime<Utc>) -> Self {
+        TargetStatus {
+            status: effective_status(&t, now),
+            udid: t.udid,
+            queued_at: t.queued_at,
+            sent_at: t.sent_at,
+            completed_at: t.completed_at,
+            updated_at: t.updated_at,
+            not_now_count: t.not_now_count,
+            result: t.result_json.and_then(|j| serde_json::from_str(&j).ok()),
+        }
+    }
+}
+
+impl Lanyard {
+    /// Queue a command without auditing: the system's own commands (inventory, reconcile).
+    pub async fn queue_command(&self, created_by: &str, cmd: &Command, targets: &[String], expires_at: Option<DateTime<Utc>>) -> Result<String> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let new = NewCommand {
+            payload: cmd.to_plist(&uuid),
+            uuid: uuid.clone(),
+            request_type: cmd.request_type().to_owned(),
+            fields: Value::Object(cmd.fields_json()).to_string(),
+            created_by: created_by.to_owned(),
+            created_at: self.now(),
+            expires_at,
+        };
+        self.store.enqueue(&new, targets).await?;
+        Ok(uuid)
+    }
+
+    /// Queue a command an operator asked for: validate it, check the targets exist, audit it.
+    /// `fields` holds Apple's keys for the command.
+    pub async fn enqueue_command(
+        &self,
+        actor: &Actor,
+        targets: Vec<String>,
+        request_type: &str,
+        fields: &Map<String, Value>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Enqueued> {
+        let cmd = Command::from_json(request_type, fields).map_err(|e| Error::unprocessable(e.field.clone(), e.message.clone()))?;
+        if targets.is_empty() {
+            return Err(Error::unprocessable("targets", "at least one device is needed"));
+        }
+        if targets.len() > MAX_TARGETS {
+            return Err(Error::unprocessable("targets", format!("at most {MAX_TARGETS} devices in one request")));
+        }
+        if expires_at.is_some_and(|e| e <= self.now()) {
+            return Err(Error::unprocessable("expires_at", "must be in the future"));
+        }
+        let mut unique = targets.clone();
+        unique.sort();
+        unique.dedup();
+        let existing: std::collections::HashSet<String> = self.store.existing_udids(&unique).await?.into_iter().collect();
+        if let Some((i, missing)) = targets.iter().enumerate().find(|(_, u)| !existing.contains(*u)) {
+            return Err(if targets.len() == 1 {
+                Error::not_found(format!("no device with UDID {missing}"))
+            } else {
+                Error::unprocessable(format!("targets[{i}]"), format!("no device with UDID {missing}"))
+            });
+        }
+        let uuid = self.queue_command(&actor.name, &cmd, &unique, expires_at).await?;
+        let sample: Vec<&String> = unique.iter().take(20).collect();
+        self.audit(
+            actor,
+            "command.enqueue",
+            Some(&uuid),
+            json!({"request_type": cmd.request_type(), "targets": unique.len(), "udids": sample, "expires_at": expires_at}),
+        )
+        .await?;
+        Ok(Enqueued { command_uuid: uuid, request_type: cmd.request_type().to_owned(), targets: unique.len() })
+    }
+
+    pub async fn command_status(&self, uuid: &str) -> Result<CommandStatusView> {
+        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let now = self.now();
+        let targets = self.store.command_targets(cmd.seq).await?.into_iter().map(|t| TargetStatus::from_record(t, now)).collect();
+        Ok(CommandStatusView {
+            command_uuid: cmd.uuid,
+            request_type: cmd.request_type,
+            created_by: cmd.created_by,
+            created_at: cmd.created_at,
+            expires_at: cmd.expires_at,
+            fields: serde_json::from_str(&cmd.fields).unwrap_or(Value::Null),
+            targets,
+        })
+    }
+
+    pub async fn cancel_command(&self, actor: &Actor, uuid: &str) -> Result<u64> {
+        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let n = self.store.cancel_command(cmd.seq, self.now()).await?;
+        self.audit(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type, "cancelled_targets": n})).await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,113 @@
+//! Check-in messages (`PUT /mdm/checkin`): Authenticate, TokenUpdate, CheckOut, bootstrap tokens.
+
+use crate::context::Lanyard;
+use crate::error::{Error, Result};
+use crate::mdm::checkin::{self, CheckinMessage};
+use crate::mdm::command::{Command, DeviceInformation, ProfileList};
+use crate::store::AuthenticateRecord;
+
+/// What the device face answers.
+pub enum CheckinReply {
+    /// 200 with an empty body.
+    Ok,
+    /// 200 with a plist body.
+    Plist(Vec<u8>),
+    /// 410: we do not support this (UserAuthenticate).
+    Gone,
+}
+
+/// The commands every new enrolment starts with, so the inventory fills in.
+pub fn initial_inventory() -> Vec<Command> {
+    vec![
+        Command::DeviceInformation(DeviceInformation::inventory()),
+        Command::SecurityInfo,
+        Command::ProfileList(ProfileList::default()),
+    ]
+}
+
+impl Lanyard {
+    pub async fn checkin(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<CheckinReply> {
+        let msg = checkin::parse(body).map_err(|e| Error::BadRequest(format!("check-in: {e}")))?;
+        let identity = self.verify_device_signer(body, signature, tls_cert)?;
+        let ids = msg.ids().clone();
+        if ids.is_user_channel() {
+            // Per-user channels (shared iPad, macOS users) ride on the device's enrolment.
+            if let CheckinMessage::UserAuthenticate(_) = msg {
+                return Ok(CheckinReply::Gone);
+            }
+            self.bind_identity(&identity, ids.udid.as_deref().unwrap_or(&ids.device_id), false).await?;
+            return Ok(CheckinReply::Ok);
+        }
+        let udid = ids.device_id.clone();
+        let now = self.now();
+        match msg {
+            CheckinMessage::Authenticate(a) => {
+                self.bind_identity(&identity, &udid, true).await?;
+                let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
+                let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
+                self.store
+                    .authenticate_device(&AuthenticateRecord {
+                        udid: udid.clone(),
+                        serial_number: a.serial_number,
+                        model: a.model,
+                        model_name: a.model_name,
+                        product_name: a.product_name,
+                        device_name: a.device_name,
+                        os_version: a.os_version,
+                        build_version: a.build_version,
+                        platform: platform.into(),
+                        topic: a.topic,
+                        imei: a.imei,
+                        meid: a.meid,
+                        cert_sha256: identity.sha256.clone(),
+                        enrollment_token_id: token_id,
+                        at: now,
+                    })
+                    .await?;
+                tracing::info!(udid, platform, "device authenticated");
+                Ok(CheckinReply::Ok)
+            }
+            CheckinMessage::TokenUpdate(t) => {
+                self.bind_identity(&identity, &udid, false).await?;
+                let unlock = match &t.unlock_token {
+                    Some(u) => Some(self.pki.sealer.seal(u).map_err(Error::internal)?),
+                    None => None,
+                };
+                let first = self.store.token_update(&udid, &t.token, &t.push_magic, unlock.as_deref(), t.awaiting_configuration, now).await?;
+                if first {
+                    tracing::info!(udid, "device enrolled");
+                    for cmd in initial_inventory() {
+                        self.queue_command("system", &cmd, &[udid.clone()], None).await?;
+                    }
+                    self.store.mark_inventory_requested(&udid, now).await?;
+                }
+                Ok(CheckinReply::Ok)
+            }
+            CheckinMessage::CheckOut(_) => {
+                self.bind_identity(&identity, &udid, false).await?;
+                self.store.check_out(&udid, now).await?;
+                tracing::info!(udid, "device checked out (MDM profile removed)");
+                Ok(CheckinReply::Ok)
+            }
+            CheckinMessage::UserAuthenticate(_) => Ok(CheckinReply::Gone),
+            CheckinMessage::SetBootstrapToken(s) => {
+                self.bind_identity(&identity, &udid, false).await?;
+                let sealed = match &s.bootstrap_token {
+                    Some(t) => Some(self.pki.sealer.seal(t).map_err(Error::internal)?),
+                    None => None,
+                };
+                self.store.set_bootstrap_token(&udid, sealed.as_deref()).await?;
+                Ok(CheckinReply::Ok)
+            }
+            CheckinMessage::GetBootstrapToken(_) => {
+                let device = self.bind_identity(&identity, &udid, false).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+                let token = match device.bootstrap_token_sealed {
+                    Some(sealed) => self.pki.sealer.open(&sealed).map_err(Error::internal)?,
+                    None => Vec::new(),
+                };
+                Ok(CheckinReply::Plist(checkin::bootstrap_token_response(&token)))
+            }
+            other => Err(Error::BadRequest(format!("check-in message type {} is not supported", other.message_type()))),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Command reports and the queue (`PUT /mdm/connect`).
+//!
+//! The device reports the result of the last command (or Idle); we store it, then hand it the
+//! oldest pending command. A command answered NotNow is skipped for the rest of this
+//! connection and offered again at the device's next Idle.
+
+use crate::context::Lanyard;
+use crate::error::{Error, Result};
+use crate::mdm::report::{self, CommandStatus};
+
+/// Only write `last_seen_at` when it is older than this: the busiest path stays read-only.
+const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
+
+impl Lanyard {
+    /// Returns the next command's plist, or None for an empty 200.
+    pub async fn connect(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+        let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
+        let identity = self.verify_device_signer(body, signature, tls_cert)?;
+        let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
+        let device = self
+            .bind_identity(&identity, &udid, false)
+            .await?
+            .ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+        if report.ids.is_user_channel() {
+            // No user-channel commands yet.
+            return Ok(None);
+        }
+        let now = self.now();
+        if (now - device.last_seen_at).num_seconds() >= LAST_SEEN_RESOLUTION_SECS {
+            self.store.touch_device(&udid, now).await?;
+        }
+        if report.status != CommandStatus::Idle {
+            let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
+            let status = match report.status {
+                CommandStatus::Acknowledged => "acknowledged",
+                CommandStatus::NotNow => "not_now",
+                _ => "error",
+            };
+            let json = report.to_json();
+            let plist = body.to_vec();
+            match self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await? {
+                Some(done) if report.status == CommandStatus::Acknowledged => {
+                    self.apply_inventory(&udid, &done.request_type, &report, now).await?;
+                }
+                Some(_) => {
+                    if let Some(err) = report.error_summary() {
+                        tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
+                    }
+                }
+                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
+            }
+        }
+        let include_not_now = report.status == CommandStatus::Idle;
+        Ok(self.store.next_command(&udid, include_not_now, now).await?.map(|c| c.payload))
+    }
+}

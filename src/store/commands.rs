@@ -1,0 +1,285 @@
+//! The command queue: a command stored once, and one small row per target device.
+//!
+//! Target states: `queued` (waiting), `sent` (handed to the device, no answer yet), `not_now`
+//! (the device said NotNow; offered again at its next Idle), and the final `acknowledged`,
+//! `error` (Error or CommandFormatError) and `cancelled`. `expired` is persisted by the sweeper;
+//! until then a pending target past its expiry is reported as expired and never sent.
+
+use chrono::{DateTime, Utc};
+
+use super::StoreResult;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommandRecord {
+    pub seq: i64,
+    pub uuid: String,
+    pub request_type: String,
+    pub payload: Vec<u8>,
+    /// The command's fields as JSON text (Apple's key names), for display.
+    pub fields: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TargetRecord {
+    pub udid: String,
+    pub command_seq: i64,
+    pub status: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub queued_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub not_now_count: i64,
+    pub result_plist: Option<Vec<u8>>,
+    pub result_json: Option<String>,
+}
+
+/// A target joined with its command, for a device's command list.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceCommandRow {
+    pub uuid: String,
+    pub request_type: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    #[sqlx(flatten)]
+    pub target: TargetRecord,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub uuid: String,
+    pub request_type: String,
+    pub payload: Vec<u8>,
+    pub fields: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The command to hand a device.
+#[derive(Debug, Clone)]
+pub struct NextCommand {
+    pub seq: i64,
+    pub uuid: String,
+    pub request_type: String,
+    pub payload: Vec<u8>,
+}
+
+/// What a report changed.
+#[derive(Debug, Clone)]
+pub struct RecordedResult {
+    pub request_type: String,
+    pub command_seq: i64,
+}
+
+pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
+
+#[async_trait::async_trait]
+pub trait CommandStore: Send + Sync {
+    /// Store the command and queue it for every target, in one transaction.
+    async fn enqueue(&self, cmd: &NewCommand, targets: &[String]) -> StoreResult<i64>;
+    /// The oldest pending command for the device, marked `sent`. `include_not_now` is true at
+    /// Idle (commands the device deferred are offered again) and false after any other report.
+    async fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Option<NextCommand>>;
+    /// Record a device's answer. None if there is no such pending target (unknown command, or a
+    /// duplicate report of a finished one): nothing changes then.
+    async fn record_result(
+        &self,
+        udid: &str,
+        command_uuid: &str,
+        status: &str,
+        plist: &[u8],
+        json: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<RecordedResult>>;
+    async fn command(&self, uuid: &str) -> StoreResult<Option<CommandRecord>>;
+    async fn command_targets(&self, seq: i64) -> StoreResult<Vec<TargetRecord>>;
+    /// Newest first, before `before_seq`.
+    async fn device_commands(&self, udid: &str, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<DeviceCommandRow>>;
+    /// Cancel every target not yet handed to its device. Returns how many.
+    async fn cancel_command(&self, seq: i64, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// The latest finished result of each request type for a device.
+    async fn latest_results(&self, udid: &str) -> StoreResult<Vec<DeviceCommandRow>>;
+    /// How many targets are pending for a device.
+    async fn pending_count(&self, udid: &str, now: DateTime<Utc>) -> StoreResult<i64>;
+}
+
+macro_rules! impl_command_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::CommandStore for $store {
+            async fn enqueue(&self, c: &$crate::store::NewCommand, targets: &[String]) -> $crate::store::StoreResult<i64> {
+                let mut tx = self.pool.begin().await?;
+                let (seq,): (i64,) = sqlx::query_as(
+                    "INSERT INTO commands (uuid, request_type, payload, fields, created_by, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+                )
+                .bind(&c.uuid)
+                .bind(&c.request_type)
+                .bind(&c.payload)
+                .bind(&c.fields)
+                .bind(&c.created_by)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err($crate::store::conflict_or("command"))?;
+                for chunk in targets.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO command_targets (udid, command_seq, status, expires_at, queued_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, udid| {
+                        b.push_bind(udid.clone())
+                            .push_bind(seq)
+                            .push_bind("queued")
+                            .push_bind(c.expires_at)
+                            .push_bind(c.created_at)
+                            .push_bind(c.created_at);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(seq)
+            }
+
+            async fn next_command(
+                &self,
+                udid: &str,
+                include_not_now: bool,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::NextCommand>> {
+                // Read first: an Idle with nothing queued must not take the write lock.
+                let sql = if include_not_now {
+                    "SELECT t.command_seq, t.status FROM command_targets t WHERE t.udid = $1 \
+                     AND t.status IN ('queued', 'sent', 'not_now') AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                     ORDER BY t.command_seq LIMIT 1"
+                } else {
+                    "SELECT t.command_seq, t.status FROM command_targets t WHERE t.udid = $1 \
+                     AND t.status IN ('queued', 'sent') AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                     ORDER BY t.command_seq LIMIT 1"
+                };
+                let Some((seq, status)): Option<(i64, String)> =
+                    sqlx::query_as(sql).bind(udid).bind(now).fetch_optional(&self.pool).await?
+                else {
+                    return Ok(None);
+                };
+                let (uuid, request_type, payload): (String, String, Vec<u8>) =
+                    sqlx::query_as("SELECT uuid, request_type, payload FROM commands WHERE seq = $1")
+                        .bind(seq)
+                        .fetch_one(&self.pool)
+                        .await?;
+                if status != "sent" {
+                    sqlx::query(
+                        "UPDATE command_targets SET status = 'sent', sent_at = $3, updated_at = $3 \
+                         WHERE udid = $1 AND command_seq = $2 AND status IN ('queued', 'not_now')",
+                    )
+                    .bind(udid)
+                    .bind(seq)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(Some($crate::store::NextCommand { seq, uuid, request_type, payload }))
+            }
+
+            async fn record_result(
+                &self,
+                udid: &str,
+                command_uuid: &str,
+                status: &str,
+                plist: &[u8],
+                json: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
+                let Some((seq, request_type)): Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, request_type FROM commands WHERE uuid = $1").bind(command_uuid).fetch_optional(&self.pool).await?
+                else {
+                    return Ok(None);
+                };
+                let finished = status != "not_now";
+                let r = sqlx::query(
+                    "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
+                     completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
+                     not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
+                     WHERE udid = $1 AND command_seq = $2 AND status IN ('queued', 'sent', 'not_now')",
+                )
+                .bind(udid)
+                .bind(seq)
+                .bind(status)
+                .bind(plist)
+                .bind(json)
+                .bind(now)
+                .bind(finished)
+                .execute(&self.pool)
+                .await?;
+                Ok((r.rows_affected() == 1).then_some($crate::store::RecordedResult { request_type, command_seq: seq }))
+            }
+
+            async fn command(&self, uuid: &str) -> $crate::store::StoreResult<Option<$crate::store::CommandRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM commands WHERE uuid = $1").bind(uuid).fetch_optional(&self.pool).await?)
+            }
+
+            async fn command_targets(&self, seq: i64) -> $crate::store::StoreResult<Vec<$crate::store::TargetRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM command_targets WHERE command_seq = $1 ORDER BY udid").bind(seq).fetch_all(&self.pool).await?)
+            }
+
+            async fn device_commands(
+                &self,
+                udid: &str,
+                before_seq: Option<i64>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DeviceCommandRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT c.uuid, c.request_type, c.created_at, c.created_by, t.* FROM command_targets t \
+                     JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 AND t.command_seq < $2 \
+                     ORDER BY t.command_seq DESC LIMIT $3",
+                )
+                .bind(udid)
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn cancel_command(&self, seq: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+                let r = sqlx::query(
+                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE command_seq = $1 AND status IN ('queued', 'not_now')",
+                )
+                .bind(seq)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn latest_results(&self, udid: &str) -> $crate::store::StoreResult<Vec<$crate::store::DeviceCommandRow>> {
+                let rows: Vec<$crate::store::DeviceCommandRow> = sqlx::query_as(
+                    "SELECT c.uuid, c.request_type, c.created_at, c.created_by, t.* FROM command_targets t \
+                     JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 AND t.result_json IS NOT NULL \
+                     ORDER BY t.command_seq DESC LIMIT 200",
+                )
+                .bind(udid)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut seen = std::collections::HashSet::new();
+                Ok(rows.into_iter().filter(|r| seen.insert(r.request_type.clone())).collect())
+            }
+
+            async fn pending_count(&self, udid: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM command_targets WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now') \
+                     AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(udid)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n)
+            }
+        }
+    };
+}
+pub(crate) use impl_command_store;

@@ -1,0 +1,531 @@
+//! Devices, their identity certificates, enrolment tokens and the school's push certificate.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::StoreResult;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushCertRecord {
+    pub topic: String,
+    pub subject: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub cert_pem: String,
+    pub key_sealed: Vec<u8>,
+    pub uploaded_at: DateTime<Utc>,
+    pub uploaded_by: String,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EnrollmentTokenRecord {
+    pub id: Uuid,
+    pub label: String,
+    pub token_hash: String,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub group_name: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl EnrollmentTokenRecord {
+    /// Not revoked, not expired, uses left.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now) && self.max_uses.is_none_or(|m| self.uses < m)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct IssuedCertRecord {
+    pub sha256: String,
+    pub serial: String,
+    pub subject: String,
+    pub not_after: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+    pub enrollment_token_id: Option<Uuid>,
+    /// The certificate this one renewed (SCEP RenewalReq).
+    pub renewed_from: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRecord {
+    pub udid: String,
+    pub serial_number: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    pub product_name: Option<String>,
+    pub device_name: Option<String>,
+    pub os_version: Option<String>,
+    pub build_version: Option<String>,
+    pub platform: String,
+    pub topic: Option<String>,
+    pub imei: Option<String>,
+    pub meid: Option<String>,
+    pub wifi_mac: Option<String>,
+    pub bluetooth_mac: Option<String>,
+    pub supervised: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub passcode_present: Option<bool>,
+    pub passcode_compliant: Option<bool>,
+    pub filevault_enabled: Option<bool>,
+    pub storage_capacity_gb: Option<f64>,
+    pub storage_available_gb: Option<f64>,
+    pub battery_level: Option<f64>,
+    pub enrolled: bool,
+    pub enrolled_at: Option<DateTime<Utc>>,
+    pub unenrolled_at: Option<DateTime<Utc>>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub authenticated_at: DateTime<Utc>,
+    pub enrollment_token_id: Option<Uuid>,
+    pub cert_sha256: Option<String>,
+    pub push_token: Option<Vec<u8>>,
+    pub push_magic: Option<String>,
+    pub push_token_invalid_at: Option<DateTime<Utc>>,
+    pub unlock_token_sealed: Option<Vec<u8>>,
+    pub bootstrap_token_sealed: Option<Vec<u8>>,
+    pub awaiting_configuration: bool,
+    pub inventory_requested_at: Option<DateTime<Utc>>,
+    pub info_updated_at: Option<DateTime<Utc>>,
+    pub security_updated_at: Option<DateTime<Utc>>,
+}
+
+/// What an Authenticate message tells us.
+#[derive(Debug, Clone)]
+pub struct AuthenticateRecord {
+    pub udid: String,
+    pub serial_number: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    pub product_name: Option<String>,
+    pub device_name: Option<String>,
+    pub os_version: Option<String>,
+    pub build_version: Option<String>,
+    pub platform: String,
+    pub topic: String,
+    pub imei: Option<String>,
+    pub meid: Option<String>,
+    pub cert_sha256: String,
+    pub enrollment_token_id: Option<Uuid>,
+    pub at: DateTime<Utc>,
+}
+
+/// Inventory read from DeviceInformation / SecurityInfo results; `None` leaves a column alone.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryUpdate {
+    pub serial_number: Option<String>,
+    pub model: Option<String>,
+    pub model_name: Option<String>,
+    pub product_name: Option<String>,
+    pub device_name: Option<String>,
+    pub os_version: Option<String>,
+    pub build_version: Option<String>,
+    pub platform: Option<String>,
+    pub imei: Option<String>,
+    pub meid: Option<String>,
+    pub wifi_mac: Option<String>,
+    pub bluetooth_mac: Option<String>,
+    pub supervised: Option<bool>,
+    pub encrypted: Option<bool>,
+    pub passcode_present: Option<bool>,
+    pub passcode_compliant: Option<bool>,
+    pub filevault_enabled: Option<bool>,
+    pub storage_capacity_gb: Option<f64>,
+    pub storage_available_gb: Option<f64>,
+    pub battery_level: Option<f64>,
+    pub info_updated_at: Option<DateTime<Utc>>,
+    pub security_updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// Matches UDID, serial number, device name, model name or product name.
+    pub text: Option<String>,
+    pub platform: Option<String>,
+    pub enrolled: Option<bool>,
+    pub last_seen_before: Option<DateTime<Utc>>,
+    pub last_seen_after: Option<DateTime<Utc>>,
+    /// Cursor: UDIDs after this one.
+    pub after_udid: Option<String>,
+    pub limit: i64,
+}
+
+#[async_trait::async_trait]
+pub trait DeviceStore: Send + Sync {
+    async fn put_push_cert(&self, rec: &PushCertRecord) -> StoreResult<()>;
+    async fn push_cert(&self) -> StoreResult<Option<PushCertRecord>>;
+
+    async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord) -> StoreResult<()>;
+    async fn enrollment_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<EnrollmentTokenRecord>>;
+    async fn enrollment_token(&self, id: Uuid) -> StoreResult<Option<EnrollmentTokenRecord>>;
+    async fn list_enrollment_tokens(&self, limit: i64) -> StoreResult<Vec<EnrollmentTokenRecord>>;
+    async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// Spend one use, atomically, only if the token is still live. False if it was not.
+    async fn spend_enrollment_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    async fn record_issued_cert(&self, rec: &IssuedCertRecord) -> StoreResult<()>;
+    async fn issued_cert(&self, sha256: &str) -> StoreResult<Option<IssuedCertRecord>>;
+
+    async fn device(&self, udid: &str) -> StoreResult<Option<DeviceRecord>>;
+    async fn device_by_cert(&self, cert_sha256: &str) -> StoreResult<Option<DeviceRecord>>;
+    /// Record an Authenticate: create or refresh the device, bind the certificate, forget the
+    /// previous enrolment's push token and cancel what was queued for it.
+    async fn authenticate_device(&self, rec: &AuthenticateRecord) -> StoreResult<()>;
+    /// Store a TokenUpdate. Returns true if this made the device enrolled (the first one).
+    async fn token_update(
+        &self,
+        udid: &str,
+        token: &[u8],
+        push_magic: &str,
+        unlock_token_sealed: Option<&[u8]>,
+        awaiting_configuration: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn check_out(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn set_bootstrap_token(&self, udid: &str, sealed: Option<&[u8]>) -> StoreResult<()>;
+    /// Move the device's binding to a renewed certificate.
+    async fn rebind_cert(&self, udid: &str, cert_sha256: &str) -> StoreResult<()>;
+    async fn touch_device(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn mark_inventory_requested(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn update_inventory(&self, udid: &str, inv: &InventoryUpdate) -> StoreResult<()>;
+    async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<DeviceRecord>>;
+    /// Which of these UDIDs exist.
+    async fn existing_udids(&self, udids: &[String]) -> StoreResult<Vec<String>>;
+}
+
+macro_rules! impl_device_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::DeviceStore for $store {
+            async fn put_push_cert(&self, r: &$crate::store::PushCertRecord) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO push_certificate (id, topic, subject, not_before, not_after, cert_pem, key_sealed, uploaded_at, uploaded_by) \
+                     VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET topic = $1, subject = $2, not_before = $3, not_after = $4, cert_pem = $5, \
+                     key_sealed = $6, uploaded_at = $7, uploaded_by = $8",
+                )
+                .bind(&r.topic)
+                .bind(&r.subject)
+                .bind(r.not_before)
+                .bind(r.not_after)
+                .bind(&r.cert_pem)
+                .bind(&r.key_sealed)
+                .bind(r.uploaded_at)
+                .bind(&r.uploaded_by)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn push_cert(&self) -> $crate::store::StoreResult<Option<$crate::store::PushCertRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM push_certificate WHERE id = 1").fetch_optional(&self.pool).await?)
+            }
+
+            async fn create_enrollment_token(&self, r: &$crate::store::EnrollmentTokenRecord) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO enrollment_tokens (id, label, token_hash, max_uses, uses, expires_at, group_name, created_by, created_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(r.id)
+                .bind(&r.label)
+                .bind(&r.token_hash)
+                .bind(r.max_uses)
+                .bind(r.uses)
+                .bind(r.expires_at)
+                .bind(&r.group_name)
+                .bind(&r.created_by)
+                .bind(r.created_at)
+                .bind(r.revoked_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::conflict_or("enrollment token"))?;
+                Ok(())
+            }
+
+            async fn enrollment_token_by_hash(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::EnrollmentTokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM enrollment_tokens WHERE token_hash = $1").bind(h).fetch_optional(&self.pool).await?)
+            }
+
+            async fn enrollment_token(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::EnrollmentTokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM enrollment_tokens WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_enrollment_tokens(&self, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::EnrollmentTokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM enrollment_tokens ORDER BY created_at DESC LIMIT $1").bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn revoke_enrollment_token(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query("UPDATE enrollment_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                    .bind(id)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn spend_enrollment_token(&self, id: uuid::Uuid, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query(
+                    "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
+                     AND (expires_at IS NULL OR expires_at > $2) AND (max_uses IS NULL OR uses < max_uses)",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn record_issued_cert(&self, r: &$crate::store::IssuedCertRecord) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO issued_certificates (sha256, serial, subject, not_after, issued_at, enrollment_token_id, renewed_from) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&r.sha256)
+                .bind(&r.serial)
+                .bind(&r.subject)
+                .bind(r.not_after)
+                .bind(r.issued_at)
+                .bind(r.enrollment_token_id)
+                .bind(&r.renewed_from)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn issued_cert(&self, sha256: &str) -> $crate::store::StoreResult<Option<$crate::store::IssuedCertRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM issued_certificates WHERE sha256 = $1").bind(sha256).fetch_optional(&self.pool).await?)
+            }
+
+            async fn device(&self, udid: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM devices WHERE udid = $1").bind(udid).fetch_optional(&self.pool).await?)
+            }
+
+            async fn device_by_cert(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM devices WHERE cert_sha256 = $1").bind(h).fetch_optional(&self.pool).await?)
+            }
+
+            async fn authenticate_device(&self, r: &$crate::store::AuthenticateRecord) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO devices (udid, serial_number, model, model_name, product_name, device_name, os_version, build_version, \
+                       platform, topic, imei, meid, enrolled, first_seen_at, last_seen_at, authenticated_at, enrollment_token_id, cert_sha256) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, $13, $13, $13, $14, $15) \
+                     ON CONFLICT (udid) DO UPDATE SET \
+                       serial_number = COALESCE($2, devices.serial_number), model = COALESCE($3, devices.model), \
+                       model_name = COALESCE($4, devices.model_name), product_name = COALESCE($5, devices.product_name), \
+                       device_name = COALESCE($6, devices.device_name), os_version = COALESCE($7, devices.os_version), \
+                       build_version = COALESCE($8, devices.build_version), platform = $9, topic = $10, \
+                       imei = COALESCE($11, devices.imei), meid = COALESCE($12, devices.meid), \
+                       enrolled = FALSE, last_seen_at = $13, authenticated_at = $13, \
+                       enrollment_token_id = COALESCE($14, devices.enrollment_token_id), cert_sha256 = $15, \
+                       push_token = NULL, push_magic = NULL, push_token_invalid_at = NULL, unlock_token_sealed = NULL, \
+                       awaiting_configuration = FALSE, inventory_requested_at = NULL",
+                )
+                .bind(&r.udid)
+                .bind(&r.serial_number)
+                .bind(&r.model)
+                .bind(&r.model_name)
+                .bind(&r.product_name)
+                .bind(&r.device_name)
+                .bind(&r.os_version)
+                .bind(&r.build_version)
+                .bind(&r.platform)
+                .bind(&r.topic)
+                .bind(&r.imei)
+                .bind(&r.meid)
+                .bind(r.at)
+                .bind(r.enrollment_token_id)
+                .bind(&r.cert_sha256)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 \
+                     WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now')",
+                )
+                .bind(&r.udid)
+                .bind(r.at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn token_update(
+                &self,
+                udid: &str,
+                token: &[u8],
+                push_magic: &str,
+                unlock: Option<&[u8]>,
+                awaiting: bool,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let r = sqlx::query(
+                    "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
+                     awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6, \
+                     enrolled = TRUE, enrolled_at = $6, unenrolled_at = NULL WHERE udid = $1 AND enrolled = FALSE",
+                )
+                .bind(udid)
+                .bind(token)
+                .bind(push_magic)
+                .bind(unlock)
+                .bind(awaiting)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                let first = r.rows_affected() == 1;
+                if !first {
+                    sqlx::query(
+                        "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
+                         awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6 WHERE udid = $1",
+                    )
+                    .bind(udid)
+                    .bind(token)
+                    .bind(push_magic)
+                    .bind(unlock)
+                    .bind(awaiting)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(first)
+            }
+
+            async fn check_out(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "UPDATE devices SET enrolled = FALSE, unenrolled_at = $2, last_seen_at = $2, push_token = NULL, push_magic = NULL \
+                     WHERE udid = $1",
+                )
+                .bind(udid)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now')",
+                )
+                .bind(udid)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_bootstrap_token(&self, udid: &str, sealed: Option<&[u8]>) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE devices SET bootstrap_token_sealed = $2 WHERE udid = $1").bind(udid).bind(sealed).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn rebind_cert(&self, udid: &str, h: &str) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE devices SET cert_sha256 = $2 WHERE udid = $1")
+                    .bind(udid)
+                    .bind(h)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::conflict_or("certificate binding"))?;
+                Ok(())
+            }
+
+            async fn touch_device(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn mark_inventory_requested(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE devices SET inventory_requested_at = $2 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn update_inventory(&self, udid: &str, i: &$crate::store::InventoryUpdate) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "UPDATE devices SET serial_number = COALESCE($2, serial_number), model = COALESCE($3, model), \
+                     model_name = COALESCE($4, model_name), product_name = COALESCE($5, product_name), device_name = COALESCE($6, device_name), \
+                     os_version = COALESCE($7, os_version), build_version = COALESCE($8, build_version), platform = COALESCE($9, platform), \
+                     imei = COALESCE($10, imei), meid = COALESCE($11, meid), wifi_mac = COALESCE($12, wifi_mac), \
+                     bluetooth_mac = COALESCE($13, bluetooth_mac), supervised = COALESCE($14, supervised), encrypted = COALESCE($15, encrypted), \
+                     passcode_present = COALESCE($16, passcode_present), passcode_compliant = COALESCE($17, passcode_compliant), \
+                     filevault_enabled = COALESCE($18, filevault_enabled), storage_capacity_gb = COALESCE($19, storage_capacity_gb), \
+                     storage_available_gb = COALESCE($20, storage_available_gb), battery_level = COALESCE($21, battery_level), \
+                     info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
+                     WHERE udid = $1",
+                )
+                .bind(udid)
+                .bind(&i.serial_number)
+                .bind(&i.model)
+                .bind(&i.model_name)
+                .bind(&i.product_name)
+                .bind(&i.device_name)
+                .bind(&i.os_version)
+                .bind(&i.build_version)
+                .bind(&i.platform)
+                .bind(&i.imei)
+                .bind(&i.meid)
+                .bind(&i.wifi_mac)
+                .bind(&i.bluetooth_mac)
+                .bind(i.supervised)
+                .bind(i.encrypted)
+                .bind(i.passcode_present)
+                .bind(i.passcode_compliant)
+                .bind(i.filevault_enabled)
+                .bind(i.storage_capacity_gb)
+                .bind(i.storage_available_gb)
+                .bind(i.battery_level)
+                .bind(i.info_updated_at)
+                .bind(i.security_updated_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_devices(&self, f: &$crate::store::DeviceFilter) -> $crate::store::StoreResult<Vec<$crate::store::DeviceRecord>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM devices WHERE 1 = 1");
+                if let Some(t) = &f.text {
+                    let pat = format!("%{}%", t.to_lowercase().replace('%', "").replace('_', ""));
+                    q.push(" AND (LOWER(udid) LIKE ").push_bind(pat.clone());
+                    for col in ["serial_number", "device_name", "model_name", "product_name"] {
+                        q.push(" OR LOWER(COALESCE(").push(col).push(", '')) LIKE ").push_bind(pat.clone());
+                    }
+                    q.push(")");
+                }
+                if let Some(p) = &f.platform {
+                    q.push(" AND platform = ").push_bind(p.clone());
+                }
+                if let Some(e) = f.enrolled {
+                    q.push(" AND enrolled = ").push_bind(e);
+                }
+                if let Some(t) = f.last_seen_before {
+                    q.push(" AND last_seen_at < ").push_bind(t);
+                }
+                if let Some(t) = f.last_seen_after {
+                    q.push(" AND last_seen_at >= ").push_bind(t);
+                }
+                if let Some(u) = &f.after_udid {
+                    q.push(" AND udid > ").push_bind(u.clone());
+                }
+                q.push(" ORDER BY udid LIMIT ").push_bind(f.limit);
+                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn existing_udids(&self, udids: &[String]) -> $crate::store::StoreResult<Vec<String>> {
+                let mut found = Vec::with_capacity(udids.len());
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid FROM devices WHERE udid IN (");
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
+                    found.extend(rows.into_iter().map(|(u,)| u));
+                }
+                Ok(found)
+            }
+        }
+    };
+}
+pub(crate) use impl_device_store;
