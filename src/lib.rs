@@ -22,6 +22,7 @@ pub mod pki;
 pub mod scep;
 pub mod server;
 pub mod setup;
+pub mod sim;
 pub mod store;
 
 use axum::Router;
