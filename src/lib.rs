@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mdm;
 pub mod operators;
 pub mod pki;
+pub mod profiles;
 pub mod scep;
 pub mod server;
 pub mod setup;

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use plist::{Dictionary, Value};
 
-use super::escrow::ESCROW_PLACEHOLDER_DER;
-use super::{ProfileError, inspect, to_xml};
+use super::escrow::{ESCROW_PLACEHOLDER_DER, escrow_targets};
+use super::{ProfileError, inspect, payload_label, to_xml};
 
 /// What Lanyard knows about each payload type it builds.
 struct Kind {
@@ -39,6 +39,16 @@ struct Kind {
 
 const ESCROW: &str = "com.apple.security.FDERecoveryKeyEscrow";
 const CERTIFICATE: &str = "com.apple.security.pkcs1";
+
+/// A DER certificate, as FileVault escrow needs (see [`link_escrow`]).
+const CERTIFICATE_KIND: Kind = Kind {
+    payload_type: CERTIFICATE,
+    suffix: "certificate",
+    display_name: "Certificate",
+    required: &["PayloadContent"],
+    data: &["PayloadContent"],
+    only: None,
+};
 
 const KINDS: &[Kind] = &[
     Kind {
@@ -94,14 +104,7 @@ const KINDS: &[Kind] = &[
         data: &[],
         only: None,
     },
-    Kind {
-        payload_type: CERTIFICATE,
-        suffix: "certificate",
-        display_name: "Certificate",
-        required: &["PayloadContent"],
-        data: &["PayloadContent"],
-        only: None,
-    },
+    CERTIFICATE_KIND,
     Kind {
         payload_type: "com.apple.proxy.http.global",
         suffix: "proxy",
@@ -120,18 +123,10 @@ const KINDS: &[Kind] = &[
     },
 ];
 
-/// The payload types [`from_json`] builds.
-pub const SUPPORTED_PAYLOAD_TYPES: &[&str] = &[
-    "com.apple.webcontent-filter",
-    "com.apple.applicationaccess",
-    "com.apple.mobiledevice.passwordpolicy",
-    "com.apple.MCX.FileVault2",
-    "com.apple.MCX",
-    ESCROW,
-    CERTIFICATE,
-    "com.apple.proxy.http.global",
-    "com.apple.dnsSettings.managed",
-];
+/// The payload types [`from_json`] builds, for listing in the console and the API.
+pub fn supported_payload_types() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.payload_type)
+}
 
 /// Keys a payload specification may set among Apple's `Payload*` bookkeeping keys; the rest
 /// (`PayloadType`, `PayloadVersion`, ...) are Lanyard's to set.
@@ -196,14 +191,15 @@ pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
 
     let mut payloads = Vec::with_capacity(spec.payloads.len() + 1);
     for (index, item) in spec.payloads.iter().enumerate() {
-        payloads.push(build_payload(index, item, &identifier, organization)?);
+        let payload = build_payload(index, item, &payloads, &identifier, organization)?;
+        payloads.push(payload);
     }
     link_escrow(&mut payloads, &identifier, organization)?;
     for (index, (kind, payload)) in payloads.iter().enumerate() {
         for &key in kind.required {
             if !payload.contains_key(key) {
                 return Err(ProfileError::MissingKey {
-                    at: at(index, kind, payload),
+                    at: payload_label(index, Some(payload)),
                     key,
                 });
             }
@@ -232,23 +228,31 @@ pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
         .collect();
     top.insert("PayloadContent".into(), Value::Array(content));
 
-    let xml = to_xml(&Value::Dictionary(top))?;
+    let profile = Value::Dictionary(top);
+    // An escrow payload pointing at a given certificate UUID must find it.
+    escrow_targets(&profile)?;
+    let xml = to_xml(&profile)?;
     // The same checks as an upload: catches duplicate UUIDs or identifiers given by the spec.
     inspect(&xml)?;
     Ok(xml)
 }
 
-/// One payload dictionary, bookkeeping keys first, then the specification's keys in order.
+/// One payload dictionary: bookkeeping keys first, then the specification's keys.
 fn build_payload(
     index: usize,
     item: &Map<String, Json>,
+    built: &[(&'static Kind, Dictionary)],
     identifier: &str,
     organization: &str,
 ) -> Result<(&'static Kind, Dictionary), ProfileError> {
     let label = format!("payload {}", index + 1);
     let payload_type = match item.get("type") {
         Some(Json::String(t)) => t.as_str(),
-        Some(_) => return Err(ProfileError::Spec(format!("{label}: type must be a string"))),
+        Some(_) => {
+            return Err(ProfileError::Spec(format!(
+                "{label}: type must be a string"
+            )));
+        }
         None => return Err(ProfileError::Spec(format!("{label}: missing type"))),
     };
     let kind = KINDS
@@ -257,17 +261,22 @@ fn build_payload(
         .ok_or_else(|| ProfileError::UnsupportedPayloadType {
             at: label.clone(),
             payload_type: payload_type.to_owned(),
-            supported: SUPPORTED_PAYLOAD_TYPES.join(", "),
+            supported: supported_payload_types().collect::<Vec<_>>().join(", "),
         })?;
     let label = format!("{label} ({payload_type})");
 
     let mut settings = Dictionary::new();
     for (key, value) in item.iter().filter(|(k, _)| *k != "type") {
-        let settable = SETTABLE_PAYLOAD_KEYS.contains(&key.as_str())
-            || kind.data.contains(&key.as_str());
+        let settable =
+            SETTABLE_PAYLOAD_KEYS.contains(&key.as_str()) || kind.data.contains(&key.as_str());
         if key.starts_with("Payload") && !settable {
             return Err(ProfileError::Spec(format!(
                 "{label}: {key} is set by Lanyard and cannot be given"
+            )));
+        }
+        if SETTABLE_PAYLOAD_KEYS.contains(&key.as_str()) && !value.is_string() {
+            return Err(ProfileError::Spec(format!(
+                "{label}: {key} must be a string"
             )));
         }
         if let Some(only) = kind.only
@@ -288,7 +297,12 @@ fn build_payload(
     }
 
     let mut payload = Dictionary::new();
-    let given = |key: &str| settings.get(key).and_then(Value::as_string).map(str::to_owned);
+    let given = |key: &str| {
+        settings
+            .get(key)
+            .and_then(Value::as_string)
+            .map(str::to_owned)
+    };
     let display_name = given("PayloadDisplayName").unwrap_or_else(|| kind.display_name.into());
     payload.insert("PayloadDisplayName".into(), display_name.into());
     if let Some(description) = given("PayloadDescription") {
@@ -296,7 +310,10 @@ fn build_payload(
     }
     let payload_identifier = given("PayloadIdentifier").unwrap_or_else(|| {
         // A second payload of a type gets `.2`, and so on, keeping identifiers unique.
-        match index_among_type(index, kind) {
+        let earlier = built
+            .iter()
+            .filter(|(k, _)| k.payload_type == kind.payload_type);
+        match earlier.count() {
             0 => format!("{identifier}.{}", kind.suffix),
             n => format!("{identifier}.{}.{}", kind.suffix, n + 1),
         }
@@ -313,24 +330,6 @@ fn build_payload(
         }
     }
     Ok((kind, payload))
-}
-
-thread_local! {
-    /// Counts payloads per type while one specification is built (reset by `from_json`).
-    static SEEN: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// How many payloads of `kind` come before payload `index` in the specification being built.
-fn index_among_type(index: usize, kind: &Kind) -> usize {
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        if index == 0 {
-            seen.clear();
-        }
-        let n = seen.iter().filter(|t| **t == kind.payload_type).count();
-        seen.push(kind.payload_type);
-        n
-    })
 }
 
 /// Points escrow payloads without `EncryptCertPayloadUUID` at the certificate they need.
@@ -381,17 +380,13 @@ fn link_escrow(
                 "PayloadContent".into(),
                 Value::Data(ESCROW_PLACEHOLDER_DER.to_vec()),
             );
-            let kind = KINDS
-                .iter()
-                .find(|k| k.payload_type == CERTIFICATE)
-                .ok_or_else(|| ProfileError::Spec("certificate payload type missing".into()))?;
-            payloads.push((kind, cert));
+            payloads.push((&CERTIFICATE_KIND, cert));
             uuid
         }
         _ => {
-            let (kind, payload) = &payloads[first];
+            let (_, payload) = &payloads[first];
             return Err(ProfileError::InvalidKey {
-                at: at(first, kind, payload),
+                at: payload_label(first, Some(payload)),
                 key: "EncryptCertPayloadUUID",
                 problem: "is needed: the profile has several certificate payloads, so say \
                           which one the recovery key is encrypted to"
@@ -405,15 +400,6 @@ fn link_escrow(
         }
     }
     Ok(())
-}
-
-/// `payload 2 (com.apple.MCX.FileVault2 "FileVault")`, as `inspect` names payloads.
-fn at(index: usize, kind: &Kind, payload: &Dictionary) -> String {
-    let name = payload
-        .get("PayloadDisplayName")
-        .and_then(Value::as_string)
-        .unwrap_or(kind.display_name);
-    format!("payload {} ({} {name:?})", index + 1, kind.payload_type)
 }
 
 /// A `<data>` key: base64 in JSON.
@@ -521,7 +507,10 @@ mod tests {
         assert_eq!(p.payloads[2].display_name.as_deref(), Some("Restrictions"));
         let filter = p.filtering.expect("a filtering profile");
         assert_eq!(filter.mode, "allow_list+auto_filter+dns+proxy");
-        assert_eq!(filter.dns.as_deref(), Some("TLS dns.school.example (192.0.2.53)"));
+        assert_eq!(
+            filter.dns.as_deref(),
+            Some("TLS dns.school.example (192.0.2.53)")
+        );
 
         let mac = json!({
             "name": "staff-mac",
@@ -576,6 +565,13 @@ mod tests {
     }
 
     #[test]
+    fn lists_the_supported_types() {
+        let types: Vec<&str> = supported_payload_types().collect();
+        assert_eq!(types.len(), 9);
+        assert!(types.contains(&CERTIFICATE) && types.contains(&ESCROW));
+    }
+
+    #[test]
     fn refuses_what_it_should() {
         let base = |payloads: Json| json!({"name": "t", "display_name": "T", "payloads": payloads});
 
@@ -593,15 +589,18 @@ mod tests {
             "payload 1 (com.apple.MCX.FileVault2 \"FileVault\"): missing Enable"
         );
 
-        let e = from_json(&base(json!([{"type": "com.apple.MCX", "EnergySaver": {}}])))
-            .unwrap_err();
+        let e =
+            from_json(&base(json!([{"type": "com.apple.MCX", "EnergySaver": {}}]))).unwrap_err();
         assert!(e.to_string().contains("EnergySaver is not allowed"), "{e}");
 
         let e = from_json(&base(
             json!([{"type": "com.apple.applicationaccess", "PayloadVersion": 2}]),
         ))
         .unwrap_err();
-        assert!(e.to_string().contains("PayloadVersion is set by Lanyard"), "{e}");
+        assert!(
+            e.to_string().contains("PayloadVersion is set by Lanyard"),
+            "{e}"
+        );
 
         let e = from_json(&base(
             json!([{"type": "com.apple.applicationaccess", "allowCamera": null}]),
@@ -616,13 +615,32 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ProfileError::Duplicate { .. }), "{e}");
 
+        let e = from_json(&base(
+            json!([{"type": "com.apple.applicationaccess", "PayloadUUID": 5}]),
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("PayloadUUID must be a string"),
+            "{e}"
+        );
+
+        let e = from_json(&base(json!([
+            {"type": "com.apple.security.FDERecoveryKeyEscrow", "Location": "L",
+             "EncryptCertPayloadUUID": "NOWHERE"}
+        ])))
+        .unwrap_err();
+        assert!(e.to_string().contains("PayloadUUID of no payload"), "{e}");
+
         let e = from_json(&base(json!([
             {"type": "com.apple.security.pkcs1", "PayloadContent": "AAAA"},
             {"type": "com.apple.security.pkcs1", "PayloadContent": "AAAA"},
             {"type": "com.apple.security.FDERecoveryKeyEscrow", "Location": "L"}
         ])))
         .unwrap_err();
-        assert!(e.to_string().contains("several certificate payloads"), "{e}");
+        assert!(
+            e.to_string().contains("several certificate payloads"),
+            "{e}"
+        );
 
         let e = from_json(&base(
             json!([{"type": "com.apple.security.pkcs1", "PayloadContent": "not base64!"}]),

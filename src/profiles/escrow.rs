@@ -11,7 +11,7 @@ use openssl::x509::X509;
 use plist::Value;
 
 use super::{
-    ProfileError, kind, parse_plist, payload_content, payload_label, required_str, to_xml,
+    ProfileError, parse_plist, payload_content, payload_label, required_str, to_xml, top_dictionary,
 };
 
 /// The certificate payload's content in stored profiles until Lanyard fills it in.
@@ -37,7 +37,7 @@ pub fn fill_escrow_certificate(xml: &[u8], cert_der: &[u8]) -> Result<Vec<u8>, P
         return Ok(xml.to_vec());
     }
     X509::from_der(cert_der).map_err(|e| ProfileError::BadCertificate(e.to_string()))?;
-    let items = profile
+    let mut items = profile
         .as_dictionary_mut()
         .and_then(|top| top.get_mut("PayloadContent"))
         .and_then(Value::as_array_mut);
@@ -54,11 +54,8 @@ pub fn fill_escrow_certificate(xml: &[u8], cert_der: &[u8]) -> Result<Vec<u8>, P
 }
 
 /// The indexes in `PayloadContent` of the certificate payloads escrow payloads point at.
-fn escrow_targets(profile: &Value) -> Result<Vec<usize>, ProfileError> {
-    let top = profile.as_dictionary().ok_or_else(|| {
-        ProfileError::NotAProfile(format!("the property list is {}, not a dictionary", kind(profile)))
-    })?;
-    let items = payload_content(top, "profile")?;
+pub(super) fn escrow_targets(profile: &Value) -> Result<Vec<usize>, ProfileError> {
+    let items = payload_content(top_dictionary(profile)?, "profile")?;
     let mut targets = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let Some(escrow) = item.as_dictionary() else {
@@ -67,33 +64,27 @@ fn escrow_targets(profile: &Value) -> Result<Vec<usize>, ProfileError> {
         if escrow.get("PayloadType").and_then(Value::as_string) != Some(ESCROW) {
             continue;
         }
-        let at = payload_label(index, item);
+        let at = payload_label(index, Some(escrow));
         let wanted = required_str(escrow, "EncryptCertPayloadUUID", &at)?;
-        let found = items.iter().position(|other| {
-            other
-                .as_dictionary()
-                .and_then(|d| d.get("PayloadUUID"))
-                .and_then(Value::as_string)
-                .is_some_and(|uuid| uuid.eq_ignore_ascii_case(wanted))
+        let found = items.iter().enumerate().find_map(|(i, other)| {
+            let other = other.as_dictionary()?;
+            let uuid = other.get("PayloadUUID")?.as_string()?;
+            uuid.eq_ignore_ascii_case(wanted).then_some((i, other))
         });
-        let Some(target) = found else {
+        let Some((target, cert)) = found else {
             return Err(ProfileError::InvalidKey {
                 at,
                 key: "EncryptCertPayloadUUID",
                 problem: format!("{wanted:?} is the PayloadUUID of no payload in the profile"),
             });
         };
-        let target_type = items[target]
-            .as_dictionary()
-            .and_then(|d| d.get("PayloadType"))
-            .and_then(Value::as_string);
-        if target_type != Some(CERTIFICATE) {
+        if cert.get("PayloadType").and_then(Value::as_string) != Some(CERTIFICATE) {
             return Err(ProfileError::InvalidKey {
                 at,
                 key: "EncryptCertPayloadUUID",
                 problem: format!(
                     "points at {}, which is not a {CERTIFICATE} certificate payload",
-                    payload_label(target, &items[target])
+                    payload_label(target, Some(cert))
                 ),
             });
         }
@@ -159,7 +150,10 @@ mod tests {
     #[test]
     fn leaves_profiles_without_escrow_alone() {
         let xml = baseline("ks2-web-filtered");
-        assert_eq!(fill_escrow_certificate(xml, b"not even a cert").expect("no-op"), xml);
+        assert_eq!(
+            fill_escrow_certificate(xml, b"not even a cert").expect("no-op"),
+            xml
+        );
     }
 
     #[test]
@@ -172,7 +166,10 @@ mod tests {
         let der = cert.to_der().expect("der");
         let text = std::str::from_utf8(xml).expect("utf-8");
         let cert_uuid = "72EB990A-7AE4-4145-A121-5452105DD9A2";
-        assert!(text.contains(cert_uuid), "the baseline's certificate UUID changed");
+        assert!(
+            text.contains(cert_uuid),
+            "the baseline's certificate UUID changed"
+        );
 
         // Point the escrow payload at nothing.
         let dangling = text.replacen(
@@ -198,10 +195,16 @@ mod tests {
             1,
         );
         let e = fill_escrow_certificate(wrong.as_bytes(), &der).unwrap_err();
-        assert!(e.to_string().contains("not a com.apple.security.pkcs1"), "{e}");
+        assert!(
+            e.to_string().contains("not a com.apple.security.pkcs1"),
+            "{e}"
+        );
 
         let missing = text.replacen("<key>EncryptCertPayloadUUID</key>", "<key>Unused</key>", 1);
         let e = fill_escrow_certificate(missing.as_bytes(), &der).unwrap_err();
-        assert!(e.to_string().ends_with("missing EncryptCertPayloadUUID"), "{e}");
+        assert!(
+            e.to_string().ends_with("missing EncryptCertPayloadUUID"),
+            "{e}"
+        );
     }
 }

@@ -21,7 +21,8 @@ pub const DNS_SETTINGS: &str = "com.apple.dnsSettings.managed";
 pub const DNS_PROXY: &str = "com.apple.dnsProxy.managed";
 
 /// The payload types that make a profile a *filtering profile*.
-pub const FILTER_PAYLOAD_TYPES: &[&str] = &[WEB_CONTENT_FILTER, GLOBAL_PROXY, DNS_SETTINGS, DNS_PROXY];
+pub const FILTER_PAYLOAD_TYPES: &[&str] =
+    &[WEB_CONTENT_FILTER, GLOBAL_PROXY, DNS_SETTINGS, DNS_PROXY];
 
 /// What a filtering profile allows and blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +172,7 @@ fn array<'a>(dict: &'a Dictionary, key: &str) -> impl Iterator<Item = &'a Value>
         .flatten()
 }
 
-fn strings<'a>(dict: &'a Dictionary, key: &str) -> impl Iterator<Item = String> + 'a {
+fn strings<'a>(dict: &'a Dictionary, key: &'a str) -> impl Iterator<Item = String> + 'a {
     array(dict, key)
         .filter_map(Value::as_string)
         .map(str::to_owned)
@@ -208,28 +209,41 @@ pub struct FilterDiff {
 /// Compares two policies; either may be absent (a profile that does not filter).
 pub fn diff(before: Option<&FilterPolicy>, after: Option<&FilterPolicy>) -> FilterDiff {
     let mode = |p: Option<&FilterPolicy>| p.map_or_else(|| "none".to_owned(), |p| p.mode.clone());
-    let empty = BTreeSet::new();
-    let list = |p: Option<&FilterPolicy>, allowed: bool| match p {
-        Some(p) if allowed => &p.allowed,
-        Some(p) => &p.denied,
-        None => &empty,
-    };
-    let minus = |a: &BTreeSet<String>, b: &BTreeSet<String>| a.difference(b).cloned().collect();
+    let (added_allowed, removed_allowed) =
+        changes(before.map(|p| &p.allowed), after.map(|p| &p.allowed));
+    let (added_denied, removed_denied) =
+        changes(before.map(|p| &p.denied), after.map(|p| &p.denied));
     let field = |get: fn(&FilterPolicy) -> &Option<String>| {
-        let (b, a) = (before.and_then(|p| get(p).clone()), after.and_then(|p| get(p).clone()));
+        let (b, a) = (
+            before.and_then(|p| get(p).clone()),
+            after.and_then(|p| get(p).clone()),
+        );
         (b != a).then_some((b, a))
     };
     let (mode_before, mode_after) = (mode(before), mode(after));
     FilterDiff {
         mode_changed: (mode_before != mode_after).then_some((mode_before, mode_after)),
-        added_allowed: minus(list(after, true), list(before, true)),
-        removed_allowed: minus(list(before, true), list(after, true)),
-        added_denied: minus(list(after, false), list(before, false)),
-        removed_denied: minus(list(before, false), list(after, false)),
+        added_allowed,
+        removed_allowed,
+        added_denied,
+        removed_denied,
         plugin_changed: field(|p| &p.plugin),
         proxy_changed: field(|p| &p.proxy),
         dns_changed: field(|p| &p.dns),
     }
+}
+
+/// `(added, removed)` going from `before` to `after`; `None` is an empty list.
+fn changes(
+    before: Option<&BTreeSet<String>>,
+    after: Option<&BTreeSet<String>>,
+) -> (Vec<String>, Vec<String>) {
+    let empty = BTreeSet::new();
+    let (before, after) = (before.unwrap_or(&empty), after.unwrap_or(&empty));
+    (
+        after.difference(before).cloned().collect(),
+        before.difference(after).cloned().collect(),
+    )
 }
 
 impl FilterDiff {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::filtering::FilterPolicy;
 use super::{
     ProfileError, check_size, kind, optional_str, parse_plist, payload_content, payload_label,
-    required_str, to_xml,
+    required_str, to_xml, top_dictionary,
 };
 
 /// The largest profile accepted, signed or not. Baseline profiles are a few kilobytes; a
@@ -119,9 +119,7 @@ fn first_reason(e: &openssl::error::ErrorStack) -> String {
 /// Checks the envelope and summarises the profile (everything but `xml` and `was_signed`).
 fn check(value: &Value) -> Result<InspectedProfile, ProfileError> {
     const AT: &str = "profile";
-    let top = value.as_dictionary().ok_or_else(|| {
-        ProfileError::NotAProfile(format!("the property list is {}, not a dictionary", kind(value)))
-    })?;
+    let top = top_dictionary(value)?;
     if top.contains_key("EncryptedPayloadContent") {
         return Err(ProfileError::InvalidKey {
             at: AT.into(),
@@ -164,18 +162,26 @@ fn check(value: &Value) -> Result<InspectedProfile, ProfileError> {
     let mut payloads = Vec::with_capacity(items.len());
     let mut payload_types: Vec<String> = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        let at = payload_label(index, item);
-        let dict = item.as_dictionary().ok_or_else(|| ProfileError::InvalidKey {
-            at: at.clone(),
-            key: "PayloadContent",
-            problem: format!("item is {}, not a dictionary", kind(item)),
-        })?;
+        let at = payload_label(index, item.as_dictionary());
+        let dict = item
+            .as_dictionary()
+            .ok_or_else(|| ProfileError::InvalidKey {
+                at: at.clone(),
+                key: "PayloadContent",
+                problem: format!("item is {}, not a dictionary", kind(item)),
+            })?;
         let payload_type = required_str(dict, "PayloadType", &at)?;
         let uuid = required_str(dict, "PayloadUUID", &at)?;
         let identifier = required_str(dict, "PayloadIdentifier", &at)?;
         check_version(dict, &at, false)?;
         let display_name = optional_str(dict, "PayloadDisplayName", &at)?;
-        note_unique(&mut uuids, uuid.to_ascii_uppercase(), uuid, "PayloadUUID", &at)?;
+        note_unique(
+            &mut uuids,
+            uuid.to_ascii_uppercase(),
+            uuid,
+            "PayloadUUID",
+            &at,
+        )?;
         note_unique(
             &mut identifiers,
             identifier.to_owned(),
@@ -302,7 +308,10 @@ mod tests {
         assert_eq!(p.payloads.len(), 1);
         assert!(!p.was_signed);
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
-        assert_eq!(p.filtering.as_ref().map(|f| f.mode.as_str()), Some("allow_list"));
+        assert_eq!(
+            p.filtering.as_ref().map(|f| f.mode.as_str()),
+            Some("allow_list")
+        );
         // The normalised XML reads back the same.
         assert_eq!(inspect(&p.xml).expect("again").payloads, p.payloads);
     }
@@ -384,7 +393,13 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(
-            matches!(e, ProfileError::Duplicate { key: "PayloadIdentifier", .. }),
+            matches!(
+                e,
+                ProfileError::Duplicate {
+                    key: "PayloadIdentifier",
+                    ..
+                }
+            ),
             "{e}"
         );
 
@@ -396,10 +411,20 @@ mod tests {
         )]))
         .unwrap_err();
         assert!(e.to_string().contains("also used by the profile"), "{e}");
-        let e = inspect_dict(profile(&[("com.apple.applicationaccess", "U1", "uk.sch.test")]))
-            .unwrap_err();
+        let e = inspect_dict(profile(&[(
+            "com.apple.applicationaccess",
+            "U1",
+            "uk.sch.test",
+        )]))
+        .unwrap_err();
         assert!(
-            matches!(e, ProfileError::Duplicate { key: "PayloadIdentifier", .. }),
+            matches!(
+                e,
+                ProfileError::Duplicate {
+                    key: "PayloadIdentifier",
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -412,7 +437,10 @@ mod tests {
         let mut d = ok.clone();
         d.insert("PayloadType".into(), "com.apple.applicationaccess".into());
         let e = inspect_dict(d).unwrap_err();
-        assert!(e.to_string().starts_with("profile: PayloadType must be"), "{e}");
+        assert!(
+            e.to_string().starts_with("profile: PayloadType must be"),
+            "{e}"
+        );
 
         let mut d = ok.clone();
         d.insert("PayloadVersion".into(), 2.into());
@@ -464,10 +492,7 @@ mod tests {
     fn refuses_oversized_input_even_when_signed() {
         let mut big = vec![0x30];
         big.resize(MAX_PROFILE_BYTES + 1, 0);
-        assert!(matches!(
-            inspect(&big),
-            Err(ProfileError::TooLarge { .. })
-        ));
+        assert!(matches!(inspect(&big), Err(ProfileError::TooLarge { .. })));
     }
 
     #[test]
@@ -476,6 +501,9 @@ mod tests {
         let json = serde_json::to_value(&p).expect("json");
         assert!(json.get("xml").is_none());
         assert_eq!(json["filtering"]["mode"], "auto_filter");
-        assert_eq!(json["payloads"][0]["payload_type"], "com.apple.webcontent-filter");
+        assert_eq!(
+            json["payloads"][0]["payload_type"],
+            "com.apple.webcontent-filter"
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! Errors name the payload and the key, as a technician needs to find the mistake in the file.
 
 mod baseline;
+mod bplist;
 mod build;
 mod escrow;
 pub mod filtering;
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use plist::Value;
 
 pub use baseline::{BASELINE, load_baseline};
-pub use build::{SUPPORTED_PAYLOAD_TYPES, from_json};
+pub use build::{from_json, supported_payload_types};
 pub use escrow::{ESCROW_PLACEHOLDER_DER, fill_escrow_certificate};
 pub use filtering::{FilterDiff, FilterPolicy, diff};
 pub use inspect::{InspectedProfile, MAX_PROFILE_BYTES, PayloadSummary, inspect};
@@ -35,6 +36,11 @@ pub use inspect::{InspectedProfile, MAX_PROFILE_BYTES, PayloadSummary, inspect};
 /// Deepest nesting of arrays and dictionaries accepted in a profile. Real profiles stay under a
 /// dozen levels; the limit keeps a hostile file from exhausting the stack when it is dropped.
 const MAX_NESTING: usize = 64;
+
+/// Stack for [`parse_plist`]'s thread. Dropping the deepest XML value that fits in
+/// [`MAX_PROFILE_BYTES`] (about 140,000 levels) took under 16 MiB in a debug build; this is
+/// four times that. It is address space reserved, not memory touched, for normal profiles.
+const PARSE_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a profile was refused, or could not be built or changed.
 ///
@@ -94,9 +100,10 @@ pub enum ProfileError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// Writing a plist failed (not expected for values this module builds).
-    #[error("cannot write the profile as XML: {0}")]
-    Write(String),
+    /// Something that should not happen with any input: writing XML failed, or the parser
+    /// thread could not start.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// openssl failed for a reason unrelated to the input.
     #[error("openssl error: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
@@ -105,20 +112,63 @@ pub enum ProfileError {
 /// Parses an XML or binary property list, within the size and nesting limits.
 ///
 /// ASCII (OpenStep) plists are refused: devices do not accept them as profiles.
+///
+/// Two hostile shapes fit in the size limit. A binary plist can share objects so that it
+/// expands a millionfold; [`bplist::check`] refuses that before expansion. And a megabyte of
+/// `<array>` is over 100,000 levels: the plist crate builds values without recursion, but
+/// dropping one recurses per level, enough to overflow a normal thread's stack. So parsing
+/// runs on a short-lived thread with a large stack, which also drops anything too deep (or
+/// half-built, on a parse error) before control returns; a panic there becomes an error.
 fn parse_plist(bytes: &[u8]) -> Result<Value, ProfileError> {
     check_size(bytes)?;
-    if bytes.starts_with(b"bplist") {
-        check_nesting(plist::stream::BinaryReader::new(Cursor::new(bytes)))?;
-        Value::from_reader(Cursor::new(bytes))
-    } else if looks_like_xml(bytes) {
-        check_nesting(plist::stream::XmlReader::new(bytes))?;
-        Value::from_reader_xml(bytes)
-    } else {
+    let binary = bytes.starts_with(b"bplist");
+    if !binary && !looks_like_xml(bytes) {
         return Err(ProfileError::NotAProfile(
             "neither an XML nor a binary property list".into(),
         ));
     }
-    .map_err(|e| ProfileError::NotAProfile(format!("unreadable property list: {e}")))
+    if binary {
+        bplist::check(bytes, MAX_NESTING)?;
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("plist-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn_scoped(scope, || parse_bounded(bytes, binary))
+            .map_err(|e| ProfileError::Internal(format!("cannot start the plist parser: {e}")))?
+            .join()
+            .map_err(|_| ProfileError::Internal("the plist parser panicked".into()))?
+    })
+}
+
+fn parse_bounded(bytes: &[u8], binary: bool) -> Result<Value, ProfileError> {
+    let value = if binary {
+        Value::from_reader(Cursor::new(bytes))
+    } else {
+        Value::from_reader_xml(bytes)
+    }
+    .map_err(|e| ProfileError::NotAProfile(format!("unreadable property list: {e}")))?;
+    if nesting(&value) > MAX_NESTING {
+        return Err(ProfileError::NotAProfile(format!(
+            "arrays and dictionaries nested more than {MAX_NESTING} deep"
+        )));
+    }
+    Ok(value)
+}
+
+/// How deeply arrays and dictionaries nest in `value`, computed without recursion.
+fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|c| (c, depth + 1))),
+            Value::Dictionary(dict) => stack.extend(dict.values().map(|c| (c, depth + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(depth + 1);
+    }
+    deepest
 }
 
 fn check_size(bytes: &[u8]) -> Result<(), ProfileError> {
@@ -137,39 +187,12 @@ fn looks_like_xml(bytes: &[u8]) -> bool {
     rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<')
 }
 
-/// Walks the event stream once without building values, refusing deep nesting before
-/// [`Value`] (whose drop is recursive) is built.
-fn check_nesting<I>(events: I) -> Result<(), ProfileError>
-where
-    I: Iterator<Item = Result<plist::stream::OwnedEvent, plist::Error>>,
-{
-    use plist::stream::Event;
-    let mut depth = 0usize;
-    for event in events {
-        match event {
-            Ok(Event::StartArray(_) | Event::StartDictionary(_)) => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(ProfileError::NotAProfile(format!(
-                        "arrays and dictionaries nested more than {MAX_NESTING} deep"
-                    )));
-                }
-            }
-            Ok(Event::EndCollection) => depth = depth.saturating_sub(1),
-            Ok(_) => {}
-            // The real parse reports the error with its context.
-            Err(_) => break,
-        }
-    }
-    Ok(())
-}
-
 /// Serialises a plist value as XML, the form devices and Apple Configurator read.
 fn to_xml(value: &Value) -> Result<Vec<u8>, ProfileError> {
     let mut out = Vec::new();
     value
         .to_writer_xml(&mut out)
-        .map_err(|e| ProfileError::Write(e.to_string()))?;
+        .map_err(|e| ProfileError::Internal(format!("cannot write XML: {e}")))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -192,10 +215,10 @@ fn kind(value: &Value) -> &'static str {
 
 /// `payload 2 (com.apple.webcontent-filter "Web filter")`: how errors name the payload at
 /// `index` (counting from 0 in `PayloadContent`, shown counting from 1).
-fn payload_label(index: usize, payload: &Value) -> String {
-    let dict = payload.as_dictionary();
+fn payload_label(index: usize, payload: Option<&plist::Dictionary>) -> String {
     let field = |key| {
-        dict.and_then(|d| d.get(key))
+        payload
+            .and_then(|d| d.get(key))
             .and_then(Value::as_string)
             .filter(|s| !s.is_empty())
     };
@@ -250,6 +273,16 @@ fn optional_str<'a>(
     }
 }
 
+/// A profile's outer dictionary.
+fn top_dictionary(profile: &Value) -> Result<&plist::Dictionary, ProfileError> {
+    profile.as_dictionary().ok_or_else(|| {
+        ProfileError::NotAProfile(format!(
+            "the property list is {}, not a dictionary",
+            kind(profile)
+        ))
+    })
+}
+
 /// The `PayloadContent` array of a profile's outer dictionary.
 fn payload_content<'a>(
     top: &'a plist::Dictionary,
@@ -276,18 +309,18 @@ mod tests {
     #[test]
     fn labels_name_type_and_display_name() {
         let mut d = plist::Dictionary::new();
-        assert_eq!(payload_label(0, &Value::Dictionary(d.clone())), "payload 1");
+        assert_eq!(payload_label(0, Some(&d)), "payload 1");
         d.insert("PayloadType".into(), "com.apple.webcontent-filter".into());
         assert_eq!(
-            payload_label(1, &Value::Dictionary(d.clone())),
+            payload_label(1, Some(&d)),
             "payload 2 (com.apple.webcontent-filter)"
         );
         d.insert("PayloadDisplayName".into(), "Web filter".into());
         assert_eq!(
-            payload_label(1, &Value::Dictionary(d)),
+            payload_label(1, Some(&d)),
             "payload 2 (com.apple.webcontent-filter \"Web filter\")"
         );
-        assert_eq!(payload_label(4, &Value::from("x")), "payload 5");
+        assert_eq!(payload_label(4, None), "payload 5");
     }
 
     #[test]
@@ -310,6 +343,20 @@ mod tests {
             "</array>".repeat(MAX_NESTING)
         );
         parse_plist(ok.as_bytes()).expect("nesting at the limit is fine");
+
+        // As deep as fits in the size limit: refused, without overflowing the stack. Closed
+        // and unclosed, so the parser's error path drops a deep half-built value too.
+        let levels = (MAX_PROFILE_BYTES - 100) / 15;
+        let closed = format!(
+            "<plist version=\"1.0\">{}{}</plist>",
+            "<array>".repeat(levels),
+            "</array>".repeat(levels)
+        );
+        let e = parse_plist(closed.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("nested"), "{e}");
+        let unclosed = format!("<plist version=\"1.0\">{}", "<array>".repeat(levels * 2));
+        let e = parse_plist(unclosed.as_bytes()).unwrap_err();
+        assert!(matches!(e, ProfileError::NotAProfile(_)), "{e}");
     }
 
     #[test]
