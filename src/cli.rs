@@ -158,6 +158,9 @@ async fn serve(config: Config) -> Result<ExitCode> {
     let public_url = config.effective_public_url(bound);
     let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
     print_welcome(&p);
+    if !p.ctx.public_url.starts_with("https://") {
+        tracing::warn!(public_url = %p.ctx.public_url, "Apple devices only enrol over https: set LANYARD_PUBLIC_URL to the https address of the proxy in front of Lanyard");
+    }
     for l in &listeners {
         tracing::info!(address = %l.local_addr()?, tls = p.ctx.config.tls, "listening");
     }

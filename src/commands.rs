@@ -46,7 +46,11 @@ pub struct CommandStatusView {
 /// A pending target past its expiry is expired, whether or not the sweeper has written it yet.
 pub fn effective_status(t: &TargetRecord, now: DateTime<Utc>) -> String {
     let pending = crate::store::commands::PENDING.contains(&t.status.as_str());
-    if pending && t.expires_at.is_some_and(|e| e <= now) { "expired".into() } else { t.status.clone() }
+    if pending && t.expires_at.is_some_and(|e| e <= now) {
+        "expired".into()
+    } else {
+        t.status.clone()
+    }
 }
 
 impl TargetStatus {
@@ -66,7 +70,13 @@ impl TargetStatus {
 
 impl Lanyard {
     /// Queue a command without auditing: the system's own commands (inventory, reconcile).
-    pub async fn queue_command(&self, created_by: &str, cmd: &Command, targets: &[String], expires_at: Option<DateTime<Utc>>) -> Result<String> {
+    pub async fn queue_command(
+        &self,
+        created_by: &str,
+        cmd: &Command,
+        targets: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<String> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let new = NewCommand {
             payload: cmd.to_plist(&uuid),
@@ -91,12 +101,19 @@ impl Lanyard {
         fields: &Map<String, Value>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Enqueued> {
-        let cmd = Command::from_json(request_type, fields).map_err(|e| Error::unprocessable(e.field.clone(), e.message.clone()))?;
+        let cmd = Command::from_json(request_type, fields)
+            .map_err(|e| Error::unprocessable(e.field.clone(), e.message.clone()))?;
         if targets.is_empty() {
-            return Err(Error::unprocessable("targets", "at least one device is needed"));
+            return Err(Error::unprocessable(
+                "targets",
+                "at least one device is needed",
+            ));
         }
         if targets.len() > MAX_TARGETS {
-            return Err(Error::unprocessable("targets", format!("at most {MAX_TARGETS} devices in one request")));
+            return Err(Error::unprocessable(
+                "targets",
+                format!("at most {MAX_TARGETS} devices in one request"),
+            ));
         }
         if expires_at.is_some_and(|e| e <= self.now()) {
             return Err(Error::unprocessable("expires_at", "must be in the future"));
@@ -104,15 +121,29 @@ impl Lanyard {
         let mut unique = targets.clone();
         unique.sort();
         unique.dedup();
-        let existing: std::collections::HashSet<String> = self.store.existing_udids(&unique).await?.into_iter().collect();
-        if let Some((i, missing)) = targets.iter().enumerate().find(|(_, u)| !existing.contains(*u)) {
+        let existing: std::collections::HashSet<String> = self
+            .store
+            .existing_udids(&unique)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some((i, missing)) = targets
+            .iter()
+            .enumerate()
+            .find(|(_, u)| !existing.contains(*u))
+        {
             return Err(if targets.len() == 1 {
                 Error::not_found(format!("no device with UDID {missing}"))
             } else {
-                Error::unprocessable(format!("targets[{i}]"), format!("no device with UDID {missing}"))
+                Error::unprocessable(
+                    format!("targets[{i}]"),
+                    format!("no device with UDID {missing}"),
+                )
             });
         }
-        let uuid = self.queue_command(&actor.name, &cmd, &unique, expires_at).await?;
+        let uuid = self
+            .queue_command(&actor.name, &cmd, &unique, expires_at)
+            .await?;
         let sample: Vec<&String> = unique.iter().take(20).collect();
         self.audit(
             actor,
@@ -121,13 +152,27 @@ impl Lanyard {
             json!({"request_type": cmd.request_type(), "targets": unique.len(), "udids": sample, "expires_at": expires_at}),
         )
         .await?;
-        Ok(Enqueued { command_uuid: uuid, request_type: cmd.request_type().to_owned(), targets: unique.len() })
+        Ok(Enqueued {
+            command_uuid: uuid,
+            request_type: cmd.request_type().to_owned(),
+            targets: unique.len(),
+        })
     }
 
     pub async fn command_status(&self, uuid: &str) -> Result<CommandStatusView> {
-        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let cmd = self
+            .store
+            .command(uuid)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
         let now = self.now();
-        let targets = self.store.command_targets(cmd.seq).await?.into_iter().map(|t| TargetStatus::from_record(t, now)).collect();
+        let targets = self
+            .store
+            .command_targets(cmd.seq)
+            .await?
+            .into_iter()
+            .map(|t| TargetStatus::from_record(t, now))
+            .collect();
         Ok(CommandStatusView {
             command_uuid: cmd.uuid,
             request_type: cmd.request_type,
@@ -140,9 +185,19 @@ impl Lanyard {
     }
 
     pub async fn cancel_command(&self, actor: &Actor, uuid: &str) -> Result<u64> {
-        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let cmd = self
+            .store
+            .command(uuid)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
         let n = self.store.cancel_command(cmd.seq, self.now()).await?;
-        self.audit(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type, "cancelled_targets": n})).await?;
+        self.audit(
+            actor,
+            "command.cancel",
+            Some(uuid),
+            json!({"request_type": cmd.request_type, "cancelled_targets": n}),
+        )
+        .await?;
         Ok(n)
     }
 }

@@ -20,6 +20,8 @@ pub mod mdm;
 pub mod operators;
 pub mod pki;
 pub mod profiles;
+pub mod push;
+pub mod push_cert;
 pub mod scep;
 pub mod server;
 pub mod setup;

@@ -439,5 +439,6 @@ pub fn asn1_to_utc(t: &openssl::asn1::Asn1TimeRef) -> Result<chrono::DateTime<ch
     let epoch = Asn1Time::from_unix(0)?;
     let diff = epoch.diff(t)?;
     let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
-    chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| anyhow!("certificate time out of range"))
+    chrono::DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| anyhow!("certificate time out of range"))
 }

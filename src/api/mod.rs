@@ -17,6 +17,7 @@ pub mod extract;
 pub mod health;
 pub mod mdm;
 pub mod operators;
+pub mod push;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -31,14 +32,30 @@ pub fn router() -> Router<Ctx> {
             post(operators::create_token).get(operators::list_tokens),
         )
         .route("/api-tokens/{id}", delete(operators::revoke_token))
-        .route("/enrollment-tokens", post(devices::create_enrollment_token).get(devices::list_enrollment_tokens))
-        .route("/enrollment-tokens/{id}", delete(devices::revoke_enrollment_token))
+        .route(
+            "/enrollment-tokens",
+            post(devices::create_enrollment_token).get(devices::list_enrollment_tokens),
+        )
+        .route(
+            "/enrollment-tokens/{id}",
+            delete(devices::revoke_enrollment_token),
+        )
         .route("/devices", get(devices::list_devices))
         .route("/devices.csv", get(devices::devices_csv))
         .route("/devices/{udid}", get(devices::get_device))
-        .route("/devices/{udid}/commands", post(devices::device_command).get(devices::device_commands))
+        .route(
+            "/devices/{udid}/commands",
+            post(devices::device_command).get(devices::device_commands),
+        )
         .route("/commands", post(devices::bulk_command))
-        .route("/commands/{uuid}", get(devices::get_command).delete(devices::cancel_command))
+        .route(
+            "/commands/{uuid}",
+            get(devices::get_command).delete(devices::cancel_command),
+        )
+        .route(
+            "/push-cert",
+            put(push::put_push_cert).get(push::get_push_cert),
+        )
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/openapi.json", get(openapi))

@@ -13,10 +13,20 @@ const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
 
 impl Lanyard {
     /// Returns the next command's plist, or None for an empty 200.
-    pub async fn connect(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
-        let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
+    pub async fn connect(
+        &self,
+        body: &[u8],
+        signature: Option<&str>,
+        tls_cert: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let report =
+            report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
-        let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
+        let udid = report
+            .ids
+            .udid
+            .clone()
+            .unwrap_or_else(|| report.ids.device_id.clone());
         let device = self
             .bind_identity(&identity, &udid, false)
             .await?
@@ -38,19 +48,32 @@ impl Lanyard {
             };
             let json = report.to_json();
             let plist = body.to_vec();
-            match self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await? {
+            match self
+                .store
+                .record_result(&udid, command_uuid, status, &plist, &json.to_string(), now)
+                .await?
+            {
                 Some(done) if report.status == CommandStatus::Acknowledged => {
-                    self.apply_inventory(&udid, &done.request_type, &report, now).await?;
+                    self.apply_inventory(&udid, &done.request_type, &report, now)
+                        .await?;
                 }
                 Some(_) => {
                     if let Some(err) = report.error_summary() {
                         tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
                     }
                 }
-                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
+                None => tracing::debug!(
+                    udid,
+                    command_uuid,
+                    "report for no pending command (duplicate or unknown); ignored"
+                ),
             }
         }
         let include_not_now = report.status == CommandStatus::Idle;
-        Ok(self.store.next_command(&udid, include_not_now, now).await?.map(|c| c.payload))
+        Ok(self
+            .store
+            .next_command(&udid, include_not_now, now)
+            .await?
+            .map(|c| c.payload))
     }
 }

@@ -158,6 +158,9 @@ impl PushCertificate {
                 .map(|public| public.public_eq(&key))
                 .unwrap_or(false)
         });
+        // Comparing keys of different types leaves errors on OpenSSL's thread-local queue,
+        // where a later TLS operation on this thread would find them: drain it.
+        let _ = ErrorStack::get();
         let key_matches = position.is_some();
         let Some(cert) = certs.into_iter().nth(position.unwrap_or(0)) else {
             return Err(PushCertError::UnreadableCertificate(
@@ -225,7 +228,7 @@ pub fn topic_of(cert: &X509) -> Result<String, PushCertError> {
     };
     let topic = entry
         .data()
-        .as_utf8()
+        .to_string()
         .map(|s| s.trim().to_owned())
         .map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
     if topic.len() <= MDM_TOPIC_PREFIX.len() || !topic.starts_with(MDM_TOPIC_PREFIX) {
@@ -253,11 +256,7 @@ pub(crate) fn subject_line(name: &X509NameRef) -> String {
     name.entries()
         .map(|entry| {
             let field = entry.object().nid().short_name().unwrap_or("?");
-            let value = entry
-                .data()
-                .as_utf8()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|_| "?".to_owned());
+            let value = entry.data().to_string().unwrap_or_else(|_| "?".to_owned());
             format!("{field}={value}")
         })
         .collect::<Vec<_>>()
@@ -286,9 +285,10 @@ fn first_error(e: &ErrorStack) -> String {
 
 /// A PKCS#12 MAC check failure: the password is wrong.
 fn is_mac_failure(e: &ErrorStack) -> bool {
-    e.errors()
-        .iter()
-        .any(|err| err.reason().is_some_and(|r| r.contains("mac verify failure")))
+    e.errors().iter().any(|err| {
+        err.reason()
+            .is_some_and(|r| r.contains("mac verify failure"))
+    })
 }
 
 /// Loads OpenSSL 3's "legacy" provider (RC2, 3DES-based `.p12` files, as older macOS Keychain
@@ -313,8 +313,8 @@ pub(crate) fn load_legacy_provider() {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::testing::{self, test_push_certificate};
+    use super::*;
     use chrono::TimeZone;
     use openssl::hash::MessageDigest;
     use openssl::rsa::Rsa;
@@ -375,7 +375,10 @@ mod tests {
         let now = Utc::now();
         assert!(push.is_expired(now));
         assert_eq!(push.days_left(now), -10);
-        let fixed = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("date");
+        let fixed = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date");
         assert!(push.days_left(fixed) > 0);
     }
 

@@ -34,7 +34,9 @@ pub struct EnrollmentTokenRecord {
 impl EnrollmentTokenRecord {
     /// Not revoked, not expired, uses left.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now) && self.max_uses.is_none_or(|m| self.uses < m)
+        self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|e| e > now)
+            && self.max_uses.is_none_or(|m| self.uses < m)
     }
 }
 
@@ -159,7 +161,10 @@ pub trait DeviceStore: Send + Sync {
     async fn push_cert(&self) -> StoreResult<Option<PushCertRecord>>;
 
     async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord) -> StoreResult<()>;
-    async fn enrollment_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<EnrollmentTokenRecord>>;
+    async fn enrollment_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn enrollment_token(&self, id: Uuid) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn list_enrollment_tokens(&self, limit: i64) -> StoreResult<Vec<EnrollmentTokenRecord>>;
     async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;

@@ -16,9 +16,13 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
-pub use commands::{CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
+pub use commands::{
+    CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult,
+    TargetRecord,
+};
 pub use devices::{
-    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord, PushCertRecord,
+    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord,
+    InventoryUpdate, IssuedCertRecord, PushCertRecord,
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
 
@@ -62,8 +66,14 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything Lanyard stores.
-pub trait Store: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static {}
-impl<T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static> Store for T {}
+pub trait Store:
+    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static
+{
+}
+impl<T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static>
+    Store for T
+{
+}
 
 pub type DynStore = Arc<dyn Store>;
 

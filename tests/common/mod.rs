@@ -15,6 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub mod device;
+
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
 #[derive(Clone, Debug)]
@@ -81,6 +83,7 @@ macro_rules! backend_tests {
 }
 
 pub struct TestServer {
+    /// Where the tests reach the server.
     pub base: String,
     pub ctx: Ctx,
     pub backend: Backend,
@@ -139,6 +142,12 @@ impl TestServer {
         let listeners = lanyard::server::bind(&config.listen).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let public_url = config.effective_public_url(Some(addr));
+        // Where the tests reach the server (the public URL may name a proxy in front of it).
+        let local = format!(
+            "{}://localhost:{}",
+            if opts.tls { "https" } else { "http" },
+            addr.port()
+        );
         let manual = opts
             .manual_clock
             .then(|| Arc::new(ManualClock::new(chrono::Utc::now())));
@@ -164,7 +173,7 @@ impl TestServer {
             client = client.add_root_certificate(ca);
         }
         TestServer {
-            base: public_url,
+            base: local,
             ctx,
             backend,
             dir,

@@ -1,0 +1,64 @@
+//! `GET/PUT /api/v1/push-cert`: the school's MDM push certificate.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use super::extract::{self, Query};
+use crate::auth::{Permission, Principal};
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::push_cert::{PushCertInfo, PushCertUpload};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upload {
+    cert_pem: Option<String>,
+    key_pem: Option<String>,
+    p12_base64: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ForceQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn put_push_cert(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    Query(q): Query<ForceQuery>,
+    extract::Json(u): extract::Json<Upload>,
+) -> Result<Json<PushCertInfo>> {
+    p.require(Permission::ManagePushCert)?;
+    let upload = match (u.cert_pem, u.key_pem, u.p12_base64) {
+        (Some(c), Some(k), None) => PushCertUpload::Pem {
+            cert_pem: c.into_bytes(),
+            key_pem: k.into_bytes(),
+        },
+        (None, None, Some(p12)) => {
+            PushCertUpload::from_p12_base64(&p12, u.password.unwrap_or_default())?
+        }
+        (Some(_), None, None) => {
+            return Err(Error::unprocessable(
+                "key_pem",
+                "missing: send the private key with the certificate",
+            ));
+        }
+        _ => {
+            return Err(Error::unprocessable(
+                "cert_pem",
+                "send either {\"cert_pem\",\"key_pem\"} or {\"p12_base64\",\"password\"}",
+            ));
+        }
+    };
+    Ok(Json(ctx.load_push_cert(&p.actor(), upload, q.force).await?))
+}
+
+pub async fn get_push_cert(State(ctx): State<Ctx>, p: Principal) -> Result<Json<PushCertInfo>> {
+    p.require(Permission::ReadDevices)?;
+    ctx.push_cert_info().await?.map(Json).ok_or_else(|| {
+        Error::not_found("no push certificate loaded: get one from Apple's Push Certificates Portal and load it with `lanyard push-cert import` or PUT /api/v1/push-cert")
+    })
+}
