@@ -602,8 +602,8 @@ async fn bad_requests_get_json_errors(b: Backend) {
         r#"{{"name":"{}","role":"auditor"}}"#,
         "x".repeat(2 * 1024 * 1024)
     );
-    let r = s
-        .client
+    // A fresh client: the server closes a connection whose oversized body it did not read.
+    let r = reqwest::Client::new()
         .post(s.url("/api/v1/api-tokens"))
         .bearer_auth(&admin)
         .header("content-type", "application/json")
