@@ -29,4 +29,4 @@ pub use apns::{
 };
 pub use cert::{MDM_TOPIC_PREFIX, PushCertError, PushCertificate, topic_of};
 pub use mock::{BenchReport, MockApns, MockConfig, MockResponse, ReceivedPush, bench_push};
-pub use testing::test_push_certificate;
+pub use testing::{issue_test_push_certificate, test_push_certificate};

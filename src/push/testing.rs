@@ -50,7 +50,18 @@ pub fn try_test_push_certificate(
 ) -> Result<(X509, PKey<Private>, X509, PKey<Private>), ErrorStack> {
     let ca_key = PKey::from_rsa(Rsa::generate(2048)?)?;
     let ca = self_signed_ca("Lanyard Test Push CA", &ca_key)?;
+    let (cert, key) = issue_test_push_certificate(&ca, &ca_key, topic, not_after_days)?;
+    Ok((cert, key, ca, ca_key))
+}
 
+/// A push certificate from an existing issuer, as Apple's CA issues a renewal: same issuer,
+/// new key, the topic you choose.
+pub fn issue_test_push_certificate(
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    topic: &str,
+    not_after_days: i64,
+) -> Result<(X509, PKey<Private>), ErrorStack> {
     let key = PKey::from_rsa(Rsa::generate(2048)?)?;
     let uuid = topic.rsplit('.').next().unwrap_or(topic);
     let mut name = X509NameBuilder::new()?;
@@ -64,7 +75,7 @@ pub fn try_test_push_certificate(
     let not_after = now + not_after_days * DAY;
     let not_before = (not_after - 365 * DAY).min(now - 3600);
 
-    let mut b = leaf_builder(&name, &key, &ca, not_before, not_after)?;
+    let mut b = leaf_builder(&name, &key, ca, not_before, not_after)?;
     b.append_extension(
         KeyUsage::new()
             .critical()
@@ -73,11 +84,11 @@ pub fn try_test_push_certificate(
             .build()?,
     )?;
     b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
-    let ctx = b.x509v3_context(Some(&ca), None);
+    let ctx = b.x509v3_context(Some(ca), None);
     let aki = AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?;
     b.append_extension(aki)?;
-    b.sign(&ca_key, MessageDigest::sha256())?;
-    Ok((b.build(), key, ca, ca_key))
+    b.sign(ca_key, MessageDigest::sha256())?;
+    Ok((b.build(), key))
 }
 
 /// A throwaway CA (EC P-256, valid from yesterday for ten years).
