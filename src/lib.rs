@@ -15,6 +15,7 @@ pub mod error;
 pub mod logging;
 pub mod operators;
 pub mod pki;
+pub mod register;
 pub mod server;
 pub mod setup;
 pub mod store;

@@ -11,10 +11,15 @@ use chrono::{DateTime, Utc};
 pub mod audit;
 pub mod operators;
 pub mod postgres;
+pub mod register;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
+pub use register::{
+    AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord,
+    RegisterStore, SignatureRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -56,8 +61,11 @@ pub trait Health: Send + Sync {
 }
 
 /// Everything Lanyard stores.
-pub trait Store: Health + OperatorStore + AuditStore + Send + Sync + 'static {}
-impl<T: Health + OperatorStore + AuditStore + Send + Sync + 'static> Store for T {}
+pub trait Store:
+    Health + OperatorStore + AuditStore + RegisterStore + Send + Sync + 'static
+{
+}
+impl<T: Health + OperatorStore + AuditStore + RegisterStore + Send + Sync + 'static> Store for T {}
 
 pub type DynStore = Arc<dyn Store>;
 

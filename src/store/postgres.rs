@@ -32,3 +32,4 @@ impl PgStore {
 super::impl_health!(PgStore, "postgres");
 super::operators::impl_operator_store!(PgStore, Postgres);
 super::audit::impl_audit_store!(PgStore, Postgres);
+super::register::impl_register_store!(PgStore, Postgres);

@@ -37,3 +37,4 @@ impl SqliteStore {
 super::impl_health!(SqliteStore, "sqlite");
 super::operators::impl_operator_store!(SqliteStore, Sqlite);
 super::audit::impl_audit_store!(SqliteStore, Sqlite);
+super::register::impl_register_store!(SqliteStore, Sqlite);
