@@ -227,6 +227,10 @@ impl Lanyard {
         let mut planned: Vec<(RowOutcome, Option<ImportWrite>)> = Vec::new();
         for (i, cells) in rows.iter().enumerate() {
             let row = i + 2;
+            // Spreadsheets leave rows of empty cells at the end.
+            if cells.iter().all(|c| c.trim().is_empty()) {
+                continue;
+            }
             if cells.len() != header.len() {
                 errs.push(
                     row,
@@ -325,7 +329,14 @@ impl Lanyard {
                     (None, None) => o.as_ref().and_then(|o| o.key_stage.clone()),
                 },
                 start_date: start_date.unwrap_or(o.as_ref().and_then(|o| o.start_date)),
-                end_date: end_date.unwrap_or(o.as_ref().and_then(|o| o.end_date)),
+                end_date: match end_date {
+                    Some(Some(d)) => Some(d),
+                    // A visitor's default end date was set when they were added: an empty cell
+                    // keeps it rather than moving it a month on at every import.
+                    Some(None) if kind.is_temporary() => o.as_ref().and_then(|o| o.end_date),
+                    Some(None) => None,
+                    None => o.as_ref().and_then(|o| o.end_date),
+                },
                 notes: keep(cell("notes"), o.as_ref().and_then(|o| o.notes.clone())),
             };
             let new = match fields.normalise(today) {
