@@ -755,7 +755,7 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
         json!({"person_id": cat["id"], "udid": udid}),
     )
     .await;
-    let admin = advance(&s, Duration::days(1)).await;
+    advance(&s, Duration::days(1)).await;
     let t3 = now(&s);
     s.ctx
         .store

@@ -240,22 +240,20 @@ impl Lanyard {
             (Some(u), Some(c)) => Some(u.min(c)),
             (u, c) => u.or(c),
         };
-        if let Some(u) = until {
-            if u <= from {
-                let msg = if cap == Some(u) {
+        if let Some(u) = until.filter(|u| *u <= from) {
+            let (field, msg) = if cap == Some(u) {
+                (
+                    "from",
                     format!(
                         "starts after {}'s end date {}",
                         person.name,
                         person.end_date.map(|d| d.to_string()).unwrap_or_default()
-                    )
-                } else {
-                    "must be after from".to_owned()
-                };
-                return Err(Error::unprocessable(
-                    if cap == Some(u) { "from" } else { "until" },
-                    msg,
-                ));
-            }
+                    ),
+                )
+            } else {
+                ("until", "must be after from".to_owned())
+            };
+            return Err(Error::unprocessable(field, msg));
         }
         let signature_id = self.require_current_signature(&person).await?;
         let rec = GrantRecord {

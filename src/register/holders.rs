@@ -60,6 +60,9 @@ pub struct Holders {
     pub access: Vec<AccessPeriod>,
 }
 
+/// A grant and the stretch of it that reached the device: (grant, from, until).
+type Period<'a> = (&'a GrantRecord, DateTime<Utc>, Option<DateTime<Utc>>);
+
 fn contains(from: DateTime<Utc>, until: Option<DateTime<Utc>>, at: DateTime<Utc>) -> bool {
     from <= at && until.is_none_or(|u| u > at)
 }
@@ -81,8 +84,7 @@ impl Lanyard {
         let device_grants = self.store.grants_for_udid(udid).await?;
         let group_grants = self.store.grants_for_groups(&group_ids).await?;
 
-        // (grant, from, until) periods of access.
-        let mut periods: Vec<(&GrantRecord, DateTime<Utc>, Option<DateTime<Utc>>)> = Vec::new();
+        let mut periods: Vec<Period> = Vec::new();
         for g in &device_grants {
             periods.push((g, g.valid_from, g.ends_at()));
         }

@@ -158,13 +158,13 @@ impl PersonFields {
             ));
         }
         let mut end_date = self.end_date;
-        if let (Some(s), Some(e)) = (self.start_date, end_date) {
-            if e <= s {
-                return Err(Error::unprocessable(
-                    "end_date",
-                    format!("the end date {e} must be after the start date {s}"),
-                ));
-            }
+        if let (Some(s), Some(e)) = (self.start_date, end_date)
+            && e <= s
+        {
+            return Err(Error::unprocessable(
+                "end_date",
+                format!("the end date {e} must be after the start date {s}"),
+            ));
         }
         if self.kind.is_temporary() && end_date.is_none() {
             end_date = Some(
