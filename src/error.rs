@@ -33,6 +33,14 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{field}: {message}")]
     Unprocessable { field: String, message: String },
+    /// 422 with a stable code and extra fields, e.g. every row and column an import got wrong.
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        field: String,
+        message: String,
+        extra: Map<String, Value>,
+    },
     #[error("{message}")]
     TooManyRequests {
         message: String,
@@ -77,7 +85,7 @@ impl Error {
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unprocessable { .. } | Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +102,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Unprocessable { .. } => "invalid_field",
+            Error::Invalid { code, .. } => code,
             Error::TooManyRequests { .. } => "too_many_requests",
             Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
@@ -109,6 +118,10 @@ impl Error {
             Error::Conflict { extra, .. } => body.extend(extra.clone()),
             Error::Unprocessable { field, .. } => {
                 body.insert("field".into(), json!(field));
+            }
+            Error::Invalid { field, extra, .. } => {
+                body.insert("field".into(), json!(field));
+                body.extend(extra.clone());
             }
             _ => {}
         }

@@ -22,6 +22,7 @@ pub mod pki;
 pub mod profiles;
 pub mod push;
 pub mod push_cert;
+pub mod register;
 pub mod scep;
 pub mod server;
 pub mod setup;

@@ -18,6 +18,7 @@ pub mod health;
 pub mod mdm;
 pub mod operators;
 pub mod push;
+pub mod register;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -58,6 +59,28 @@ pub fn router() -> Router<Ctx> {
         )
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
+        .route(
+            "/people",
+            post(register::create_person).get(register::list_people),
+        )
+        .route(
+            "/people/{id}",
+            get(register::get_person).patch(register::update_person),
+        )
+        .route("/people/{id}/leave", post(register::leave))
+        .route("/aups", post(register::create_aup).get(register::list_aups))
+        .route("/aups/{id}", get(register::get_aup))
+        .route("/signatures", post(register::create_signature))
+        .route("/signatures/{id}/void", post(register::void_signature))
+        .route("/grants", post(register::create_grant))
+        .route("/grants/{id}/revoke", post(register::revoke_grant))
+        .route("/assignments", post(register::create_assignment))
+        .route("/assignments/{id}/end", post(register::end_assignment))
+        .route("/devices/{udid}/holders", get(register::device_holders))
+        .route("/register/due", get(register::due))
+        .route("/register/report", get(register::report))
+        .route("/register/export.csv", get(register::export_csv))
+        .route("/register/import", post(register::import))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::API_BODY_LIMIT));

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod devices;
 pub mod operators;
 pub mod postgres;
+pub mod register;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
@@ -25,6 +26,10 @@ pub use devices::{
     InventoryUpdate, IssuedCertRecord, PushCertRecord,
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
+pub use register::{
+    AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord,
+    RegisterStore, SignatureRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -67,11 +72,27 @@ pub trait Health: Send + Sync {
 
 /// Everything Lanyard stores.
 pub trait Store:
-    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static
+    Health
+    + OperatorStore
+    + AuditStore
+    + DeviceStore
+    + CommandStore
+    + RegisterStore
+    + Send
+    + Sync
+    + 'static
 {
 }
-impl<T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + Send + Sync + 'static>
-    Store for T
+impl<T> Store for T where
+    T: Health
+        + OperatorStore
+        + AuditStore
+        + DeviceStore
+        + CommandStore
+        + RegisterStore
+        + Send
+        + Sync
+        + 'static
 {
 }
 

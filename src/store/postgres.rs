@@ -34,3 +34,4 @@ super::operators::impl_operator_store!(PgStore, Postgres);
 super::audit::impl_audit_store!(PgStore, Postgres);
 super::devices::impl_device_store!(PgStore, Postgres);
 super::commands::impl_command_store!(PgStore, Postgres);
+super::register::impl_register_store!(PgStore, Postgres);

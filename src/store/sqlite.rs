@@ -39,3 +39,4 @@ super::operators::impl_operator_store!(SqliteStore, Sqlite);
 super::audit::impl_audit_store!(SqliteStore, Sqlite);
 super::devices::impl_device_store!(SqliteStore, Sqlite);
 super::commands::impl_command_store!(SqliteStore, Sqlite);
+super::register::impl_register_store!(SqliteStore, Sqlite);
