@@ -44,6 +44,38 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The school's MDM push certificate (from Apple's Push Certificates Portal).
+    #[command(subcommand, name = "push-cert")]
+    PushCert(PushCertCommand),
+    /// A device's command queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Subcommand)]
+enum PushCertCommand {
+    /// Load (or renew) the push certificate: --p12 FILE [--password P], or --cert PEM --key PEM.
+    Import {
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["cert", "key"])]
+        p12: Option<PathBuf>,
+        #[arg(long, requires = "p12")]
+        password: Option<String>,
+        #[arg(long, value_name = "PEM", requires = "key")]
+        cert: Option<PathBuf>,
+        #[arg(long, value_name = "PEM", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Accept a certificate with a different topic (every enrolled device would have to re-enrol).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the loaded certificate's subject, topic and expiry.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// What is pending for a device, its push history, and why nothing has arrived.
+    Show { udid: String },
 }
 
 #[derive(Subcommand)]
@@ -84,10 +116,7 @@ pub fn main() -> ExitCode {
         }
     };
     crate::logging::init(config.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lanyard: cannot start the runtime: {e}");
@@ -107,11 +136,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(d) = &cli.data_dir {
         config.set("data_dir", d)?;
-        if std::env::var_os("LANYARD_DATABASE_URL").is_none()
-            && !config.database_url.starts_with("postgres")
-        {
-            config.database_url =
-                format!("sqlite://{}", config.data_dir.join("lanyard.db").display());
+        if std::env::var_os("LANYARD_DATABASE_URL").is_none() && !config.database_url.starts_with("postgres") {
+            config.database_url = format!("sqlite://{}", config.data_dir.join("lanyard.db").display());
         }
     }
     if let Some(f) = &cli.log_format {
@@ -130,14 +156,47 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd, config).await,
+        Command::PushCert(cmd) => push_cert(cmd, config).await,
+        Command::Queue(QueueCommand::Show { udid }) => {
+            let public_url = config.effective_public_url(None);
+            let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
+            let v = p.ctx.queue_view(&udid).await.map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "device {}: {}, last seen {}",
+                v.udid,
+                if v.enrolled { "enrolled" } else { "NOT enrolled" },
+                v.last_seen_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            println!(
+                "push: token {}, last push {} ({}), {} sent, {} unanswered, next re-push {}",
+                if v.push.token_valid { "valid" } else { "NOT valid" },
+                v.push.last_push_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into()),
+                v.push.last_push_outcome.as_deref().unwrap_or("-"),
+                v.push.pushes_sent,
+                v.push.pushes_since_last_seen,
+                v.push.next_repush_at.map(|t| t.format("%H:%M:%S UTC").to_string()).unwrap_or_else(|| "-".into()),
+            );
+            println!("pending ({}):", v.pending.len());
+            for c in &v.pending {
+                println!(
+                    "  {}  {:<24} {:<8} waiting {}s{}",
+                    c.command_uuid,
+                    c.request_type,
+                    c.status,
+                    c.waiting_seconds,
+                    if c.not_now_count > 0 { format!(", NotNow x{}", c.not_now_count) } else { String::new() }
+                );
+            }
+            for d in &v.diagnosis {
+                println!("- {d}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config.database_url).await?;
             let report = crate::audit::verify_chain(store.as_ref()).await?;
             if report.ok {
-                println!(
-                    "audit log OK: {} entries, hash chain intact",
-                    report.entries_checked
-                );
+                println!("audit log OK: {} entries, hash chain intact", report.entries_checked);
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!(
@@ -164,6 +223,7 @@ async fn serve(config: Config) -> Result<ExitCode> {
     for l in &listeners {
         tracing::info!(address = %l.local_addr()?, tls = p.ctx.config.tls, "listening");
     }
+    tokio::spawn(p.ctx.clone().run_sweeper(crate::pushing::SWEEP_INTERVAL));
     crate::server::serve(p.ctx.clone(), listeners, shutdown).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -172,31 +232,50 @@ async fn serve(config: Config) -> Result<ExitCode> {
 fn print_welcome(p: &Prepared) {
     let ctx = &p.ctx;
     if !p.created.is_empty() {
-        println!(
-            "Created in {}: {}",
-            ctx.config.data_dir.display(),
-            p.created.join(", ")
-        );
+        println!("Created in {}: {}", ctx.config.data_dir.display(), p.created.join(", "));
     }
     println!("Lanyard console: {}/ui/", ctx.public_url);
-    println!(
-        "Lanyard API:     {}/api/v1/ (OpenAPI at /api/v1/openapi.json)",
-        ctx.public_url
-    );
+    println!("Lanyard API:     {}/api/v1/ (OpenAPI at /api/v1/openapi.json)", ctx.public_url);
     println!("Device CA:       {}/mdm/ca.pem", ctx.public_url);
     if let Some(first) = &p.first_admin {
         match &first.password {
             Some(pw) => {
                 println!("First operator created. admin password: {pw}");
-                println!(
-                    "(shown once; store it safely. Forgotten? `lanyard admin reset-password admin`)"
-                );
+                println!("(shown once; store it safely. Forgotten? `lanyard admin reset-password admin`)");
             }
-            None => println!(
-                "First operator `admin` created with the password from LANYARD_ADMIN_PASSWORD."
-            ),
+            None => println!("First operator `admin` created with the password from LANYARD_ADMIN_PASSWORD."),
         }
     }
+}
+
+async fn push_cert(cmd: PushCertCommand, config: Config) -> Result<ExitCode> {
+    let public_url = config.effective_public_url(None);
+    let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
+    let info = match cmd {
+        PushCertCommand::Import { p12, password, cert, key, force } => {
+            let upload = match (p12, cert, key) {
+                (Some(f), None, None) => {
+                    crate::push_cert::PushCertUpload::P12 { der: std::fs::read(&f)?, password: password.unwrap_or_default() }
+                }
+                (None, Some(c), Some(k)) => {
+                    crate::push_cert::PushCertUpload::Pem { cert_pem: std::fs::read(&c)?, key_pem: std::fs::read(&k)? }
+                }
+                _ => return Err(anyhow!("give --p12 FILE, or --cert PEM and --key PEM")),
+            };
+            p.ctx.load_push_cert(&Actor::cli(), upload, force).await.map_err(|e| anyhow!("{e}"))?
+        }
+        PushCertCommand::Show => {
+            p.ctx.push_cert_info().await.map_err(|e| anyhow!("{e}"))?.ok_or_else(|| anyhow!("no push certificate loaded"))?
+        }
+    };
+    println!(
+        "subject: {}\ntopic:   {}\nexpires: {} ({} days left, {})",
+        info.subject, info.topic, info.not_after, info.days_left, info.status
+    );
+    if let Some(w) = info.warning {
+        println!("warning: {w}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn admin(cmd: AdminCommand, config: Config) -> Result<ExitCode> {
@@ -204,40 +283,22 @@ async fn admin(cmd: AdminCommand, config: Config) -> Result<ExitCode> {
     let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
     let ctx = p.ctx;
     match cmd {
-        AdminCommand::ResetPassword {
-            username,
-            password: given,
-        } => {
-            let op = ctx
-                .store
-                .operator_by_username(&username)
-                .await?
-                .ok_or_else(|| anyhow!("no operator called {username}"))?;
+        AdminCommand::ResetPassword { username, password: given } => {
+            let op = ctx.store.operator_by_username(&username).await?.ok_or_else(|| anyhow!("no operator called {username}"))?;
             let pw = given.clone().unwrap_or_else(password::generate);
-            ctx.update_operator(&Actor::cli(), op.id, None, None, Some(&pw))
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            ctx.store
-                .clear_login_failures(&format!("user:{}", username.to_lowercase()))
-                .await?;
+            ctx.update_operator(&Actor::cli(), op.id, None, None, Some(&pw)).await.map_err(|e| anyhow!("{e}"))?;
+            ctx.store.clear_login_failures(&format!("user:{}", username.to_lowercase())).await?;
             if given.is_none() {
                 println!("{username} password: {pw}");
             } else {
                 println!("password for {username} changed");
             }
         }
-        AdminCommand::Create {
-            username,
-            role,
-            password: given,
-        } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow!("unknown role {role:?}: use admin, technician, dsl, headteacher or auditor")
-            })?;
+        AdminCommand::Create { username, role, password: given } => {
+            let role =
+                Role::parse(&role).ok_or_else(|| anyhow!("unknown role {role:?}: use admin, technician, dsl, headteacher or auditor"))?;
             let pw = given.clone().unwrap_or_else(password::generate);
-            ctx.create_operator(&Actor::cli(), &username, &pw, role)
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
+            ctx.create_operator(&Actor::cli(), &username, &pw, role).await.map_err(|e| anyhow!("{e}"))?;
             if given.is_none() {
                 println!("{username} password: {pw}");
             } else {
@@ -251,12 +312,7 @@ async fn admin(cmd: AdminCommand, config: Config) -> Result<ExitCode> {
                 let Some(last) = page.last() else { break };
                 after = Some(last.username.clone());
                 for o in &page {
-                    println!(
-                        "{:<24} {:<12} {}",
-                        o.username,
-                        o.role,
-                        if o.disabled { "disabled" } else { "active" }
-                    );
+                    println!("{:<24} {:<12} {}", o.username, o.role, if o.disabled { "disabled" } else { "active" });
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! Commands: the rules for queueing them (API and system), cancelling, and reporting status.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -8,6 +10,8 @@ use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::mdm::command::Command;
+use crate::metrics::Metrics;
+use crate::pushing::PushSummary;
 use crate::store::{NewCommand, TargetRecord};
 
 /// At most this many targets in one request.
@@ -18,7 +22,22 @@ pub struct Enqueued {
     pub command_uuid: String,
     pub request_type: String,
     pub targets: usize,
+    /// What APNs answered when the targets were pushed (absent with `"push": false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PushResult>,
 }
+
+/// The push that follows an enqueue. Large batches finish in the background.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum PushResult {
+    Done(PushSummary),
+    InProgress { in_progress: bool },
+    Failed { error: String },
+}
+
+/// How long an API call waits for its pushes before answering.
+const PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Serialize)]
 pub struct TargetStatus {
@@ -46,11 +65,7 @@ pub struct CommandStatusView {
 /// A pending target past its expiry is expired, whether or not the sweeper has written it yet.
 pub fn effective_status(t: &TargetRecord, now: DateTime<Utc>) -> String {
     let pending = crate::store::commands::PENDING.contains(&t.status.as_str());
-    if pending && t.expires_at.is_some_and(|e| e <= now) {
-        "expired".into()
-    } else {
-        t.status.clone()
-    }
+    if pending && t.expires_at.is_some_and(|e| e <= now) { "expired".into() } else { t.status.clone() }
 }
 
 impl TargetStatus {
@@ -88,32 +103,27 @@ impl Lanyard {
             expires_at,
         };
         self.store.enqueue(&new, targets).await?;
+        Metrics::add(&self.metrics.commands_queued, targets.len() as u64);
         Ok(uuid)
     }
 
     /// Queue a command an operator asked for: validate it, check the targets exist, audit it.
     /// `fields` holds Apple's keys for the command.
     pub async fn enqueue_command(
-        &self,
+        self: &Arc<Self>,
         actor: &Actor,
         targets: Vec<String>,
         request_type: &str,
         fields: &Map<String, Value>,
         expires_at: Option<DateTime<Utc>>,
+        push: bool,
     ) -> Result<Enqueued> {
-        let cmd = Command::from_json(request_type, fields)
-            .map_err(|e| Error::unprocessable(e.field.clone(), e.message.clone()))?;
+        let cmd = Command::from_json(request_type, fields).map_err(|e| Error::unprocessable(e.field.clone(), e.message.clone()))?;
         if targets.is_empty() {
-            return Err(Error::unprocessable(
-                "targets",
-                "at least one device is needed",
-            ));
+            return Err(Error::unprocessable("targets", "at least one device is needed"));
         }
         if targets.len() > MAX_TARGETS {
-            return Err(Error::unprocessable(
-                "targets",
-                format!("at most {MAX_TARGETS} devices in one request"),
-            ));
+            return Err(Error::unprocessable("targets", format!("at most {MAX_TARGETS} devices in one request")));
         }
         if expires_at.is_some_and(|e| e <= self.now()) {
             return Err(Error::unprocessable("expires_at", "must be in the future"));
@@ -121,29 +131,15 @@ impl Lanyard {
         let mut unique = targets.clone();
         unique.sort();
         unique.dedup();
-        let existing: std::collections::HashSet<String> = self
-            .store
-            .existing_udids(&unique)
-            .await?
-            .into_iter()
-            .collect();
-        if let Some((i, missing)) = targets
-            .iter()
-            .enumerate()
-            .find(|(_, u)| !existing.contains(*u))
-        {
+        let existing: std::collections::HashSet<String> = self.store.existing_udids(&unique).await?.into_iter().collect();
+        if let Some((i, missing)) = targets.iter().enumerate().find(|(_, u)| !existing.contains(*u)) {
             return Err(if targets.len() == 1 {
                 Error::not_found(format!("no device with UDID {missing}"))
             } else {
-                Error::unprocessable(
-                    format!("targets[{i}]"),
-                    format!("no device with UDID {missing}"),
-                )
+                Error::unprocessable(format!("targets[{i}]"), format!("no device with UDID {missing}"))
             });
         }
-        let uuid = self
-            .queue_command(&actor.name, &cmd, &unique, expires_at)
-            .await?;
+        let uuid = self.queue_command(&actor.name, &cmd, &unique, expires_at).await?;
         let sample: Vec<&String> = unique.iter().take(20).collect();
         self.audit(
             actor,
@@ -152,27 +148,27 @@ impl Lanyard {
             json!({"request_type": cmd.request_type(), "targets": unique.len(), "udids": sample, "expires_at": expires_at}),
         )
         .await?;
-        Ok(Enqueued {
-            command_uuid: uuid,
-            request_type: cmd.request_type().to_owned(),
-            targets: unique.len(),
-        })
+        let push = if push { Some(self.push_in_background(unique.clone()).await) } else { None };
+        Ok(Enqueued { command_uuid: uuid, request_type: cmd.request_type().to_owned(), targets: unique.len(), push })
+    }
+
+    /// Push `udids`; answer with the result if it comes within a few seconds, else let it finish
+    /// in the background. The command is queued either way: the sweeper re-pushes if needed.
+    pub async fn push_in_background(self: &Arc<Self>, udids: Vec<String>) -> PushResult {
+        let ctx = self.clone();
+        let task = tokio::spawn(async move { ctx.push_devices(&udids).await });
+        match tokio::time::timeout(PUSH_WAIT, task).await {
+            Ok(Ok(Ok(summary))) => PushResult::Done(summary),
+            Ok(Ok(Err(e))) => PushResult::Failed { error: e.to_string() },
+            Ok(Err(e)) => PushResult::Failed { error: format!("push task failed: {e}") },
+            Err(_) => PushResult::InProgress { in_progress: true },
+        }
     }
 
     pub async fn command_status(&self, uuid: &str) -> Result<CommandStatusView> {
-        let cmd = self
-            .store
-            .command(uuid)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
         let now = self.now();
-        let targets = self
-            .store
-            .command_targets(cmd.seq)
-            .await?
-            .into_iter()
-            .map(|t| TargetStatus::from_record(t, now))
-            .collect();
+        let targets = self.store.command_targets(cmd.seq).await?.into_iter().map(|t| TargetStatus::from_record(t, now)).collect();
         Ok(CommandStatusView {
             command_uuid: cmd.uuid,
             request_type: cmd.request_type,
@@ -185,19 +181,9 @@ impl Lanyard {
     }
 
     pub async fn cancel_command(&self, actor: &Actor, uuid: &str) -> Result<u64> {
-        let cmd = self
-            .store
-            .command(uuid)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
         let n = self.store.cancel_command(cmd.seq, self.now()).await?;
-        self.audit(
-            actor,
-            "command.cancel",
-            Some(uuid),
-            json!({"request_type": cmd.request_type, "cancelled_targets": n}),
-        )
-        .await?;
+        self.audit(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type, "cancelled_targets": n})).await?;
         Ok(n)
     }
 }

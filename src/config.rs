@@ -89,17 +89,12 @@ impl Config {
     /// Load from `--config` (or `LANYARD_CONFIG`, or `./lanyard.toml` if present) and the
     /// process environment.
     pub fn load(explicit_file: Option<&Path>) -> Result<Config, ConfigError> {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("LANYARD_"))
-            .collect();
+        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("LANYARD_")).collect();
         Self::from_sources(explicit_file, &env)
     }
 
     /// Load from a file and an explicit environment map (tests pass their own).
-    pub fn from_sources(
-        explicit_file: Option<&Path>,
-        env: &BTreeMap<String, String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn from_sources(explicit_file: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         let mut cfg = Config::defaults();
         let file = match explicit_file {
             Some(p) => Some(p.to_path_buf()),
@@ -109,14 +104,9 @@ impl Config {
             },
         };
         if let Some(path) = &file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
             let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                ConfigError(format!(
-                    "{}: {}",
-                    path.display(),
-                    e.message().lines().next().unwrap_or("not valid TOML")
-                ))
+                ConfigError(format!("{}: {}", path.display(), e.message().lines().next().unwrap_or("not valid TOML")))
             })?;
             for (key, value) in table {
                 if !KEYS.iter().any(|(k, _)| *k == key) {
@@ -128,11 +118,7 @@ impl Config {
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Array(items) if key == "listen" => items
                         .iter()
-                        .map(|v| {
-                            v.as_str()
-                                .map(str::to_owned)
-                                .ok_or_else(|| err(&key, "expected strings like \"0.0.0.0:8443\""))
-                        })
+                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| err(&key, "expected strings like \"0.0.0.0:8443\"")))
                         .collect::<Result<Vec<_>, _>>()?
                         .join(","),
                     other => return Err(err(&key, format!("unexpected {}", other.type_str()))),
@@ -143,8 +129,7 @@ impl Config {
         }
         for (key, var) in KEYS {
             if let Some(value) = env.get(*var) {
-                cfg.set(key, value)
-                    .map_err(|e| ConfigError(format!("{var} ({})", e.0)))?;
+                cfg.set(key, value).map_err(|e| ConfigError(format!("{var} ({})", e.0)))?;
             }
         }
         if cfg.database_url.is_empty() {
@@ -161,14 +146,7 @@ impl Config {
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        s.parse::<SocketAddr>().map_err(|_| {
-                            err(
-                                key,
-                                format!("expected host:port like 0.0.0.0:8443, got {s:?}"),
-                            )
-                        })
-                    })
+                    .map(|s| s.parse::<SocketAddr>().map_err(|_| err(key, format!("expected host:port like 0.0.0.0:8443, got {s:?}"))))
                     .collect::<Result<Vec<_>, _>>()?;
                 if addrs.is_empty() {
                     return Err(err(key, "at least one address is needed"));
@@ -178,10 +156,7 @@ impl Config {
             "public_url" => {
                 let v = value.trim_end_matches('/');
                 if !(v.starts_with("https://") || v.starts_with("http://")) {
-                    return Err(err(
-                        key,
-                        format!("expected an http(s):// URL, got {value:?}"),
-                    ));
+                    return Err(err(key, format!("expected an http(s):// URL, got {value:?}")));
                 }
                 self.public_url = Some(v.to_owned());
             }
@@ -198,10 +173,7 @@ impl Config {
                 self.data_dir = PathBuf::from(value);
             }
             "database_url" => {
-                if !(value.starts_with("sqlite:")
-                    || value.starts_with("postgres://")
-                    || value.starts_with("postgresql://"))
-                {
+                if !(value.starts_with("sqlite:") || value.starts_with("postgres://") || value.starts_with("postgresql://")) {
                     return Err(err(key, "expected sqlite://PATH or postgres://..."));
                 }
                 self.database_url = value.to_owned();
@@ -211,10 +183,7 @@ impl Config {
                     "pretty" => LogFormat::Pretty,
                     "json" => LogFormat::Json,
                     other => {
-                        return Err(err(
-                            key,
-                            format!("expected \"pretty\" or \"json\", got {other:?}"),
-                        ));
+                        return Err(err(key, format!("expected \"pretty\" or \"json\", got {other:?}")));
                     }
                 }
             }
@@ -245,10 +214,7 @@ impl Config {
             return url.clone();
         }
         let scheme = if self.tls { "https" } else { "http" };
-        let port = bound
-            .or(self.listen.first().copied())
-            .map(|a| a.port())
-            .unwrap_or(8443);
+        let port = bound.or(self.listen.first().copied()).map(|a| a.port()).unwrap_or(8443);
         format!("{scheme}://{}:{port}", self.hostname)
     }
 
@@ -286,10 +252,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -303,11 +266,7 @@ mod tests {
     fn env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("l.toml");
-        std::fs::write(
-            &f,
-            "log_format = \"json\"\ntls = false\nlisten = [\"127.0.0.1:9000\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "log_format = \"json\"\ntls = false\nlisten = [\"127.0.0.1:9000\"]\n").unwrap();
         let c = Config::from_sources(Some(&f), &env(&[("LANYARD_TLS", "true")])).unwrap();
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(c.tls);
@@ -318,27 +277,18 @@ mod tests {
     fn bad_values_name_the_key_on_one_line() {
         let e = Config::from_sources(None, &env(&[("LANYARD_LOG_FORMAT", "xml")])).unwrap_err();
         let msg = e.to_string();
-        assert!(
-            msg.contains("log_format") && msg.contains("LANYARD_LOG_FORMAT"),
-            "{msg}"
-        );
+        assert!(msg.contains("log_format") && msg.contains("LANYARD_LOG_FORMAT"), "{msg}");
         assert!(!msg.contains('\n'));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("l.toml");
         std::fs::write(&f, "colour = \"blue\"\n").unwrap();
-        let msg = Config::from_sources(Some(&f), &env(&[]))
-            .unwrap_err()
-            .to_string();
+        let msg = Config::from_sources(Some(&f), &env(&[])).unwrap_err().to_string();
         assert!(msg.contains("colour: unknown key"), "{msg}");
         std::fs::write(&f, "tls = \"maybe\"\n").unwrap();
-        let msg = Config::from_sources(Some(&f), &env(&[]))
-            .unwrap_err()
-            .to_string();
+        let msg = Config::from_sources(Some(&f), &env(&[])).unwrap_err().to_string();
         assert!(msg.contains("tls: expected true or false"), "{msg}");
         std::fs::write(&f, "tls = [").unwrap();
-        let msg = Config::from_sources(Some(&f), &env(&[]))
-            .unwrap_err()
-            .to_string();
+        let msg = Config::from_sources(Some(&f), &env(&[])).unwrap_err().to_string();
         assert!(!msg.contains('\n'), "{msg}");
     }
 }

@@ -16,6 +16,8 @@ pub struct Lanyard {
     pub clock: Arc<dyn Clock>,
     /// What devices and people are told to connect to.
     pub public_url: String,
+    pub pusher: crate::pushing::Pusher,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type Ctx = Arc<Lanyard>;

@@ -84,25 +84,16 @@ impl Lanyard {
         group: Option<String>,
     ) -> Result<NewEnrollmentToken> {
         if label.trim().is_empty() || label.len() > 200 {
-            return Err(Error::unprocessable(
-                "label",
-                "1 to 200 characters, e.g. \"Year 3 trolley\"",
-            ));
+            return Err(Error::unprocessable("label", "1 to 200 characters, e.g. \"Year 3 trolley\""));
         }
         if max_uses.is_some_and(|m| m < 1) {
             return Err(Error::unprocessable("max_uses", "must be at least 1"));
         }
         let hours = expires_in_hours.unwrap_or(DEFAULT_TOKEN_HOURS);
         if !(1..=24 * 366).contains(&hours) {
-            return Err(Error::unprocessable(
-                "expires_in_hours",
-                "between 1 and 8784 (a year)",
-            ));
+            return Err(Error::unprocessable("expires_in_hours", "between 1 and 8784 (a year)"));
         }
-        let token = format!(
-            "{TOKEN_PREFIX}{}",
-            &tokens::generate()[tokens::PREFIX.len()..]
-        );
+        let token = format!("{TOKEN_PREFIX}{}", &tokens::generate()[tokens::PREFIX.len()..]);
         let now = self.now();
         let rec = EnrollmentTokenRecord {
             id: Uuid::new_v4(),
@@ -117,8 +108,13 @@ impl Lanyard {
             revoked_at: None,
         };
         self.store.create_enrollment_token(&rec).await?;
-        self.audit(actor, "enrollment_token.create", Some(label), json!({"id": rec.id, "max_uses": max_uses, "expires_at": rec.expires_at, "group": group}))
-            .await?;
+        self.audit(
+            actor,
+            "enrollment_token.create",
+            Some(label),
+            json!({"id": rec.id, "max_uses": max_uses, "expires_at": rec.expires_at, "group": group}),
+        )
+        .await?;
         Ok(NewEnrollmentToken {
             id: rec.id,
             label: rec.label,
@@ -132,42 +128,20 @@ impl Lanyard {
 
     pub async fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentToken>> {
         let now = self.now();
-        Ok(self
-            .store
-            .list_enrollment_tokens(1000)
-            .await?
-            .into_iter()
-            .map(|r| EnrollmentToken::from_record(r, now))
-            .collect())
+        Ok(self.store.list_enrollment_tokens(1000).await?.into_iter().map(|r| EnrollmentToken::from_record(r, now)).collect())
     }
 
     pub async fn revoke_enrollment_token(&self, actor: &Actor, id: Uuid) -> Result<()> {
-        let rec = self
-            .store
-            .enrollment_token(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such enrollment token"))?;
+        let rec = self.store.enrollment_token(id).await?.ok_or_else(|| Error::not_found("no such enrollment token"))?;
         if !self.store.revoke_enrollment_token(id, self.now()).await? {
-            return Err(Error::conflict(
-                "already_revoked",
-                "this enrollment token was already revoked",
-            ));
+            return Err(Error::conflict("already_revoked", "this enrollment token was already revoked"));
         }
-        self.audit(
-            actor,
-            "enrollment_token.revoke",
-            Some(&rec.label),
-            json!({"id": id}),
-        )
-        .await?;
+        self.audit(actor, "enrollment_token.revoke", Some(&rec.label), json!({"id": id})).await?;
         Ok(())
     }
 
     /// The live token matching `presented`, compared in constant time.
-    pub async fn live_enrollment_token(
-        &self,
-        presented: &str,
-    ) -> Result<Option<EnrollmentTokenRecord>> {
+    pub async fn live_enrollment_token(&self, presented: &str) -> Result<Option<EnrollmentTokenRecord>> {
         if !presented.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
@@ -177,18 +151,13 @@ impl Lanyard {
             .store
             .enrollment_token_by_hash(&hash)
             .await?
-            .filter(|t| {
-                constant_time_eq(t.token_hash.as_bytes(), hash.as_bytes()) && t.is_live(now)
-            }))
+            .filter(|t| constant_time_eq(t.token_hash.as_bytes(), hash.as_bytes()) && t.is_live(now)))
     }
 
     /// The signed enrolment profile for a token (DER CMS).
     pub async fn enrollment_profile(&self, token: &str) -> Result<Vec<u8>> {
         if self.live_enrollment_token(token).await?.is_none() {
-            return Err(Error::Forbidden(
-                "this enrolment link is unknown, expired, revoked or used up; ask for a new one"
-                    .into(),
-            ));
+            return Err(Error::Forbidden("this enrolment link is unknown, expired, revoked or used up; ask for a new one".into()));
         }
         let push = self.store.push_cert().await?.ok_or_else(|| {
             Error::Unavailable(
@@ -198,22 +167,11 @@ impl Lanyard {
             )
         })?;
         let ca_der = self.pki.ca_cert.to_der().map_err(Error::internal)?;
-        let mut params = EnrollmentProfileParams::new(
-            &self.config.organization,
-            &self.public_url,
-            push.topic,
-            token,
-            ca_der,
-        );
+        let mut params = EnrollmentProfileParams::new(&self.config.organization, &self.public_url, push.topic, token, ca_der);
         params.scep_name = "lanyard".into();
         let unsigned = enrollment_profile(&params);
-        sign_profile(
-            &unsigned,
-            &self.pki.signing_cert,
-            &self.pki.signing_key,
-            std::slice::from_ref(&self.pki.ca_cert),
-        )
-        .map_err(Error::internal)
+        sign_profile(&unsigned, &self.pki.signing_cert, &self.pki.signing_key, std::slice::from_ref(&self.pki.ca_cert))
+            .map_err(Error::internal)
     }
 
     /// Answer one SCEP PKIOperation. Never fails: problems become a CertRep FAILURE (or, for a
@@ -221,14 +179,13 @@ impl Lanyard {
     pub async fn scep_pki_operation(&self, der: Vec<u8>) -> Result<ScepReply> {
         let ca_cert = self.pki.ca_cert.clone();
         let ca_key = self.pki.ca_key.clone();
-        let req =
-            tokio::task::spawn_blocking(move || scep::parse_pki_message(&der, &ca_cert, &ca_key))
-                .await
-                .map_err(Error::internal)?
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "SCEP: unreadable PKIOperation");
-                    Error::BadRequest("not a SCEP pkiMessage this CA can read".into())
-                })?;
+        let req = tokio::task::spawn_blocking(move || scep::parse_pki_message(&der, &ca_cert, &ca_key))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| {
+                tracing::warn!(error = %e, "SCEP: unreadable PKIOperation");
+                Error::BadRequest("not a SCEP pkiMessage this CA can read".into())
+            })?;
         let decision = self.scep_decide(&req).await?;
         let (ca_cert, ca_key) = (self.pki.ca_cert.clone(), self.pki.ca_key.clone());
         let body = match decision {
@@ -241,8 +198,7 @@ impl Lanyard {
                     .map_err(Error::internal)?;
                 let (cc, ck) = (ca_cert.clone(), ca_key.clone());
                 let issued = tokio::task::spawn_blocking(move || {
-                    let csr = openssl::x509::X509Req::from_der(&csr_der)
-                        .map_err(|e| scep::ScepError::InvalidCsr(e.to_string()))?;
+                    let csr = openssl::x509::X509Req::from_der(&csr_der).map_err(|e| scep::ScepError::InvalidCsr(e.to_string()))?;
                     scep::issue_certificate(&csr, &cc, &ck, IDENTITY_DAYS)
                 })
                 .await
@@ -250,37 +206,25 @@ impl Lanyard {
                 match issued {
                     Ok(cert) => {
                         self.record_issued(&cert, token_id, renewed_from).await?;
-                        tokio::task::spawn_blocking(move || {
-                            scep::cert_rep_success(&req, &cert, &ca_cert, &ca_key)
-                        })
+                        tokio::task::spawn_blocking(move || scep::cert_rep_success(&req, &cert, &ca_cert, &ca_key))
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "SCEP: cannot issue");
-                        tokio::task::spawn_blocking(move || {
-                            scep::cert_rep_failure(&req, FailInfo::BadRequest, &ca_cert, &ca_key)
-                        })
+                        tokio::task::spawn_blocking(move || scep::cert_rep_failure(&req, FailInfo::BadRequest, &ca_cert, &ca_key))
                     }
                 }
             }
-            Err(fail) => tokio::task::spawn_blocking(move || {
-                scep::cert_rep_failure(&req, fail, &ca_cert, &ca_key)
-            }),
+            Err(fail) => tokio::task::spawn_blocking(move || scep::cert_rep_failure(&req, fail, &ca_cert, &ca_key)),
         }
         .await
         .map_err(Error::internal)?
         .map_err(Error::internal)?;
-        Ok(ScepReply {
-            body,
-            content_type: scep::CONTENT_TYPE_PKI_MESSAGE,
-        })
+        Ok(ScepReply { body, content_type: scep::CONTENT_TYPE_PKI_MESSAGE })
     }
 
     /// The policy: a PKCSReq needs a live enrolment token as its challenge (one use is spent);
     /// a RenewalReq must be signed by a certificate we issued.
-    async fn scep_decide(
-        &self,
-        req: &scep::ScepRequest,
-    ) -> Result<std::result::Result<(Option<Uuid>, Option<String>), FailInfo>> {
+    async fn scep_decide(&self, req: &scep::ScepRequest) -> Result<std::result::Result<(Option<Uuid>, Option<String>), FailInfo>> {
         match req.message_type {
             MessageType::PkcsReq => {
                 let Some(challenge) = req.challenge.as_deref() else {
@@ -291,11 +235,7 @@ impl Lanyard {
                     tracing::warn!("SCEP: PKCSReq with an unknown, expired or used-up challenge");
                     return Ok(Err(FailInfo::BadRequest));
                 };
-                if !self
-                    .store
-                    .spend_enrollment_token(token.id, self.now())
-                    .await?
-                {
+                if !self.store.spend_enrollment_token(token.id, self.now()).await? {
                     tracing::warn!(token = %token.id, "SCEP: enrolment token used up");
                     return Ok(Err(FailInfo::BadRequest));
                 }
@@ -313,17 +253,8 @@ impl Lanyard {
         }
     }
 
-    async fn record_issued(
-        &self,
-        cert: &X509,
-        token_id: Option<Uuid>,
-        renewed_from: Option<String>,
-    ) -> Result<()> {
-        let serial = cert
-            .serial_number()
-            .to_bn()
-            .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
-            .map_err(Error::internal)?;
+    async fn record_issued(&self, cert: &X509, token_id: Option<Uuid>, renewed_from: Option<String>) -> Result<()> {
+        let serial = cert.serial_number().to_bn().and_then(|b| b.to_hex_str().map(|s| s.to_string())).map_err(Error::internal)?;
         let not_after = crate::pki::asn1_to_utc(cert.not_after()).map_err(Error::internal)?;
         let rec = IssuedCertRecord {
             sha256: cert_sha256(cert)?,
@@ -342,7 +273,5 @@ impl Lanyard {
 
 /// Hex SHA-256 of a certificate's DER: how a device identity is bound and looked up.
 pub fn cert_sha256(cert: &X509) -> Result<String> {
-    Ok(hex::encode(openssl::sha::sha256(
-        &cert.to_der().map_err(Error::internal)?,
-    )))
+    Ok(hex::encode(openssl::sha::sha256(&cert.to_der().map_err(Error::internal)?)))
 }

@@ -22,11 +22,7 @@ pub enum Error {
     NotFound(String),
     /// A conflict with a stable code (`username_taken`, `legal_hold`, ...) and optional extra fields.
     #[error("{message}")]
-    Conflict {
-        code: &'static str,
-        message: String,
-        extra: Map<String, Value>,
-    },
+    Conflict { code: &'static str, message: String, extra: Map<String, Value> },
     #[error("request body is larger than the {limit} bytes allowed here")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -35,17 +31,9 @@ pub enum Error {
     Unprocessable { field: String, message: String },
     /// 422 with a stable code and extra fields, e.g. every row and column an import got wrong.
     #[error("{message}")]
-    Invalid {
-        code: &'static str,
-        field: String,
-        message: String,
-        extra: Map<String, Value>,
-    },
+    Invalid { code: &'static str, field: String, message: String, extra: Map<String, Value> },
     #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        retry_after_secs: u64,
-    },
+    TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -54,18 +42,11 @@ pub enum Error {
 
 impl Error {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Conflict {
-            code,
-            message: message.into(),
-            extra: Map::new(),
-        }
+        Error::Conflict { code, message: message.into(), extra: Map::new() }
     }
 
     pub fn unprocessable(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Unprocessable {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Unprocessable { field: field.into(), message: message.into() }
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
@@ -146,10 +127,7 @@ impl IntoResponse for Error {
             tracing::error!(error = format!("{e:#}"), "internal error");
         }
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
-        if let Error::TooManyRequests {
-            retry_after_secs, ..
-        } = &self
-        {
+        if let Error::TooManyRequests { retry_after_secs, .. } = &self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }

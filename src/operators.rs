@@ -74,27 +74,12 @@ pub struct NewApiToken {
 }
 
 fn check_username(u: &str) -> Result<()> {
-    let ok = (2..=64).contains(&u.len())
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::unprocessable(
-            "username",
-            "2 to 64 characters: letters, digits, . _ - @",
-        ))
-    }
+    let ok = (2..=64).contains(&u.len()) && u.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if ok { Ok(()) } else { Err(Error::unprocessable("username", "2 to 64 characters: letters, digits, . _ - @")) }
 }
 
 impl Lanyard {
-    pub async fn create_operator(
-        &self,
-        actor: &Actor,
-        username: &str,
-        pw: &str,
-        role: Role,
-    ) -> Result<Operator> {
+    pub async fn create_operator(&self, actor: &Actor, username: &str, pw: &str, role: Role) -> Result<Operator> {
         check_username(username)?;
         password::check_strength(pw)?;
         let rec = OperatorRecord {
@@ -106,23 +91,11 @@ impl Lanyard {
             created_at: self.now(),
             last_login_at: None,
         };
-        self.store
-            .create_operator(&rec)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => Error::conflict(
-                    "username_taken",
-                    format!("an operator called {username} already exists"),
-                ),
-                e => e.into(),
-            })?;
-        self.audit(
-            actor,
-            "operator.create",
-            Some(username),
-            json!({"id": rec.id, "role": role}),
-        )
-        .await?;
+        self.store.create_operator(&rec).await.map_err(|e| match e {
+            StoreError::Conflict(_) => Error::conflict("username_taken", format!("an operator called {username} already exists")),
+            e => e.into(),
+        })?;
+        self.audit(actor, "operator.create", Some(username), json!({"id": rec.id, "role": role})).await?;
         Ok(rec.into())
     }
 
@@ -134,23 +107,15 @@ impl Lanyard {
         disabled: Option<bool>,
         new_password: Option<&str>,
     ) -> Result<Operator> {
-        let current = self
-            .store
-            .operator_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such operator"))?;
+        let current = self.store.operator_by_id(id).await?.ok_or_else(|| Error::not_found("no such operator"))?;
         if let Some(pw) = new_password {
             password::check_strength(pw)?;
         }
         // Never leave the school without a working admin.
-        let loses_admin = current.role == Role::Admin
-            && !current.disabled
-            && (role.is_some_and(|r| r != Role::Admin) || disabled == Some(true));
+        let loses_admin =
+            current.role == Role::Admin && !current.disabled && (role.is_some_and(|r| r != Role::Admin) || disabled == Some(true));
         if loses_admin && self.active_admins().await? <= 1 {
-            return Err(Error::conflict(
-                "last_admin",
-                "this is the last active admin; make another admin first",
-            ));
+            return Err(Error::conflict("last_admin", "this is the last active admin; make another admin first"));
         }
         let patch = OperatorPatch {
             role,
@@ -160,11 +125,7 @@ impl Lanyard {
                 None => None,
             },
         };
-        let updated = self
-            .store
-            .update_operator(id, &patch)
-            .await?
-            .ok_or_else(|| Error::not_found("no such operator"))?;
+        let updated = self.store.update_operator(id, &patch).await?.ok_or_else(|| Error::not_found("no such operator"))?;
         self.audit(
             actor,
             "operator.update",
@@ -182,10 +143,7 @@ impl Lanyard {
             let page = self.store.list_operators(after.as_deref(), 500).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.username.clone());
-            n += page
-                .iter()
-                .filter(|o| o.role == Role::Admin && !o.disabled)
-                .count();
+            n += page.iter().filter(|o| o.role == Role::Admin && !o.disabled).count();
         }
         Ok(n)
     }
@@ -199,26 +157,15 @@ impl Lanyard {
             Some(pw) => (pw.clone(), false),
             None => (password::generate(), true),
         };
-        match self
-            .create_operator(&Actor::system(), FIRST_ADMIN, &pw, Role::Admin)
-            .await
-        {
-            Ok(_) => Ok(Some(FirstAdmin {
-                password: generated.then_some(pw),
-            })),
+        match self.create_operator(&Actor::system(), FIRST_ADMIN, &pw, Role::Admin).await {
+            Ok(_) => Ok(Some(FirstAdmin { password: generated.then_some(pw) })),
             // Another instance made it first.
             Err(Error::Conflict { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    pub async fn create_api_token(
-        &self,
-        actor: &Actor,
-        name: &str,
-        role: Role,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<NewApiToken> {
+    pub async fn create_api_token(&self, actor: &Actor, name: &str, role: Role, expires_at: Option<DateTime<Utc>>) -> Result<NewApiToken> {
         if name.trim().is_empty() || name.len() > 100 {
             return Err(Error::unprocessable("name", "1 to 100 characters"));
         }
@@ -238,41 +185,16 @@ impl Lanyard {
             last_used_at: None,
         };
         self.store.create_api_token(&rec).await?;
-        self.audit(
-            actor,
-            "api_token.create",
-            Some(name),
-            json!({"id": rec.id, "role": role, "expires_at": expires_at}),
-        )
-        .await?;
-        Ok(NewApiToken {
-            id: rec.id,
-            name: rec.name,
-            role,
-            token,
-            expires_at,
-        })
+        self.audit(actor, "api_token.create", Some(name), json!({"id": rec.id, "role": role, "expires_at": expires_at})).await?;
+        Ok(NewApiToken { id: rec.id, name: rec.name, role, token, expires_at })
     }
 
     pub async fn revoke_api_token(&self, actor: &Actor, id: Uuid) -> Result<()> {
-        let rec = self
-            .store
-            .api_token_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such API token"))?;
+        let rec = self.store.api_token_by_id(id).await?.ok_or_else(|| Error::not_found("no such API token"))?;
         if !self.store.revoke_api_token(id, self.now()).await? {
-            return Err(Error::conflict(
-                "already_revoked",
-                "this API token was already revoked",
-            ));
+            return Err(Error::conflict("already_revoked", "this API token was already revoked"));
         }
-        self.audit(
-            actor,
-            "api_token.revoke",
-            Some(&rec.name),
-            json!({"id": id}),
-        )
-        .await?;
+        self.audit(actor, "api_token.revoke", Some(&rec.name), json!({"id": id})).await?;
         Ok(())
     }
 }

@@ -20,8 +20,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
 
@@ -49,20 +48,14 @@ pub struct Pki {
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki")
-            .field("tls_cert_path", &self.tls_cert_path)
-            .finish_non_exhaustive()
+        f.debug_struct("Pki").field("tls_cert_path", &self.tls_cert_path).finish_non_exhaustive()
     }
 }
 
 impl Pki {
     /// Load the data directory's keys and certificates, creating whatever is missing.
     /// Returns the names of the files it created, for the start-up log.
-    pub fn load_or_create(
-        data_dir: &Path,
-        hostname: &str,
-        organization: &str,
-    ) -> Result<(Pki, Vec<String>)> {
+    pub fn load_or_create(data_dir: &Path, hostname: &str, organization: &str) -> Result<(Pki, Vec<String>)> {
         ensure_private_dir(data_dir)?;
         let mut created = Vec::new();
 
@@ -82,16 +75,8 @@ impl Pki {
             None => false,
         };
         if !tls_ok {
-            let key = PKey::from_ec_key(EcKey::generate(&*EcGroup::from_curve_name(
-                Nid::X9_62_PRIME256V1,
-            )?)?)?;
-            let cert = make_leaf(
-                &key,
-                hostname,
-                &ca_cert,
-                &ca_key,
-                Leaf::TlsServer { hostname },
-            )?;
+            let key = PKey::from_ec_key(EcKey::generate(&*EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?)?)?;
+            let cert = make_leaf(&key, hostname, &ca_cert, &ca_key, Leaf::TlsServer { hostname })?;
             write_pair(data_dir, TLS_CERT_FILE, TLS_KEY, &cert, &key)?;
             created.push(TLS_CERT_FILE.to_owned());
         }
@@ -138,9 +123,7 @@ const SEAL_VERSION: u8 = 1;
 
 impl Sealer {
     pub fn new(key: &[u8]) -> Result<Sealer> {
-        let key: [u8; 32] = key
-            .try_into()
-            .map_err(|_| anyhow!("seal key must be 32 bytes"))?;
+        let key: [u8; 32] = key.try_into().map_err(|_| anyhow!("seal key must be 32 bytes"))?;
         Ok(Sealer { key })
     }
 
@@ -149,14 +132,7 @@ impl Sealer {
         let mut nonce = [0u8; 12];
         openssl::rand::rand_bytes(&mut nonce)?;
         let mut tag = [0u8; 16];
-        let ct = encrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.key,
-            Some(&nonce),
-            &[SEAL_VERSION],
-            plaintext,
-            &mut tag,
-        )?;
+        let ct = encrypt_aead(Cipher::aes_256_gcm(), &self.key, Some(&nonce), &[SEAL_VERSION], plaintext, &mut tag)?;
         let mut out = Vec::with_capacity(1 + 12 + 16 + ct.len());
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);
@@ -171,23 +147,15 @@ impl Sealer {
         }
         let (nonce, rest) = sealed[1..].split_at(12);
         let (tag, ct) = rest.split_at(16);
-        decrypt_aead(
-            Cipher::aes_256_gcm(),
-            &self.key,
-            Some(nonce),
-            &[SEAL_VERSION],
-            ct,
-            tag,
-        )
-        .map_err(|_| anyhow!("sealed value does not open with this data directory's seal.key"))
+        decrypt_aead(Cipher::aes_256_gcm(), &self.key, Some(nonce), &[SEAL_VERSION], ct, tag)
+            .map_err(|_| anyhow!("sealed value does not open with this data directory's seal.key"))
     }
 }
 
 /// Create `dir` if needed and make sure only its owner can enter it.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set permissions on {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot set permissions on {}", dir.display()))?;
     Ok(())
 }
 
@@ -215,23 +183,15 @@ fn load_pair(dir: &Path, cert_name: &str, key_name: &str) -> Result<Option<(X509
     if !cp.exists() || !kp.exists() {
         return Ok(None);
     }
-    let cert = X509::from_pem(&fs::read(&cp)?)
-        .with_context(|| format!("{} is not a PEM certificate", cp.display()))?;
-    let key = PKey::private_key_from_pem(&fs::read(&kp)?)
-        .with_context(|| format!("{} is not a PEM private key", kp.display()))?;
+    let cert = X509::from_pem(&fs::read(&cp)?).with_context(|| format!("{} is not a PEM certificate", cp.display()))?;
+    let key = PKey::private_key_from_pem(&fs::read(&kp)?).with_context(|| format!("{} is not a PEM private key", kp.display()))?;
     if !cert.public_key()?.public_eq(&key) {
         return Err(anyhow!("{} does not match {}", cp.display(), kp.display()));
     }
     Ok(Some((cert, key)))
 }
 
-fn write_pair(
-    dir: &Path,
-    cert_name: &str,
-    key_name: &str,
-    cert: &X509,
-    key: &PKey<Private>,
-) -> Result<()> {
+fn write_pair(dir: &Path, cert_name: &str, key_name: &str, cert: &X509, key: &PKey<Private>) -> Result<()> {
     write_file(&dir.join(key_name), &key.private_key_to_pem_pkcs8()?, 0o600)?;
     write_file(&dir.join(cert_name), &cert.to_pem()?, 0o644)
 }
@@ -240,8 +200,7 @@ fn load_or_make_secret(dir: &Path, name: &str, created: &mut Vec<String>) -> Res
     let path = dir.join(name);
     if path.exists() {
         let hex_text = fs::read_to_string(&path)?;
-        return hex::decode(hex_text.trim())
-            .with_context(|| format!("{} is not hex", path.display()));
+        return hex::decode(hex_text.trim()).with_context(|| format!("{} is not hex", path.display()));
     }
     let mut key = vec![0u8; 32];
     openssl::rand::rand_bytes(&mut key)?;
@@ -271,14 +230,7 @@ fn make_ca(key: &PKey<Private>, cn: &str) -> Result<X509> {
     b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
     b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .digital_signature()
-            .build()?,
-    )?;
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build()?)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
     b.append_extension(ski)?;
     b.sign(key, MessageDigest::sha256())?;
@@ -290,13 +242,7 @@ enum Leaf<'a> {
     ProfileSigning,
 }
 
-fn make_leaf(
-    key: &PKey<Private>,
-    cn: &str,
-    ca: &X509,
-    ca_key: &PKey<Private>,
-    kind: Leaf<'_>,
-) -> Result<X509> {
+fn make_leaf(key: &PKey<Private>, cn: &str, ca: &X509, ca_key: &PKey<Private>, kind: Leaf<'_>) -> Result<X509> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
     let name = name.build();
@@ -312,13 +258,7 @@ fn make_leaf(
         Leaf::TlsServer { hostname } => {
             // Apple clients refuse TLS server certificates valid for more than 825 days.
             b.set_not_after(&*Asn1Time::days_from_now(825)?)?;
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .key_agreement()
-                    .build()?,
-            )?;
+            b.append_extension(KeyUsage::new().critical().digital_signature().key_agreement().build()?)?;
             b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
             let mut san = SubjectAlternativeName::new();
             for h in sans(hostname) {
@@ -334,19 +274,12 @@ fn make_leaf(
         Leaf::ProfileSigning => {
             b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
             b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-            b.append_extension(
-                ExtendedKeyUsage::new()
-                    .code_signing()
-                    .email_protection()
-                    .build()?,
-            )?;
+            b.append_extension(ExtendedKeyUsage::new().code_signing().email_protection().build()?)?;
         }
     }
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca), None))?;
     b.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(false)
-        .build(&b.x509v3_context(Some(ca), None))?;
+    let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(ca), None))?;
     b.append_extension(aki)?;
     b.sign(ca_key, MessageDigest::sha256())?;
     Ok(b.build())
@@ -371,16 +304,9 @@ fn tls_cert_fits(cert: &X509, hostname: &str, ca: &X509) -> Result<bool> {
     if cert.not_after() < Asn1Time::days_from_now(30)? {
         return Ok(false);
     }
-    let names: Vec<String> = cert
-        .subject_alt_names()
-        .map(|sans| {
-            sans.iter()
-                .filter_map(|n| n.dnsname().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(names.iter().any(|n| n.eq_ignore_ascii_case(hostname))
-        || hostname.parse::<std::net::IpAddr>().is_ok())
+    let names: Vec<String> =
+        cert.subject_alt_names().map(|sans| sans.iter().filter_map(|n| n.dnsname().map(str::to_owned)).collect()).unwrap_or_default();
+    Ok(names.iter().any(|n| n.eq_ignore_ascii_case(hostname)) || hostname.parse::<std::net::IpAddr>().is_ok())
 }
 
 #[cfg(test)]
@@ -396,25 +322,13 @@ mod tests {
         assert!(created.contains(&CA_FILE.to_string()));
         assert_eq!(fs::metadata(&data).unwrap().mode() & 0o777, 0o700);
         for key in [CA_KEY, TLS_KEY, SIGNING_KEY, JWT_KEY, SEAL_KEY] {
-            assert_eq!(
-                fs::metadata(data.join(key)).unwrap().mode() & 0o777,
-                0o600,
-                "{key}"
-            );
+            assert_eq!(fs::metadata(data.join(key)).unwrap().mode() & 0o777, 0o600, "{key}");
         }
         let tls = X509::from_pem(&fs::read(data.join(TLS_CERT_FILE)).unwrap()).unwrap();
         assert!(tls.verify(&pki.ca_cert.public_key().unwrap()).unwrap());
-        let dns: Vec<_> = tls
-            .subject_alt_names()
-            .unwrap()
-            .iter()
-            .filter_map(|n| n.dnsname().map(str::to_owned))
-            .collect();
-        assert!(
-            dns.contains(&"mdm.school.test".to_string()) && dns.contains(&"localhost".to_string())
-        );
-        let (again, created2) =
-            Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
+        let dns: Vec<_> = tls.subject_alt_names().unwrap().iter().filter_map(|n| n.dnsname().map(str::to_owned)).collect();
+        assert!(dns.contains(&"mdm.school.test".to_string()) && dns.contains(&"localhost".to_string()));
+        let (again, created2) = Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
         assert!(created2.is_empty(), "second start created {created2:?}");
         assert_eq!(again.ca_pem, pki.ca_pem);
         // A new host name gets a new TLS certificate from the same CA.
@@ -439,6 +353,5 @@ pub fn asn1_to_utc(t: &openssl::asn1::Asn1TimeRef) -> Result<chrono::DateTime<ch
     let epoch = Asn1Time::from_unix(0)?;
     let diff = epoch.diff(t)?;
     let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .ok_or_else(|| anyhow!("certificate time out of range"))
+    chrono::DateTime::from_timestamp(secs, 0).ok_or_else(|| anyhow!("certificate time out of range"))
 }

@@ -32,6 +32,9 @@ pub struct PushCertInfo {
     pub warning: Option<String>,
     pub uploaded_at: DateTime<Utc>,
     pub uploaded_by: String,
+    /// The last time APNs refused this certificate (403), and why; cleared by a delivered push.
+    pub apns_error: Option<String>,
+    pub apns_error_at: Option<DateTime<Utc>>,
 }
 
 impl PushCertInfo {
@@ -48,10 +51,7 @@ impl PushCertInfo {
         } else if days_left <= WARN_DAYS {
             (
                 "expiring",
-                Some(format!(
-                    "the MDM push certificate expires in {days_left} days ({}): {RENEWAL_STEPS}",
-                    r.not_after.date_naive()
-                )),
+                Some(format!("the MDM push certificate expires in {days_left} days ({}): {RENEWAL_STEPS}", r.not_after.date_naive())),
             )
         } else {
             ("ok", None)
@@ -66,6 +66,8 @@ impl PushCertInfo {
             warning,
             uploaded_at: r.uploaded_at,
             uploaded_by: r.uploaded_by.clone(),
+            apns_error: None,
+            apns_error_at: None,
         }
     }
 }
@@ -78,24 +80,18 @@ pub enum PushCertUpload {
 
 impl PushCertUpload {
     pub fn from_p12_base64(b64: &str, password: String) -> Result<Self> {
-        let der = B64
-            .decode(b64.trim())
-            .map_err(|_| Error::unprocessable("p12_base64", "not base64"))?;
+        let der = B64.decode(b64.trim()).map_err(|_| Error::unprocessable("p12_base64", "not base64"))?;
         Ok(PushCertUpload::P12 { der, password })
     }
 
     fn parse(self) -> Result<PushCertificate> {
         let parsed = match self {
-            PushCertUpload::Pem { cert_pem, key_pem } => {
-                PushCertificate::from_pem(&cert_pem, &key_pem)
-            }
+            PushCertUpload::Pem { cert_pem, key_pem } => PushCertificate::from_pem(&cert_pem, &key_pem),
             PushCertUpload::P12 { der, password } => PushCertificate::from_p12(&der, &password),
         };
         parsed.map_err(|e| {
             let field = match &e {
-                PushCertError::UnreadableKey(_)
-                | PushCertError::KeyMismatch
-                | PushCertError::MissingKey => "key_pem",
+                PushCertError::UnreadableKey(_) | PushCertError::KeyMismatch | PushCertError::MissingKey => "key_pem",
                 PushCertError::UnreadableP12(_) | PushCertError::WrongPassword => "p12_base64",
                 _ => "cert_pem",
             };
@@ -107,12 +103,7 @@ impl PushCertUpload {
 impl Lanyard {
     /// Load (or renew) the push certificate. A different topic would orphan every enrolled
     /// device, so it is refused unless `force`.
-    pub async fn load_push_cert(
-        &self,
-        actor: &Actor,
-        upload: PushCertUpload,
-        force: bool,
-    ) -> Result<PushCertInfo> {
+    pub async fn load_push_cert(&self, actor: &Actor, upload: PushCertUpload, force: bool) -> Result<PushCertInfo> {
         let cert = upload.parse()?;
         let previous = self.store.push_cert().await?;
         if let Some(prev) = &previous {
@@ -161,11 +152,13 @@ impl Lanyard {
     }
 
     pub async fn push_cert_info(&self) -> Result<Option<PushCertInfo>> {
-        Ok(self
-            .store
-            .push_cert()
-            .await?
-            .map(|r| PushCertInfo::from_record(&r, self.now())))
+        let Some(rec) = self.store.push_cert().await? else { return Ok(None) };
+        let mut info = PushCertInfo::from_record(&rec, self.now());
+        if let Some((err, at)) = self.store.push_cert_error().await? {
+            info.apns_error = Some(err);
+            info.apns_error_at = Some(at);
+        }
+        Ok(Some(info))
     }
 
     /// The loaded certificate with its key, for sending pushes.
@@ -173,11 +166,7 @@ impl Lanyard {
         let Some(rec) = self.store.push_cert().await? else {
             return Ok(None);
         };
-        let key = self
-            .pki
-            .sealer
-            .open(&rec.key_sealed)
-            .map_err(Error::internal)?;
+        let key = self.pki.sealer.open(&rec.key_sealed).map_err(Error::internal)?;
         PushCertificate::from_pem(rec.cert_pem.as_bytes(), &key)
             .map(Some)
             .map_err(|e| Error::internal(anyhow::anyhow!("stored push certificate: {e}")))

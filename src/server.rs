@@ -33,25 +33,14 @@ pub struct PeerInfo {
 
 impl Connected<IncomingStream<'_, TcpListener>> for PeerInfo {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        PeerInfo {
-            addr: *stream.remote_addr(),
-            client_cert: None,
-        }
+        PeerInfo { addr: *stream.remote_addr(), client_cert: None }
     }
 }
 
 impl Connected<IncomingStream<'_, TlsListener>> for PeerInfo {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let client_cert = stream
-            .io()
-            .ssl()
-            .peer_certificate()
-            .and_then(|c| c.to_der().ok())
-            .map(Arc::new);
-        PeerInfo {
-            addr: *stream.remote_addr(),
-            client_cert,
-        }
+        let client_cert = stream.io().ssl().peer_certificate().and_then(|c| c.to_der().ok()).map(Arc::new);
+        PeerInfo { addr: *stream.remote_addr(), client_cert }
     }
 }
 
@@ -87,9 +76,7 @@ impl TlsListener {
                     let Ok(mut tls) = SslStream::new(ssl, stream) else {
                         return;
                     };
-                    match tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept())
-                        .await
-                    {
+                    match tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut tls).accept()).await {
                         Ok(Ok(())) => {
                             let _ = tx.send((tls, addr)).await;
                         }
@@ -123,14 +110,11 @@ impl Listener for TlsListener {
 /// requested but not required (devices may present their identity; browsers need not).
 pub fn tls_acceptor(ctx: &Ctx) -> Result<Arc<SslAcceptor>> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
-    b.set_certificate_chain_file(&ctx.pki.tls_cert_path)
-        .with_context(|| format!("cannot load {}", ctx.pki.tls_cert_path.display()))?;
+    b.set_certificate_chain_file(&ctx.pki.tls_cert_path).with_context(|| format!("cannot load {}", ctx.pki.tls_cert_path.display()))?;
     b.add_extra_chain_cert(ctx.pki.ca_cert.clone())?;
     b.set_private_key_file(&ctx.pki.tls_key_path, SslFiletype::PEM)?;
     b.check_private_key()?;
-    b.set_alpn_select_callback(|_, client| {
-        openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK)
-    });
+    b.set_alpn_select_callback(|_, client| openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK));
     // The device CA is the only one we ask for; the chain is checked by device authentication.
     let mut names = openssl::stack::Stack::new()?;
     names.push(ctx.pki.ca_cert.subject_name().to_owned()?)?;
@@ -147,7 +131,7 @@ pub fn app(ctx: Ctx) -> Router {
             tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
-    crate::routes(ctx.clone()).with_state(ctx).layer(
+    crate::routes(ctx.clone()).route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track)).with_state(ctx).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(trace)
@@ -161,11 +145,7 @@ pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub async fn serve(ctx: Ctx, listeners: Vec<TcpListener>, shutdown: Shutdown) -> Result<()> {
     let app = app(ctx.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let acceptor = if ctx.config.tls {
-        Some(tls_acceptor(&ctx)?)
-    } else {
-        None
-    };
+    let acceptor = if ctx.config.tls { Some(tls_acceptor(&ctx)?) } else { None };
     let mut tasks = Vec::new();
     for tcp in listeners {
         let mut stop = stop_rx.clone();
@@ -177,15 +157,11 @@ pub async fn serve(ctx: Ctx, listeners: Vec<TcpListener>, shutdown: Shutdown) ->
             Some(acc) => {
                 let l = TlsListener::new(tcp, acc.clone())?;
                 tokio::spawn(async move {
-                    axum::serve(l, app.into_make_service_with_connect_info::<PeerInfo>())
-                        .with_graceful_shutdown(graceful)
-                        .await
+                    axum::serve(l, app.into_make_service_with_connect_info::<PeerInfo>()).with_graceful_shutdown(graceful).await
                 })
             }
             None => tokio::spawn(async move {
-                axum::serve(tcp, app.into_make_service_with_connect_info::<PeerInfo>())
-                    .with_graceful_shutdown(graceful)
-                    .await
+                axum::serve(tcp, app.into_make_service_with_connect_info::<PeerInfo>()).with_graceful_shutdown(graceful).await
             }),
         });
     }
@@ -222,11 +198,7 @@ pub fn shutdown_signal() -> Shutdown {
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut v = Vec::new();
     for a in addrs {
-        v.push(
-            TcpListener::bind(a)
-                .await
-                .with_context(|| format!("cannot listen on {a}"))?,
-        );
+        v.push(TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?);
     }
     Ok(v)
 }

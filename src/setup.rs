@@ -19,13 +19,8 @@ pub struct Prepared {
 }
 
 /// Make or load everything Lanyard needs, apply migrations, create the first admin.
-pub async fn prepare(
-    config: Config,
-    public_url: String,
-    clock: Arc<dyn Clock>,
-) -> Result<Prepared> {
-    let (pki, created) =
-        Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
+pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) -> Result<Prepared> {
+    let (pki, created) = Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
     let store = crate::store::connect(&config.database_url).await?;
     let ctx = Arc::new(Lanyard {
         jwt: JwtKey::new(&pki.jwt_key),
@@ -34,11 +29,9 @@ pub async fn prepare(
         pki,
         clock,
         public_url,
+        pusher: Default::default(),
+        metrics: Default::default(),
     });
     let first_admin = ctx.ensure_first_admin().await?;
-    Ok(Prepared {
-        ctx,
-        first_admin,
-        created,
-    })
+    Ok(Prepared { ctx, first_admin, created })
 }

@@ -86,17 +86,14 @@ impl SimDevice {
 
     /// The `Mdm-Signature` header value for `body`.
     pub fn sign(&self, body: &[u8]) -> String {
-        let der = crate::mdm::cms::sign_detached(body, &self.cert, &self.key)
-            .expect("the key belongs to the certificate");
+        let der = crate::mdm::cms::sign_detached(body, &self.cert, &self.key).expect("the key belongs to the certificate");
         B64.encode(der)
     }
 
     fn product(&self) -> (&'static str, &'static str, &'static str, &'static str) {
         // (ProductName, ModelName, Model, OSVersion)
         match self.kind {
-            Kind::SupervisedIpad | Kind::UnsupervisedIpad => {
-                ("iPad13,18", "iPad", "MPQ03B/A", "17.5")
-            }
+            Kind::SupervisedIpad | Kind::UnsupervisedIpad => ("iPad13,18", "iPad", "MPQ03B/A", "17.5"),
             Kind::Mac => ("Mac14,2", "MacBook Air", "Z15S", "14.5"),
         }
     }
@@ -112,10 +109,7 @@ impl SimDevice {
             ("Model", model.into()),
             ("OSVersion", os.into()),
             ("BuildVersion", "21F79".into()),
-            (
-                "DeviceName",
-                format!("{model_name} {}", &self.serial[3..7]).into(),
-            ),
+            ("DeviceName", format!("{model_name} {}", &self.serial[3..7]).into()),
             ("Topic", self.topic.clone().into()),
         ]))
     }
@@ -133,27 +127,16 @@ impl SimDevice {
     }
 
     pub fn check_out(&self) -> Vec<u8> {
-        to_xml(dict(vec![
-            ("MessageType", "CheckOut".into()),
-            ("UDID", self.udid.clone().into()),
-            ("Topic", self.topic.clone().into()),
-        ]))
+        to_xml(dict(vec![("MessageType", "CheckOut".into()), ("UDID", self.udid.clone().into()), ("Topic", self.topic.clone().into())]))
     }
 
     pub fn idle(&self) -> Vec<u8> {
-        to_xml(dict(vec![
-            ("Status", "Idle".into()),
-            ("UDID", self.udid.clone().into()),
-        ]))
+        to_xml(dict(vec![("Status", "Idle".into()), ("UDID", self.udid.clone().into())]))
     }
 
     /// A report of `status` for `command_uuid`, with extra answer keys.
     pub fn report(&self, status: &str, command_uuid: &str, extra: Dictionary) -> Vec<u8> {
-        let mut d = dict(vec![
-            ("Status", status.into()),
-            ("UDID", self.udid.clone().into()),
-            ("CommandUUID", command_uuid.into()),
-        ]);
+        let mut d = dict(vec![("Status", status.into()), ("UDID", self.udid.clone().into()), ("CommandUUID", command_uuid.into())]);
         if status == "Error" || status == "CommandFormatError" {
             d.insert(
                 "ErrorChain".into(),
@@ -189,10 +172,7 @@ impl SimDevice {
             "DeviceInformation" => {
                 let mut q = dict(vec![
                     ("UDID", self.udid.clone().into()),
-                    (
-                        "DeviceName",
-                        format!("{model_name} {}", &self.serial[3..7]).into(),
-                    ),
+                    ("DeviceName", format!("{model_name} {}", &self.serial[3..7]).into()),
                     ("SerialNumber", self.serial.clone().into()),
                     ("ProductName", product.into()),
                     ("ModelName", model_name.into()),
@@ -215,22 +195,13 @@ impl SimDevice {
                     Kind::Mac => {
                         let mut d = dict(vec![
                             ("FDE_Enabled", self.encrypted.into()),
-                            (
-                                "FDE_HasPersonalRecoveryKey",
-                                self.escrowed_prk.is_some().into(),
-                            ),
+                            ("FDE_HasPersonalRecoveryKey", self.escrowed_prk.is_some().into()),
                             ("FDE_HasInstitutionalRecoveryKey", false.into()),
                             ("SystemIntegrityProtectionEnabled", true.into()),
                         ]);
                         if let Some(prk) = &self.escrowed_prk {
-                            d.insert(
-                                "FDE_PersonalRecoveryKeyCMS".into(),
-                                Value::Data(prk.clone()),
-                            );
-                            d.insert(
-                                "FDE_PersonalRecoveryKeyDeviceKey".into(),
-                                self.serial.clone().into(),
-                            );
+                            d.insert("FDE_PersonalRecoveryKeyCMS".into(), Value::Data(prk.clone()));
+                            d.insert("FDE_PersonalRecoveryKeyDeviceKey".into(), self.serial.clone().into());
                         }
                         d
                     }
@@ -253,10 +224,7 @@ impl SimDevice {
                 ]))]),
             )]),
             "CertificateList" => dict(vec![("CertificateList", Value::Array(vec![]))]),
-            "DeviceLocation" => dict(vec![
-                ("Latitude", Value::Real(51.3)),
-                ("Longitude", Value::Real(0.4)),
-            ]),
+            "DeviceLocation" => dict(vec![("Latitude", Value::Real(51.3)), ("Longitude", Value::Real(0.4))]),
             _ => Dictionary::new(),
         };
         let report = self.report("Acknowledged", &uuid, extra);
@@ -267,34 +235,21 @@ impl SimDevice {
 impl Lanyard {
     /// Issue a device identity as the SCEP service would, without the wire protocol: for the
     /// integration tests and the benchmark, which enrol many simulated devices quickly.
-    pub async fn issue_simulated_identity(
-        &self,
-        key: &PKey<Private>,
-        common_name: &str,
-    ) -> Result<X509> {
+    pub async fn issue_simulated_identity(&self, key: &PKey<Private>, common_name: &str) -> Result<X509> {
         let mut name = X509NameBuilder::new().map_err(Error::internal)?;
-        name.append_entry_by_nid(Nid::COMMONNAME, common_name)
-            .map_err(Error::internal)?;
+        name.append_entry_by_nid(Nid::COMMONNAME, common_name).map_err(Error::internal)?;
         let name = name.build();
         let build = || -> std::result::Result<X509, openssl::error::ErrorStack> {
             let mut b = X509Builder::new()?;
             b.set_version(2)?;
-            b.set_serial_number(
-                &*crate::pki::random_serial().map_err(|_| openssl::error::ErrorStack::get())?,
-            )?;
+            b.set_serial_number(&*crate::pki::random_serial().map_err(|_| openssl::error::ErrorStack::get())?)?;
             b.set_subject_name(&name)?;
             b.set_issuer_name(self.pki.ca_cert.subject_name())?;
             b.set_pubkey(key)?;
             b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
             b.set_not_after(&*Asn1Time::days_from_now(365)?)?;
             b.append_extension(BasicConstraints::new().build()?)?;
-            b.append_extension(
-                KeyUsage::new()
-                    .critical()
-                    .digital_signature()
-                    .key_encipherment()
-                    .build()?,
-            )?;
+            b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
             b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
             b.sign(&self.pki.ca_key, MessageDigest::sha256())?;
             Ok(b.build())

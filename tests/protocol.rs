@@ -34,100 +34,51 @@ fn shared_dir() -> std::path::PathBuf {
             return candidate;
         }
         if !dir.pop() {
-            panic!(
-                "cannot find shared/tools/validate_plist.py above {}",
-                env!("CARGO_MANIFEST_DIR")
-            );
+            panic!("cannot find shared/tools/validate_plist.py above {}", env!("CARGO_MANIFEST_DIR"));
         }
     }
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 async fn new_token(s: &TestServer, max_uses: Option<i64>) -> (String, String) {
     let admin = s.admin().await;
-    let (st, t) = s
-        .post(
-            "/api/v1/enrollment-tokens",
-            &admin,
-            json!({"label": "Year 3 trolley", "max_uses": max_uses}),
-        )
-        .await;
+    let (st, t) = s.post("/api/v1/enrollment-tokens", &admin, json!({"label": "Year 3 trolley", "max_uses": max_uses})).await;
     assert_eq!(st, StatusCode::CREATED, "{t}");
-    (
-        t["id"].as_str().unwrap().to_owned(),
-        t["token"].as_str().unwrap().to_owned(),
-    )
+    (t["id"].as_str().unwrap().to_owned(), t["token"].as_str().unwrap().to_owned())
 }
 
 /// Enrol with the real `scepclient`; returns (cert.pem, key.pem) paths, or the client's output on failure.
-fn scepclient(
-    s: &TestServer,
-    challenge: &str,
-    name: &str,
-) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+fn scepclient(s: &TestServer, challenge: &str, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
     let dir = s.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let (ok, out) = run(Command::new("scepclient")
-        .args([
-            "-server-url",
-            &s.url("/scep"),
-            "-challenge",
-            challenge,
-            "-cn",
-            "Lanyard device identity",
-            "-keySize",
-            "2048",
-        ])
+        .args(["-server-url", &s.url("/scep"), "-challenge", challenge, "-cn", "Lanyard device identity", "-keySize", "2048"])
         .arg("-private-key")
         .arg(&key)
         .arg("-certificate")
         .arg(&cert));
-    if ok && cert.exists() {
-        Ok((cert, key))
-    } else {
-        Err(out)
-    }
+    if ok && cert.exists() { Ok((cert, key)) } else { Err(out) }
 }
 
 const PUBLIC: &str = "https://mdm.example-primary.sch.uk";
 
 async fn a_device_enrols_and_obeys_commands(b: Backend) {
     // Behind a TLS-terminating proxy, as a school would run it: devices are told https.
-    let opts = common::Options {
-        env: vec![("LANYARD_PUBLIC_URL", PUBLIC.to_owned())],
-        ..Default::default()
-    };
+    let opts = common::Options { env: vec![("LANYARD_PUBLIC_URL", PUBLIC.to_owned())], ..Default::default() };
     let s = TestServer::start_with(b, opts).await;
     let admin = s.admin().await;
     s.load_push_cert().await;
     let (token_id, token) = new_token(&s, Some(30)).await;
 
     // The enrolment profile: CMS-signed DER that openssl verifies against our CA.
-    let resp = s
-        .client
-        .get(s.url(&format!("/mdm/enroll?token={token}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url(&format!("/mdm/enroll?token={token}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/x-apple-aspen-config"
-    );
+    assert_eq!(resp.headers()["content-type"], "application/x-apple-aspen-config");
     let der = resp.bytes().await.unwrap();
     let dir = s.dir.path();
     std::fs::write(dir.join("enrol.mobileconfig"), &der).unwrap();
@@ -139,83 +90,45 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
         .arg("-out")
         .arg(dir.join("enrol.plist")));
     assert!(ok, "openssl smime -verify: {out}");
-    let (ok, out) = run(Command::new("python3")
-        .arg(shared_dir().join("tools/validate_plist.py"))
-        .arg("profile")
-        .arg(dir.join("enrol.plist")));
+    let (ok, out) =
+        run(Command::new("python3").arg(shared_dir().join("tools/validate_plist.py")).arg("profile").arg(dir.join("enrol.plist")));
     assert!(ok, "validate_plist.py profile: {out}");
     let profile: plist::Dictionary = plist::from_file(dir.join("enrol.plist")).unwrap();
     let payloads = profile["PayloadContent"].as_array().unwrap();
-    let by_type = |t: &str| {
-        payloads
-            .iter()
-            .map(|p| p.as_dictionary().unwrap())
-            .find(|p| p["PayloadType"].as_string() == Some(t))
-            .unwrap()
-    };
+    let by_type = |t: &str| payloads.iter().map(|p| p.as_dictionary().unwrap()).find(|p| p["PayloadType"].as_string() == Some(t)).unwrap();
     let scep = by_type("com.apple.security.scep");
     let scep_content = scep["PayloadContent"].as_dictionary().unwrap();
     assert_eq!(scep_content["Challenge"].as_string(), Some(token.as_str()));
-    assert_eq!(
-        scep_content["URL"].as_string(),
-        Some(format!("{PUBLIC}/scep").as_str())
-    );
+    assert_eq!(scep_content["URL"].as_string(), Some(format!("{PUBLIC}/scep").as_str()));
     let mdm = by_type("com.apple.mdm");
     assert_eq!(mdm["Topic"].as_string(), Some(TOPIC));
-    assert_eq!(
-        mdm["ServerURL"].as_string(),
-        Some(format!("{PUBLIC}/mdm/connect").as_str())
-    );
-    assert_eq!(
-        mdm["CheckInURL"].as_string(),
-        Some(format!("{PUBLIC}/mdm/checkin").as_str())
-    );
+    assert_eq!(mdm["ServerURL"].as_string(), Some(format!("{PUBLIC}/mdm/connect").as_str()));
+    assert_eq!(mdm["CheckInURL"].as_string(), Some(format!("{PUBLIC}/mdm/checkin").as_str()));
     assert_eq!(mdm["IdentityCertificateUUID"], scep["PayloadUUID"]);
     assert_eq!(mdm["SignMessage"].as_boolean(), Some(true));
     assert_eq!(mdm["AccessRights"].as_signed_integer(), Some(8191));
     by_type("com.apple.security.root");
 
     // SCEP with Debian's scepclient; openssl verifies the issued identity.
-    let (cert_path, key_path) =
-        scepclient(&s, &token, "device1").unwrap_or_else(|out| panic!("scepclient: {out}"));
-    let (ok, out) = run(Command::new("openssl")
-        .arg("verify")
-        .arg("-CAfile")
-        .arg(dir.join("data/ca.pem"))
-        .arg(&cert_path));
+    let (cert_path, key_path) = scepclient(&s, &token, "device1").unwrap_or_else(|out| panic!("scepclient: {out}"));
+    let (ok, out) = run(Command::new("openssl").arg("verify").arg("-CAfile").arg(dir.join("data/ca.pem")).arg(&cert_path));
     assert!(ok, "openssl verify: {out}");
     let (_, tokens) = s.get("/api/v1/enrollment-tokens", &admin).await;
-    let t = tokens["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["id"] == token_id.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(
-        t["uses"], 1,
-        "a use is spent when SCEP issues a certificate"
-    );
+    let t = tokens["items"].as_array().unwrap().iter().find(|t| t["id"] == token_id.as_str()).unwrap().clone();
+    assert_eq!(t["uses"], 1, "a use is spent when SCEP issues a certificate");
 
     // The device, with the identity scepclient obtained.
     let cert = openssl::x509::X509::from_pem(&std::fs::read(&cert_path).unwrap()).unwrap();
-    let key =
-        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(&key_path).unwrap()).unwrap();
+    let key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(&key_path).unwrap()).unwrap();
     let d = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
     assert_eq!(s.checkin(&d, d.authenticate()).await.0, StatusCode::OK);
     let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
-    assert_eq!(
-        dev["enrolled"], false,
-        "enrolled only after TokenUpdate: {dev}"
-    );
+    assert_eq!(dev["enrolled"], false, "enrolled only after TokenUpdate: {dev}");
     assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
 
     // The first TokenUpdate queued the initial inventory; the device answers it.
     let answered = s.drain(&d).await;
-    assert_eq!(
-        answered,
-        ["DeviceInformation", "SecurityInfo", "ProfileList"]
-    );
+    assert_eq!(answered, ["DeviceInformation", "SecurityInfo", "ProfileList"]);
     let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
     assert_eq!(dev["enrolled"], true);
     assert_eq!(dev["serial_number"], d.serial.as_str());
@@ -227,37 +140,29 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
     assert_eq!(dev["passcode_present"], true);
     assert_eq!(dev["storage_capacity_gb"], 64.0);
     assert!(dev["enrolled_at"].is_string() && dev["last_seen_at"].is_string());
-    assert_eq!(
-        dev["last_results"]["DeviceInformation"]["status"],
-        "acknowledged"
-    );
+    assert_eq!(dev["last_results"]["DeviceInformation"]["status"], "acknowledged");
 
     // An operator's command: NotNow skips it for this connection, the next Idle offers it again.
-    let (st, q) = s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "DeviceLock", "Message": "Please return this iPad to the office"})).await;
+    let (st, q) = s
+        .post(
+            &format!("/api/v1/devices/{}/commands", d.udid),
+            &admin,
+            json!({"request_type": "DeviceLock", "Message": "Please return this iPad to the office"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{q}");
     let uuid = q["command_uuid"].as_str().unwrap().to_owned();
     let (_, cmd) = s.connect(&d, d.idle()).await;
     let (got, rt, body) = SimDevice::read_command(&cmd).unwrap();
     assert_eq!((got.as_str(), rt.as_str()), (uuid.as_str(), "DeviceLock"));
-    assert_eq!(
-        body["Message"].as_string(),
-        Some("Please return this iPad to the office")
-    );
-    let (st, next) = s
-        .connect(&d, d.report("NotNow", &uuid, Default::default()))
-        .await;
-    assert_eq!(
-        (st, next.len()),
-        (StatusCode::OK, 0),
-        "after NotNow nothing else is pending"
-    );
+    assert_eq!(body["Message"].as_string(), Some("Please return this iPad to the office"));
+    let (st, next) = s.connect(&d, d.report("NotNow", &uuid, Default::default())).await;
+    assert_eq!((st, next.len()), (StatusCode::OK, 0), "after NotNow nothing else is pending");
     let (_, status) = s.get(&format!("/api/v1/commands/{uuid}"), &admin).await;
     assert_eq!(status["targets"][0]["status"], "not_now");
     let (_, again) = s.connect(&d, d.idle()).await;
     assert_eq!(SimDevice::read_command(&again).unwrap().0, uuid);
-    let (_, next) = s
-        .connect(&d, d.report("Acknowledged", &uuid, Default::default()))
-        .await;
+    let (_, next) = s.connect(&d, d.report("Acknowledged", &uuid, Default::default())).await;
     assert!(next.is_empty());
     let (_, status) = s.get(&format!("/api/v1/commands/{uuid}"), &admin).await;
     assert_eq!(status["request_type"], "DeviceLock");
@@ -270,9 +175,7 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
     assert_eq!(s.checkin(&d, d.check_out()).await.0, StatusCode::OK);
     let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
     assert_eq!(dev["enrolled"], false);
-    let (_, hist) = s
-        .get(&format!("/api/v1/devices/{}/commands", d.udid), &admin)
-        .await;
+    let (_, hist) = s.get(&format!("/api/v1/devices/{}/commands", d.udid), &admin).await;
     assert_eq!(hist["items"].as_array().unwrap().len(), 4);
     s.stop().await;
 }
@@ -282,33 +185,15 @@ async fn enrolment_tokens_guard_the_profile_and_scep(b: Backend) {
     let admin = s.admin().await;
     // No push certificate yet: 503 saying how to load one.
     let (_, token) = new_token(&s, Some(1)).await;
-    let resp = s
-        .client
-        .get(s.url(&format!("/mdm/enroll?token={token}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url(&format!("/mdm/enroll?token={token}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(resp.text().await.unwrap().contains("push-cert import"));
     s.load_push_cert().await;
     for bad in ["enr_unknown", "", "lny_notanenrolmenttoken"] {
-        let resp = s
-            .client
-            .get(s.url(&format!("/mdm/enroll?token={bad}")))
-            .send()
-            .await
-            .unwrap();
+        let resp = s.client.get(s.url(&format!("/mdm/enroll?token={bad}"))).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{bad}");
     }
-    assert_eq!(
-        s.client
-            .get(s.url("/mdm/enroll"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(s.client.get(s.url("/mdm/enroll")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
 
     // A wrong challenge gets a SCEP failure and no certificate.
     let err = scepclient(&s, "enr_wrong-challenge", "wrong").unwrap_err();
@@ -317,56 +202,21 @@ async fn enrolment_tokens_guard_the_profile_and_scep(b: Backend) {
     scepclient(&s, &token, "first").unwrap_or_else(|out| panic!("{out}"));
     let err = scepclient(&s, &token, "second").unwrap_err();
     assert!(err.contains("badRequest"), "{err}");
-    let resp = s
-        .client
-        .get(s.url(&format!("/mdm/enroll?token={token}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url(&format!("/mdm/enroll?token={token}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 
     // Revocation; tokens are stored hashed.
     let (id, live) = new_token(&s, None).await;
-    assert_eq!(
-        s.client
-            .get(s.url(&format!("/mdm/enroll?token={live}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
-    let (st, _) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/enrollment-tokens/{id}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    assert_eq!(s.client.get(s.url(&format!("/mdm/enroll?token={live}"))).send().await.unwrap().status(), StatusCode::OK);
+    let (st, _) = s.call(Method::DELETE, &format!("/api/v1/enrollment-tokens/{id}"), Some(&admin), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(
-        s.client
-            .get(s.url(&format!("/mdm/enroll?token={live}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(s.client.get(s.url(&format!("/mdm/enroll?token={live}"))).send().await.unwrap().status(), StatusCode::FORBIDDEN);
     let (_, list) = s.get("/api/v1/enrollment-tokens", &admin).await;
-    assert!(
-        !list.to_string().contains(&live),
-        "the secret is never listed"
-    );
+    assert!(!list.to_string().contains(&live), "the secret is never listed");
     let auditor = s.operator("governor", "auditor").await;
-    let (st, body) = s
-        .post("/api/v1/enrollment-tokens", &auditor, json!({"label": "x"}))
-        .await;
+    let (st, body) = s.post("/api/v1/enrollment-tokens", &auditor, json!({"label": "x"})).await;
     assert_error(st, &body, StatusCode::FORBIDDEN);
-    let (_, audit) = s
-        .get("/api/v1/audit?action=enrollment_token.", &admin)
-        .await;
+    let (_, audit) = s.get("/api/v1/audit?action=enrollment_token.", &admin).await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 3);
     s.stop().await;
 }
@@ -375,14 +225,8 @@ async fn bad_device_input_changes_nothing(b: Backend) {
     let s = TestServer::start(b).await;
     let admin = s.admin().await;
     let a = s.enrolled_device(Kind::SupervisedIpad).await;
-    let before = s
-        .get(&format!("/api/v1/devices/{}", a.udid), &admin)
-        .await
-        .1;
-    let audit_before = lanyard::audit::verify_chain(s.ctx.store.as_ref())
-        .await
-        .unwrap()
-        .entries_checked;
+    let before = s.get(&format!("/api/v1/devices/{}", a.udid), &admin).await.1;
+    let audit_before = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
 
     // Malformed plist, correctly signed.
     let junk = b"<plist><dict><key>MessageType".to_vec();
@@ -391,216 +235,98 @@ async fn bad_device_input_changes_nothing(b: Backend) {
     let (st, _) = s.connect(&a, junk).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // Unknown MessageType.
-    let unknown = String::from_utf8(a.authenticate())
-        .unwrap()
-        .replace("<string>Authenticate</string>", "<string>Launch</string>")
-        .into_bytes();
+    let unknown =
+        String::from_utf8(a.authenticate()).unwrap().replace("<string>Authenticate</string>", "<string>Launch</string>").into_bytes();
     assert_eq!(s.checkin(&a, unknown).await.0, StatusCode::BAD_REQUEST);
     // Missing signature.
     let (st, _) = s.device_request("/mdm/connect", a.idle(), None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // Garbage signature.
-    let (st, _) = s
-        .device_request(
-            "/mdm/connect",
-            a.idle(),
-            Some("bm90IGEgc2lnbmF0dXJl".into()),
-        )
-        .await;
+    let (st, _) = s.device_request("/mdm/connect", a.idle(), Some("bm90IGEgc2lnbmF0dXJl".into())).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     // A signature over a different body (forged for this one).
     let sig_other = a.sign(&a.check_out());
-    let (st, _) = s
-        .device_request("/mdm/checkin", a.token_update(), Some(sig_other))
-        .await;
+    let (st, _) = s.device_request("/mdm/checkin", a.token_update(), Some(sig_other)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A certificate from another CA.
-    let (other_ca, other_key, _, _) =
-        lanyard::push::test_push_certificate("com.apple.mgmt.External.other", 30);
-    let foreign = SimDevice {
-        udid: a.udid.clone(),
-        ..SimDevice::new(Kind::SupervisedIpad, TOPIC, other_ca, other_key)
-    };
-    assert_eq!(
-        s.connect(&foreign, foreign.idle()).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        s.checkin(&foreign, foreign.check_out()).await.0,
-        StatusCode::FORBIDDEN
-    );
+    let (other_ca, other_key, _, _) = lanyard::push::test_push_certificate("com.apple.mgmt.External.other", 30);
+    let foreign = SimDevice { udid: a.udid.clone(), ..SimDevice::new(Kind::SupervisedIpad, TOPIC, other_ca, other_key) };
+    assert_eq!(s.connect(&foreign, foreign.idle()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.checkin(&foreign, foreign.check_out()).await.0, StatusCode::FORBIDDEN);
     // Device B replaying device A's certificate (and key) while claiming to be B, and the other way round.
     let b_dev = s.enrolled_device(Kind::Mac).await;
-    let replay = SimDevice {
-        udid: b_dev.udid.clone(),
-        ..SimDevice::new(Kind::Mac, TOPIC, a.cert.clone(), a.key.clone())
-    };
-    assert_eq!(
-        s.connect(&replay, replay.idle()).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        s.checkin(&replay, replay.check_out()).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        s.checkin(&replay, replay.authenticate()).await.0,
-        StatusCode::FORBIDDEN
-    );
+    let replay = SimDevice { udid: b_dev.udid.clone(), ..SimDevice::new(Kind::Mac, TOPIC, a.cert.clone(), a.key.clone()) };
+    assert_eq!(s.connect(&replay, replay.idle()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.checkin(&replay, replay.check_out()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.checkin(&replay, replay.authenticate()).await.0, StatusCode::FORBIDDEN);
     // A fresh identity claiming an existing device without authenticating.
     let stranger = s.new_device(Kind::SupervisedIpad).await;
-    let stranger = SimDevice {
-        udid: a.udid.clone(),
-        ..stranger
-    };
-    assert_eq!(
-        s.connect(&stranger, stranger.idle()).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        s.checkin(&stranger, stranger.check_out()).await.0,
-        StatusCode::FORBIDDEN
-    );
+    let stranger = SimDevice { udid: a.udid.clone(), ..stranger };
+    assert_eq!(s.connect(&stranger, stranger.idle()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.checkin(&stranger, stranger.check_out()).await.0, StatusCode::FORBIDDEN);
     // Oversized bodies.
     let big = vec![b'x'; 65 * 1024];
     assert_eq!(s.checkin(&a, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     let huge = vec![b'x'; 5 * 1024 * 1024];
-    assert_eq!(
-        s.device_request("/mdm/connect", huge, None).await.0,
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
+    assert_eq!(s.device_request("/mdm/connect", huge, None).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Nothing changed: A is still enrolled with the same record, B too, and no new audit entries.
-    let after = s
-        .get(&format!("/api/v1/devices/{}", a.udid), &admin)
-        .await
-        .1;
+    let after = s.get(&format!("/api/v1/devices/{}", a.udid), &admin).await.1;
     assert_eq!(before["enrolled"], after["enrolled"]);
     assert_eq!(after["enrolled"], true);
-    assert_eq!(
-        s.get(&format!("/api/v1/devices/{}", b_dev.udid), &admin)
-            .await
-            .1["enrolled"],
-        true
-    );
+    assert_eq!(s.get(&format!("/api/v1/devices/{}", b_dev.udid), &admin).await.1["enrolled"], true);
     assert_eq!(s.drain(&a).await.len(), 0);
-    let audit_after = lanyard::audit::verify_chain(s.ctx.store.as_ref())
-        .await
-        .unwrap()
-        .entries_checked;
+    let audit_after = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
     assert_eq!(audit_before, audit_after);
     s.stop().await;
 }
 
 async fn command_queue_rules(b: Backend) {
-    let s = TestServer::start_with(
-        b,
-        common::Options {
-            manual_clock: true,
-            ..Default::default()
-        },
-    )
-    .await;
+    let s = TestServer::start_with(b, common::Options { manual_clock: true, ..Default::default() }).await;
     let admin = s.admin().await;
     let d = s.enrolled_device(Kind::Mac).await;
     let e = s.enrolled_device(Kind::UnsupervisedIpad).await;
     let cmd_url = format!("/api/v1/devices/{}/commands", d.udid);
 
     // Validation names the field.
-    let (st, body) = s
-        .post(&cmd_url, &admin, json!({"request_type": "Reboot"}))
-        .await;
+    let (st, body) = s.post(&cmd_url, &admin, json!({"request_type": "Reboot"})).await;
     assert_eq!(
-        (
-            assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY),
-            body["field"].as_str()
-        ),
+        (assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY), body["field"].as_str()),
         ("invalid_field".into(), Some("request_type"))
     );
-    let (st, body) = s
-        .post(
-            &cmd_url,
-            &admin,
-            json!({"request_type": "DeviceLock", "PIN": "12"}),
-        )
-        .await;
-    assert_eq!(
-        (st, body["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("PIN"))
-    );
-    let (st, body) = s
-        .post(
-            &cmd_url,
-            &admin,
-            json!({"request_type": "DeviceLock", "Colour": "red"}),
-        )
-        .await;
-    assert_eq!(
-        (st, body["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("Colour"))
-    );
-    let (st, _) = s
-        .post(
-            "/api/v1/devices/NOSUCHDEVICE/commands",
-            &admin,
-            json!({"request_type": "DeviceInformation", "Queries": ["UDID"]}),
-        )
-        .await;
+    let (st, body) = s.post(&cmd_url, &admin, json!({"request_type": "DeviceLock", "PIN": "12"})).await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("PIN")));
+    let (st, body) = s.post(&cmd_url, &admin, json!({"request_type": "DeviceLock", "Colour": "red"})).await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Colour")));
+    let (st, _) =
+        s.post("/api/v1/devices/NOSUCHDEVICE/commands", &admin, json!({"request_type": "DeviceInformation", "Queries": ["UDID"]})).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
-    let (st, body) = s.post("/api/v1/commands", &admin, json!({"targets": [d.udid, "NOSUCHDEVICE"], "command": {"request_type": "SecurityInfo"}})).await;
-    assert_eq!(
-        (st, body["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("targets[1]"))
-    );
+    let (st, body) =
+        s.post("/api/v1/commands", &admin, json!({"targets": [d.udid, "NOSUCHDEVICE"], "command": {"request_type": "SecurityInfo"}})).await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("targets[1]")));
     // Roles: an auditor reads devices but cannot command them.
     let auditor = s.operator("aud", "auditor").await;
-    assert_eq!(
-        s.get(&format!("/api/v1/devices/{}", d.udid), &auditor)
-            .await
-            .0,
-        StatusCode::OK
-    );
-    let (st, _) = s
-        .post(&cmd_url, &auditor, json!({"request_type": "SecurityInfo"}))
-        .await;
+    assert_eq!(s.get(&format!("/api/v1/devices/{}", d.udid), &auditor).await.0, StatusCode::OK);
+    let (st, _) = s.post(&cmd_url, &auditor, json!({"request_type": "SecurityInfo"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Expiry: an expired command is never sent and shows as expired.
     let soon = (s.ctx.now() + chrono::Duration::minutes(5)).to_rfc3339();
-    let (_, exp) = s
-        .post(
-            &cmd_url,
-            &admin,
-            json!({"request_type": "RestartDevice", "expires_at": soon}),
-        )
-        .await;
+    let (_, exp) = s.post(&cmd_url, &admin, json!({"request_type": "RestartDevice", "expires_at": soon})).await;
     let exp_uuid = exp["command_uuid"].as_str().unwrap().to_owned();
-    s.clock
-        .as_ref()
-        .unwrap()
-        .advance(chrono::Duration::minutes(10));
+    s.clock.as_ref().unwrap().advance(chrono::Duration::minutes(10));
     let admin = s.admin().await;
-    assert!(
-        s.connect(&d, d.idle()).await.1.is_empty(),
-        "expired commands are never sent"
-    );
+    assert!(s.connect(&d, d.idle()).await.1.is_empty(), "expired commands are never sent");
     let (_, st_json) = s.get(&format!("/api/v1/commands/{exp_uuid}"), &admin).await;
     assert_eq!(st_json["targets"][0]["status"], "expired");
 
     // One command to many devices; the oldest pending goes first; a duplicate report changes nothing.
-    let (st, bulk) = s
-        .post(
-            "/api/v1/commands",
-            &admin,
-            json!({"targets": [d.udid, e.udid], "command": {"request_type": "ProfileList"}}),
-        )
-        .await;
+    let (st, bulk) =
+        s.post("/api/v1/commands", &admin, json!({"targets": [d.udid, e.udid], "command": {"request_type": "ProfileList"}})).await;
     assert_eq!(st, StatusCode::CREATED, "{bulk}");
     assert_eq!(bulk["targets"], 2);
     let first = bulk["command_uuid"].as_str().unwrap().to_owned();
-    let (_, second) = s
-        .post(&cmd_url, &admin, json!({"request_type": "SecurityInfo"}))
-        .await;
+    let (_, second) = s.post(&cmd_url, &admin, json!({"request_type": "SecurityInfo"})).await;
     let second = second["command_uuid"].as_str().unwrap().to_owned();
     let (_, c) = s.connect(&d, d.idle()).await;
     assert_eq!(SimDevice::read_command(&c).unwrap().0, first);
@@ -608,77 +334,30 @@ async fn command_queue_rules(b: Backend) {
     let (_, c2) = s.connect(&d, ack.clone()).await;
     assert_eq!(SimDevice::read_command(&c2).unwrap().0, second);
     let (_, after_dup) = s.connect(&d, ack).await;
-    assert_eq!(
-        SimDevice::read_command(&after_dup).unwrap().0,
-        second,
-        "a duplicate report only gets the next command again"
-    );
+    assert_eq!(SimDevice::read_command(&after_dup).unwrap().0, second, "a duplicate report only gets the next command again");
     let (_, view) = s.get(&format!("/api/v1/commands/{first}"), &admin).await;
-    let mine = view["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["udid"] == d.udid.as_str())
-        .unwrap()
-        .clone();
-    let other = view["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["udid"] == e.udid.as_str())
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (mine["status"].as_str(), other["status"].as_str()),
-        (Some("acknowledged"), Some("queued"))
-    );
+    let mine = view["targets"].as_array().unwrap().iter().find(|t| t["udid"] == d.udid.as_str()).unwrap().clone();
+    let other = view["targets"].as_array().unwrap().iter().find(|t| t["udid"] == e.udid.as_str()).unwrap().clone();
+    assert_eq!((mine["status"].as_str(), other["status"].as_str()), (Some("acknowledged"), Some("queued")));
     let completed = mine["completed_at"].clone();
     // An Error ends delivery, keeps the error chain.
-    let (_, _) = s
-        .connect(&d, d.report("Error", &second, Default::default()))
-        .await;
+    let (_, _) = s.connect(&d, d.report("Error", &second, Default::default())).await;
     let (_, v) = s.get(&format!("/api/v1/commands/{second}"), &admin).await;
     assert_eq!(v["targets"][0]["status"], "error");
-    assert_eq!(
-        v["targets"][0]["result"]["ErrorChain"][0]["ErrorCode"],
-        12021
-    );
-    s.connect(&d, d.report("Acknowledged", &second, Default::default()))
-        .await;
+    assert_eq!(v["targets"][0]["result"]["ErrorChain"][0]["ErrorCode"], 12021);
+    s.connect(&d, d.report("Acknowledged", &second, Default::default())).await;
     let (_, v) = s.get(&format!("/api/v1/commands/{second}"), &admin).await;
-    assert_eq!(
-        v["targets"][0]["status"], "error",
-        "a late duplicate does not overwrite a result"
-    );
+    assert_eq!(v["targets"][0]["status"], "error", "a late duplicate does not overwrite a result");
     let (_, view) = s.get(&format!("/api/v1/commands/{first}"), &admin).await;
-    let mine = view["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["udid"] == d.udid.as_str())
-        .unwrap()
-        .clone();
+    let mine = view["targets"].as_array().unwrap().iter().find(|t| t["udid"] == d.udid.as_str()).unwrap().clone();
     assert_eq!(mine["completed_at"], completed);
 
     // Cancel what has not been delivered.
-    let (st, c) = s
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/commands/{first}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (st, c) = s.call(Method::DELETE, &format!("/api/v1/commands/{first}"), Some(&admin), None).await;
     assert_eq!((st, c["cancelled"].as_u64()), (StatusCode::OK, Some(1)));
     assert!(s.connect(&e, e.idle()).await.1.is_empty());
     let (_, view) = s.get(&format!("/api/v1/commands/{first}"), &admin).await;
-    let other = view["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["udid"] == e.udid.as_str())
-        .unwrap()
-        .clone();
+    let other = view["targets"].as_array().unwrap().iter().find(|t| t["udid"] == e.udid.as_str()).unwrap().clone();
     assert_eq!(other["status"], "cancelled");
     let (_, audit) = s.get("/api/v1/audit?action=command.", &admin).await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 4, "{audit}");
@@ -692,57 +371,24 @@ async fn renewed_identity_keeps_the_enrolment(b: Backend) {
     // SCEP renewal records the new certificate as renewing the old one (see the SCEP tests);
     // here the device then simply uses it.
     let key = lanyard::sim::new_key().unwrap();
-    let renewed = s
-        .ctx
-        .issue_simulated_identity(&key, "Lanyard device identity")
-        .await
-        .unwrap();
+    let renewed = s.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
     let old_sha = lanyard::enrollment::cert_sha256(&d.cert).unwrap();
     let new_sha = lanyard::enrollment::cert_sha256(&renewed).unwrap();
-    s.raw_sql(&[&format!(
-        "UPDATE issued_certificates SET renewed_from = '{old_sha}' WHERE sha256 = '{new_sha}'"
-    )])
-    .await;
+    s.raw_sql(&[&format!("UPDATE issued_certificates SET renewed_from = '{old_sha}' WHERE sha256 = '{new_sha}'")]).await;
     let (old_cert, old_key, udid) = (d.cert.clone(), d.key.clone(), d.udid.clone());
-    let d2 = SimDevice {
-        cert: renewed,
-        key,
-        ..d
-    };
-    let (_, q) = s
-        .post(
-            &format!("/api/v1/devices/{}/commands", d2.udid),
-            &admin,
-            json!({"request_type": "SecurityInfo"}),
-        )
-        .await;
+    let d2 = SimDevice { cert: renewed, key, ..d };
+    let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d2.udid), &admin, json!({"request_type": "SecurityInfo"})).await;
     let (st, cmd) = s.connect(&d2, d2.idle()).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(
-        SimDevice::read_command(&cmd).unwrap().0,
-        q["command_uuid"].as_str().unwrap()
-    );
+    assert_eq!(SimDevice::read_command(&cmd).unwrap().0, q["command_uuid"].as_str().unwrap());
     // The binding moved: the old certificate is no longer accepted.
-    let old = SimDevice {
-        udid,
-        ..SimDevice::new(Kind::SupervisedIpad, TOPIC, old_cert, old_key)
-    };
+    let old = SimDevice { udid, ..SimDevice::new(Kind::SupervisedIpad, TOPIC, old_cert, old_key) };
     assert_eq!(s.connect(&old, old.idle()).await.0, StatusCode::FORBIDDEN);
     // A certificate that renews nothing of this device's is refused.
     let key = lanyard::sim::new_key().unwrap();
-    let unrelated = s
-        .ctx
-        .issue_simulated_identity(&key, "Lanyard device identity")
-        .await
-        .unwrap();
-    let impostor = SimDevice {
-        udid: d2.udid.clone(),
-        ..SimDevice::new(Kind::SupervisedIpad, TOPIC, unrelated, key)
-    };
-    assert_eq!(
-        s.connect(&impostor, impostor.idle()).await.0,
-        StatusCode::FORBIDDEN
-    );
+    let unrelated = s.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
+    let impostor = SimDevice { udid: d2.udid.clone(), ..SimDevice::new(Kind::SupervisedIpad, TOPIC, unrelated, key) };
+    assert_eq!(s.connect(&impostor, impostor.idle()).await.0, StatusCode::FORBIDDEN);
     let dev = s.ctx.store.device(&d2.udid).await.unwrap().unwrap();
     assert_eq!(dev.cert_sha256.as_deref(), Some(new_sha.as_str()));
     s.stop().await;
@@ -754,18 +400,9 @@ async fn inventory_api_and_csv(b: Backend) {
     let mac = s.enrolled_device(Kind::Mac).await;
     let ipad = s.enrolled_device(Kind::SupervisedIpad).await;
     let pending = s.new_device(Kind::UnsupervisedIpad).await;
-    assert_eq!(
-        s.checkin(&pending, pending.authenticate()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(s.checkin(&pending, pending.authenticate()).await.0, StatusCode::OK);
     let token = {
-        let (_, t) = s
-            .post(
-                "/api/v1/api-tokens",
-                &admin,
-                json!({"name": "inventory audit", "role": "auditor"}),
-            )
-            .await;
+        let (_, t) = s.post("/api/v1/api-tokens", &admin, json!({"name": "inventory audit", "role": "auditor"})).await;
         t["token"].as_str().unwrap().to_owned()
     };
     let (st, all) = s.get("/api/v1/devices", &token).await;
@@ -785,10 +422,7 @@ async fn inventory_api_and_csv(b: Backend) {
         "encrypted",
         "passcode_present",
     ] {
-        assert!(
-            all["items"][0].get(key).is_some(),
-            "device JSON lacks {key}"
-        );
+        assert!(all["items"][0].get(key).is_some(), "device JSON lacks {key}");
     }
     let (_, macs) = s.get("/api/v1/devices?platform=macOS", &token).await;
     assert_eq!(macs["items"].as_array().unwrap().len(), 1);
@@ -796,58 +430,21 @@ async fn inventory_api_and_csv(b: Backend) {
     assert_eq!(macs["items"][0]["encrypted"], true, "FileVault on");
     let (_, enrolled) = s.get("/api/v1/devices?enrolled=true", &token).await;
     assert_eq!(enrolled["items"].as_array().unwrap().len(), 2);
-    let (_, by_serial) = s
-        .get(
-            &format!("/api/v1/devices?q={}", &ipad.serial[..8].to_lowercase()),
-            &token,
-        )
-        .await;
+    let (_, by_serial) = s.get(&format!("/api/v1/devices?q={}", &ipad.serial[..8].to_lowercase()), &token).await;
     assert_eq!(by_serial["items"][0]["udid"], ipad.udid.as_str());
-    let future = (chrono::Utc::now() + chrono::Duration::hours(1))
-        .to_rfc3339()
-        .replace('+', "%2B");
-    let (_, stale) = s
-        .get(
-            &format!("/api/v1/devices?last_seen_before={future}"),
-            &token,
-        )
-        .await;
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339().replace('+', "%2B");
+    let (_, stale) = s.get(&format!("/api/v1/devices?last_seen_before={future}"), &token).await;
     assert_eq!(stale["items"].as_array().unwrap().len(), 3);
     let (_, p1) = s.get("/api/v1/devices?limit=2", &token).await;
-    let (_, p2) = s
-        .get(
-            &format!(
-                "/api/v1/devices?limit=2&cursor={}",
-                p1["next_cursor"].as_str().unwrap()
-            ),
-            &token,
-        )
-        .await;
-    assert_eq!(
-        p1["items"].as_array().unwrap().len() + p2["items"].as_array().unwrap().len(),
-        3
-    );
+    let (_, p2) = s.get(&format!("/api/v1/devices?limit=2&cursor={}", p1["next_cursor"].as_str().unwrap()), &token).await;
+    assert_eq!(p1["items"].as_array().unwrap().len() + p2["items"].as_array().unwrap().len(), 3);
     let (st, body) = s.get("/api/v1/devices?platform=Android", &token).await;
-    assert_eq!(
-        (st, body["field"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("platform"))
-    );
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("platform")));
 
     for path in ["/api/v1/devices?format=csv", "/api/v1/devices.csv"] {
-        let resp = s
-            .client
-            .get(s.url(path))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.client.get(s.url(path)).bearer_auth(&token).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/csv")
-        );
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
         let csv = resp.text().await.unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 4, "one header row and three devices:\n{csv}");
@@ -858,10 +455,7 @@ async fn inventory_api_and_csv(b: Backend) {
     let (st, _) = s.get("/api/v1/devices/NOSUCH", &token).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let technician = s.operator("tech", "technician").await;
-    assert_eq!(
-        s.get("/api/v1/devices", &technician).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(s.get("/api/v1/devices", &technician).await.0, StatusCode::OK);
     s.stop().await;
 }
 
@@ -877,10 +471,7 @@ async fn bootstrap_token_round_trip(b: Backend) {
         plist::to_writer_xml(&mut out, &plist::Value::Dictionary(d)).unwrap();
         out
     };
-    assert_eq!(
-        s.checkin(&mac, set(b"bootstrap-secret")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(s.checkin(&mac, set(b"bootstrap-secret")).await.0, StatusCode::OK);
     let mut get = plist::Dictionary::new();
     get.insert("MessageType".into(), "GetBootstrapToken".into());
     get.insert("UDID".into(), mac.udid.clone().into());
@@ -889,10 +480,7 @@ async fn bootstrap_token_round_trip(b: Backend) {
     let (st, answer) = s.checkin(&mac, body).await;
     assert_eq!(st, StatusCode::OK);
     let v: plist::Dictionary = plist::from_bytes(&answer).unwrap();
-    assert_eq!(
-        v["BootstrapToken"].as_data(),
-        Some(&b"bootstrap-secret"[..])
-    );
+    assert_eq!(v["BootstrapToken"].as_data(), Some(&b"bootstrap-secret"[..]));
     // Sealed at rest.
     let stored = s.ctx.store.device(&mac.udid).await.unwrap().unwrap();
     let sealed = stored.bootstrap_token_sealed.unwrap();

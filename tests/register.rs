@@ -23,14 +23,7 @@ backend_tests!(
 );
 
 async fn manual(b: Backend) -> TestServer {
-    TestServer::start_with(
-        b,
-        common::Options {
-            manual_clock: true,
-            ..Default::default()
-        },
-    )
-    .await
+    TestServer::start_with(b, common::Options { manual_clock: true, ..Default::default() }).await
 }
 
 fn now(s: &TestServer) -> DateTime<Utc> {
@@ -48,9 +41,7 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap().with_timezone(&Utc)
 }
 
 fn today(s: &TestServer) -> String {
@@ -139,24 +130,12 @@ async fn try_sql(s: &TestServer, sql: &str) -> Result<(), String> {
     match &s.backend {
         Backend::Sqlite => {
             let url = s.backend.database_url(s.dir.path());
-            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.map(|_| ()).map_err(|e| e.to_string())
         }
         Backend::Postgres(url) => {
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.map(|_| ()).map_err(|e| e.to_string())
         }
     }
 }
@@ -164,92 +143,40 @@ async fn try_sql(s: &TestServer, sql: &str) -> Result<(), String> {
 async fn no_grant_without_current_signature(b: Backend) {
     let s = TestServer::start(b).await;
     let admin = s.admin().await;
-    let amy = person(
-        &s,
-        &admin,
-        json!({"kind": "pupil", "name": "Amy Able", "school_ref": "UPN-1", "year_group": "Year 4"}),
-    )
-    .await;
-    assert_eq!(
-        (&amy["year_group"], &amy["key_stage"], &amy["audience"]),
-        (&json!("Y4"), &json!("KS2"), &json!("pupil_ks2"))
-    );
+    let amy = person(&s, &admin, json!({"kind": "pupil", "name": "Amy Able", "school_ref": "UPN-1", "year_group": "Year 4"})).await;
+    assert_eq!((&amy["year_group"], &amy["key_stage"], &amy["audience"]), (&json!("Y4"), &json!("KS2"), &json!("pupil_ks2")));
     let wifi = json!({"person_id": amy["id"], "system": "school Wi-Fi", "reason": "class iPads"});
 
     // No AUP for KS2 at all: refused, saying how to publish one.
     let (st, body) = grant(&s, &admin, wifi.clone()).await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "no_current_aup"
-    );
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("POST /api/v1/aups"),
-        "{body}"
-    );
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "no_current_aup");
+    assert!(body["error"].as_str().unwrap().contains("POST /api/v1/aups"), "{body}");
 
     let text = "KS2 pupils' AUP: I will ask before going online.";
     let (st, ks2) = s
-        .post(
-            "/api/v1/aups",
-            &admin,
-            json!({"audience": "pupil_ks2", "title": "KS2 Pupil AUP", "text": text, "effective_date": today(&s)}),
-        )
+        .post("/api/v1/aups", &admin, json!({"audience": "pupil_ks2", "title": "KS2 Pupil AUP", "text": text, "effective_date": today(&s)}))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ks2}");
     assert_eq!(ks2["version"], 1);
-    assert_eq!(
-        ks2["sha256"],
-        hex::encode(openssl::sha::sha256(text.as_bytes()))
-    );
+    assert_eq!(ks2["sha256"], hex::encode(openssl::sha::sha256(text.as_bytes())));
     let year_on = now(&s).date_naive() + chrono::Months::new(12);
-    assert_eq!(
-        ks2["review_due"],
-        year_on.to_string(),
-        "reviewed a year after it takes effect"
-    );
+    assert_eq!(ks2["review_due"], year_on.to_string(), "reviewed a year after it takes effect");
     assert_eq!(ks2["current"], true);
 
     // An AUP exists, but Amy has not signed it: 409 naming the AUP.
     let (st, body) = grant(&s, &admin, wifi.clone()).await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "aup_not_signed"
-    );
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "aup_not_signed");
     assert_eq!(body["aup_id"], ks2["id"]);
-    assert!(
-        body["error"].as_str().unwrap().contains("KS2 Pupil AUP"),
-        "{body}"
-    );
-    let (st, _) = s
-        .get(
-            &format!("/api/v1/people/{}", amy["id"].as_str().unwrap()),
-            &admin,
-        )
-        .await;
+    assert!(body["error"].as_str().unwrap().contains("KS2 Pupil AUP"), "{body}");
+    let (st, _) = s.get(&format!("/api/v1/people/{}", amy["id"].as_str().unwrap()), &admin).await;
     assert_eq!(st, StatusCode::OK);
 
     // A KS2 pupil signs with a parent or carer.
-    let (st, body) = s
-        .post(
-            "/api/v1/signatures",
-            &admin,
-            json!({"person_id": amy["id"], "aup_id": ks2["id"], "method": "paper"}),
-        )
-        .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY),
-        "invalid_field"
-    );
+    let (st, body) = s.post("/api/v1/signatures", &admin, json!({"person_id": amy["id"], "aup_id": ks2["id"], "method": "paper"})).await;
+    assert_eq!(assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY), "invalid_field");
     assert_eq!(body["field"], "co_signer");
     let (st, sig) = s
-        .post(
-            "/api/v1/signatures",
-            &admin,
-            json!({"person_id": amy["id"], "aup_id": ks2["id"], "method": "paper", "co_signer": "Mr Able"}),
-        )
+        .post("/api/v1/signatures", &admin, json!({"person_id": amy["id"], "aup_id": ks2["id"], "method": "paper", "co_signer": "Mr Able"}))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{sig}");
     assert_eq!(sig["recorded_by"], "operator:admin");
@@ -261,72 +188,34 @@ async fn no_grant_without_current_signature(b: Backend) {
             json!({"person_id": amy["id"], "aup_id": ks2["id"], "method": "online", "co_signer": "Mr Able"}),
         )
         .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "already_signed"
-    );
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "already_signed");
 
     // Now access can be granted, and it records the signature it rests on.
     let (st, g) = grant(&s, &admin, wifi.clone()).await;
     assert_eq!(st, StatusCode::CREATED, "{g}");
-    assert_eq!(
-        (g["status"].as_str(), g["kind"].as_str()),
-        (Some("live"), Some("system"))
-    );
+    assert_eq!((g["status"].as_str(), g["kind"].as_str()), (Some("live"), Some("system")));
     assert_eq!(g["signature_id"], sig["id"]);
 
     // A staff member cannot sign the pupils' AUP.
     let staff = person(&s, &admin, json!({"kind": "staff", "name": "Bea Teacher"})).await;
-    let (st, body) = s
-        .post(
-            "/api/v1/signatures",
-            &admin,
-            json!({"person_id": staff["id"], "aup_id": ks2["id"], "method": "online"}),
-        )
-        .await;
+    let (st, body) = s.post("/api/v1/signatures", &admin, json!({"person_id": staff["id"], "aup_id": ks2["id"], "method": "online"})).await;
     assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "aup_id");
 
     // Exactly one target; no backdating.
-    let (st, body) = grant(
-        &s,
-        &admin,
-        json!({"person_id": amy["id"], "udid": "X", "system": "Y", "reason": "r"}),
-    )
-    .await;
+    let (st, body) = grant(&s, &admin, json!({"person_id": amy["id"], "udid": "X", "system": "Y", "reason": "r"})).await;
     assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    let (st, body) = grant(
-        &s,
-        &admin,
-        json!({"person_id": amy["id"], "udid": "X", "reason": "r", "from": "2020-01-01T00:00:00Z"}),
-    )
-    .await;
+    let (st, body) = grant(&s, &admin, json!({"person_id": amy["id"], "udid": "X", "reason": "r", "from": "2020-01-01T00:00:00Z"})).await;
     assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["field"], "from");
 
     // The only signature behind live access cannot be voided; a signature is never edited.
-    let (st, body) = s
-        .post(
-            &format!("/api/v1/signatures/{}/void", sig["id"].as_str().unwrap()),
-            &admin,
-            json!({"reason": "wrong pupil"}),
-        )
-        .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "signature_in_use"
-    );
-    assert!(
-        try_sql(&s, "UPDATE signatures SET method = 'online'")
-            .await
-            .is_err()
-    );
+    let (st, body) =
+        s.post(&format!("/api/v1/signatures/{}/void", sig["id"].as_str().unwrap()), &admin, json!({"reason": "wrong pupil"})).await;
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "signature_in_use");
+    assert!(try_sql(&s, "UPDATE signatures SET method = 'online'").await.is_err());
     assert!(try_sql(&s, "DELETE FROM signatures").await.is_err());
-    assert!(
-        try_sql(&s, "UPDATE aups SET text = 'something else'")
-            .await
-            .is_err()
-    );
+    assert!(try_sql(&s, "UPDATE aups SET text = 'something else'").await.is_err());
 
     // Once the access is revoked, the mistake can be voided, with its reason kept.
     ok(
@@ -336,22 +225,10 @@ async fn no_grant_without_current_signature(b: Backend) {
         json!({"reason": "signature recorded against the wrong pupil"}),
     )
     .await;
-    let void = ok(
-        &s,
-        &format!("/api/v1/signatures/{}/void", sig["id"].as_str().unwrap()),
-        &admin,
-        json!({"reason": "wrong pupil"}),
-    )
-    .await;
-    assert_eq!(
-        (void["void"].as_bool(), void["void_reason"].as_str()),
-        (Some(true), Some("wrong pupil"))
-    );
+    let void = ok(&s, &format!("/api/v1/signatures/{}/void", sig["id"].as_str().unwrap()), &admin, json!({"reason": "wrong pupil"})).await;
+    assert_eq!((void["void"].as_bool(), void["void_reason"].as_str()), (Some(true), Some("wrong pupil")));
     let (st, body) = grant(&s, &admin, wifi).await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "aup_not_signed"
-    );
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "aup_not_signed");
     s.stop().await;
 }
 
@@ -360,12 +237,7 @@ async fn new_aup_version_makes_people_due(b: Backend) {
     let admin = s.admin().await;
     let v1 = aup(&s, &admin, "staff", "Staff AUP 2025", &today(&s)).await;
     let sam = signed_staff(&s, &admin, "Sam Staff", &v1).await;
-    let (st, g) = grant(
-        &s,
-        &admin,
-        json!({"person_id": sam["id"], "system": "school Wi-Fi", "reason": "teaching"}),
-    )
-    .await;
+    let (st, g) = grant(&s, &admin, json!({"person_id": sam["id"], "system": "school Wi-Fi", "reason": "teaching"})).await;
     assert_eq!(st, StatusCode::CREATED, "{g}");
     let (_, due) = s.get("/api/v1/register/due", &admin).await;
     assert_eq!(due["items"], json!([]), "{due}");
@@ -381,35 +253,14 @@ async fn new_aup_version_makes_people_due(b: Backend) {
     assert_eq!(items[0]["must_sign"]["id"], v2["id"]);
     assert_eq!(items[0]["signature"]["version"], 1);
     let r = report(&s, &admin).await;
-    assert_eq!(
-        (r["with_access"].as_u64(), r["due_to_resign"].as_u64()),
-        (Some(1), Some(1)),
-        "{r}"
-    );
+    assert_eq!((r["with_access"].as_u64(), r["due_to_resign"].as_u64()), (Some(1), Some(1)), "{r}");
     assert_eq!(r["without_current_signature"], 0);
-    let (st, body) = grant(
-        &s,
-        &admin,
-        json!({"person_id": sam["id"], "udid": "IPAD-1", "reason": "class set"}),
-    )
-    .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "aup_not_signed"
-    );
+    let (st, body) = grant(&s, &admin, json!({"person_id": sam["id"], "udid": "IPAD-1", "reason": "class set"})).await;
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "aup_not_signed");
     assert_eq!(body["aup_id"], v2["id"]);
-    assert!(
-        body["error"].as_str().unwrap().contains("Staff AUP 2026"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("Staff AUP 2026"), "{body}");
     let (_, aups) = s.get("/api/v1/aups?audience=staff", &admin).await;
-    let current: Vec<_> = aups["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["current"] == true)
-        .map(|a| a["version"].clone())
-        .collect();
+    let current: Vec<_> = aups["items"].as_array().unwrap().iter().filter(|a| a["current"] == true).map(|a| a["version"].clone()).collect();
     assert_eq!(current, vec![json!(2)]);
 
     sign(&s, &admin, &sam, &v2).await;
@@ -430,18 +281,9 @@ async fn new_aup_version_makes_people_due(b: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| {
-            (
-                i["person"]["name"].clone(),
-                i["state"].clone(),
-                i["has_access"].clone(),
-            )
-        })
+        .map(|i| (i["person"]["name"].clone(), i["state"].clone(), i["has_access"].clone()))
         .collect();
-    assert_eq!(
-        states,
-        vec![(json!("Nia New"), json!("unsigned"), json!(false))]
-    );
+    assert_eq!(states, vec![(json!("Nia New"), json!("unsigned"), json!(false))]);
 
     // A year on (v3 has not taken effect... it has after 30 days: advance to just before),
     // the signature lapses (policy: reviewed at least annually).
@@ -450,10 +292,7 @@ async fn new_aup_version_makes_people_due(b: Backend) {
     assert_eq!(due["items"], json!([]), "{due}");
     let admin = advance(&s, Duration::days(15)).await;
     let (_, due) = s.get("/api/v1/register/due", &admin).await;
-    assert_eq!(
-        due["items"][0]["state"], "outdated",
-        "v3 is now in effect: {due}"
-    );
+    assert_eq!(due["items"][0]["state"], "outdated", "v3 is now in effect: {due}");
     assert_eq!(due["items"][0]["must_sign"]["id"], v3["id"]);
     sign(&s, &admin, &sam, &v3).await;
     let admin = advance(&s, Duration::days(366)).await;
@@ -463,23 +302,9 @@ async fn new_aup_version_makes_people_due(b: Backend) {
     assert_eq!(r["lapsed"], 1, "{r}");
     assert_eq!(r["without_current_signature"], 0, "{r}");
     assert_eq!(r["aups_review_overdue"], 1, "{r}");
-    let (st, body) = grant(
-        &s,
-        &admin,
-        json!({"person_id": sam["id"], "udid": "IPAD-1", "reason": "class set"}),
-    )
-    .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::CONFLICT),
-        "aup_not_signed"
-    );
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("more than a year ago"),
-        "{body}"
-    );
+    let (st, body) = grant(&s, &admin, json!({"person_id": sam["id"], "udid": "IPAD-1", "reason": "class set"})).await;
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "aup_not_signed");
+    assert!(body["error"].as_str().unwrap().contains("more than a year ago"), "{body}");
     s.stop().await;
 }
 
@@ -489,49 +314,21 @@ async fn leaver_access_ends_and_history_stays(b: Backend) {
     let staff_aup = aup(&s, &admin, "staff", "Staff AUP", &today(&s)).await;
     let lee = signed_staff(&s, &admin, "Lee Leaving", &staff_aup).await;
     let lid = lee["id"].as_str().unwrap().to_owned();
-    let (_, g1) = grant(
-        &s,
-        &admin,
-        json!({"person_id": lid, "udid": "IPAD-LEE", "reason": "1:1 iPad"}),
-    )
-    .await;
-    let (_, g2) = grant(
-        &s,
-        &admin,
-        json!({"person_id": lid, "system": "school Wi-Fi", "reason": "staff"}),
-    )
-    .await;
-    let a = ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": lid, "udid": "IPAD-LEE"}),
-    )
-    .await;
+    let (_, g1) = grant(&s, &admin, json!({"person_id": lid, "udid": "IPAD-LEE", "reason": "1:1 iPad"})).await;
+    let (_, g2) = grant(&s, &admin, json!({"person_id": lid, "system": "school Wi-Fi", "reason": "staff"})).await;
+    let a = ok(&s, "/api/v1/assignments", &admin, json!({"person_id": lid, "udid": "IPAD-LEE"})).await;
     let during = now(&s) + Duration::hours(1);
 
     // Leaving in three days: everything ends at 00:00 UTC that day, not before.
     let leave_date = day(&s, 3);
-    let out = ok(
-        &s,
-        &format!("/api/v1/people/{lid}/leave"),
-        &admin,
-        json!({"date": leave_date, "reason": "moved school"}),
-    )
-    .await;
+    let out = ok(&s, &format!("/api/v1/people/{lid}/leave"), &admin, json!({"date": leave_date, "reason": "moved school"})).await;
     assert_eq!(out["access_ends_at"], format!("{leave_date}T00:00:00Z"));
     assert_eq!(out["grants_ended"].as_array().unwrap().len(), 2, "{out}");
     assert_eq!(out["assignments_ended"], json!([a["id"]]));
     assert_eq!(out["person"]["leaver"], false);
     let (_, detail) = s.get(&format!("/api/v1/people/{lid}"), &admin).await;
     assert_eq!(detail["devices_held"], json!(["IPAD-LEE"]));
-    assert!(
-        detail["grants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|g| g["status"] == "live")
-    );
+    assert!(detail["grants"].as_array().unwrap().iter().all(|g| g["status"] == "live"));
 
     let admin = advance(&s, Duration::days(4)).await;
     let (_, detail) = s.get(&format!("/api/v1/people/{lid}"), &admin).await;
@@ -544,20 +341,10 @@ async fn leaver_access_ends_and_history_stays(b: Backend) {
         assert_eq!(g["status"], "revoked", "{g}");
         assert_eq!(g["revoke_reason"], "leaver: moved school");
     }
-    assert!(
-        grants.iter().any(|g| g["id"] == g1["id"]) && grants.iter().any(|g| g["id"] == g2["id"])
-    );
+    assert!(grants.iter().any(|g| g["id"] == g1["id"]) && grants.iter().any(|g| g["id"] == g2["id"]));
     assert_eq!(detail["assignments"][0]["status"], "ended");
-    assert_eq!(
-        detail["assignments"][0]["until"],
-        format!("{leave_date}T00:00:00Z")
-    );
-    let history: Vec<_> = detail["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["action"].as_str().unwrap().to_owned())
-        .collect();
+    assert_eq!(detail["assignments"][0]["until"], format!("{leave_date}T00:00:00Z"));
+    let history: Vec<_> = detail["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap().to_owned()).collect();
     for action in [
         "register.person.create",
         "register.signature.create",
@@ -565,78 +352,30 @@ async fn leaver_access_ends_and_history_stays(b: Backend) {
         "register.assignment.create",
         "register.person.leave",
     ] {
-        assert!(
-            history.iter().any(|h| h == action),
-            "{action} in {history:?}"
-        );
+        assert!(history.iter().any(|h| h == action), "{action} in {history:?}");
     }
 
     // The device's history still says Lee held it while they were here.
-    let (_, h) = s
-        .get(
-            &format!("/api/v1/devices/IPAD-LEE/holders?at={}", iso(during)),
-            &admin,
-        )
-        .await;
+    let (_, h) = s.get(&format!("/api/v1/devices/IPAD-LEE/holders?at={}", iso(during)), &admin).await;
     assert_eq!(h["holders"][0]["person"]["name"], "Lee Leaving", "{h}");
-    let (_, h) = s
-        .get(
-            &format!("/api/v1/devices/IPAD-LEE/holders?at={}", iso(now(&s))),
-            &admin,
-        )
-        .await;
-    assert_eq!(
-        (
-            h["holders"].as_array().unwrap().len(),
-            h["access"].as_array().unwrap().len()
-        ),
-        (0, 0),
-        "{h}"
-    );
+    let (_, h) = s.get(&format!("/api/v1/devices/IPAD-LEE/holders?at={}", iso(now(&s))), &admin).await;
+    assert_eq!((h["holders"].as_array().unwrap().len(), h["access"].as_array().unwrap().len()), (0, 0), "{h}");
 
     // A leaver gets nothing new; the leavers filter finds them.
-    let (st, body) = grant(
-        &s,
-        &admin,
-        json!({"person_id": lid, "system": "school Wi-Fi", "reason": "r"}),
-    )
-    .await;
+    let (st, body) = grant(&s, &admin, json!({"person_id": lid, "system": "school Wi-Fi", "reason": "r"})).await;
     assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "person_left");
     let (_, leavers) = s.get("/api/v1/people?leavers=true", &admin).await;
     assert_eq!(leavers["items"].as_array().unwrap().len(), 1);
     assert_eq!(leavers["items"][0]["id"], lid);
     let (_, current) = s.get("/api/v1/people?leavers=false", &admin).await;
-    assert!(
-        current["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["id"] != lid)
-    );
+    assert!(current["items"].as_array().unwrap().iter().all(|p| p["id"] != lid));
 
     // Leaving today takes effect at once.
     let pat = signed_staff(&s, &admin, "Pat Prompt", &staff_aup).await;
     let pid = pat["id"].as_str().unwrap();
-    grant(
-        &s,
-        &admin,
-        json!({"person_id": pid, "udid": "IPAD-PAT", "reason": "1:1"}),
-    )
-    .await;
-    ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": pid, "udid": "IPAD-PAT"}),
-    )
-    .await;
-    let out = ok(
-        &s,
-        &format!("/api/v1/people/{pid}/leave"),
-        &admin,
-        json!({"date": today(&s)}),
-    )
-    .await;
+    grant(&s, &admin, json!({"person_id": pid, "udid": "IPAD-PAT", "reason": "1:1"})).await;
+    ok(&s, "/api/v1/assignments", &admin, json!({"person_id": pid, "udid": "IPAD-PAT"})).await;
+    let out = ok(&s, &format!("/api/v1/people/{pid}/leave"), &admin, json!({"date": today(&s)})).await;
     assert_eq!(time(&out["access_ends_at"]), now(&s));
     let (_, detail) = s.get(&format!("/api/v1/people/{pid}"), &admin).await;
     assert_eq!(detail["leaver"], true);
@@ -659,119 +398,46 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
     let udid = "00008030-001A2B3C4D5E6F";
     let group = uuid::Uuid::new_v4();
     let t0 = now(&s);
-    s.ctx
-        .store
-        .record_group_membership(group, udid, t0)
-        .await
-        .unwrap();
+    s.ctx.store.record_group_membership(group, udid, t0).await.unwrap();
     for p in [&ann, &ben] {
-        let (st, g) = grant(
-            &s,
-            &admin,
-            json!({"person_id": p["id"], "udid": udid, "reason": "class set"}),
-        )
-        .await;
+        let (st, g) = grant(&s, &admin, json!({"person_id": p["id"], "udid": udid, "reason": "class set"})).await;
         assert_eq!(st, StatusCode::CREATED, "{g}");
     }
-    let (st, g) = grant(
-        &s,
-        &admin,
-        json!({"person_id": cat["id"], "group_id": group, "reason": "Year 5 iPads"}),
-    )
-    .await;
+    let (st, g) = grant(&s, &admin, json!({"person_id": cat["id"], "group_id": group, "reason": "Year 5 iPads"})).await;
     assert_eq!(st, StatusCode::CREATED, "{g}");
-    let (st, body) = s
-        .post(
-            "/api/v1/assignments",
-            &admin,
-            json!({"person_id": dan["id"], "udid": udid}),
-        )
-        .await;
+    let (st, body) = s.post("/api/v1/assignments", &admin, json!({"person_id": dan["id"], "udid": udid})).await;
     assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "no_grant");
 
     // Ann holds it from t0.
-    let a1 = ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": ann["id"], "udid": udid}),
-    )
-    .await;
+    let a1 = ok(&s, "/api/v1/assignments", &admin, json!({"person_id": ann["id"], "udid": udid})).await;
     let admin = advance(&s, Duration::days(1)).await;
     let t1 = now(&s);
     // Ben cannot take it while Ann holds it...
-    let (st, body) = s
-        .post(
-            "/api/v1/assignments",
-            &admin,
-            json!({"person_id": ben["id"], "udid": udid}),
-        )
-        .await;
+    let (st, body) = s.post("/api/v1/assignments", &admin, json!({"person_id": ben["id"], "udid": udid})).await;
     assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "device_held");
     assert_eq!(body["assignment_id"], a1["id"]);
-    assert!(
-        body["error"].as_str().unwrap().contains("Ann First"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("Ann First"), "{body}");
     // ...until her holding ends.
-    let ended = ok(
-        &s,
-        &format!("/api/v1/assignments/{}/end", a1["id"].as_str().unwrap()),
-        &admin,
-        json!({}),
-    )
-    .await;
+    let ended = ok(&s, &format!("/api/v1/assignments/{}/end", a1["id"].as_str().unwrap()), &admin, json!({})).await;
     assert_eq!(ended["status"], "ended");
-    ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": ben["id"], "udid": udid}),
-    )
-    .await;
+    ok(&s, "/api/v1/assignments", &admin, json!({"person_id": ben["id"], "udid": udid})).await;
     let admin = advance(&s, Duration::days(1)).await;
     let t2 = now(&s);
-    let (_, h) = s
-        .get(&format!("/api/v1/devices/{udid}/holders"), &admin)
-        .await;
-    let b2 = h["holders"][1]["assignment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (_, h) = s.get(&format!("/api/v1/devices/{udid}/holders"), &admin).await;
+    let b2 = h["holders"][1]["assignment_id"].as_str().unwrap().to_owned();
     // End with no body at all: now.
-    let resp = s
-        .client
-        .post(s.url(&format!("/api/v1/assignments/{b2}/end")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.post(s.url(&format!("/api/v1/assignments/{b2}/end"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // Cat holds it through her group grant.
-    ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": cat["id"], "udid": udid}),
-    )
-    .await;
+    ok(&s, "/api/v1/assignments", &admin, json!({"person_id": cat["id"], "udid": udid})).await;
     advance(&s, Duration::days(1)).await;
     let t3 = now(&s);
-    s.ctx
-        .store
-        .end_group_membership(group, udid, t3)
-        .await
-        .unwrap();
+    s.ctx.store.end_group_membership(group, udid, t3).await.unwrap();
     let admin = advance(&s, Duration::hours(1)).await;
 
     let at = |t: DateTime<Utc>| format!("/api/v1/devices/{udid}/holders?at={}", iso(t));
     let names = |v: &Value, key: &str| -> Vec<String> {
-        v[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["person"]["name"].as_str().unwrap().to_owned())
-            .collect()
+        v[key].as_array().unwrap().iter().map(|x| x["person"]["name"].as_str().unwrap().to_owned()).collect()
     };
     let (_, h) = s.get(&at(t0 - Duration::hours(1)), &admin).await;
     assert_eq!(names(&h, "holders"), Vec::<String>::new(), "{h}");
@@ -781,13 +447,7 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
     let mut access = names(&h, "access");
     access.sort();
     assert_eq!(access, vec!["Ann First", "Ben Second", "Cat Group"], "{h}");
-    let via: Vec<_> = h["access"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["via"] == "group")
-        .map(|a| a["group_id"].clone())
-        .collect();
+    let via: Vec<_> = h["access"].as_array().unwrap().iter().filter(|a| a["via"] == "group").map(|a| a["group_id"].clone()).collect();
     assert_eq!(via, vec![json!(group)]);
     // The moment of a hand-over belongs to the new holder.
     let (_, h) = s.get(&at(t1), &admin).await;
@@ -803,43 +463,24 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
     assert_eq!(access, vec!["Ann First", "Ben Second"], "{h}");
 
     // The full history, oldest first.
-    let (_, h) = s
-        .get(&format!("/api/v1/devices/{udid}/holders"), &admin)
-        .await;
+    let (_, h) = s.get(&format!("/api/v1/devices/{udid}/holders"), &admin).await;
     assert_eq!(h["at"], Value::Null);
-    assert_eq!(
-        names(&h, "holders"),
-        vec!["Ann First", "Ben Second", "Cat Group"],
-        "{h}"
-    );
+    assert_eq!(names(&h, "holders"), vec!["Ann First", "Ben Second", "Cat Group"], "{h}");
     assert_eq!(h["holders"][0]["until"], h["holders"][1]["from"]);
-    let cat_access: Vec<_> = h["access"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["via"] == "group")
-        .collect();
+    let cat_access: Vec<_> = h["access"].as_array().unwrap().iter().filter(|a| a["via"] == "group").collect();
     assert_eq!(cat_access.len(), 1);
     assert_eq!(time(&cat_access[0]["until"]), t3, "{h}");
     // A device nobody was ever given is simply empty.
     let (st, h) = s.get("/api/v1/devices/NEVER-SEEN/holders", &admin).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(
-        (h["holders"].clone(), h["access"].clone()),
-        (json!([]), json!([]))
-    );
+    assert_eq!((h["holders"].clone(), h["access"].clone()), (json!([]), json!([])));
     s.stop().await;
 }
 
 async fn csv_import_is_all_or_nothing(b: Backend) {
     let s = TestServer::start(b).await;
     let admin = s.admin().await;
-    person(
-        &s,
-        &admin,
-        json!({"kind": "pupil", "name": "Mo Mover", "school_ref": "MIS-1", "year_group": "Y3"}),
-    )
-    .await;
+    person(&s, &admin, json!({"kind": "pupil", "name": "Mo Mover", "school_ref": "MIS-1", "year_group": "Y3"})).await;
     person(&s, &admin, json!({"kind": "staff", "name": "Una Changed", "school_ref": "MIS-4", "start_date": "2024-09-01"})).await;
     let count = |v: &Value| v["items"].as_array().unwrap().len();
     let (_, before) = s.get("/api/v1/people", &admin).await;
@@ -853,61 +494,32 @@ async fn csv_import_is_all_or_nothing(b: Backend) {
                MIS-5,,No Kind,,,\n\
                MIS-6,visitor,Vic Visitor,Y2,,\n";
     let (st, body) = import(&s, &admin, bad, false).await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY),
-        "invalid_csv"
-    );
+    assert_eq!(assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY), "invalid_csv");
     let errs: Vec<(u64, String)> = body["errors"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            (
-                e["row"].as_u64().unwrap(),
-                e["column"].as_str().unwrap_or("").to_owned(),
-            )
-        })
+        .map(|e| (e["row"].as_u64().unwrap(), e["column"].as_str().unwrap_or("").to_owned()))
         .collect();
     assert_eq!(
         errs,
-        vec![
-            (3, "year_group".to_owned()),
-            (4, "start_date".to_owned()),
-            (5, "kind".to_owned()),
-            (6, "year_group".to_owned()),
-        ],
+        vec![(3, "year_group".to_owned()), (4, "start_date".to_owned()), (5, "kind".to_owned()), (6, "year_group".to_owned()),],
         "{body}"
     );
-    assert_eq!(
-        (body["row"].as_u64(), body["column"].as_str()),
-        (Some(3), Some("year_group"))
-    );
+    assert_eq!((body["row"].as_u64(), body["column"].as_str()), (Some(3), Some("year_group")));
     let msg = body["error"].as_str().unwrap();
-    assert!(
-        msg.contains("Row 3") && msg.contains("year_group") && msg.contains("nothing was imported"),
-        "{msg}"
-    );
+    assert!(msg.contains("Row 3") && msg.contains("year_group") && msg.contains("nothing was imported"), "{msg}");
     let (_, after) = s.get("/api/v1/people", &admin).await;
     assert_eq!(after, before, "a rejected file changes nothing");
-    let (_, audit) = s
-        .get("/api/v1/audit?action=register.import.apply", &admin)
-        .await;
+    let (_, audit) = s.get("/api/v1/audit?action=register.import.apply", &admin).await;
     assert_eq!(count(&audit), 0);
 
     // Unknown columns are refused rather than silently dropped; so is a file that is not CSV.
     let (st, body) = import(&s, &admin, "school_ref,kind,name,leavingdate\n", true).await;
     assert_error(st, &body, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(
-        (body["row"].as_u64(), body["column"].as_str()),
-        (Some(1), Some("leavingdate"))
-    );
-    let (st, body) = s
-        .post("/api/v1/register/import", &admin, json!({"rows": []}))
-        .await;
-    assert_eq!(
-        assert_error(st, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        "unsupported_media_type"
-    );
+    assert_eq!((body["row"].as_u64(), body["column"].as_str()), (Some(1), Some("leavingdate")));
+    let (st, body) = s.post("/api/v1/register/import", &admin, json!({"rows": []})).await;
+    assert_eq!(assert_error(st, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE), "unsupported_media_type");
 
     // A good file: the dry run says what would change and writes nothing.
     let good = "\u{feff}School Ref,Kind,Name,Year Group,Start Date,Leaving Date\r\n\
@@ -917,123 +529,44 @@ async fn csv_import_is_all_or_nothing(b: Backend) {
                 MIS-4,staff,Una Changed,,2024-09-01,\r\n";
     let (st, dry) = import(&s, &admin, good, true).await;
     assert_eq!(st, StatusCode::OK, "{dry}");
-    assert_eq!(
-        (
-            dry["created"].as_u64(),
-            dry["updated"].as_u64(),
-            dry["unchanged"].as_u64()
-        ),
-        (Some(2), Some(1), Some(1)),
-        "{dry}"
-    );
-    let actions: Vec<_> = dry["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["row"].as_u64().unwrap(),
-                r["action"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        actions,
-        vec![
-            (2, "updated".into()),
-            (3, "created".into()),
-            (4, "created".into()),
-            (5, "unchanged".into())
-        ]
-    );
-    assert_eq!(
-        dry["rows"][0]["changes"]["year_group"],
-        json!({"from": "Y3", "to": "Y4"})
-    );
+    assert_eq!((dry["created"].as_u64(), dry["updated"].as_u64(), dry["unchanged"].as_u64()), (Some(2), Some(1), Some(1)), "{dry}");
+    let actions: Vec<_> =
+        dry["rows"].as_array().unwrap().iter().map(|r| (r["row"].as_u64().unwrap(), r["action"].as_str().unwrap().to_owned())).collect();
+    assert_eq!(actions, vec![(2, "updated".into()), (3, "created".into()), (4, "created".into()), (5, "unchanged".into())]);
+    assert_eq!(dry["rows"][0]["changes"]["year_group"], json!({"from": "Y3", "to": "Y4"}));
     let (_, after) = s.get("/api/v1/people", &admin).await;
     assert_eq!(after, before, "a dry run changes nothing");
 
     let (st, applied) = import(&s, &admin, good, false).await;
     assert_eq!(st, StatusCode::OK, "{applied}");
-    assert_eq!(
-        (
-            applied["created"].as_u64(),
-            applied["updated"].as_u64(),
-            applied["unchanged"].as_u64()
-        ),
-        (Some(2), Some(1), Some(1))
-    );
+    assert_eq!((applied["created"].as_u64(), applied["updated"].as_u64(), applied["unchanged"].as_u64()), (Some(2), Some(1), Some(1)));
     let mo = &people_named(&s, &admin, "MIS-1").await[0];
-    assert_eq!(
-        (mo["year_group"].as_str(), mo["key_stage"].as_str()),
-        (Some("Y4"), Some("KS2"))
-    );
+    assert_eq!((mo["year_group"].as_str(), mo["key_stage"].as_str()), (Some("Y4"), Some("KS2")));
     let nell = &people_named(&s, &admin, "mis-2").await[0];
-    assert_eq!(
-        (nell["name"].as_str(), nell["start_date"].as_str()),
-        (Some("Nell New, Jr"), Some("2026-09-01"))
-    );
+    assert_eq!((nell["name"].as_str(), nell["start_date"].as_str()), (Some("Nell New, Jr"), Some("2026-09-01")));
     let vic = &people_named(&s, &admin, "Vic").await[0];
-    assert_eq!(
-        vic["end_date"],
-        day(&s, 30),
-        "visitors end after 30 days by default"
-    );
+    assert_eq!(vic["end_date"], day(&s, 30), "visitors end after 30 days by default");
     let (_, again) = import(&s, &admin, good, false).await;
-    assert_eq!(
-        (
-            again["created"].as_u64(),
-            again["updated"].as_u64(),
-            again["unchanged"].as_u64()
-        ),
-        (Some(0), Some(0), Some(4)),
-        "{again}"
-    );
+    assert_eq!((again["created"].as_u64(), again["updated"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(0), Some(4)), "{again}");
 
     // A leaving date in the file ends that person's access.
     let staff_aup = aup(&s, &admin, "staff", "Staff AUP", &today(&s)).await;
     sign(&s, &admin, nell, &staff_aup).await;
-    let (st, g) = grant(
-        &s,
-        &admin,
-        json!({"person_id": nell["id"], "system": "school Wi-Fi", "reason": "staff"}),
-    )
-    .await;
+    let (st, g) = grant(&s, &admin, json!({"person_id": nell["id"], "system": "school Wi-Fi", "reason": "staff"})).await;
     assert_eq!(st, StatusCode::CREATED, "{g}");
-    let leaving = format!(
-        "school_ref,kind,name,leaving_date\nMIS-2,staff,\"Nell New, Jr\",{}\n",
-        today(&s)
-    );
+    let leaving = format!("school_ref,kind,name,leaving_date\nMIS-2,staff,\"Nell New, Jr\",{}\n", today(&s));
     let (st, out) = import(&s, &admin, &leaving, false).await;
     assert_eq!(st, StatusCode::OK, "{out}");
     assert_eq!(out["rows"][0]["grants_ended"], json!([g["id"]]), "{out}");
     let r = report(&s, &admin).await;
-    assert_eq!(
-        (
-            r["leavers_with_live_grants"].as_u64(),
-            r["with_access"].as_u64()
-        ),
-        (Some(0), Some(0)),
-        "{r}"
-    );
+    assert_eq!((r["leavers_with_live_grants"].as_u64(), r["with_access"].as_u64()), (Some(0), Some(0)), "{r}");
 
     // The export is CSV that imports back unchanged.
-    let resp = s
-        .client
-        .get(s.url("/api/v1/register/export.csv"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url("/api/v1/register/export.csv")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
     let csv = resp.text().await.unwrap();
-    assert!(
-        csv.starts_with(
-            "school_ref,kind,name,year_group,key_stage,start_date,leaving_date,notes,id,"
-        ),
-        "{csv}"
-    );
+    assert!(csv.starts_with("school_ref,kind,name,year_group,key_stage,start_date,leaving_date,notes,id,"), "{csv}");
     assert!(csv.contains("\"Nell New, Jr\""), "{csv}");
     assert_eq!(csv.lines().count(), 5, "{csv}");
     let (st, back) = import(&s, &admin, &csv, true).await;
@@ -1048,59 +581,19 @@ async fn report_must_be_zero_counts(b: Backend) {
     let staff_aup = aup(&s, &admin, "staff", "Staff AUP", &today(&s)).await;
     let visitor_aup = aup(&s, &admin, "visitor", "Visitor AUP", &today(&s)).await;
     let kim = signed_staff(&s, &admin, "Kim Keeps", &staff_aup).await;
-    let (st, _) = grant(
-        &s,
-        &admin,
-        json!({"person_id": kim["id"], "system": "library PCs", "reason": "staff"}),
-    )
-    .await;
+    let (st, _) = grant(&s, &admin, json!({"person_id": kim["id"], "system": "library PCs", "reason": "staff"})).await;
     assert_eq!(st, StatusCode::CREATED);
     let gone = signed_staff(&s, &admin, "Gil Gone", &staff_aup).await;
-    grant(
-        &s,
-        &admin,
-        json!({"person_id": gone["id"], "system": "school Wi-Fi", "reason": "staff"}),
-    )
-    .await;
-    ok(
-        &s,
-        &format!("/api/v1/people/{}/leave", gone["id"].as_str().unwrap()),
-        &admin,
-        json!({"date": today(&s)}),
-    )
-    .await;
-    let vic = person(
-        &s,
-        &admin,
-        json!({"kind": "visitor", "name": "Val Visiting", "end_date": day(&s, 5)}),
-    )
-    .await;
+    grant(&s, &admin, json!({"person_id": gone["id"], "system": "school Wi-Fi", "reason": "staff"})).await;
+    ok(&s, &format!("/api/v1/people/{}/leave", gone["id"].as_str().unwrap()), &admin, json!({"date": today(&s)})).await;
+    let vic = person(&s, &admin, json!({"kind": "visitor", "name": "Val Visiting", "end_date": day(&s, 5)})).await;
     sign(&s, &admin, &vic, &visitor_aup).await;
-    let (st, vg) = grant(
-        &s,
-        &admin,
-        json!({"person_id": vic["id"], "system": "guest Wi-Fi", "reason": "supply teacher"}),
-    )
-    .await;
+    let (st, vg) = grant(&s, &admin, json!({"person_id": vic["id"], "system": "guest Wi-Fi", "reason": "supply teacher"})).await;
     assert_eq!(st, StatusCode::CREATED, "{vg}");
-    assert_eq!(
-        vg["until"],
-        format!("{}T00:00:00Z", day(&s, 5)),
-        "a grant ends by the person's end date"
-    );
-    person(
-        &s,
-        &admin,
-        json!({"kind": "staff", "name": "Nat Neversigned"}),
-    )
-    .await;
+    assert_eq!(vg["until"], format!("{}T00:00:00Z", day(&s, 5)), "a grant ends by the person's end date");
+    person(&s, &admin, json!({"kind": "staff", "name": "Nat Neversigned"})).await;
     let still = signed_staff(&s, &admin, "Sid Still", &staff_aup).await;
-    grant(
-        &s,
-        &admin,
-        json!({"person_id": still["id"], "udid": "IPAD-SID", "reason": "1:1"}),
-    )
-    .await;
+    grant(&s, &admin, json!({"person_id": still["id"], "udid": "IPAD-SID", "reason": "1:1"})).await;
 
     // After normal use the must-be-zero counts are zero.
     let r = report(&s, &admin).await;
@@ -1118,19 +611,11 @@ async fn report_must_be_zero_counts(b: Backend) {
     assert_eq!(r["without_current_signature"], 1, "{r}");
     assert_eq!(r["ok"], false);
     // ...and a person marked as gone without their access ending.
-    s.raw_sql(&["UPDATE people SET end_date = '2020-01-01' WHERE name = 'Sid Still'"])
-        .await;
+    s.raw_sql(&["UPDATE people SET end_date = '2020-01-01' WHERE name = 'Sid Still'"]).await;
     let r = report(&s, &admin).await;
     assert_eq!(r["leavers_with_live_grants"], 1, "{r}");
     let (_, due) = s.get("/api/v1/register/due", &admin).await;
-    assert!(
-        due["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|i| i["person"]["name"] == "Nat Neversigned" && i["state"] == "unsigned"),
-        "{due}"
-    );
+    assert!(due["items"].as_array().unwrap().iter().any(|i| i["person"]["name"] == "Nat Neversigned" && i["state"] == "unsigned"), "{due}");
     s.stop().await;
 }
 
@@ -1143,18 +628,12 @@ async fn roles_read_and_write(b: Backend) {
     let head = s.operator("head.hana", "headteacher").await;
 
     // Technicians write people and grants; they do not record signatures.
-    let p = person(
-        &s,
-        &tech,
-        json!({"kind": "pupil", "name": "Ria Role", "key_stage": "KS3"}),
-    )
-    .await;
+    let p = person(&s, &tech, json!({"kind": "pupil", "name": "Ria Role", "key_stage": "KS3"})).await;
     assert_eq!(p["audience"], "pupil_ks3");
     let pid = p["id"].as_str().unwrap().to_owned();
     // The DSL publishes the AUP and records the signature (no co-signer needed in KS3)...
-    let (st, ks3) = s
-        .post("/api/v1/aups", &dsl, json!({"audience": "pupil_ks3", "title": "KS3 AUP", "text": "t", "effective_date": today(&s)}))
-        .await;
+    let (st, ks3) =
+        s.post("/api/v1/aups", &dsl, json!({"audience": "pupil_ks3", "title": "KS3 AUP", "text": "t", "effective_date": today(&s)})).await;
     assert_eq!(st, StatusCode::CREATED, "{ks3}");
     let sig_req = json!({"person_id": pid, "aup_id": ks3["id"], "method": "online"});
     let (st, body) = s.post("/api/v1/signatures", &tech, sig_req.clone()).await;
@@ -1163,13 +642,7 @@ async fn roles_read_and_write(b: Backend) {
     assert_eq!(st, StatusCode::CREATED, "{sig}");
     assert_eq!(sig["recorded_by"], "operator:dsl.jones");
     // ...but creates no people and grants nothing.
-    let (st, body) = s
-        .post(
-            "/api/v1/people",
-            &dsl,
-            json!({"kind": "staff", "name": "X"}),
-        )
-        .await;
+    let (st, body) = s.post("/api/v1/people", &dsl, json!({"kind": "staff", "name": "X"})).await;
     assert_error(st, &body, StatusCode::FORBIDDEN);
     let g = json!({"person_id": pid, "system": "school Wi-Fi", "reason": "KS3"});
     let (st, body) = s.post("/api/v1/grants", &dsl, g.clone()).await;
@@ -1188,59 +661,25 @@ async fn roles_read_and_write(b: Backend) {
         "/api/v1/devices/IPAD-1/holders".into(),
     ] {
         for tok in [&auditor, &dsl, &head, &tech] {
-            let resp = s
-                .client
-                .get(s.url(&path))
-                .bearer_auth(tok)
-                .send()
-                .await
-                .unwrap();
+            let resp = s.client.get(s.url(&path)).bearer_auth(tok).send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
         }
     }
     for (path, body) in [
-        (
-            "/api/v1/people".to_owned(),
-            json!({"kind": "staff", "name": "X"}),
-        ),
-        (
-            format!("/api/v1/people/{pid}/leave"),
-            json!({"date": today(&s)}),
-        ),
-        (
-            "/api/v1/aups".into(),
-            json!({"audience": "staff", "title": "t", "text": "t", "effective_date": today(&s)}),
-        ),
-        (
-            "/api/v1/signatures".into(),
-            json!({"person_id": pid, "aup_id": ks3["id"], "method": "paper"}),
-        ),
-        (
-            "/api/v1/grants".into(),
-            json!({"person_id": pid, "system": "s", "reason": "r"}),
-        ),
-        (
-            "/api/v1/assignments".into(),
-            json!({"person_id": pid, "udid": "IPAD-1"}),
-        ),
+        ("/api/v1/people".to_owned(), json!({"kind": "staff", "name": "X"})),
+        (format!("/api/v1/people/{pid}/leave"), json!({"date": today(&s)})),
+        ("/api/v1/aups".into(), json!({"audience": "staff", "title": "t", "text": "t", "effective_date": today(&s)})),
+        ("/api/v1/signatures".into(), json!({"person_id": pid, "aup_id": ks3["id"], "method": "paper"})),
+        ("/api/v1/grants".into(), json!({"person_id": pid, "system": "s", "reason": "r"})),
+        ("/api/v1/assignments".into(), json!({"person_id": pid, "udid": "IPAD-1"})),
     ] {
         let (st, b) = s.post(&path, &auditor, body).await;
-        assert_eq!(
-            assert_error(st, &b, StatusCode::FORBIDDEN),
-            "forbidden",
-            "POST {path}"
-        );
+        assert_eq!(assert_error(st, &b, StatusCode::FORBIDDEN), "forbidden", "POST {path}");
     }
     let (st, b) = import(&s, &auditor, "school_ref,kind,name\n", true).await;
     assert_error(st, &b, StatusCode::FORBIDDEN);
-    let resp = s
-        .client
-        .patch(s.url(&format!("/api/v1/people/{pid}")))
-        .bearer_auth(&auditor)
-        .json(&json!({"name": "Y"}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        s.client.patch(s.url(&format!("/api/v1/people/{pid}"))).bearer_auth(&auditor).json(&json!({"name": "Y"})).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // Nothing the auditor tried reached the database.
     let (_, people) = s.get("/api/v1/people", &admin).await;
@@ -1263,33 +702,10 @@ async fn every_write_is_audited(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let second = sign(
-        &s,
-        &admin,
-        &p,
-        &aup(&s, &admin, "staff", "Staff AUP v2", &today(&s)).await,
-    )
-    .await;
-    let (_, g) = grant(
-        &s,
-        &admin,
-        json!({"person_id": pid, "udid": "MAC-7", "reason": "laptop"}),
-    )
-    .await;
-    let a = ok(
-        &s,
-        "/api/v1/assignments",
-        &admin,
-        json!({"person_id": pid, "udid": "MAC-7"}),
-    )
-    .await;
-    ok(
-        &s,
-        &format!("/api/v1/assignments/{}/end", a["id"].as_str().unwrap()),
-        &admin,
-        json!({}),
-    )
-    .await;
+    let second = sign(&s, &admin, &p, &aup(&s, &admin, "staff", "Staff AUP v2", &today(&s)).await).await;
+    let (_, g) = grant(&s, &admin, json!({"person_id": pid, "udid": "MAC-7", "reason": "laptop"})).await;
+    let a = ok(&s, "/api/v1/assignments", &admin, json!({"person_id": pid, "udid": "MAC-7"})).await;
+    ok(&s, &format!("/api/v1/assignments/{}/end", a["id"].as_str().unwrap()), &admin, json!({})).await;
     let first_sig = s.get(&format!("/api/v1/people/{pid}"), &admin).await.1["signatures"]
         .as_array()
         .unwrap()
@@ -1299,45 +715,17 @@ async fn every_write_is_audited(b: Backend) {
         .as_str()
         .unwrap()
         .to_owned();
-    ok(
-        &s,
-        &format!("/api/v1/signatures/{first_sig}/void"),
-        &admin,
-        json!({"reason": "duplicate paper form"}),
-    )
-    .await;
-    let revoked = ok(
-        &s,
-        &format!("/api/v1/grants/{}/revoke", g["id"].as_str().unwrap()),
-        &admin,
-        json!({"reason": "laptop returned"}),
-    )
-    .await;
+    ok(&s, &format!("/api/v1/signatures/{first_sig}/void"), &admin, json!({"reason": "duplicate paper form"})).await;
+    let revoked =
+        ok(&s, &format!("/api/v1/grants/{}/revoke", g["id"].as_str().unwrap()), &admin, json!({"reason": "laptop returned"})).await;
     assert_eq!(revoked["status"], "revoked");
-    let (st, _) = import(
-        &s,
-        &admin,
-        "school_ref,kind,name\nSTAFF-8,governor,Gus Governor\n",
-        false,
-    )
-    .await;
+    let (st, _) = import(&s, &admin, "school_ref,kind,name\nSTAFF-8,governor,Gus Governor\n", false).await;
     assert_eq!(st, StatusCode::OK);
-    ok(
-        &s,
-        &format!("/api/v1/people/{pid}/leave"),
-        &admin,
-        json!({"date": today(&s)}),
-    )
-    .await;
+    ok(&s, &format!("/api/v1/people/{pid}/leave"), &admin, json!({"date": today(&s)})).await;
 
-    let (_, page) = s
-        .get("/api/v1/audit?action=register.&limit=1000", &admin)
-        .await;
+    let (_, page) = s.get("/api/v1/audit?action=register.&limit=1000", &admin).await;
     let items = page["items"].as_array().unwrap();
-    let actions: std::collections::BTreeSet<_> = items
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_owned())
-        .collect();
+    let actions: std::collections::BTreeSet<_> = items.iter().map(|e| e["action"].as_str().unwrap().to_owned()).collect();
     for a in [
         "register.person.create",
         "register.person.update",
@@ -1354,23 +742,11 @@ async fn every_write_is_audited(b: Backend) {
         assert!(actions.contains(a), "{a} missing from {actions:?}");
     }
     assert!(items.iter().all(|e| e["actor"] == "operator:admin"));
-    let update = items
-        .iter()
-        .find(|e| e["action"] == "register.person.update")
-        .unwrap();
+    let update = items.iter().find(|e| e["action"] == "register.person.update").unwrap();
     assert_eq!(update["target"], format!("person:{pid}"));
-    assert_eq!(
-        update["details"]["changes"]["school_ref"],
-        json!({"from": null, "to": "STAFF-7"})
-    );
-    assert_eq!(
-        update["details"]["changes"]["notes"], "changed",
-        "free text stays out of the permanent log"
-    );
-    let void = items
-        .iter()
-        .find(|e| e["action"] == "register.signature.void")
-        .unwrap();
+    assert_eq!(update["details"]["changes"]["school_ref"], json!({"from": null, "to": "STAFF-7"}));
+    assert_eq!(update["details"]["changes"]["notes"], "changed", "free text stays out of the permanent log");
+    let void = items.iter().find(|e| e["action"] == "register.signature.void").unwrap();
     assert_eq!(void["details"]["reason"], "duplicate paper form");
     let (_, chain) = s.get("/api/v1/audit/verify", &admin).await;
     assert_eq!(chain["ok"], true, "{chain}");

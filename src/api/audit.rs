@@ -38,33 +38,16 @@ pub struct AuditItem {
     hash: String,
 }
 
-pub async fn list(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Page<AuditItem>>> {
+pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<AuditQuery>) -> Result<Json<Page<AuditItem>>> {
     p.require(Permission::ReadAudit)?;
     let before_seq = match q.cursor.as_deref() {
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?),
         None => None,
     };
     let limit = page_limit(q.limit);
-    let filter = AuditFilter {
-        since: q.since,
-        until: q.until,
-        actor: q.actor,
-        action: q.action,
-        target: q.target,
-        before_seq,
-        limit,
-    };
+    let filter = AuditFilter { since: q.since, until: q.until, actor: q.actor, action: q.action, target: q.target, before_seq, limit };
     let rows = ctx.store.list_audit(&filter).await?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.seq.to_string()))
-        .flatten();
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
     let items = rows
         .into_iter()
         .map(|e| AuditItem {

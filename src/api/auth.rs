@@ -19,18 +19,10 @@ pub struct LoginRequest {
     password: String,
 }
 
-pub async fn login(
-    State(ctx): State<Ctx>,
-    parts: Parts,
-    extract::Json(req): extract::Json<LoginRequest>,
-) -> Result<Json<Value>> {
+pub async fn login(State(ctx): State<Ctx>, parts: Parts, extract::Json(req): extract::Json<LoginRequest>) -> Result<Json<Value>> {
     let ip = client_ip(&ctx, &parts);
-    let session = ctx
-        .login(&req.username, &req.password, ip.as_deref())
-        .await?;
-    Ok(Json(
-        json!({"token": session.token, "expires_at": session.expires_at, "role": session.role}),
-    ))
+    let session = ctx.login(&req.username, &req.password, ip.as_deref()).await?;
+    Ok(Json(json!({"token": session.token, "expires_at": session.expires_at, "role": session.role})))
 }
 
 pub async fn whoami(p: Principal) -> Json<Value> {

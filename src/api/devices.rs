@@ -34,37 +34,17 @@ pub async fn create_enrollment_token(
     extract::Json(r): extract::Json<NewTokenRequest>,
 ) -> Result<(StatusCode, Json<NewEnrollmentToken>)> {
     p.require(Permission::ManageDevices)?;
-    Ok(created(
-        ctx.create_enrollment_token(
-            &p.actor(),
-            &r.label,
-            r.max_uses,
-            r.expires_in_hours,
-            r.group,
-        )
-        .await?,
-    ))
+    Ok(created(ctx.create_enrollment_token(&p.actor(), &r.label, r.max_uses, r.expires_in_hours, r.group).await?))
 }
 
-pub async fn list_enrollment_tokens(
-    State(ctx): State<Ctx>,
-    p: Principal,
-) -> Result<Json<Page<EnrollmentToken>>> {
+pub async fn list_enrollment_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<EnrollmentToken>>> {
     p.require(Permission::ManageDevices)?;
-    Ok(Json(Page {
-        items: ctx.list_enrollment_tokens().await?,
-        next_cursor: None,
-    }))
+    Ok(Json(Page { items: ctx.list_enrollment_tokens().await?, next_cursor: None }))
 }
 
-pub async fn revoke_enrollment_token(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> Result<StatusCode> {
+pub async fn revoke_enrollment_token(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
     p.require(Permission::ManageDevices)?;
-    ctx.revoke_enrollment_token(&p.actor(), uuid_param(&id, "enrollment token")?)
-        .await?;
+    ctx.revoke_enrollment_token(&p.actor(), uuid_param(&id, "enrollment token")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -83,28 +63,18 @@ pub struct DeviceQuery {
     format: Option<String>,
 }
 
-pub async fn list_devices(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<DeviceQuery>,
-) -> Result<Response> {
+pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<DeviceQuery>) -> Result<Response> {
     p.require(Permission::ReadDevices)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
         Some(other) => {
-            return Err(Error::unprocessable(
-                "format",
-                format!("expected json or csv, got {other:?}"),
-            ));
+            return Err(Error::unprocessable("format", format!("expected json or csv, got {other:?}")));
         }
     };
     if let Some(pl) = &q.platform {
         if !["iOS", "iPadOS", "macOS"].contains(&pl.as_str()) {
-            return Err(Error::unprocessable(
-                "platform",
-                "expected iOS, iPadOS or macOS",
-            ));
+            return Err(Error::unprocessable("platform", "expected iOS, iPadOS or macOS"));
         }
     }
     let mut filter = DeviceFilter {
@@ -134,49 +104,25 @@ pub async fn list_devices(
             }
         }
         return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"devices.csv\"",
-                ),
-            ],
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"devices.csv\"")],
             out,
         )
             .into_response());
     }
     let rows = ctx.store.list_devices(&filter).await?;
-    let next_cursor = (rows.len() as i64 == filter.limit)
-        .then(|| rows.last().map(|d| d.udid.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(Device::from).collect(),
-        next_cursor,
-    })
-    .into_response())
+    let next_cursor = (rows.len() as i64 == filter.limit).then(|| rows.last().map(|d| d.udid.clone())).flatten();
+    Ok(Json(Page { items: rows.into_iter().map(Device::from).collect(), next_cursor }).into_response())
 }
 
 /// `GET /api/v1/devices.csv`.
-pub async fn devices_csv(
-    state: State<Ctx>,
-    p: Principal,
-    Query(mut q): Query<DeviceQuery>,
-) -> Result<Response> {
+pub async fn devices_csv(state: State<Ctx>, p: Principal, Query(mut q): Query<DeviceQuery>) -> Result<Response> {
     q.format = Some("csv".into());
     list_devices(state, p, Query(q)).await
 }
 
-pub async fn get_device(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(udid): Path<String>,
-) -> Result<Json<Value>> {
+pub async fn get_device(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<String>) -> Result<Json<Value>> {
     p.require(Permission::ReadDevices)?;
-    let d = ctx
-        .store
-        .device(&udid)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
+    let d = ctx.store.device(&udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
     let now = ctx.now();
     let mut results = Map::new();
     for r in ctx.store.latest_results(&udid).await? {
@@ -197,23 +143,18 @@ pub async fn get_device(
     Ok(Json(v))
 }
 
-/// `{"request_type": "...", ...Apple's fields, "expires_at"?}`.
-fn split_command(
-    mut body: Map<String, Value>,
-) -> Result<(String, Map<String, Value>, Option<DateTime<Utc>>)> {
+/// `(request_type, Apple's fields, expires_at, push)`.
+type CommandParts = (String, Map<String, Value>, Option<DateTime<Utc>>, bool);
+
+/// `{"request_type": "...", ...Apple's fields, "expires_at"?, "push"?}`.
+fn split_command(mut body: Map<String, Value>) -> Result<CommandParts> {
     let request_type = match body.remove("request_type") {
         Some(Value::String(s)) => s,
         Some(_) => {
-            return Err(Error::unprocessable(
-                "request_type",
-                "must be a string such as \"DeviceLock\"",
-            ));
+            return Err(Error::unprocessable("request_type", "must be a string such as \"DeviceLock\""));
         }
         None => {
-            return Err(Error::unprocessable(
-                "request_type",
-                "missing, e.g. \"DeviceInformation\"",
-            ));
+            return Err(Error::unprocessable("request_type", "missing, e.g. \"DeviceInformation\""));
         }
     };
     let expires_at = match body.remove("expires_at") {
@@ -224,15 +165,15 @@ fn split_command(
                 .with_timezone(&Utc),
         ),
         Some(_) => {
-            return Err(Error::unprocessable(
-                "expires_at",
-                "expected an RFC 3339 time",
-            ));
+            return Err(Error::unprocessable("expires_at", "expected an RFC 3339 time"));
         }
     };
-    // `push` is for the push issue: accepted and handled by the caller.
-    body.remove("push");
-    Ok((request_type, body, expires_at))
+    let push = match body.remove("push") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(Error::unprocessable("push", "true or false")),
+    };
+    Ok((request_type, body, expires_at, push))
 }
 
 pub async fn device_command(
@@ -242,11 +183,8 @@ pub async fn device_command(
     extract::Json(body): extract::Json<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<Enqueued>)> {
     p.require(Permission::ManageDevices)?;
-    let (request_type, fields, expires_at) = split_command(body)?;
-    Ok(created(
-        ctx.enqueue_command(&p.actor(), vec![udid], &request_type, &fields, expires_at)
-            .await?,
-    ))
+    let (request_type, fields, expires_at, push) = split_command(body)?;
+    Ok(created(ctx.enqueue_command(&p.actor(), vec![udid], &request_type, &fields, expires_at, push).await?))
 }
 
 #[derive(Deserialize)]
@@ -264,12 +202,9 @@ pub async fn bulk_command(
     extract::Json(b): extract::Json<BulkCommand>,
 ) -> Result<(StatusCode, Json<Enqueued>)> {
     p.require(Permission::ManageDevices)?;
-    let _ = b.push;
-    let (request_type, fields, expires_at) = split_command(b.command)?;
-    Ok(created(
-        ctx.enqueue_command(&p.actor(), b.targets, &request_type, &fields, expires_at)
-            .await?,
-    ))
+    let (request_type, fields, expires_at, push) = split_command(b.command)?;
+    let push = b.push.unwrap_or(push);
+    Ok(created(ctx.enqueue_command(&p.actor(), b.targets, &request_type, &fields, expires_at, push).await?))
 }
 
 #[derive(Deserialize)]
@@ -296,15 +231,12 @@ pub async fn device_commands(
         .map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?;
     let limit = page_limit(q.limit);
     let rows = ctx.store.device_commands(&udid, before, limit).await?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.target.command_seq.to_string()))
-        .flatten();
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.target.command_seq.to_string())).flatten();
     let now = ctx.now();
     let items = rows
         .into_iter()
         .map(|r| {
-            let mut v = serde_json::to_value(TargetStatus::from_record(r.target, now))
-                .unwrap_or(Value::Null);
+            let mut v = serde_json::to_value(TargetStatus::from_record(r.target, now)).unwrap_or(Value::Null);
             v["command_uuid"] = json!(r.uuid);
             v["request_type"] = json!(r.request_type);
             v["created_by"] = json!(r.created_by);
@@ -315,20 +247,12 @@ pub async fn device_commands(
     Ok(Json(Page { items, next_cursor }))
 }
 
-pub async fn get_command(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(uuid): Path<String>,
-) -> Result<Json<CommandStatusView>> {
+pub async fn get_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<CommandStatusView>> {
     p.require(Permission::ReadDevices)?;
     Ok(Json(ctx.command_status(&uuid).await?))
 }
 
-pub async fn cancel_command(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(uuid): Path<String>,
-) -> Result<Json<Value>> {
+pub async fn cancel_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<Value>> {
     p.require(Permission::ManageDevices)?;
     let n = ctx.cancel_command(&p.actor(), &uuid).await?;
     Ok(Json(json!({"command_uuid": uuid, "cancelled": n})))

@@ -22,9 +22,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/json") || ct.ends_with("+json"));
         if !is_json {
-            return Err(Error::UnsupportedMediaType(
-                "expected Content-Type: application/json".into(),
-            ));
+            return Err(Error::UnsupportedMediaType("expected Content-Type: application/json".into()));
         }
         let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(Json)
@@ -35,9 +33,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            Error::PayloadTooLarge {
-                limit: API_BODY_LIMIT,
-            }
+            Error::PayloadTooLarge { limit: API_BODY_LIMIT }
         } else {
             Error::BadRequest(format!("could not read the request body: {e}"))
         }
@@ -57,15 +53,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         let msg = inner.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
         // serde names a missing field only in its message.
-        let field = if path == "." {
-            msg.split('`').nth(1).unwrap_or("body").to_owned()
-        } else {
-            path
-        };
-        Error::Unprocessable {
-            field,
-            message: msg,
-        }
+        let field = if path == "." { msg.split('`').nth(1).unwrap_or("body").to_owned() } else { path };
+        Error::Unprocessable { field, message: msg }
     })
 }
 
@@ -78,21 +67,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(q));
-        serde_path_to_error::deserialize(de)
-            .map(Query)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                let field = if path == "." {
-                    msg.split('`').nth(1).unwrap_or("query").to_owned()
-                } else {
-                    path
-                };
-                Error::Unprocessable {
-                    field,
-                    message: msg,
-                }
-            })
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let field = if path == "." { msg.split('`').nth(1).unwrap_or("query").to_owned() } else { path };
+            Error::Unprocessable { field, message: msg }
+        })
     }
 }
 
@@ -102,8 +82,7 @@ fn form_urlencoded_parse(q: &str) -> form_urlencoded::Parse<'_> {
 
 /// A path segment that must be a UUID.
 pub fn uuid_param(s: &str, what: &str) -> Result<uuid::Uuid, Error> {
-    uuid::Uuid::parse_str(s)
-        .map_err(|_| Error::not_found(format!("no such {what}: {s:?} is not an id")))
+    uuid::Uuid::parse_str(s).map_err(|_| Error::not_found(format!("no such {what}: {s:?} is not an id")))
 }
 
 /// The JSON shape of every list endpoint.

@@ -34,12 +34,7 @@ impl IntoResponse for DeviceFaceError {
         if status.is_server_error() {
             return self.0.into_response();
         }
-        (
-            status,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            self.0.to_string(),
-        )
-            .into_response()
+        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], self.0.to_string()).into_response()
     }
 }
 
@@ -47,49 +42,27 @@ type DeviceResult<T> = Result<T, DeviceFaceError>;
 
 /// Read the body within `limit`, answering 413 beyond it.
 async fn body_within(req: Request, limit: usize) -> DeviceResult<Bytes> {
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| DeviceFaceError(Error::PayloadTooLarge { limit }))
+    axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| DeviceFaceError(Error::PayloadTooLarge { limit }))
 }
 
 fn signature(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("mdm-signature")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    headers.get("mdm-signature").and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 /// The TLS client certificate, when Lanyard terminates TLS and the device sent one.
 fn client_cert(req: &Request) -> Option<std::sync::Arc<Vec<u8>>> {
-    req.extensions()
-        .get::<ConnectInfo<PeerInfo>>()
-        .and_then(|ConnectInfo(p)| p.client_cert.clone())
+    req.extensions().get::<ConnectInfo<PeerInfo>>().and_then(|ConnectInfo(p)| p.client_cert.clone())
 }
 
 fn plist_response(body: Vec<u8>) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/xml; charset=utf-8")], body).into_response()
 }
 
 /// `PUT /mdm/checkin`.
-pub async fn checkin(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    req: Request,
-) -> DeviceResult<Response> {
+pub async fn checkin(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -> DeviceResult<Response> {
     let cert = client_cert(&req);
     let body = body_within(req, CHECKIN_BODY_LIMIT).await?;
-    let reply = ctx
-        .checkin(
-            &body,
-            signature(&headers).as_deref(),
-            cert.as_deref().map(|v| v.as_slice()),
-        )
-        .await?;
+    let reply = ctx.checkin(&body, signature(&headers).as_deref(), cert.as_deref().map(|v| v.as_slice())).await?;
     Ok(match reply {
         CheckinReply::Ok => StatusCode::OK.into_response(),
         CheckinReply::Plist(p) => plist_response(p),
@@ -98,26 +71,13 @@ pub async fn checkin(
 }
 
 /// `PUT /mdm/connect`.
-pub async fn connect(
-    State(ctx): State<Ctx>,
-    headers: HeaderMap,
-    req: Request,
-) -> DeviceResult<Response> {
+pub async fn connect(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -> DeviceResult<Response> {
     let cert = client_cert(&req);
     let body = body_within(req, CONNECT_BODY_LIMIT).await?;
-    Ok(
-        match ctx
-            .connect(
-                &body,
-                signature(&headers).as_deref(),
-                cert.as_deref().map(|v| v.as_slice()),
-            )
-            .await?
-        {
-            Some(plist) => plist_response(plist),
-            None => StatusCode::OK.into_response(),
-        },
-    )
+    Ok(match ctx.connect(&body, signature(&headers).as_deref(), cert.as_deref().map(|v| v.as_slice())).await? {
+        Some(plist) => plist_response(plist),
+        None => StatusCode::OK.into_response(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -126,21 +86,13 @@ pub struct EnrollQuery {
 }
 
 /// `GET /mdm/enroll?token=T`: the signed enrolment profile.
-pub async fn enroll(
-    State(ctx): State<Ctx>,
-    Query(q): Query<EnrollQuery>,
-) -> Result<Response, Error> {
-    let token = q.token.ok_or_else(|| {
-        Error::Forbidden("an enrolment token is needed: /mdm/enroll?token=...".into())
-    })?;
+pub async fn enroll(State(ctx): State<Ctx>, Query(q): Query<EnrollQuery>) -> Result<Response, Error> {
+    let token = q.token.ok_or_else(|| Error::Forbidden("an enrolment token is needed: /mdm/enroll?token=...".into()))?;
     let profile = ctx.enrollment_profile(&token).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-apple-aspen-config"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"enrol.mobileconfig\"",
-            ),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"enrol.mobileconfig\""),
         ],
         profile,
     )
@@ -154,18 +106,10 @@ pub struct ScepQuery {
 }
 
 /// `GET|POST /scep?operation=...` (RFC 8894).
-pub async fn scep_endpoint(
-    State(ctx): State<Ctx>,
-    Query(q): Query<ScepQuery>,
-    req: Request,
-) -> DeviceResult<Response> {
+pub async fn scep_endpoint(State(ctx): State<Ctx>, Query(q): Query<ScepQuery>, req: Request) -> DeviceResult<Response> {
     let is_post = req.method() == axum::http::Method::POST;
     match q.operation.as_deref() {
-        Some("GetCACaps") => Ok((
-            [(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CAPS)],
-            scep::CA_CAPS,
-        )
-            .into_response()),
+        Some("GetCACaps") => Ok(([(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CAPS)], scep::CA_CAPS).into_response()),
         Some("GetCACert") => {
             let der = scep::ca_cert_response(&ctx.pki.ca_cert).map_err(Error::internal)?;
             Ok(([(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CERT)], der).into_response())
@@ -174,11 +118,8 @@ pub async fn scep_endpoint(
             let der = if is_post {
                 body_within(req, SCEP_BODY_LIMIT).await?.to_vec()
             } else {
-                let m = q.message.ok_or_else(|| {
-                    Error::BadRequest("PKIOperation by GET needs ?message=".into())
-                })?;
-                scep::decode_message_param(&m)
-                    .map_err(|e| Error::BadRequest(format!("message: {e}")))?
+                let m = q.message.ok_or_else(|| Error::BadRequest("PKIOperation by GET needs ?message=".into()))?;
+                scep::decode_message_param(&m).map_err(|e| Error::BadRequest(format!("message: {e}")))?
             };
             let reply = ctx.scep_pki_operation(der).await?;
             Ok(Response::builder()

@@ -28,45 +28,24 @@ pub fn router() -> Router<Ctx> {
         .route("/auth/whoami", get(auth::whoami))
         .route("/operators", post(operators::create).get(operators::list))
         .route("/operators/{id}", patch(operators::update))
-        .route(
-            "/api-tokens",
-            post(operators::create_token).get(operators::list_tokens),
-        )
+        .route("/api-tokens", post(operators::create_token).get(operators::list_tokens))
         .route("/api-tokens/{id}", delete(operators::revoke_token))
-        .route(
-            "/enrollment-tokens",
-            post(devices::create_enrollment_token).get(devices::list_enrollment_tokens),
-        )
-        .route(
-            "/enrollment-tokens/{id}",
-            delete(devices::revoke_enrollment_token),
-        )
+        .route("/enrollment-tokens", post(devices::create_enrollment_token).get(devices::list_enrollment_tokens))
+        .route("/enrollment-tokens/{id}", delete(devices::revoke_enrollment_token))
         .route("/devices", get(devices::list_devices))
         .route("/devices.csv", get(devices::devices_csv))
         .route("/devices/{udid}", get(devices::get_device))
-        .route(
-            "/devices/{udid}/commands",
-            post(devices::device_command).get(devices::device_commands),
-        )
+        .route("/devices/{udid}/commands", post(devices::device_command).get(devices::device_commands))
         .route("/commands", post(devices::bulk_command))
-        .route(
-            "/commands/{uuid}",
-            get(devices::get_command).delete(devices::cancel_command),
-        )
-        .route(
-            "/push-cert",
-            put(push::put_push_cert).get(push::get_push_cert),
-        )
+        .route("/commands/{uuid}", get(devices::get_command).delete(devices::cancel_command))
+        .route("/push-cert", put(push::put_push_cert).get(push::get_push_cert))
+        .route("/push", post(push::push_many))
+        .route("/devices/{udid}/push", post(push::push_device))
+        .route("/devices/{udid}/queue", get(push::device_queue))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
-        .route(
-            "/people",
-            post(register::create_person).get(register::list_people),
-        )
-        .route(
-            "/people/{id}",
-            get(register::get_person).patch(register::update_person),
-        )
+        .route("/people", post(register::create_person).get(register::list_people))
+        .route("/people/{id}", get(register::get_person).patch(register::update_person))
         .route("/people/{id}/leave", post(register::leave))
         .route("/aups", post(register::create_aup).get(register::list_aups))
         .route("/aups/{id}", get(register::get_aup))
@@ -88,6 +67,7 @@ pub fn router() -> Router<Ctx> {
         .nest("/api/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/mdm/ca.pem", get(health::ca_pem))
         .route("/mdm/enroll", get(mdm::enroll))
         .route("/mdm/checkin", put(mdm::checkin).post(mdm::checkin))
@@ -97,10 +77,7 @@ pub fn router() -> Router<Ctx> {
 }
 
 async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
 pub async fn not_found(uri: Uri) -> Error {

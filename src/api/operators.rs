@@ -27,10 +27,7 @@ pub async fn create(
     extract::Json(req): extract::Json<CreateOperator>,
 ) -> Result<(StatusCode, Json<Operator>)> {
     p.require(Permission::ManageOperators)?;
-    Ok(created(
-        ctx.create_operator(&p.actor(), &req.username, &req.password, req.role)
-            .await?,
-    ))
+    Ok(created(ctx.create_operator(&p.actor(), &req.username, &req.password, req.role).await?))
 }
 
 #[derive(Deserialize)]
@@ -39,21 +36,12 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-pub async fn list(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Page<Operator>>> {
+pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ListQuery>) -> Result<Json<Page<Operator>>> {
     p.require(Permission::ManageOperators)?;
     let limit = page_limit(q.limit);
     let rows = ctx.store.list_operators(q.cursor.as_deref(), limit).await?;
-    let next_cursor = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.username.clone()))
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(Operator::from).collect(),
-        next_cursor,
-    }))
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.username.clone())).flatten();
+    Ok(Json(Page { items: rows.into_iter().map(Operator::from).collect(), next_cursor }))
 }
 
 #[derive(Deserialize)]
@@ -72,16 +60,7 @@ pub async fn update(
 ) -> Result<Json<Operator>> {
     p.require(Permission::ManageOperators)?;
     let id = uuid_param(&id, "operator")?;
-    Ok(Json(
-        ctx.update_operator(
-            &p.actor(),
-            id,
-            req.role,
-            req.disabled,
-            req.password.as_deref(),
-        )
-        .await?,
-    ))
+    Ok(Json(ctx.update_operator(&p.actor(), id, req.role, req.disabled, req.password.as_deref()).await?))
 }
 
 #[derive(Deserialize)]
@@ -98,28 +77,17 @@ pub async fn create_token(
     extract::Json(req): extract::Json<CreateToken>,
 ) -> Result<(StatusCode, Json<NewApiToken>)> {
     p.require(Permission::ManageApiTokens)?;
-    Ok(created(
-        ctx.create_api_token(&p.actor(), &req.name, req.role, req.expires_at)
-            .await?,
-    ))
+    Ok(created(ctx.create_api_token(&p.actor(), &req.name, req.role, req.expires_at).await?))
 }
 
 pub async fn list_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<ApiToken>>> {
     p.require(Permission::ManageApiTokens)?;
     let rows = ctx.store.list_api_tokens(1000).await?;
-    Ok(Json(Page {
-        items: rows.into_iter().map(ApiToken::from).collect(),
-        next_cursor: None,
-    }))
+    Ok(Json(Page { items: rows.into_iter().map(ApiToken::from).collect(), next_cursor: None }))
 }
 
-pub async fn revoke_token(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> Result<StatusCode> {
+pub async fn revoke_token(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
     p.require(Permission::ManageApiTokens)?;
-    ctx.revoke_api_token(&p.actor(), uuid_param(&id, "API token")?)
-        .await?;
+    ctx.revoke_api_token(&p.actor(), uuid_param(&id, "API token")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }

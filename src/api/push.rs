@@ -33,24 +33,13 @@ pub async fn put_push_cert(
 ) -> Result<Json<PushCertInfo>> {
     p.require(Permission::ManagePushCert)?;
     let upload = match (u.cert_pem, u.key_pem, u.p12_base64) {
-        (Some(c), Some(k), None) => PushCertUpload::Pem {
-            cert_pem: c.into_bytes(),
-            key_pem: k.into_bytes(),
-        },
-        (None, None, Some(p12)) => {
-            PushCertUpload::from_p12_base64(&p12, u.password.unwrap_or_default())?
-        }
+        (Some(c), Some(k), None) => PushCertUpload::Pem { cert_pem: c.into_bytes(), key_pem: k.into_bytes() },
+        (None, None, Some(p12)) => PushCertUpload::from_p12_base64(&p12, u.password.unwrap_or_default())?,
         (Some(_), None, None) => {
-            return Err(Error::unprocessable(
-                "key_pem",
-                "missing: send the private key with the certificate",
-            ));
+            return Err(Error::unprocessable("key_pem", "missing: send the private key with the certificate"));
         }
         _ => {
-            return Err(Error::unprocessable(
-                "cert_pem",
-                "send either {\"cert_pem\",\"key_pem\"} or {\"p12_base64\",\"password\"}",
-            ));
+            return Err(Error::unprocessable("cert_pem", "send either {\"cert_pem\",\"key_pem\"} or {\"p12_base64\",\"password\"}"));
         }
     };
     Ok(Json(ctx.load_push_cert(&p.actor(), upload, q.force).await?))
@@ -61,4 +50,50 @@ pub async fn get_push_cert(State(ctx): State<Ctx>, p: Principal) -> Result<Json<
     ctx.push_cert_info().await?.map(Json).ok_or_else(|| {
         Error::not_found("no push certificate loaded: get one from Apple's Push Certificates Portal and load it with `lanyard push-cert import` or PUT /api/v1/push-cert")
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    targets: Vec<String>,
+}
+
+/// `POST /api/v1/push` `{"targets": [...]}`: wake these devices now.
+pub async fn push_many(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    extract::Json(r): extract::Json<PushRequest>,
+) -> Result<Json<crate::pushing::PushSummary>> {
+    p.require(Permission::ManageDevices)?;
+    if r.targets.is_empty() || r.targets.len() > crate::commands::MAX_TARGETS {
+        return Err(Error::unprocessable("targets", format!("1 to {} devices", crate::commands::MAX_TARGETS)));
+    }
+    let summary = ctx.push_devices(&r.targets).await?;
+    ctx.audit(&p.actor(), "push.send", None, serde_json::json!({"targets": r.targets.len(), "delivered": summary.delivered})).await?;
+    Ok(Json(summary))
+}
+
+/// `POST /api/v1/devices/{udid}/push`.
+pub async fn push_device(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    axum::extract::Path(udid): axum::extract::Path<String>,
+) -> Result<Json<crate::pushing::PushSummary>> {
+    p.require(Permission::ManageDevices)?;
+    if ctx.store.device(&udid).await?.is_none() {
+        return Err(Error::not_found(format!("no device with UDID {udid}")));
+    }
+    let summary = ctx.push_devices(std::slice::from_ref(&udid)).await?;
+    ctx.audit(&p.actor(), "push.send", Some(&udid), serde_json::json!({"outcomes": summary.outcomes})).await?;
+    Ok(Json(summary))
+}
+
+/// `GET /api/v1/devices/{udid}/queue`: what is pending and why it has not arrived.
+pub async fn device_queue(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    axum::extract::Path(udid): axum::extract::Path<String>,
+) -> Result<Json<crate::devices::queue::QueueView>> {
+    p.require(Permission::ReadDevices)?;
+    Ok(Json(ctx.queue_view(&udid).await?))
 }

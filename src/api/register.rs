@@ -56,39 +56,20 @@ pub struct PeopleQuery {
     cursor: Option<String>,
 }
 
-pub async fn list_people(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<PeopleQuery>,
-) -> Result<Json<Page<Person>>> {
+pub async fn list_people(State(ctx): State<Ctx>, p: Principal, Query(q): Query<PeopleQuery>) -> Result<Json<Page<Person>>> {
     p.require(Permission::ReadRegister)?;
     let limit = page_limit(q.limit);
     let cursor = match q.cursor.as_deref() {
-        Some(c) => Some(
-            Uuid::parse_str(c)
-                .map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?,
-        ),
+        Some(c) => Some(Uuid::parse_str(c).map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?),
         None => None,
     };
-    let filter = PeopleFilter {
-        kind: q.kind,
-        text: q.q.filter(|t| !t.trim().is_empty()),
-        leavers: q.leavers,
-        limit,
-        ..Default::default()
-    };
+    let filter = PeopleFilter { kind: q.kind, text: q.q.filter(|t| !t.trim().is_empty()), leavers: q.leavers, limit, ..Default::default() };
     let items = ctx.list_people(filter, cursor).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|p| p.id.to_string()))
-        .flatten();
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|p| p.id.to_string())).flatten();
     Ok(Json(Page { items, next_cursor }))
 }
 
-pub async fn get_person(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<PersonDetail>> {
+pub async fn get_person(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<PersonDetail>> {
     p.require(Permission::ReadRegister)?;
     Ok(Json(ctx.person_detail(uuid_param(&id, "person")?).await?))
 }
@@ -119,10 +100,7 @@ pub async fn leave(
 ) -> Result<Json<LeaveOutcome>> {
     p.require(Permission::WriteRegister)?;
     let id = uuid_param(&id, "person")?;
-    Ok(Json(
-        ctx.mark_leaver(&p.actor(), id, req.date, req.reason.as_deref())
-            .await?,
-    ))
+    Ok(Json(ctx.mark_leaver(&p.actor(), id, req.date, req.reason.as_deref()).await?))
 }
 
 // ---- AUPs and signatures ----
@@ -142,23 +120,12 @@ pub struct AupQuery {
     audience: Option<String>,
 }
 
-pub async fn list_aups(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<AupQuery>,
-) -> Result<Json<Page<Aup>>> {
+pub async fn list_aups(State(ctx): State<Ctx>, p: Principal, Query(q): Query<AupQuery>) -> Result<Json<Page<Aup>>> {
     p.require(Permission::ReadRegister)?;
-    Ok(Json(Page {
-        items: ctx.list_aups(q.audience.as_deref()).await?,
-        next_cursor: None,
-    }))
+    Ok(Json(Page { items: ctx.list_aups(q.audience.as_deref()).await?, next_cursor: None }))
 }
 
-pub async fn get_aup(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> Result<Json<Aup>> {
+pub async fn get_aup(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<Aup>> {
     p.require(Permission::ReadRegister)?;
     Ok(Json(ctx.aup(uuid_param(&id, "AUP")?).await?))
 }
@@ -220,21 +187,13 @@ pub async fn create_assignment(
     Ok(created(ctx.create_assignment(&p.actor(), req).await?))
 }
 
-pub async fn end_assignment(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Path(id): Path<String>,
-    req: Request,
-) -> Result<Json<Assignment>> {
+pub async fn end_assignment(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>, req: Request) -> Result<Json<Assignment>> {
     p.require(Permission::WriteRegister)?;
     let id = uuid_param(&id, "assignment")?;
     // The body is optional: no body (or `{}`) ends the holding now.
     let bytes = extract::read_body(req, &()).await?;
-    let body: EndAssignment = if bytes.iter().all(u8::is_ascii_whitespace) {
-        EndAssignment::default()
-    } else {
-        extract::parse_json(&bytes)?
-    };
+    let body: EndAssignment =
+        if bytes.iter().all(u8::is_ascii_whitespace) { EndAssignment::default() } else { extract::parse_json(&bytes)? };
     Ok(Json(ctx.end_assignment(&p.actor(), id, body.at).await?))
 }
 
@@ -264,16 +223,9 @@ pub struct DueQuery {
     kind: Option<PersonKind>,
 }
 
-pub async fn due(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<DueQuery>,
-) -> Result<Json<Page<DueItem>>> {
+pub async fn due(State(ctx): State<Ctx>, p: Principal, Query(q): Query<DueQuery>) -> Result<Json<Page<DueItem>>> {
     p.require(Permission::ReadRegister)?;
-    Ok(Json(Page {
-        items: ctx.due(q.everyone.unwrap_or(false), q.kind).await?,
-        next_cursor: None,
-    }))
+    Ok(Json(Page { items: ctx.due(q.everyone.unwrap_or(false), q.kind).await?, next_cursor: None }))
 }
 
 pub async fn report(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Report>> {
@@ -284,15 +236,9 @@ pub async fn report(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Report>
 pub async fn export_csv(State(ctx): State<Ctx>, p: Principal) -> Result<Response> {
     p.require(Permission::ReadRegister)?;
     let body = ctx.export_register_csv().await?;
-    let name = format!(
-        "attachment; filename=\"register-{}.csv\"",
-        ctx.today().format("%Y-%m-%d")
-    );
+    let name = format!("attachment; filename=\"register-{}.csv\"", ctx.today().format("%Y-%m-%d"));
     let mut resp = body.into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
     if let Ok(v) = HeaderValue::from_str(&name) {
         resp.headers_mut().insert(CONTENT_DISPOSITION, v);
     }
@@ -306,39 +252,21 @@ pub struct ImportQuery {
     dry_run: Option<bool>,
 }
 
-pub async fn import(
-    State(ctx): State<Ctx>,
-    p: Principal,
-    Query(q): Query<ImportQuery>,
-    req: Request,
-) -> Result<Json<ImportOutcome>> {
+pub async fn import(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ImportQuery>, req: Request) -> Result<Json<ImportOutcome>> {
     p.require(Permission::WriteRegister)?;
-    let is_csv = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct.starts_with("text/csv") || ct.starts_with("application/csv")
-        });
+    let is_csv = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("text/csv") || ct.starts_with("application/csv")
+    });
     if !is_csv {
-        return Err(Error::UnsupportedMediaType(
-            "expected Content-Type: text/csv (the MIS export as CSV)".into(),
-        ));
+        return Err(Error::UnsupportedMediaType("expected Content-Type: text/csv (the MIS export as CSV)".into()));
     }
-    let body = axum::body::to_bytes(req.into_body(), IMPORT_BODY_LIMIT)
-        .await
-        .map_err(|e| {
-            if format!("{e:#}").contains("length limit") {
-                Error::PayloadTooLarge {
-                    limit: IMPORT_BODY_LIMIT,
-                }
-            } else {
-                Error::BadRequest(format!("could not read the request body: {e}"))
-            }
-        })?;
-    Ok(Json(
-        ctx.import_people_csv(&p.actor(), &body, q.dry_run.unwrap_or(true))
-            .await?,
-    ))
+    let body = axum::body::to_bytes(req.into_body(), IMPORT_BODY_LIMIT).await.map_err(|e| {
+        if format!("{e:#}").contains("length limit") {
+            Error::PayloadTooLarge { limit: IMPORT_BODY_LIMIT }
+        } else {
+            Error::BadRequest(format!("could not read the request body: {e}"))
+        }
+    })?;
+    Ok(Json(ctx.import_people_csv(&p.actor(), &body, q.dry_run.unwrap_or(true)).await?))
 }

@@ -10,13 +10,7 @@ use crate::store::{AuditEntry, NewAuditEntry, StoreResult};
 
 impl Lanyard {
     /// Append one entry. Failure to audit fails the action: an unaudited change must not happen.
-    pub async fn audit(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: Option<&str>,
-        details: Value,
-    ) -> Result<AuditEntry> {
+    pub async fn audit(&self, actor: &Actor, action: &str, target: Option<&str>, details: Value) -> Result<AuditEntry> {
         let entry = NewAuditEntry {
             at: self.now(),
             actor: actor.name.clone(),
@@ -58,32 +52,13 @@ pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainR
         for e in page {
             checked += 1;
             if e.seq != last_seq + 1 {
-                return Ok(fail(
-                    last_seq + 1,
-                    checked,
-                    format!(
-                        "entry {} is missing (next present is {})",
-                        last_seq + 1,
-                        e.seq
-                    ),
-                ));
+                return Ok(fail(last_seq + 1, checked, format!("entry {} is missing (next present is {})", last_seq + 1, e.seq)));
             }
             if e.prev_hash != prev {
-                return Ok(fail(
-                    e.seq,
-                    checked,
-                    format!("entry {} does not link to the entry before it", e.seq),
-                ));
+                return Ok(fail(e.seq, checked, format!("entry {} does not link to the entry before it", e.seq)));
             }
             if e.compute_hash() != e.hash {
-                return Ok(fail(
-                    e.seq,
-                    checked,
-                    format!(
-                        "entry {} has been altered: its hash does not match its contents",
-                        e.seq
-                    ),
-                ));
+                return Ok(fail(e.seq, checked, format!("entry {} has been altered: its hash does not match its contents", e.seq)));
             }
             prev = e.hash;
             last_seq = e.seq;
@@ -94,15 +69,8 @@ pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainR
         return Ok(fail(
             last_seq + 1,
             checked,
-            format!(
-                "the chain ends at entry {last_seq} but the head says {head_seq}: entries were removed"
-            ),
+            format!("the chain ends at entry {last_seq} but the head says {head_seq}: entries were removed"),
         ));
     }
-    Ok(ChainReport {
-        ok: true,
-        entries_checked: checked,
-        first_bad_seq: None,
-        problem: None,
-    })
+    Ok(ChainReport { ok: true, entries_checked: checked, first_bad_seq: None, problem: None })
 }

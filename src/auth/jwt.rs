@@ -61,14 +61,11 @@ impl JwtKey {
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Claims, JwtError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(b), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(b), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JwtError::Malformed);
         };
         let header: serde_json::Value =
-            serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?)
-                .map_err(|_| JwtError::Malformed)?;
+            serde_json::from_slice(&B64.decode(h).map_err(|_| JwtError::Malformed)?).map_err(|_| JwtError::Malformed)?;
         if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
             return Err(JwtError::Malformed);
         }
@@ -77,9 +74,7 @@ impl JwtKey {
         if !super::constant_time_eq(&sig, &expected) {
             return Err(JwtError::BadSignature);
         }
-        let claims: Claims =
-            serde_json::from_slice(&B64.decode(b).map_err(|_| JwtError::Malformed)?)
-                .map_err(|_| JwtError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&B64.decode(b).map_err(|_| JwtError::Malformed)?).map_err(|_| JwtError::Malformed)?;
         if claims.exp <= now.timestamp() {
             return Err(JwtError::Expired);
         }
@@ -97,14 +92,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> Claims {
-        Claims {
-            sub: "id".into(),
-            name: "admin".into(),
-            role: "admin".into(),
-            iat: 0,
-            exp,
-            jti: "j".into(),
-        }
+        Claims { sub: "id".into(), name: "admin".into(), role: "admin".into(), iat: 0, exp, jti: "j".into() }
     }
 
     #[test]
@@ -113,14 +101,8 @@ mod tests {
         let now = Utc::now();
         let t = k.issue(&claims(now.timestamp() + 60));
         assert_eq!(k.verify(&t, now).unwrap().name, "admin");
-        assert_eq!(
-            k.verify(&t, now + chrono::Duration::seconds(61)),
-            Err(JwtError::Expired)
-        );
-        assert_eq!(
-            JwtKey::new(&[2u8; 32]).verify(&t, now),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(k.verify(&t, now + chrono::Duration::seconds(61)), Err(JwtError::Expired));
+        assert_eq!(JwtKey::new(&[2u8; 32]).verify(&t, now), Err(JwtError::BadSignature));
         let mut forged = t.clone();
         forged.replace_range(forged.len() - 3.., "AAA");
         assert!(k.verify(&forged, now).is_err());

@@ -35,18 +35,9 @@ impl Lanyard {
     pub async fn login(&self, username: &str, pw: &str, ip: Option<&str>) -> Result<Session> {
         let now = self.now();
         let keys = keys(username, ip);
-        let actor = Actor {
-            name: format!("operator:{username}"),
-            ip: ip.map(str::to_owned),
-        };
+        let actor = Actor { name: format!("operator:{username}"), ip: ip.map(str::to_owned) };
         if let Some(until) = self.store.login_locked_until(&keys, now).await? {
-            self.audit(
-                &actor,
-                "auth.login_locked",
-                Some(username),
-                json!({"locked_until": until}),
-            )
-            .await?;
+            self.audit(&actor, "auth.login_locked", Some(username), json!({"locked_until": until})).await?;
             let secs = (until - now).num_seconds().max(1) as u64;
             return Err(Error::TooManyRequests {
                 message: format!(
@@ -58,43 +49,22 @@ impl Lanyard {
             });
         }
         let op = self.store.operator_by_username(username).await?;
-        let ok =
-            password::verify(pw.to_owned(), op.as_ref().map(|o| o.password_hash.clone())).await;
+        let ok = password::verify(pw.to_owned(), op.as_ref().map(|o| o.password_hash.clone())).await;
         let op = match op {
             Some(op) if ok => op,
             _ => {
                 for key in &keys {
                     self.store
-                        .record_login_failure(
-                            key,
-                            now,
-                            Duration::minutes(WINDOW_MINUTES),
-                            MAX_FAILURES,
-                            Duration::minutes(LOCKOUT_MINUTES),
-                        )
+                        .record_login_failure(key, now, Duration::minutes(WINDOW_MINUTES), MAX_FAILURES, Duration::minutes(LOCKOUT_MINUTES))
                         .await?;
                 }
-                self.audit(
-                    &actor,
-                    "auth.login_failed",
-                    Some(username),
-                    json!({"reason": "wrong username or password"}),
-                )
-                .await?;
+                self.audit(&actor, "auth.login_failed", Some(username), json!({"reason": "wrong username or password"})).await?;
                 return Err(Error::Unauthorized("wrong username or password".into()));
             }
         };
         if op.disabled {
-            self.audit(
-                &actor,
-                "auth.login_failed",
-                Some(username),
-                json!({"reason": "account disabled"}),
-            )
-            .await?;
-            return Err(Error::Forbidden(
-                "this operator account is disabled; ask an admin".into(),
-            ));
+            self.audit(&actor, "auth.login_failed", Some(username), json!({"reason": "account disabled"})).await?;
+            return Err(Error::Forbidden("this operator account is disabled; ask an admin".into()));
         }
         self.store.clear_login_failures(&keys[0]).await?;
         self.store.touch_operator_login(op.id, now).await?;
@@ -107,18 +77,7 @@ impl Lanyard {
             exp: expires_at.timestamp(),
             jti: Uuid::new_v4().to_string(),
         });
-        self.audit(
-            &actor,
-            "auth.login",
-            Some(username),
-            json!({"role": op.role}),
-        )
-        .await?;
-        Ok(Session {
-            token,
-            expires_at,
-            role: op.role,
-            operator_id: op.id,
-        })
+        self.audit(&actor, "auth.login", Some(username), json!({"role": op.role})).await?;
+        Ok(Session { token, expires_at, role: op.role, operator_id: op.id })
     }
 }

@@ -30,13 +30,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
-        Role::Admin,
-        Role::Technician,
-        Role::Dsl,
-        Role::Headteacher,
-        Role::Auditor,
-    ];
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Technician, Role::Dsl, Role::Headteacher, Role::Auditor];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,15 +51,7 @@ impl Role {
         use Role::*;
         match self {
             Admin => true,
-            Technician => matches!(
-                p,
-                ReadDevices
-                    | ManageDevices
-                    | ReadProfiles
-                    | ManageProfiles
-                    | ReadRegister
-                    | WriteRegister
-            ),
+            Technician => matches!(p, ReadDevices | ManageDevices | ReadProfiles | ManageProfiles | ReadRegister | WriteRegister),
             Dsl | Headteacher => {
                 matches!(
                     p,
@@ -79,10 +65,7 @@ impl Role {
                         | ReadFilteringHistory
                 ) || (self == Dsl && p == RevealSecrets)
             }
-            Auditor => matches!(
-                p,
-                ReadDevices | ReadProfiles | ReadRegister | ReadAudit | ReadFilteringHistory
-            ),
+            Auditor => matches!(p, ReadDevices | ReadProfiles | ReadRegister | ReadAudit | ReadFilteringHistory),
         }
     }
 }
@@ -168,12 +151,7 @@ mod tests {
         assert!(Role::Headteacher.allows(Permission::ApproveSecondPerson));
         assert!(!Role::Headteacher.allows(Permission::RevealSecrets));
         assert!(Role::Auditor.allows(Permission::ReadAudit));
-        for p in [
-            Permission::ManageDevices,
-            Permission::WriteRegister,
-            Permission::Safeguarding,
-            Permission::ManageOperators,
-        ] {
+        for p in [Permission::ManageDevices, Permission::WriteRegister, Permission::Safeguarding, Permission::ManageOperators] {
             assert!(!Role::Auditor.allows(p), "auditor must be read-only: {p:?}");
         }
     }

@@ -8,16 +8,11 @@ use crate::error::{Error, Result};
 
 /// Hash on a blocking thread: argon2id is deliberately slow.
 pub async fn hash(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(Error::internal)?
+    tokio::task::spawn_blocking(move || hash_blocking(&password)).await.map_err(Error::internal)?
 }
 
 pub fn hash_blocking(password: &str) -> Result<String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| Error::internal(anyhow::anyhow!("{e}")))
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| Error::internal(anyhow::anyhow!("{e}")))
 }
 
 /// Verify on a blocking thread. A missing hash still costs one verification, so that a wrong
@@ -25,14 +20,9 @@ pub fn hash_blocking(password: &str) -> Result<String> {
 pub async fn verify(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         let exists = stored.is_some();
-        let stored =
-            stored.unwrap_or_else(|| hash_blocking("no such operator").unwrap_or_default());
+        let stored = stored.unwrap_or_else(|| hash_blocking("no such operator").unwrap_or_default());
         let ok = PasswordHash::new(&stored)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
             .unwrap_or(false);
         ok && exists
     })
@@ -43,10 +33,7 @@ pub async fn verify(password: String, stored: Option<String>) -> bool {
 /// A password policy small enough to explain in one error message.
 pub fn check_strength(password: &str) -> Result<()> {
     if password.chars().count() < 12 {
-        return Err(Error::unprocessable(
-            "password",
-            "must be at least 12 characters",
-        ));
+        return Err(Error::unprocessable("password", "must be at least 12 characters"));
     }
     Ok(())
 }
@@ -56,8 +43,5 @@ pub fn generate() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 20];
     openssl::rand::rand_bytes(&mut bytes).expect("the system RNG is available");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }

@@ -21,16 +21,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Actor {
-        Actor {
-            name: "system".into(),
-            ip: None,
-        }
+        Actor { name: "system".into(), ip: None }
     }
     pub fn cli() -> Actor {
-        Actor {
-            name: "cli".into(),
-            ip: None,
-        }
+        Actor { name: "cli".into(), ip: None }
     }
 }
 
@@ -54,10 +48,7 @@ impl Principal {
             Credential::Operator { username, .. } => format!("operator:{username}"),
             Credential::ApiToken { name, .. } => format!("token:{name}"),
         };
-        Actor {
-            name,
-            ip: self.ip.clone(),
-        }
+        Actor { name, ip: self.ip.clone() }
     }
 
     pub fn operator_id(&self) -> Option<Uuid> {
@@ -69,37 +60,21 @@ impl Principal {
 
     /// 403 naming what the role may not do.
     pub fn require(&self, p: Permission) -> Result<()> {
-        if self.role.allows(p) {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
-                "the {} role cannot {}",
-                self.role,
-                p.describe()
-            )))
-        }
+        if self.role.allows(p) { Ok(()) } else { Err(Error::Forbidden(format!("the {} role cannot {}", self.role, p.describe()))) }
     }
 }
 
 /// The client's address: the socket peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
 pub fn client_ip(ctx: &Lanyard, parts: &Parts) -> Option<String> {
     if ctx.config.trust_proxy {
-        if let Some(first) = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-        {
+        if let Some(first) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next()) {
             return Some(first.trim().to_owned());
         }
     }
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<PeerInfo>>() {
         return Some(peer.addr.ip().to_string());
     }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip().to_string())
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string())
 }
 
 impl FromRequestParts<Ctx> for Principal {
@@ -110,11 +85,7 @@ impl FromRequestParts<Ctx> for Principal {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                Error::Unauthorized(
-                    "missing Authorization: Bearer token; log in at POST /api/v1/auth/login".into(),
-                )
-            })?;
+            .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer token; log in at POST /api/v1/auth/login".into()))?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -127,37 +98,16 @@ impl FromRequestParts<Ctx> for Principal {
 
 /// Check a bearer token (session JWT or API token) against the current state of the database:
 /// a disabled operator or revoked token stops working at once.
-pub async fn authenticate_bearer(
-    ctx: &Lanyard,
-    token: &str,
-    ip: Option<String>,
-) -> Result<Principal> {
+pub async fn authenticate_bearer(ctx: &Lanyard, token: &str, ip: Option<String>) -> Result<Principal> {
     let now = ctx.now();
     if jwt::looks_like_jwt(token) {
-        let claims = ctx
-            .jwt
-            .verify(token, now)
-            .map_err(|e| Error::Unauthorized(format!("{e}; log in again")))?;
-        let id = Uuid::parse_str(&claims.sub)
-            .map_err(|_| Error::Unauthorized("malformed token".into()))?;
-        let op = ctx
-            .store
-            .operator_by_id(id)
-            .await?
-            .ok_or_else(|| Error::Unauthorized("operator no longer exists".into()))?;
+        let claims = ctx.jwt.verify(token, now).map_err(|e| Error::Unauthorized(format!("{e}; log in again")))?;
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| Error::Unauthorized("malformed token".into()))?;
+        let op = ctx.store.operator_by_id(id).await?.ok_or_else(|| Error::Unauthorized("operator no longer exists".into()))?;
         if op.disabled {
-            return Err(Error::Unauthorized(
-                "this operator account is disabled".into(),
-            ));
+            return Err(Error::Unauthorized("this operator account is disabled".into()));
         }
-        return Ok(Principal {
-            credential: Credential::Operator {
-                id: op.id,
-                username: op.username,
-            },
-            role: op.role,
-            ip,
-        });
+        return Ok(Principal { credential: Credential::Operator { id: op.id, username: op.username }, role: op.role, ip });
     }
     if !token.starts_with(tokens::PREFIX) {
         return Err(Error::Unauthorized("unrecognised bearer token".into()));
@@ -170,26 +120,14 @@ pub async fn authenticate_bearer(
         .filter(|t| super::constant_time_eq(t.token_hash.as_bytes(), hash.as_bytes()))
         .ok_or_else(|| Error::Unauthorized("unknown API token".into()))?;
     if rec.revoked_at.is_some() {
-        return Err(Error::Unauthorized(
-            "this API token has been revoked".into(),
-        ));
+        return Err(Error::Unauthorized("this API token has been revoked".into()));
     }
     if rec.expires_at.is_some_and(|e| e <= now) {
         return Err(Error::Unauthorized("this API token has expired".into()));
     }
     // Last-used is informational; at most one write a minute per token.
-    if rec
-        .last_used_at
-        .is_none_or(|t| now - t > chrono::Duration::minutes(1))
-    {
+    if rec.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         ctx.store.touch_api_token(rec.id, now).await?;
     }
-    Ok(Principal {
-        credential: Credential::ApiToken {
-            id: rec.id,
-            name: rec.name,
-        },
-        role: rec.role,
-        ip,
-    })
+    Ok(Principal { credential: Credential::ApiToken { id: rec.id, name: rec.name }, role: rec.role, ip })
 }

@@ -18,20 +18,11 @@ pub enum CheckinReply {
 
 /// The commands every new enrolment starts with, so the inventory fills in.
 pub fn initial_inventory() -> Vec<Command> {
-    vec![
-        Command::DeviceInformation(DeviceInformation::inventory()),
-        Command::SecurityInfo,
-        Command::ProfileList(ProfileList::default()),
-    ]
+    vec![Command::DeviceInformation(DeviceInformation::inventory()), Command::SecurityInfo, Command::ProfileList(ProfileList::default())]
 }
 
 impl Lanyard {
-    pub async fn checkin(
-        &self,
-        body: &[u8],
-        signature: Option<&str>,
-        tls_cert: Option<&[u8]>,
-    ) -> Result<CheckinReply> {
+    pub async fn checkin(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<CheckinReply> {
         let msg = checkin::parse(body).map_err(|e| Error::BadRequest(format!("check-in: {e}")))?;
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
         let ids = msg.ids().clone();
@@ -40,12 +31,7 @@ impl Lanyard {
             if let CheckinMessage::UserAuthenticate(_) = msg {
                 return Ok(CheckinReply::Gone);
             }
-            self.bind_identity(
-                &identity,
-                ids.udid.as_deref().unwrap_or(&ids.device_id),
-                false,
-            )
-            .await?;
+            self.bind_identity(&identity, ids.udid.as_deref().unwrap_or(&ids.device_id), false).await?;
             return Ok(CheckinReply::Ok);
         }
         let udid = ids.device_id.clone();
@@ -53,16 +39,8 @@ impl Lanyard {
         match msg {
             CheckinMessage::Authenticate(a) => {
                 self.bind_identity(&identity, &udid, true).await?;
-                let token_id = self
-                    .store
-                    .issued_cert(&identity.sha256)
-                    .await?
-                    .and_then(|c| c.enrollment_token_id);
-                let platform = super::platform_of(
-                    a.product_name.as_deref(),
-                    a.model_name.as_deref(),
-                    a.model.as_deref(),
-                );
+                let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
+                let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
                 self.store
                     .authenticate_device(&AuthenticateRecord {
                         udid: udid.clone(),
@@ -91,22 +69,12 @@ impl Lanyard {
                     Some(u) => Some(self.pki.sealer.seal(u).map_err(Error::internal)?),
                     None => None,
                 };
-                let first = self
-                    .store
-                    .token_update(
-                        &udid,
-                        &t.token,
-                        &t.push_magic,
-                        unlock.as_deref(),
-                        t.awaiting_configuration,
-                        now,
-                    )
-                    .await?;
+                let first =
+                    self.store.token_update(&udid, &t.token, &t.push_magic, unlock.as_deref(), t.awaiting_configuration, now).await?;
                 if first {
                     tracing::info!(udid, "device enrolled");
                     for cmd in initial_inventory() {
-                        self.queue_command("system", &cmd, &[udid.clone()], None)
-                            .await?;
+                        self.queue_command("system", &cmd, &[udid.clone()], None).await?;
                     }
                     self.store.mark_inventory_requested(&udid, now).await?;
                 }
@@ -125,28 +93,18 @@ impl Lanyard {
                     Some(t) => Some(self.pki.sealer.seal(t).map_err(Error::internal)?),
                     None => None,
                 };
-                self.store
-                    .set_bootstrap_token(&udid, sealed.as_deref())
-                    .await?;
+                self.store.set_bootstrap_token(&udid, sealed.as_deref()).await?;
                 Ok(CheckinReply::Ok)
             }
             CheckinMessage::GetBootstrapToken(_) => {
-                let device = self
-                    .bind_identity(&identity, &udid, false)
-                    .await?
-                    .ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+                let device = self.bind_identity(&identity, &udid, false).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
                 let token = match device.bootstrap_token_sealed {
                     Some(sealed) => self.pki.sealer.open(&sealed).map_err(Error::internal)?,
                     None => Vec::new(),
                 };
-                Ok(CheckinReply::Plist(checkin::bootstrap_token_response(
-                    &token,
-                )))
+                Ok(CheckinReply::Plist(checkin::bootstrap_token_response(&token)))
             }
-            other => Err(Error::BadRequest(format!(
-                "check-in message type {} is not supported",
-                other.message_type()
-            ))),
+            other => Err(Error::BadRequest(format!("check-in message type {} is not supported", other.message_type()))),
         }
     }
 }

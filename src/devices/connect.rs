@@ -7,36 +7,25 @@
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::mdm::report::{self, CommandStatus};
+use crate::metrics::Metrics;
 
 /// Only write `last_seen_at` when it is older than this: the busiest path stays read-only.
 const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
 
 impl Lanyard {
     /// Returns the next command's plist, or None for an empty 200.
-    pub async fn connect(
-        &self,
-        body: &[u8],
-        signature: Option<&str>,
-        tls_cert: Option<&[u8]>,
-    ) -> Result<Option<Vec<u8>>> {
-        let report =
-            report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
+    pub async fn connect(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+        let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
-        let udid = report
-            .ids
-            .udid
-            .clone()
-            .unwrap_or_else(|| report.ids.device_id.clone());
-        let device = self
-            .bind_identity(&identity, &udid, false)
-            .await?
-            .ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+        let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
+        let device = self.bind_identity(&identity, &udid, false).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
         if report.ids.is_user_channel() {
             // No user-channel commands yet.
             return Ok(None);
         }
         let now = self.now();
-        if (now - device.last_seen_at).num_seconds() >= LAST_SEEN_RESOLUTION_SECS {
+        let answered_push = device.last_push_at.is_some_and(|p| p >= device.last_seen_at);
+        if answered_push || (now - device.last_seen_at).num_seconds() >= LAST_SEEN_RESOLUTION_SECS {
             self.store.touch_device(&udid, now).await?;
         }
         if report.status != CommandStatus::Idle {
@@ -48,32 +37,32 @@ impl Lanyard {
             };
             let json = report.to_json();
             let plist = body.to_vec();
-            match self
-                .store
-                .record_result(&udid, command_uuid, status, &plist, &json.to_string(), now)
-                .await?
-            {
+            let recorded = self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await?;
+            if recorded.is_some() {
+                let counter = match report.status {
+                    CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
+                    CommandStatus::NotNow => &self.metrics.commands_not_now,
+                    _ => &self.metrics.commands_errored,
+                };
+                Metrics::add(counter, 1);
+            }
+            match recorded {
                 Some(done) if report.status == CommandStatus::Acknowledged => {
-                    self.apply_inventory(&udid, &done.request_type, &report, now)
-                        .await?;
+                    self.apply_inventory(&udid, &done.request_type, &report, now).await?;
                 }
                 Some(_) => {
                     if let Some(err) = report.error_summary() {
                         tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
                     }
                 }
-                None => tracing::debug!(
-                    udid,
-                    command_uuid,
-                    "report for no pending command (duplicate or unknown); ignored"
-                ),
+                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
             }
         }
         let include_not_now = report.status == CommandStatus::Idle;
-        Ok(self
-            .store
-            .next_command(&udid, include_not_now, now)
-            .await?
-            .map(|c| c.payload))
+        let next = self.store.next_command(&udid, include_not_now, now).await?;
+        if next.is_some() {
+            Metrics::add(&self.metrics.commands_delivered, 1);
+        }
+        Ok(next.map(|c| c.payload))
     }
 }

@@ -139,48 +139,26 @@ impl Device {
             opt(&self.wifi_mac),
             opt(&self.imei),
         ];
-        cells
-            .iter()
-            .map(|c| csv_cell(c))
-            .collect::<Vec<_>>()
-            .join(",")
+        cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(",")
     }
 }
 
 /// Quote a CSV cell when needed, and defuse formula injection for spreadsheet users.
 pub fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
+    let s = if s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 impl Lanyard {
     /// Fold an acknowledged DeviceInformation or SecurityInfo into the device record.
-    pub async fn apply_inventory(
-        &self,
-        udid: &str,
-        request_type: &str,
-        report: &CommandReport,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn apply_inventory(&self, udid: &str, request_type: &str, report: &CommandReport, now: DateTime<Utc>) -> Result<()> {
         let mut inv = InventoryUpdate::default();
         match request_type {
             "DeviceInformation" => {
                 let Some(i) = report.device_information() else {
                     return Ok(());
                 };
-                let platform = super::platform_of(
-                    i.product_name.as_deref(),
-                    i.model_name.as_deref(),
-                    i.model.as_deref(),
-                );
+                let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
                 let gb = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
                 inv = InventoryUpdate {
                     serial_number: i.serial_number,
@@ -210,8 +188,7 @@ impl Lanyard {
                 // Data protection on iOS needs hardware encryption and a passcode; on a Mac,
                 // FileVault. HardwareEncryptionCaps bit 1 is block-level, bit 2 file-level.
                 let device = self.store.device(udid).await?;
-                let is_mac = device.as_ref().is_some_and(|d| d.platform == "macOS")
-                    || s.filevault_enabled.is_some();
+                let is_mac = device.as_ref().is_some_and(|d| d.platform == "macOS") || s.filevault_enabled.is_some();
                 let encrypted = if is_mac {
                     s.filevault_enabled
                 } else {

@@ -8,29 +8,17 @@ pub mod auth;
 pub mod checkin;
 pub mod connect;
 pub mod inventory;
+pub mod queue;
 
 pub use auth::DeviceIdentity;
 pub use inventory::Device;
 
 /// `iOS`, `iPadOS` or `macOS`, from what the device says it is.
-pub fn platform_of(
-    product_name: Option<&str>,
-    model_name: Option<&str>,
-    model: Option<&str>,
-) -> &'static str {
-    let names = [product_name, model_name, model]
-        .into_iter()
-        .flatten()
-        .map(str::to_ascii_lowercase)
-        .collect::<Vec<_>>();
+pub fn platform_of(product_name: Option<&str>, model_name: Option<&str>, model: Option<&str>) -> &'static str {
+    let names = [product_name, model_name, model].into_iter().flatten().map(str::to_ascii_lowercase).collect::<Vec<_>>();
     if names.iter().any(|n| n.starts_with("ipad")) {
         "iPadOS"
-    } else if names.iter().any(|n| {
-        n.starts_with("mac")
-            || n.starts_with("imac")
-            || n.contains("macbook")
-            || n.starts_with("vmware")
-    }) {
+    } else if names.iter().any(|n| n.starts_with("mac") || n.starts_with("imac") || n.contains("macbook") || n.starts_with("vmware")) {
         "macOS"
     } else {
         "iOS"
@@ -46,10 +34,7 @@ mod tests {
         assert_eq!(platform_of(Some("iPad2,5"), None, None), "iPadOS");
         assert_eq!(platform_of(Some("iPhone14,2"), None, None), "iOS");
         assert_eq!(platform_of(Some("MacBookPro18,3"), None, None), "macOS");
-        assert_eq!(
-            platform_of(Some("Mac14,2"), Some("MacBook Air"), None),
-            "macOS"
-        );
+        assert_eq!(platform_of(Some("Mac14,2"), Some("MacBook Air"), None), "macOS");
         assert_eq!(platform_of(None, None, None), "iOS");
     }
 }

@@ -37,10 +37,7 @@ impl EnrollmentIds {
     pub(crate) fn from_dict(dict: &Dictionary) -> Result<Self, ProtocolError> {
         let udid = dict.opt_string("UDID")?;
         let enrollment_id = dict.opt_string("EnrollmentID")?;
-        let device_id = udid
-            .clone()
-            .or_else(|| enrollment_id.clone())
-            .ok_or_else(|| ProtocolError::MissingKey("UDID".to_owned()))?;
+        let device_id = udid.clone().or_else(|| enrollment_id.clone()).ok_or_else(|| ProtocolError::MissingKey("UDID".to_owned()))?;
         Ok(Self {
             device_id,
             udid,
@@ -256,10 +253,7 @@ pub fn parse(body: &[u8]) -> Result<CheckinMessage, ProtocolError> {
             awaiting_configuration: awaiting(&d)?,
             not_on_console: d.opt_bool("NotOnConsole")?,
         }),
-        "CheckOut" => CheckinMessage::CheckOut(CheckOut {
-            ids: EnrollmentIds::from_dict(&d)?,
-            topic: d.opt_string("Topic")?,
-        }),
+        "CheckOut" => CheckinMessage::CheckOut(CheckOut { ids: EnrollmentIds::from_dict(&d)?, topic: d.opt_string("Topic")? }),
         "UserAuthenticate" => CheckinMessage::UserAuthenticate(UserAuthenticate {
             ids: EnrollmentIds::from_dict(&d)?,
             digest_response: d.opt_string("DigestResponse")?,
@@ -336,23 +330,18 @@ mod tests {
 
     #[test]
     fn token_update_fixtures() {
-        let CheckinMessage::TokenUpdate(t) = parse(&fixture("TokenUpdate.1.plist")).expect("1")
-        else {
+        let CheckinMessage::TokenUpdate(t) = parse(&fixture("TokenUpdate.1.plist")).expect("1") else {
             panic!("not TokenUpdate");
         };
         assert_eq!(t.ids.device_id, "663b07bb783e9ade1dae4fbb92ea12afc0ce5b69");
         assert_eq!(t.push_magic, "CEFDF0BD-E342-4A27-8742-E930EA116B0A");
         assert_eq!(t.token.len(), 32);
-        assert_eq!(
-            hex::encode(&t.token),
-            "47e8eec062c2f729ec1703c1b3e18f1971d85f00be76445d34080baa701b5f51"
-        );
+        assert_eq!(hex::encode(&t.token), "47e8eec062c2f729ec1703c1b3e18f1971d85f00be76445d34080baa701b5f51");
         assert!(t.unlock_token.as_ref().is_some_and(|u| u.len() > 1000));
         assert!(!t.awaiting_configuration);
         assert_eq!(t.topic, TOPIC);
 
-        let CheckinMessage::TokenUpdate(t) = parse(&fixture("TokenUpdate.2.plist")).expect("2")
-        else {
+        let CheckinMessage::TokenUpdate(t) = parse(&fixture("TokenUpdate.2.plist")).expect("2") else {
             panic!("not TokenUpdate");
         };
         assert_eq!(t.ids.device_id, "66ADE930-5FDF-5EC4-8429-15640684C489");
@@ -423,56 +412,28 @@ mod tests {
     #[test]
     fn other_message_types() {
         let udid = ("UDID", s("U1"));
-        let m = parse(&plist_of(&[
-            ("MessageType", s("CheckOut")),
-            ("Topic", s(TOPIC)),
-            udid.clone(),
-        ]))
-        .expect("CheckOut");
+        let m = parse(&plist_of(&[("MessageType", s("CheckOut")), ("Topic", s(TOPIC)), udid.clone()])).expect("CheckOut");
         assert!(matches!(m, CheckinMessage::CheckOut(ref c) if c.ids.device_id == "U1"));
 
-        let m = parse(&plist_of(&[
-            ("MessageType", s("SetBootstrapToken")),
-            ("BootstrapToken", Value::Data(b"tok".to_vec())),
-            udid.clone(),
-        ]))
-        .expect("SetBootstrapToken");
+        let m =
+            parse(&plist_of(&[("MessageType", s("SetBootstrapToken")), ("BootstrapToken", Value::Data(b"tok".to_vec())), udid.clone()]))
+                .expect("SetBootstrapToken");
         assert!(matches!(m, CheckinMessage::SetBootstrapToken(ref b)
             if b.bootstrap_token.as_deref() == Some(&b"tok"[..])));
 
-        let m = parse(&plist_of(&[
-            ("MessageType", s("GetBootstrapToken")),
-            ("AwaitingConfiguration", Value::Boolean(true)),
-            udid.clone(),
-        ]))
-        .expect("GetBootstrapToken");
+        let m = parse(&plist_of(&[("MessageType", s("GetBootstrapToken")), ("AwaitingConfiguration", Value::Boolean(true)), udid.clone()]))
+            .expect("GetBootstrapToken");
         assert!(matches!(m, CheckinMessage::GetBootstrapToken(ref g) if g.awaiting_configuration));
 
-        let m = parse(&plist_of(&[
-            ("MessageType", s("UserAuthenticate")),
-            ("UserID", s("GUID")),
-            udid.clone(),
-        ]))
-        .expect("UserAuthenticate");
+        let m = parse(&plist_of(&[("MessageType", s("UserAuthenticate")), ("UserID", s("GUID")), udid.clone()])).expect("UserAuthenticate");
         assert!(matches!(m, CheckinMessage::UserAuthenticate(ref u)
             if u.digest_response.is_none() && u.ids.is_user_channel()));
 
-        let m = parse(&plist_of(&[
-            ("MessageType", s("DeclarativeManagement")),
-            ("Endpoint", s("tokens")),
-            udid.clone(),
-        ]))
-        .expect("DeclarativeManagement");
-        assert!(
-            matches!(m, CheckinMessage::DeclarativeManagement(ref d) if d.endpoint == "tokens")
-        );
+        let m = parse(&plist_of(&[("MessageType", s("DeclarativeManagement")), ("Endpoint", s("tokens")), udid.clone()]))
+            .expect("DeclarativeManagement");
+        assert!(matches!(m, CheckinMessage::DeclarativeManagement(ref d) if d.endpoint == "tokens"));
 
-        let m = parse(&plist_of(&[
-            ("MessageType", s("GetToken")),
-            ("TokenServiceType", s("com.apple.maid")),
-            udid,
-        ]))
-        .expect("GetToken");
+        let m = parse(&plist_of(&[("MessageType", s("GetToken")), ("TokenServiceType", s("com.apple.maid")), udid])).expect("GetToken");
         assert_eq!(m.message_type(), "GetToken");
         assert_eq!(m.ids().device_id, "U1");
     }
@@ -485,13 +446,8 @@ mod tests {
         let e = parse(&plist_of(&[("UDID", s("U"))])).unwrap_err();
         assert_eq!(e, ProtocolError::MissingKey("MessageType".into()));
 
-        let e = parse(&plist_of(&[
-            ("MessageType", s("TokenUpdate")),
-            ("Topic", s(TOPIC)),
-            ("UDID", s("U")),
-            ("PushMagic", s("m")),
-        ]))
-        .unwrap_err();
+        let e = parse(&plist_of(&[("MessageType", s("TokenUpdate")), ("Topic", s(TOPIC)), ("UDID", s("U")), ("PushMagic", s("m"))]))
+            .unwrap_err();
         assert_eq!(e, ProtocolError::MissingKey("Token".into()));
         assert!(e.to_string().contains("Token"));
 
@@ -505,17 +461,10 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ProtocolError::WrongType { ref key, .. } if key == "Token"));
 
-        let e = parse(&plist_of(&[
-            ("MessageType", s("Authenticate")),
-            ("Topic", s(TOPIC)),
-        ]))
-        .unwrap_err();
+        let e = parse(&plist_of(&[("MessageType", s("Authenticate")), ("Topic", s(TOPIC))])).unwrap_err();
         assert_eq!(e, ProtocolError::MissingKey("UDID".into()));
 
-        assert!(matches!(
-            parse(b"<plist><dict><key>x"),
-            Err(ProtocolError::Malformed(_))
-        ));
+        assert!(matches!(parse(b"<plist><dict><key>x"), Err(ProtocolError::Malformed(_))));
     }
 
     #[test]

@@ -71,18 +71,12 @@ pub enum CmsError {
 /// against `ca` alone (purpose "any": device identities carry the clientAuth EKU). `ca` is the
 /// CA that issues device identities; it is trusted as an anchor even if it is itself an
 /// intermediate. Chain certificates inside the signature are used as untrusted intermediates.
-pub fn verify_mdm_signature(
-    body: &[u8],
-    header_b64: &str,
-    ca: &X509,
-) -> Result<X509, SignatureError> {
+pub fn verify_mdm_signature(body: &[u8], header_b64: &str, ca: &X509) -> Result<X509, SignatureError> {
     let header = header_b64.trim();
     if header.is_empty() {
         return Err(SignatureError::Missing);
     }
-    let der = BASE64
-        .decode(header)
-        .map_err(|e| SignatureError::NotBase64(e.to_string()))?;
+    let der = BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))?;
     let p7 = Pkcs7::from_der(&der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
     if p7.signed().is_none() {
         return Err(SignatureError::NotCms("not a SignedData structure".into()));
@@ -98,14 +92,8 @@ pub fn verify_mdm_signature(
     // Signature over the body only; the chain is checked below against our CA alone, so that
     // a forged signature and a foreign certificate give different answers.
     let empty_store = X509StoreBuilder::new()?.build();
-    p7.verify(
-        &none,
-        &empty_store,
-        Some(body),
-        None,
-        Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED,
-    )
-    .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
+    p7.verify(&none, &empty_store, Some(body), None, Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED)
+        .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
 
     let mut intermediates = Stack::new()?;
     if let Some(certs) = p7.signed().and_then(|s| s.certificates()) {
@@ -121,10 +109,7 @@ pub fn verify_mdm_signature(
     })?;
     match verdict {
         (true, _) => Ok(signer),
-        (false, err) => Err(SignatureError::Untrusted {
-            subject: subject_of(&signer),
-            reason: err.error_string().to_owned(),
-        }),
+        (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
     }
 }
 
@@ -144,13 +129,7 @@ fn ca_store(ca: &X509) -> Result<X509Store, ErrorStack> {
 /// Fails only when openssl does, e.g. when `key` does not belong to `cert`.
 pub fn sign_detached(body: &[u8], cert: &X509, key: &PKey<Private>) -> Result<Vec<u8>, CmsError> {
     let none = Stack::new()?;
-    let p7 = Pkcs7::sign(
-        cert,
-        key,
-        &none,
-        body,
-        Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY,
-    )?;
+    let p7 = Pkcs7::sign(cert, key, &none, body, Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY)?;
     Ok(p7.to_der()?)
 }
 
@@ -160,12 +139,7 @@ pub fn sign_detached(body: &[u8], cert: &X509, key: &PKey<Private>) -> Result<Ve
 ///
 /// `openssl smime -verify` checks the signer for the S/MIME signing purpose: the signing
 /// certificate should carry no extended key usage, or one that includes emailProtection.
-pub fn sign_profile(
-    plist: &[u8],
-    cert: &X509,
-    key: &PKey<Private>,
-    chain: &[X509],
-) -> Result<Vec<u8>, CmsError> {
+pub fn sign_profile(plist: &[u8], cert: &X509, key: &PKey<Private>, chain: &[X509]) -> Result<Vec<u8>, CmsError> {
     let mut certs = Stack::new()?;
     for c in chain {
         certs.push(c.clone())?;
@@ -184,14 +158,8 @@ pub fn unwrap_signed_profile(der: &[u8]) -> Result<(Vec<u8>, Vec<X509>), CmsErro
     let none = Stack::new()?;
     let store = X509StoreBuilder::new()?.build();
     let mut content = Vec::new();
-    p7.verify(
-        &none,
-        &store,
-        None,
-        Some(&mut content),
-        Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY,
-    )
-    .map_err(|e| CmsError::BadSignature(first_reason(&e)))?;
+    p7.verify(&none, &store, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
+        .map_err(|e| CmsError::BadSignature(first_reason(&e)))?;
     let signers = p7
         .signers(&none, Pkcs7Flags::empty())
         .map_err(|e| CmsError::BadSignature(first_reason(&e)))?
@@ -203,11 +171,7 @@ pub fn unwrap_signed_profile(der: &[u8]) -> Result<(Vec<u8>, Vec<X509>), CmsErro
 
 /// The most useful line of an openssl error stack.
 fn first_reason(e: &ErrorStack) -> String {
-    e.errors()
-        .iter()
-        .rev()
-        .find_map(|err| err.reason().map(str::to_owned))
-        .unwrap_or_else(|| e.to_string())
+    e.errors().iter().rev().find_map(|err| err.reason().map(str::to_owned)).unwrap_or_else(|| e.to_string())
 }
 
 fn subject_of(cert: &X509) -> String {
@@ -241,10 +205,7 @@ mod tests {
         let ca = make_ca("Lanyard Test CA");
         let device = make_leaf(&ca, "device-1", Leaf::Device);
         let signer = verify_mdm_signature(BODY, &header(BODY, &device), &ca.cert).expect("ok");
-        assert_eq!(
-            signer.to_der().expect("der"),
-            device.cert.to_der().expect("der")
-        );
+        assert_eq!(signer.to_der().expect("der"), device.cert.to_der().expect("der"));
     }
 
     #[test]
@@ -304,38 +265,19 @@ mod tests {
     #[test]
     fn missing_and_garbage_headers_fail_distinctly() {
         let ca = make_ca("Lanyard Test CA");
-        assert!(matches!(
-            verify_mdm_signature(BODY, "", &ca.cert),
-            Err(SignatureError::Missing)
-        ));
-        assert!(matches!(
-            verify_mdm_signature(BODY, "  ", &ca.cert),
-            Err(SignatureError::Missing)
-        ));
-        assert!(matches!(
-            verify_mdm_signature(BODY, "not base64!!", &ca.cert),
-            Err(SignatureError::NotBase64(_))
-        ));
-        assert!(matches!(
-            verify_mdm_signature(BODY, &BASE64.encode(b"garbage"), &ca.cert),
-            Err(SignatureError::NotCms(_))
-        ));
+        assert!(matches!(verify_mdm_signature(BODY, "", &ca.cert), Err(SignatureError::Missing)));
+        assert!(matches!(verify_mdm_signature(BODY, "  ", &ca.cert), Err(SignatureError::Missing)));
+        assert!(matches!(verify_mdm_signature(BODY, "not base64!!", &ca.cert), Err(SignatureError::NotBase64(_))));
+        assert!(matches!(verify_mdm_signature(BODY, &BASE64.encode(b"garbage"), &ca.cert), Err(SignatureError::NotCms(_))));
         // Truncated real signature.
         let device = make_leaf(&ca, "device-1", Leaf::Device);
         let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
-        let e = verify_mdm_signature(BODY, &BASE64.encode(&der[..der.len() / 2]), &ca.cert)
-            .unwrap_err();
+        let e = verify_mdm_signature(BODY, &BASE64.encode(&der[..der.len() / 2]), &ca.cert).unwrap_err();
         assert!(matches!(e, SignatureError::NotCms(_)), "{e}");
         // Signed without the signer certificate (NOCERTS): nobody to trust.
         let none = Stack::new().expect("stack");
-        let bare = Pkcs7::sign(
-            &device.cert,
-            &device.key,
-            &none,
-            BODY,
-            Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOCERTS,
-        )
-        .expect("sign");
+        let bare = Pkcs7::sign(&device.cert, &device.key, &none, BODY, Pkcs7Flags::DETACHED | Pkcs7Flags::BINARY | Pkcs7Flags::NOCERTS)
+            .expect("sign");
         let bare = BASE64.encode(bare.to_der().expect("der"));
         let e = verify_mdm_signature(BODY, &bare, &ca.cert).unwrap_err();
         assert!(matches!(e, SignatureError::NoSigner), "{e}");
@@ -345,35 +287,17 @@ mod tests {
     fn signed_profile_unwraps() {
         let ca = make_ca("Lanyard Test CA");
         let signer = make_leaf(&ca, "Lanyard profile signing", Leaf::Signer);
-        let der = sign_profile(
-            BODY,
-            &signer.cert,
-            &signer.key,
-            std::slice::from_ref(&ca.cert),
-        )
-        .expect("sign");
+        let der = sign_profile(BODY, &signer.cert, &signer.key, std::slice::from_ref(&ca.cert)).expect("sign");
         let (content, signers) = unwrap_signed_profile(&der).expect("unwrap");
         assert_eq!(content, BODY);
         assert_eq!(signers.len(), 1);
-        assert_eq!(
-            signers[0].to_der().expect("der"),
-            signer.cert.to_der().expect("der")
-        );
-        assert!(matches!(
-            unwrap_signed_profile(b"nope"),
-            Err(CmsError::NotCms(_))
-        ));
+        assert_eq!(signers[0].to_der().expect("der"), signer.cert.to_der().expect("der"));
+        assert!(matches!(unwrap_signed_profile(b"nope"), Err(CmsError::NotCms(_))));
         // Flip a byte of the attached content: the signature no longer verifies.
         let mut bad = der.clone();
-        let at = bad
-            .windows(6)
-            .position(|w| w == b"<plist")
-            .expect("content inside");
+        let at = bad.windows(6).position(|w| w == b"<plist").expect("content inside");
         bad[at + 1] = b'P';
-        assert!(matches!(
-            unwrap_signed_profile(&bad),
-            Err(CmsError::BadSignature(_))
-        ));
+        assert!(matches!(unwrap_signed_profile(&bad), Err(CmsError::BadSignature(_))));
     }
 
     #[test]
@@ -393,11 +317,7 @@ mod tests {
             .arg(&ca_pem)
             .output()
             .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl smime -verify failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl smime -verify failed: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.stdout, BODY);
 
         // Against another CA the CLI refuses it.

@@ -29,10 +29,7 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -180,12 +177,7 @@ pub const INSTALLED_APPLICATION_ITEMS: &[&str] = &[
 ];
 
 /// `EraseDevice` `ObliterationBehavior` values.
-pub const OBLITERATION_BEHAVIORS: &[&str] = &[
-    "Default",
-    "DoNotObliterate",
-    "ObliterateWithWarning",
-    "Always",
-];
+pub const OBLITERATION_BEHAVIORS: &[&str] = &["Default", "DoNotObliterate", "ObliterateWithWarning", "Always"];
 
 /// `DeviceInformation`: ask the device for the named properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,10 +191,7 @@ pub struct DeviceInformation {
 impl DeviceInformation {
     /// The queries the inventory needs ([`INVENTORY_QUERIES`]).
     pub fn inventory() -> Self {
-        Self {
-            queries: INVENTORY_QUERIES.iter().map(|q| (*q).to_owned()).collect(),
-            device_attestation_nonce: None,
-        }
+        Self { queries: INVENTORY_QUERIES.iter().map(|q| (*q).to_owned()).collect(), device_attestation_nonce: None }
     }
 }
 
@@ -412,10 +401,7 @@ impl Command {
     /// Builds a command from its `RequestType` and its fields in Apple's key names, as the
     /// operator API receives them: data (`Payload`, `UnlockToken`, `Image` ...) as standard
     /// base64, everything else in its natural JSON type. A `null` field counts as absent.
-    pub fn from_json(
-        request_type: &str,
-        fields: &Map<String, Json>,
-    ) -> Result<Command, FieldError> {
+    pub fn from_json(request_type: &str, fields: &Map<String, Json>) -> Result<Command, FieldError> {
         let f = |allowed: &'static [&'static str]| Fields::new(request_type, fields, allowed);
         Ok(match request_type {
             "DeviceInformation" => {
@@ -425,17 +411,12 @@ impl Command {
                     return Err(FieldError::new("Queries", "must name at least one query"));
                 }
                 check_allowed(&queries, DEVICE_INFORMATION_QUERIES, "Queries", "query")?;
-                Self::DeviceInformation(DeviceInformation {
-                    queries,
-                    device_attestation_nonce: f.data("DeviceAttestationNonce")?,
-                })
+                Self::DeviceInformation(DeviceInformation { queries, device_attestation_nonce: f.data("DeviceAttestationNonce")? })
             }
             "SecurityInfo" => f(&[]).map(|_| Self::SecurityInfo)?,
             "ProfileList" => {
                 let f = f(&["ManagedOnly"])?;
-                Self::ProfileList(ProfileList {
-                    managed_only: f.bool("ManagedOnly")?,
-                })
+                Self::ProfileList(ProfileList { managed_only: f.bool("ManagedOnly")? })
             }
             "InstallProfile" => {
                 let f = f(&["Payload"])?;
@@ -465,17 +446,11 @@ impl Command {
             }
             "CertificateList" => {
                 let f = f(&["ManagedOnly"])?;
-                Self::CertificateList(CertificateList {
-                    managed_only: f.bool("ManagedOnly")?,
-                })
+                Self::CertificateList(CertificateList { managed_only: f.bool("ManagedOnly")? })
             }
             "DeviceLock" => {
                 let f = f(&["Message", "PhoneNumber", "PIN"])?;
-                Self::DeviceLock(DeviceLock {
-                    message: f.string("Message")?,
-                    phone_number: f.string("PhoneNumber")?,
-                    pin: f.pin("PIN")?,
-                })
+                Self::DeviceLock(DeviceLock { message: f.string("Message")?, phone_number: f.string("PhoneNumber")?, pin: f.pin("PIN")? })
             }
             "EnableLostMode" => {
                 let f = f(&["Message", "PhoneNumber", "Footnote"])?;
@@ -485,10 +460,7 @@ impl Command {
                     footnote: f.string("Footnote")?,
                 };
                 if cmd.message.is_none() && cmd.phone_number.is_none() {
-                    return Err(FieldError::new(
-                        "Message",
-                        "EnableLostMode needs a Message or a PhoneNumber",
-                    ));
+                    return Err(FieldError::new("Message", "EnableLostMode needs a Message or a PhoneNumber"));
                 }
                 Self::EnableLostMode(cmd)
             }
@@ -505,33 +477,20 @@ impl Command {
             }
             "ShutDownDevice" => f(&[]).map(|_| Self::ShutDownDevice)?,
             "EraseDevice" => {
-                let f = f(&[
-                    "PIN",
-                    "PreserveDataPlan",
-                    "DisallowProximitySetup",
-                    "ObliterationBehavior",
-                    "ReturnToService",
-                ])?;
+                let f = f(&["PIN", "PreserveDataPlan", "DisallowProximitySetup", "ObliterationBehavior", "ReturnToService"])?;
                 let obliteration_behavior = f.string("ObliterationBehavior")?;
                 if let Some(b) = &obliteration_behavior
                     && !OBLITERATION_BEHAVIORS.contains(&b.as_str())
                 {
                     return Err(FieldError::new(
                         "ObliterationBehavior",
-                        format!(
-                            "unknown value `{b}`; allowed: {}",
-                            OBLITERATION_BEHAVIORS.join(", ")
-                        ),
+                        format!("unknown value `{b}`; allowed: {}", OBLITERATION_BEHAVIORS.join(", ")),
                     ));
                 }
                 let return_to_service = match f.object("ReturnToService")? {
                     None => None,
                     Some(rts) => {
-                        let r = f.nested(
-                            "ReturnToService",
-                            rts,
-                            &["Enabled", "WiFiProfileData", "MDMProfileData"],
-                        )?;
+                        let r = f.nested("ReturnToService", rts, &["Enabled", "WiFiProfileData", "MDMProfileData"])?;
                         Some(ReturnToService {
                             enabled: r.req_bool("Enabled")?,
                             wifi_profile_data: r.data("WiFiProfileData")?,
@@ -549,9 +508,7 @@ impl Command {
             }
             "ClearPasscode" => {
                 let f = f(&["UnlockToken"])?;
-                Self::ClearPasscode(ClearPasscode {
-                    unlock_token: f.req_data("UnlockToken")?,
-                })
+                Self::ClearPasscode(ClearPasscode { unlock_token: f.req_data("UnlockToken")? })
             }
             "Settings" => {
                 let f = f(&["Settings"])?;
@@ -559,21 +516,15 @@ impl Command {
                 if items.is_empty() {
                     return Err(FieldError::new("Settings", "must hold at least one item"));
                 }
-                let settings = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| settings_item(item, &format!("Settings[{i}]")))
-                    .collect::<Result<_, _>>()?;
+                let settings =
+                    items.iter().enumerate().map(|(i, item)| settings_item(item, &format!("Settings[{i}]"))).collect::<Result<_, _>>()?;
                 Self::Settings(Settings { settings })
             }
             "DeviceConfigured" => f(&[]).map(|_| Self::DeviceConfigured)?,
             other => {
                 return Err(FieldError::new(
                     "request_type",
-                    format!(
-                        "unknown request type `{other}`; supported: {}",
-                        Self::REQUEST_TYPES.join(", ")
-                    ),
+                    format!("unknown request type `{other}`; supported: {}", Self::REQUEST_TYPES.join(", ")),
                 ));
             }
         })
@@ -586,10 +537,7 @@ impl Command {
         match self {
             Self::DeviceInformation(c) => {
                 d.strings("Queries", Some(&c.queries));
-                d.data(
-                    "DeviceAttestationNonce",
-                    c.device_attestation_nonce.as_deref(),
-                );
+                d.data("DeviceAttestationNonce", c.device_attestation_nonce.as_deref());
             }
             Self::ProfileList(c) => d.bool("ManagedOnly", c.managed_only),
             Self::InstallProfile(c) => d.data("Payload", Some(&c.payload)),
@@ -629,10 +577,7 @@ impl Command {
                 }
             }
             Self::ClearPasscode(c) => d.data("UnlockToken", Some(&c.unlock_token)),
-            Self::Settings(c) => d.put(
-                "Settings",
-                Value::Array(c.settings.iter().cloned().map(Value::Dictionary).collect()),
-            ),
+            Self::Settings(c) => d.put("Settings", Value::Array(c.settings.iter().cloned().map(Value::Dictionary).collect())),
             Self::SecurityInfo
             | Self::DisableLostMode
             | Self::DeviceLocation
@@ -646,10 +591,7 @@ impl Command {
     /// The XML plist the server sends: `{CommandUUID, Command: {RequestType, ...}}`.
     pub fn to_plist(&self, command_uuid: &str) -> Vec<u8> {
         let mut envelope = Dictionary::new();
-        envelope.insert(
-            "CommandUUID".to_owned(),
-            Value::String(command_uuid.to_owned()),
-        );
+        envelope.insert("CommandUUID".to_owned(), Value::String(command_uuid.to_owned()));
         envelope.insert("Command".to_owned(), Value::Dictionary(self.command_dict()));
         to_xml(&Value::Dictionary(envelope))
     }
@@ -717,25 +659,13 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     /// Rejects keys the command does not take.
-    fn new(
-        request_type: &str,
-        map: &'a Map<String, Json>,
-        allowed: &[&str],
-    ) -> Result<Self, FieldError> {
+    fn new(request_type: &str, map: &'a Map<String, Json>, allowed: &[&str]) -> Result<Self, FieldError> {
         check_keys(map, allowed, "", request_type)?;
-        Ok(Self {
-            map,
-            path: String::new(),
-        })
+        Ok(Self { map, path: String::new() })
     }
 
     /// Fields of a nested dictionary found under `key`.
-    fn nested(
-        &self,
-        key: &str,
-        map: &'a Map<String, Json>,
-        allowed: &[&str],
-    ) -> Result<Fields<'a>, FieldError> {
+    fn nested(&self, key: &str, map: &'a Map<String, Json>, allowed: &[&str]) -> Result<Fields<'a>, FieldError> {
         let path = self.field(key);
         check_keys(map, allowed, &path, key)?;
         Ok(Fields { map, path })
@@ -755,9 +685,7 @@ impl<'a> Fields<'a> {
     }
 
     fn string(&self, key: &str) -> Result<Option<String>, FieldError> {
-        self.get(key)
-            .map(|v| want_string(v, &self.field(key)))
-            .transpose()
+        self.get(key).map(|v| want_string(v, &self.field(key))).transpose()
     }
 
     fn req_string(&self, key: &str) -> Result<String, FieldError> {
@@ -766,9 +694,7 @@ impl<'a> Fields<'a> {
     }
 
     fn bool(&self, key: &str) -> Result<Option<bool>, FieldError> {
-        self.get(key)
-            .map(|v| want_bool(v, &self.field(key)))
-            .transpose()
+        self.get(key).map(|v| want_bool(v, &self.field(key))).transpose()
     }
 
     fn req_bool(&self, key: &str) -> Result<bool, FieldError> {
@@ -777,9 +703,7 @@ impl<'a> Fields<'a> {
     }
 
     fn data(&self, key: &str) -> Result<Option<Vec<u8>>, FieldError> {
-        self.get(key)
-            .map(|v| want_data(v, &self.field(key)))
-            .transpose()
+        self.get(key).map(|v| want_data(v, &self.field(key))).transpose()
     }
 
     fn req_data(&self, key: &str) -> Result<Vec<u8>, FieldError> {
@@ -788,9 +712,7 @@ impl<'a> Fields<'a> {
     }
 
     fn strings(&self, key: &str) -> Result<Option<Vec<String>>, FieldError> {
-        self.get(key)
-            .map(|v| want_strings(v, &self.field(key)))
-            .transpose()
+        self.get(key).map(|v| want_strings(v, &self.field(key))).transpose()
     }
 
     fn req_strings(&self, key: &str) -> Result<Vec<String>, FieldError> {
@@ -801,17 +723,11 @@ impl<'a> Fields<'a> {
     fn req_array(&self, key: &str) -> Result<&'a Vec<Json>, FieldError> {
         let v = self.get(key);
         let v = self.required(key, v)?;
-        v.as_array()
-            .ok_or_else(|| FieldError::new(self.field(key), "must be an array"))
+        v.as_array().ok_or_else(|| FieldError::new(self.field(key), "must be an array"))
     }
 
     fn object(&self, key: &str) -> Result<Option<&'a Map<String, Json>>, FieldError> {
-        self.get(key)
-            .map(|v| {
-                v.as_object()
-                    .ok_or_else(|| FieldError::new(self.field(key), "must be an object"))
-            })
-            .transpose()
+        self.get(key).map(|v| v.as_object().ok_or_else(|| FieldError::new(self.field(key), "must be an object"))).transpose()
     }
 
     /// A Find My PIN: exactly six digits.
@@ -820,56 +736,30 @@ impl<'a> Fields<'a> {
         if let Some(p) = &pin
             && !(p.len() == 6 && p.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(FieldError::new(
-                self.field(key),
-                "must be exactly six digits",
-            ));
+            return Err(FieldError::new(self.field(key), "must be exactly six digits"));
         }
         Ok(pin)
     }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// Fails on the first key of `map` not in `allowed`.
-fn check_keys(
-    map: &Map<String, Json>,
-    allowed: &[&str],
-    path: &str,
-    owner: &str,
-) -> Result<(), FieldError> {
+fn check_keys(map: &Map<String, Json>, allowed: &[&str], path: &str, owner: &str) -> Result<(), FieldError> {
     match map.keys().find(|k| !allowed.contains(&k.as_str())) {
         None => Ok(()),
-        Some(k) if allowed.is_empty() => Err(FieldError::new(
-            join(path, k),
-            format!("unknown key: {owner} takes no fields"),
-        )),
-        Some(k) => Err(FieldError::new(
-            join(path, k),
-            format!("unknown key for {owner}; allowed: {}", allowed.join(", ")),
-        )),
+        Some(k) if allowed.is_empty() => Err(FieldError::new(join(path, k), format!("unknown key: {owner} takes no fields"))),
+        Some(k) => Err(FieldError::new(join(path, k), format!("unknown key for {owner}; allowed: {}", allowed.join(", ")))),
     }
 }
 
 /// Fails on the first value not in `allowed`, naming it as `field[i]`.
-fn check_allowed(
-    values: &[String],
-    allowed: &[&str],
-    field: &str,
-    what: &str,
-) -> Result<(), FieldError> {
+fn check_allowed(values: &[String], allowed: &[&str], field: &str, what: &str) -> Result<(), FieldError> {
     for (i, v) in values.iter().enumerate() {
         if !allowed.contains(&v.as_str()) {
-            return Err(FieldError::new(
-                format!("{field}[{i}]"),
-                format!("unknown {what} `{v}`; allowed: {}", allowed.join(", ")),
-            ));
+            return Err(FieldError::new(format!("{field}[{i}]"), format!("unknown {what} `{v}`; allowed: {}", allowed.join(", "))));
         }
     }
     Ok(())
@@ -882,51 +772,31 @@ fn check_profile_payload(payload: &[u8]) -> Result<(), FieldError> {
     }
     match Value::from_reader(std::io::Cursor::new(payload)) {
         Ok(Value::Dictionary(d)) if d.contains_key("PayloadType") => Ok(()),
-        Ok(_) => Err(FieldError::new(
-            "Payload",
-            "not a configuration profile (no top-level PayloadType)",
-        )),
-        Err(e) => Err(FieldError::new(
-            "Payload",
-            format!("not a profile: neither a plist nor CMS signed data ({e})"),
-        )),
+        Ok(_) => Err(FieldError::new("Payload", "not a configuration profile (no top-level PayloadType)")),
+        Err(e) => Err(FieldError::new("Payload", format!("not a profile: neither a plist nor CMS signed data ({e})"))),
     }
 }
 
 fn want_string(v: &Json, field: &str) -> Result<String, FieldError> {
-    v.as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| FieldError::new(field, "must be a string"))
+    v.as_str().map(str::to_owned).ok_or_else(|| FieldError::new(field, "must be a string"))
 }
 
 fn want_bool(v: &Json, field: &str) -> Result<bool, FieldError> {
-    v.as_bool()
-        .ok_or_else(|| FieldError::new(field, "must be a boolean"))
+    v.as_bool().ok_or_else(|| FieldError::new(field, "must be a boolean"))
 }
 
 fn want_int(v: &Json, field: &str) -> Result<i64, FieldError> {
-    v.as_i64()
-        .ok_or_else(|| FieldError::new(field, "must be an integer"))
+    v.as_i64().ok_or_else(|| FieldError::new(field, "must be an integer"))
 }
 
 fn want_data(v: &Json, field: &str) -> Result<Vec<u8>, FieldError> {
-    let text = v
-        .as_str()
-        .ok_or_else(|| FieldError::new(field, "must be a base64 string"))?;
-    BASE64
-        .decode(text.trim())
-        .map_err(|e| FieldError::new(field, format!("must be standard base64: {e}")))
+    let text = v.as_str().ok_or_else(|| FieldError::new(field, "must be a base64 string"))?;
+    BASE64.decode(text.trim()).map_err(|e| FieldError::new(field, format!("must be standard base64: {e}")))
 }
 
 fn want_strings(v: &Json, field: &str) -> Result<Vec<String>, FieldError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| FieldError::new(field, "must be an array of strings"))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| want_string(item, &format!("{field}[{i}]")))
-        .collect()
+    let items = v.as_array().ok_or_else(|| FieldError::new(field, "must be an array of strings"))?;
+    items.iter().enumerate().map(|(i, item)| want_string(item, &format!("{field}[{i}]"))).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -955,19 +825,11 @@ struct Key {
 }
 
 const fn req(name: &'static str, kind: Kind) -> Key {
-    Key {
-        name,
-        kind,
-        required: true,
-    }
+    Key { name, kind, required: true }
 }
 
 const fn opt(name: &'static str, kind: Kind) -> Key {
-    Key {
-        name,
-        kind,
-        required: false,
-    }
+    Key { name, kind, required: false }
 }
 
 const INT: Kind = Kind::Integer(&[]);
@@ -1001,16 +863,10 @@ const ORGANIZATION_INFO: &[Key] = &[
 const MDM_OPTIONS: &[Key] = &[
     opt("ActivationLockAllowedWhileSupervised", Kind::Boolean),
     opt("BootstrapTokenAllowed", Kind::Boolean),
-    opt(
-        "PromptUserToAllowBootstrapTokenForAuthentication",
-        Kind::Boolean,
-    ),
+    opt("PromptUserToAllowBootstrapTokenForAuthentication", Kind::Boolean),
 ];
 
-const PASSCODE_POLICY: &[Key] = &[
-    opt("PasscodeLockGracePeriod", Kind::Integer(GRACE_PERIODS)),
-    opt("AutoLockTime", INT),
-];
+const PASSCODE_POLICY: &[Key] = &[opt("PasscodeLockGracePeriod", Kind::Integer(GRACE_PERIODS)), opt("AutoLockTime", INT)];
 
 const SHARED_DEVICE_CONFIGURATION: &[Key] = &[
     opt("QuotaSize", INT),
@@ -1030,10 +886,7 @@ const ACCESSIBILITY_SETTINGS: &[Key] = &[
     opt("IncreaseContrastEnabled", Kind::Boolean),
     opt("ReduceMotionEnabled", Kind::Boolean),
     opt("ReduceTransparencyEnabled", Kind::Boolean),
-    opt(
-        "TextSize",
-        Kind::Integer(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
-    ),
+    opt("TextSize", Kind::Integer(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])),
     opt("TouchAccommodationsEnabled", Kind::Boolean),
     opt("VoiceOverEnabled", Kind::Boolean),
     opt("ZoomEnabled", Kind::Boolean),
@@ -1042,79 +895,41 @@ const ACCESSIBILITY_SETTINGS: &[Key] = &[
 
 /// Each Settings `Item` and the keys it takes besides `Item`.
 const SETTINGS_ITEMS: &[(&str, &[Key])] = &[
-    (
-        "Wallpaper",
-        &[
-            req("Image", Kind::Data),
-            req("Where", Kind::Integer(&[1, 2, 3])),
-        ],
-    ),
+    ("Wallpaper", &[req("Image", Kind::Data), req("Where", Kind::Integer(&[1, 2, 3]))]),
     ("DataRoaming", ENABLED),
     ("VoiceRoaming", ENABLED),
     ("PersonalHotspot", ENABLED),
     ("Bluetooth", ENABLED),
-    (
-        "ApplicationConfiguration",
-        &[
-            req("Identifier", Kind::String),
-            opt("Configuration", Kind::AnyDict),
-        ],
-    ),
-    (
-        "ApplicationAttributes",
-        &[
-            req("Identifier", Kind::String),
-            opt("Attributes", Kind::Dict(APP_ATTRIBUTES)),
-        ],
-    ),
+    ("ApplicationConfiguration", &[req("Identifier", Kind::String), opt("Configuration", Kind::AnyDict)]),
+    ("ApplicationAttributes", &[req("Identifier", Kind::String), opt("Attributes", Kind::Dict(APP_ATTRIBUTES))]),
     ("DeviceName", &[req("DeviceName", Kind::String)]),
     ("HostName", &[req("HostName", Kind::String)]),
-    (
-        "OrganizationInfo",
-        &[opt("OrganizationInfo", Kind::Dict(ORGANIZATION_INFO))],
-    ),
+    ("OrganizationInfo", &[opt("OrganizationInfo", Kind::Dict(ORGANIZATION_INFO))]),
     ("MDMOptions", &[req("MDMOptions", Kind::Dict(MDM_OPTIONS))]),
     ("MaximumResidentUsers", &[req("MaximumResidentUsers", INT)]),
     ("SharedDeviceConfiguration", SHARED_DEVICE_CONFIGURATION),
     ("DiagnosticSubmission", ENABLED),
     ("AppAnalytics", ENABLED),
-    (
-        "PasscodeLockGracePeriod",
-        &[req("PasscodeLockGracePeriod", Kind::Integer(GRACE_PERIODS))],
-    ),
+    ("PasscodeLockGracePeriod", &[req("PasscodeLockGracePeriod", Kind::Integer(GRACE_PERIODS))]),
     ("TimeZone", &[req("TimeZone", Kind::String)]),
-    (
-        "SoftwareUpdateSettings",
-        &[req("RecommendationCadence", Kind::Integer(&[0, 1, 2]))],
-    ),
+    ("SoftwareUpdateSettings", &[req("RecommendationCadence", Kind::Integer(&[0, 1, 2]))]),
     ("AccessibilitySettings", ACCESSIBILITY_SETTINGS),
 ];
 
 /// Checks one Settings item and converts it to the plist dictionary to send (`Item` first,
 /// then its keys in Apple's order).
 fn settings_item(item: &Json, field: &str) -> Result<Dictionary, FieldError> {
-    let map = item
-        .as_object()
-        .ok_or_else(|| FieldError::new(field, "must be an object with an Item key"))?;
+    let map = item.as_object().ok_or_else(|| FieldError::new(field, "must be an object with an Item key"))?;
     let item_field = join(field, "Item");
-    let name = map
-        .get("Item")
-        .ok_or_else(|| FieldError::new(&item_field, "required"))?;
+    let name = map.get("Item").ok_or_else(|| FieldError::new(&item_field, "required"))?;
     let name = want_string(name, &item_field)?;
     let Some((_, keys)) = SETTINGS_ITEMS.iter().find(|(n, _)| *n == name) else {
         let known: Vec<&str> = SETTINGS_ITEMS.iter().map(|(n, _)| *n).collect();
-        return Err(FieldError::new(
-            item_field,
-            format!("unknown setting `{name}`; allowed: {}", known.join(", ")),
-        ));
+        return Err(FieldError::new(item_field, format!("unknown setting `{name}`; allowed: {}", known.join(", "))));
     };
     let mut out = Dictionary::new();
     out.insert("Item".to_owned(), Value::String(name.clone()));
-    let rest: Map<String, Json> = map
-        .iter()
-        .filter(|(k, _)| k.as_str() != "Item")
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let rest: Map<String, Json> = map.iter().filter(|(k, _)| k.as_str() != "Item").map(|(k, v)| (k.clone(), v.clone())).collect();
     for (k, v) in convert_dict(&rest, keys, field, &format!("the {name} setting"))? {
         out.insert(k, v);
     }
@@ -1122,12 +937,7 @@ fn settings_item(item: &Json, field: &str) -> Result<Dictionary, FieldError> {
 }
 
 /// Converts a JSON object to a plist dictionary following `keys`.
-fn convert_dict(
-    map: &Map<String, Json>,
-    keys: &[Key],
-    path: &str,
-    owner: &str,
-) -> Result<Dictionary, FieldError> {
+fn convert_dict(map: &Map<String, Json>, keys: &[Key], path: &str, owner: &str) -> Result<Dictionary, FieldError> {
     let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
     check_keys(map, &names, path, owner)?;
     let mut out = Dictionary::new();
@@ -1150,25 +960,15 @@ fn convert(v: &Json, kind: Kind, field: &str, name: &str) -> Result<Value, Field
         Kind::Integer(allowed) => {
             let n = want_int(v, field)?;
             if !allowed.is_empty() && !allowed.contains(&n) {
-                return Err(FieldError::new(
-                    field,
-                    format!("value {n} not allowed; allowed: {allowed:?}"),
-                ));
+                return Err(FieldError::new(field, format!("value {n} not allowed; allowed: {allowed:?}")));
             }
             Value::Integer(n.into())
         }
         Kind::Boolean => Value::Boolean(want_bool(v, field)?),
         Kind::Data => Value::Data(want_data(v, field)?),
-        Kind::Strings => Value::Array(
-            want_strings(v, field)?
-                .into_iter()
-                .map(Value::String)
-                .collect(),
-        ),
+        Kind::Strings => Value::Array(want_strings(v, field)?.into_iter().map(Value::String).collect()),
         Kind::Dict(keys) => {
-            let map = v
-                .as_object()
-                .ok_or_else(|| FieldError::new(field, "must be an object"))?;
+            let map = v.as_object().ok_or_else(|| FieldError::new(field, "must be an object"))?;
             Value::Dictionary(convert_dict(map, keys, field, name)?)
         }
         Kind::AnyDict => {
@@ -1192,13 +992,9 @@ fn json_to_plist(v: &Json, field: &str) -> Result<Value, FieldError> {
             _ => return Err(FieldError::new(field, "number out of range")),
         },
         Json::String(s) => Value::String(s.clone()),
-        Json::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| json_to_plist(item, &format!("{field}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
+        Json::Array(items) => {
+            Value::Array(items.iter().enumerate().map(|(i, item)| json_to_plist(item, &format!("{field}[{i}]"))).collect::<Result<_, _>>()?)
+        }
         Json::Object(map) => {
             let mut d = Dictionary::new();
             for (k, item) in map {
@@ -1227,8 +1023,7 @@ mod tests {
     }
 
     fn build(request_type: &str, v: Json) -> Command {
-        Command::from_json(request_type, &fields(v))
-            .unwrap_or_else(|e| panic!("{request_type}: {e}"))
+        Command::from_json(request_type, &fields(v)).unwrap_or_else(|e| panic!("{request_type}: {e}"))
     }
 
     fn err(request_type: &str, v: Json) -> FieldError {
@@ -1242,10 +1037,7 @@ mod tests {
         let mut p = Dictionary::new();
         p.insert("PayloadType".into(), Value::String("Configuration".into()));
         p.insert("PayloadVersion".into(), Value::Integer(1i64.into()));
-        p.insert(
-            "PayloadIdentifier".into(),
-            Value::String("org.example.test".into()),
-        );
+        p.insert("PayloadIdentifier".into(), Value::String("org.example.test".into()));
         p.insert("PayloadUUID".into(), Value::String(UUID.into()));
         p.insert("PayloadDisplayName".into(), Value::String("Test".into()));
         p.insert("PayloadContent".into(), Value::Array(vec![]));
@@ -1257,10 +1049,7 @@ mod tests {
         let profile = BASE64.encode(small_profile());
         let cmds = vec![
             Command::DeviceInformation(DeviceInformation::inventory()),
-            build(
-                "DeviceInformation",
-                json!({"Queries": DEVICE_INFORMATION_QUERIES, "DeviceAttestationNonce": "AAEC"}),
-            ),
+            build("DeviceInformation", json!({"Queries": DEVICE_INFORMATION_QUERIES, "DeviceAttestationNonce": "AAEC"})),
             build("SecurityInfo", json!({})),
             build("ProfileList", json!({"ManagedOnly": true})),
             build("InstallProfile", json!({"Payload": profile})),
@@ -1276,17 +1065,11 @@ mod tests {
                 json!({"Message": "Return to the library", "PhoneNumber": "01632 960000",
                        "PIN": "123456"}),
             ),
-            build(
-                "EnableLostMode",
-                json!({"Message": "Lost", "PhoneNumber": "01632 960000", "Footnote": "School"}),
-            ),
+            build("EnableLostMode", json!({"Message": "Lost", "PhoneNumber": "01632 960000", "Footnote": "School"})),
             build("DisableLostMode", json!({})),
             build("DeviceLocation", json!({})),
             build("PlayLostModeSound", json!({})),
-            build(
-                "RestartDevice",
-                json!({"NotifyUser": true, "RebuildKernelCache": false, "KextPaths": ["/x"]}),
-            ),
+            build("RestartDevice", json!({"NotifyUser": true, "RebuildKernelCache": false, "KextPaths": ["/x"]})),
             build("ShutDownDevice", json!({})),
             build(
                 "EraseDevice",
@@ -1330,10 +1113,7 @@ mod tests {
         ];
         // Every request type is covered.
         for rt in Command::REQUEST_TYPES {
-            assert!(
-                cmds.iter().any(|c| c.request_type() == *rt),
-                "no test command for {rt}"
-            );
+            assert!(cmds.iter().any(|c| c.request_type() == *rt), "no test command for {rt}");
         }
         cmds
     }
@@ -1384,14 +1164,8 @@ mod tests {
         let keys: Vec<&String> = d.keys().collect();
         assert_eq!(keys, ["CommandUUID", "Command"]);
         assert_eq!(d.get("CommandUUID").and_then(Value::as_string), Some(UUID));
-        let c = d
-            .get("Command")
-            .and_then(Value::as_dictionary)
-            .expect("Command");
-        assert_eq!(
-            c.get("RequestType").and_then(Value::as_string),
-            Some("DeviceLock")
-        );
+        let c = d.get("Command").and_then(Value::as_dictionary).expect("Command");
+        assert_eq!(c.get("RequestType").and_then(Value::as_string), Some("DeviceLock"));
         assert_eq!(c.get("Message").and_then(Value::as_string), Some("hi"));
         assert_eq!(c.get("PIN").and_then(Value::as_string), Some("000000"));
         assert!(c.get("PhoneNumber").is_none());
@@ -1400,16 +1174,9 @@ mod tests {
     #[test]
     fn payload_is_sent_as_data() {
         let profile = small_profile();
-        let cmd = build(
-            "InstallProfile",
-            json!({"Payload": BASE64.encode(&profile)}),
-        );
+        let cmd = build("InstallProfile", json!({"Payload": BASE64.encode(&profile)}));
         let d = parse_dict(&cmd.to_plist(UUID)).expect("plist");
-        let payload = d
-            .get("Command")
-            .and_then(Value::as_dictionary)
-            .and_then(|c| c.get("Payload"))
-            .and_then(Value::as_data);
+        let payload = d.get("Command").and_then(Value::as_dictionary).and_then(|c| c.get("Payload")).and_then(Value::as_data);
         assert_eq!(payload, Some(profile.as_slice()));
         // A signed profile (DER) is accepted as is.
         assert!(Command::from_json("InstallProfile", &fields(json!({"Payload": "MIIB"}))).is_ok());
@@ -1418,8 +1185,8 @@ mod tests {
     #[test]
     fn fields_json_round_trips() {
         for cmd in one_of_each() {
-            let again = Command::from_json(cmd.request_type(), &cmd.fields_json())
-                .unwrap_or_else(|e| panic!("{}: {e}", cmd.request_type()));
+            let again =
+                Command::from_json(cmd.request_type(), &cmd.fields_json()).unwrap_or_else(|e| panic!("{}: {e}", cmd.request_type()));
             assert_eq!(again, cmd);
         }
     }
@@ -1448,151 +1215,36 @@ mod tests {
             ("DeviceLock", json!({"PIN": "12345"}), "PIN", "six digits"),
             ("DeviceLock", json!({"PIN": "12345a"}), "PIN", "six digits"),
             ("DeviceLock", json!({"PIN": 123456}), "PIN", "string"),
-            (
-                "DeviceLock",
-                json!({"Mesage": "typo"}),
-                "Mesage",
-                "unknown key",
-            ),
+            ("DeviceLock", json!({"Mesage": "typo"}), "Mesage", "unknown key"),
             ("DeviceLock", json!({"Message": 5}), "Message", "string"),
-            (
-                "EraseDevice",
-                json!({"PIN": "1234567"}),
-                "PIN",
-                "six digits",
-            ),
-            (
-                "EraseDevice",
-                json!({"ObliterationBehavior": "Sometimes"}),
-                "ObliterationBehavior",
-                "Sometimes",
-            ),
-            (
-                "EraseDevice",
-                json!({"ReturnToService": {}}),
-                "ReturnToService.Enabled",
-                "required",
-            ),
-            (
-                "EraseDevice",
-                json!({"ReturnToService": {"Enabled": true, "Extra": 1}}),
-                "ReturnToService.Extra",
-                "unknown key",
-            ),
-            (
-                "EraseDevice",
-                json!({"ReturnToService": []}),
-                "ReturnToService",
-                "object",
-            ),
-            (
-                "EraseDevice",
-                json!({"PreserveDataPlan": "yes"}),
-                "PreserveDataPlan",
-                "boolean",
-            ),
-            (
-                "EnableLostMode",
-                json!({"Footnote": "x"}),
-                "Message",
-                "PhoneNumber",
-            ),
+            ("EraseDevice", json!({"PIN": "1234567"}), "PIN", "six digits"),
+            ("EraseDevice", json!({"ObliterationBehavior": "Sometimes"}), "ObliterationBehavior", "Sometimes"),
+            ("EraseDevice", json!({"ReturnToService": {}}), "ReturnToService.Enabled", "required"),
+            ("EraseDevice", json!({"ReturnToService": {"Enabled": true, "Extra": 1}}), "ReturnToService.Extra", "unknown key"),
+            ("EraseDevice", json!({"ReturnToService": []}), "ReturnToService", "object"),
+            ("EraseDevice", json!({"PreserveDataPlan": "yes"}), "PreserveDataPlan", "boolean"),
+            ("EnableLostMode", json!({"Footnote": "x"}), "Message", "PhoneNumber"),
             ("DeviceInformation", json!({}), "Queries", "required"),
-            (
-                "DeviceInformation",
-                json!({"Queries": []}),
-                "Queries",
-                "at least",
-            ),
-            (
-                "DeviceInformation",
-                json!({"Queries": "UDID"}),
-                "Queries",
-                "array",
-            ),
-            (
-                "DeviceInformation",
-                json!({"Queries": ["UDID", "ShoeSize"]}),
-                "Queries[1]",
-                "ShoeSize",
-            ),
-            (
-                "DeviceInformation",
-                json!({"Queries": ["UDID", 7]}),
-                "Queries[1]",
-                "string",
-            ),
+            ("DeviceInformation", json!({"Queries": []}), "Queries", "at least"),
+            ("DeviceInformation", json!({"Queries": "UDID"}), "Queries", "array"),
+            ("DeviceInformation", json!({"Queries": ["UDID", "ShoeSize"]}), "Queries[1]", "ShoeSize"),
+            ("DeviceInformation", json!({"Queries": ["UDID", 7]}), "Queries[1]", "string"),
             ("InstallProfile", json!({}), "Payload", "required"),
-            (
-                "InstallProfile",
-                json!({"Payload": "***"}),
-                "Payload",
-                "base64",
-            ),
-            (
-                "InstallProfile",
-                json!({"Payload": "aGVsbG8="}),
-                "Payload",
-                "not a profile",
-            ),
+            ("InstallProfile", json!({"Payload": "***"}), "Payload", "base64"),
+            ("InstallProfile", json!({"Payload": "aGVsbG8="}), "Payload", "not a profile"),
             ("RemoveProfile", json!({}), "Identifier", "required"),
-            (
-                "RemoveProfile",
-                json!({"Identifier": " "}),
-                "Identifier",
-                "empty",
-            ),
+            ("RemoveProfile", json!({"Identifier": " "}), "Identifier", "empty"),
             ("ClearPasscode", json!({}), "UnlockToken", "required"),
-            (
-                "SecurityInfo",
-                json!({"Queries": []}),
-                "Queries",
-                "takes no fields",
-            ),
-            (
-                "InstalledApplicationList",
-                json!({"Items": ["Name", "Colour"]}),
-                "Items[1]",
-                "Colour",
-            ),
+            ("SecurityInfo", json!({"Queries": []}), "Queries", "takes no fields"),
+            ("InstalledApplicationList", json!({"Items": ["Name", "Colour"]}), "Items[1]", "Colour"),
             ("Settings", json!({}), "Settings", "required"),
             ("Settings", json!({"Settings": []}), "Settings", "at least"),
-            (
-                "Settings",
-                json!({"Settings": [5]}),
-                "Settings[0]",
-                "object",
-            ),
-            (
-                "Settings",
-                json!({"Settings": [{}]}),
-                "Settings[0].Item",
-                "required",
-            ),
-            (
-                "Settings",
-                json!({"Settings": [{"Item": "Volume"}]}),
-                "Settings[0].Item",
-                "Volume",
-            ),
-            (
-                "Settings",
-                json!({"Settings": [{"Item": "Bluetooth"}]}),
-                "Settings[0].Enabled",
-                "required",
-            ),
-            (
-                "Settings",
-                json!({"Settings": [{"Item": "Bluetooth", "Enabled": true, "On": 1}]}),
-                "Settings[0].On",
-                "unknown key",
-            ),
-            (
-                "Settings",
-                json!({"Settings": [{"Item": "Wallpaper", "Image": "AA==", "Where": 4}]}),
-                "Settings[0].Where",
-                "not allowed",
-            ),
+            ("Settings", json!({"Settings": [5]}), "Settings[0]", "object"),
+            ("Settings", json!({"Settings": [{}]}), "Settings[0].Item", "required"),
+            ("Settings", json!({"Settings": [{"Item": "Volume"}]}), "Settings[0].Item", "Volume"),
+            ("Settings", json!({"Settings": [{"Item": "Bluetooth"}]}), "Settings[0].Enabled", "required"),
+            ("Settings", json!({"Settings": [{"Item": "Bluetooth", "Enabled": true, "On": 1}]}), "Settings[0].On", "unknown key"),
+            ("Settings", json!({"Settings": [{"Item": "Wallpaper", "Image": "AA==", "Where": 4}]}), "Settings[0].Where", "not allowed"),
             (
                 "Settings",
                 json!({"Settings": [{"Item": "DeviceName", "DeviceName": "a"},
@@ -1611,10 +1263,7 @@ mod tests {
         for (rt, v, field, needle) in cases {
             let e = err(rt, v.clone());
             assert_eq!(e.field, field, "{rt} {v}: {e}");
-            assert!(
-                e.message.contains(needle) || e.field.contains(needle),
-                "{rt} {v}: `{e}` lacks `{needle}`"
-            );
+            assert!(e.message.contains(needle) || e.field.contains(needle), "{rt} {v}: `{e}` lacks `{needle}`");
         }
     }
 

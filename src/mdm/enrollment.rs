@@ -81,33 +81,14 @@ impl EnrollmentProfileParams {
 fn reversed_host(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host_port
-        .rsplit_once('@')
-        .map_or(host_port, |(_, h)| h)
-        .split(':')
-        .next()
-        .unwrap_or_default();
+    let host = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h).split(':').next().unwrap_or_default();
     let labels: Vec<String> = host
         .split('.')
         .filter(|l| !l.is_empty())
-        .map(|l| {
-            l.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '-'
-                    }
-                })
-                .collect()
-        })
+        .map(|l| l.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect())
         .rev()
         .collect();
-    if labels.is_empty() {
-        "lanyard".to_owned()
-    } else {
-        labels.join(".")
-    }
+    if labels.is_empty() { "lanyard".to_owned() } else { labels.join(".") }
 }
 
 fn new_uuid() -> String {
@@ -138,17 +119,8 @@ fn payload(kind: &str, identifier: String, uuid: &str, name: &str, org: &str) ->
 pub fn enrollment_profile(p: &EnrollmentProfileParams) -> Vec<u8> {
     let org = p.org_name.as_str();
 
-    let mut root = payload(
-        "com.apple.security.root",
-        format!("{}.ca", p.identifier),
-        &new_uuid(),
-        "Lanyard certificate authority",
-        org,
-    );
-    root.insert(
-        "PayloadDescription".into(),
-        s("Trusts the certificate authority that issues device identities for this school."),
-    );
+    let mut root = payload("com.apple.security.root", format!("{}.ca", p.identifier), &new_uuid(), "Lanyard certificate authority", org);
+    root.insert("PayloadDescription".into(), s("Trusts the certificate authority that issues device identities for this school."));
     root.insert("PayloadCertificateFileName".into(), s("lanyard-ca.cer"));
     root.insert("PayloadContent".into(), Value::Data(p.ca_cert_der.clone()));
 
@@ -156,41 +128,17 @@ pub fn enrollment_profile(p: &EnrollmentProfileParams) -> Vec<u8> {
     let mut scep_content = Dictionary::new();
     scep_content.insert("URL".into(), s(&p.scep_url));
     scep_content.insert("Name".into(), s(&p.scep_name));
-    scep_content.insert(
-        "Subject".into(),
-        Value::Array(vec![Value::Array(vec![Value::Array(vec![
-            s("CN"),
-            s(&p.identity_common_name),
-        ])])]),
-    );
+    scep_content.insert("Subject".into(), Value::Array(vec![Value::Array(vec![Value::Array(vec![s("CN"), s(&p.identity_common_name)])])]));
     scep_content.insert("Challenge".into(), s(&p.challenge));
     scep_content.insert("Keysize".into(), int(2048));
     scep_content.insert("Key Type".into(), s("RSA"));
     scep_content.insert("Key Usage".into(), int(SCEP_KEY_USAGE));
-    let mut scep = payload(
-        "com.apple.security.scep",
-        format!("{}.scep", p.identifier),
-        &scep_uuid,
-        "Device identity",
-        org,
-    );
-    scep.insert(
-        "PayloadDescription".into(),
-        s("Requests the certificate this device identifies itself with."),
-    );
+    let mut scep = payload("com.apple.security.scep", format!("{}.scep", p.identifier), &scep_uuid, "Device identity", org);
+    scep.insert("PayloadDescription".into(), s("Requests the certificate this device identifies itself with."));
     scep.insert("PayloadContent".into(), Value::Dictionary(scep_content));
 
-    let mut mdm = payload(
-        "com.apple.mdm",
-        format!("{}.mdm", p.identifier),
-        &new_uuid(),
-        "Device management",
-        org,
-    );
-    mdm.insert(
-        "PayloadDescription".into(),
-        s("Lets the school manage this device."),
-    );
+    let mut mdm = payload("com.apple.mdm", format!("{}.mdm", p.identifier), &new_uuid(), "Device management", org);
+    mdm.insert("PayloadDescription".into(), s("Lets the school manage this device."));
     mdm.insert("ServerURL".into(), s(&p.server_url));
     mdm.insert("CheckInURL".into(), s(&p.checkin_url));
     mdm.insert("Topic".into(), s(&p.topic));
@@ -201,37 +149,18 @@ pub fn enrollment_profile(p: &EnrollmentProfileParams) -> Vec<u8> {
     if p.use_development_apns {
         mdm.insert("UseDevelopmentAPNS".into(), Value::Boolean(true));
     }
-    mdm.insert(
-        "ServerCapabilities".into(),
-        Value::Array(vec![
-            s("com.apple.mdm.per-user-connections"),
-            s("com.apple.mdm.bootstraptoken"),
-        ]),
-    );
+    mdm.insert("ServerCapabilities".into(), Value::Array(vec![s("com.apple.mdm.per-user-connections"), s("com.apple.mdm.bootstraptoken")]));
 
     let mut top = Dictionary::new();
     top.insert("PayloadType".into(), s("Configuration"));
     top.insert("PayloadVersion".into(), int(1));
     top.insert("PayloadIdentifier".into(), s(&p.identifier));
     top.insert("PayloadUUID".into(), s(&new_uuid()));
-    top.insert(
-        "PayloadDisplayName".into(),
-        Value::String(format!("{org} device management")),
-    );
-    top.insert(
-        "PayloadDescription".into(),
-        Value::String(format!("Lets {org} manage this device (Lanyard).")),
-    );
+    top.insert("PayloadDisplayName".into(), Value::String(format!("{org} device management")));
+    top.insert("PayloadDescription".into(), Value::String(format!("Lets {org} manage this device (Lanyard).")));
     top.insert("PayloadOrganization".into(), s(org));
     top.insert("PayloadScope".into(), s("System"));
-    top.insert(
-        "PayloadContent".into(),
-        Value::Array(vec![
-            Value::Dictionary(root),
-            Value::Dictionary(scep),
-            Value::Dictionary(mdm),
-        ]),
-    );
+    top.insert("PayloadContent".into(), Value::Array(vec![Value::Dictionary(root), Value::Dictionary(scep), Value::Dictionary(mdm)]));
     to_xml(&Value::Dictionary(top))
 }
 
@@ -247,13 +176,7 @@ mod tests {
     const TOPIC: &str = "com.apple.mgmt.External.e0bd1eac-1f17-4c8e-8a63-dd17d3dd35d9";
 
     fn params(ca_der: Vec<u8>) -> EnrollmentProfileParams {
-        EnrollmentProfileParams::new(
-            "Example Academy",
-            "https://mdm.school.example/",
-            TOPIC,
-            "enrol-token-123",
-            ca_der,
-        )
+        EnrollmentProfileParams::new("Example Academy", "https://mdm.school.example/", TOPIC, "enrol-token-123", ca_der)
     }
 
     fn content(top: &Dictionary) -> Vec<Dictionary> {
@@ -293,51 +216,20 @@ mod tests {
         assert_eq!(str_of(&top, "PayloadOrganization"), "Example Academy");
         let items = content(&top);
         let kinds: Vec<&str> = items.iter().map(|d| str_of(d, "PayloadType")).collect();
-        assert_eq!(
-            kinds,
-            [
-                "com.apple.security.root",
-                "com.apple.security.scep",
-                "com.apple.mdm"
-            ]
-        );
+        assert_eq!(kinds, ["com.apple.security.root", "com.apple.security.scep", "com.apple.mdm"]);
         let (root, scep, mdm) = (&items[0], &items[1], &items[2]);
-        assert_eq!(
-            root.get("PayloadContent").and_then(Value::as_data),
-            Some(ca_der.as_slice())
-        );
-        let sc = scep
-            .get("PayloadContent")
-            .and_then(Value::as_dictionary)
-            .expect("scep content");
+        assert_eq!(root.get("PayloadContent").and_then(Value::as_data), Some(ca_der.as_slice()));
+        let sc = scep.get("PayloadContent").and_then(Value::as_dictionary).expect("scep content");
         assert_eq!(str_of(sc, "URL"), "https://mdm.school.example/scep");
         assert_eq!(str_of(sc, "Challenge"), "enrol-token-123");
-        assert_eq!(
-            sc.get("Keysize").and_then(Value::as_signed_integer),
-            Some(2048)
-        );
-        assert_eq!(
-            sc.get("Key Usage").and_then(Value::as_signed_integer),
-            Some(5)
-        );
+        assert_eq!(sc.get("Keysize").and_then(Value::as_signed_integer), Some(2048));
+        assert_eq!(sc.get("Key Usage").and_then(Value::as_signed_integer), Some(5));
         assert_eq!(str_of(sc, "Key Type"), "RSA");
-        assert_eq!(
-            str_of(mdm, "IdentityCertificateUUID"),
-            str_of(scep, "PayloadUUID")
-        );
+        assert_eq!(str_of(mdm, "IdentityCertificateUUID"), str_of(scep, "PayloadUUID"));
         assert_eq!(str_of(mdm, "Topic"), TOPIC);
-        assert_eq!(
-            str_of(mdm, "ServerURL"),
-            "https://mdm.school.example/mdm/connect"
-        );
-        assert_eq!(
-            mdm.get("SignMessage").and_then(Value::as_boolean),
-            Some(true)
-        );
-        assert_eq!(
-            mdm.get("AccessRights").and_then(Value::as_signed_integer),
-            Some(8191)
-        );
+        assert_eq!(str_of(mdm, "ServerURL"), "https://mdm.school.example/mdm/connect");
+        assert_eq!(mdm.get("SignMessage").and_then(Value::as_boolean), Some(true));
+        assert_eq!(mdm.get("AccessRights").and_then(Value::as_signed_integer), Some(8191));
         assert!(mdm.get("UseDevelopmentAPNS").is_none());
 
         // Every UUID is fresh, per payload and per call.
@@ -363,13 +255,7 @@ mod tests {
         let ca = make_ca("Lanyard Test CA");
         let signer = make_leaf(&ca, "Lanyard profile signing", Leaf::Signer);
         let xml = enrollment_profile(&params(ca.cert.to_der().expect("der")));
-        let der = sign_profile(
-            &xml,
-            &signer.cert,
-            &signer.key,
-            std::slice::from_ref(&ca.cert),
-        )
-        .expect("sign");
+        let der = sign_profile(&xml, &signer.cert, &signer.key, std::slice::from_ref(&ca.cert)).expect("sign");
 
         let (inner, _) = unwrap_signed_profile(&der).expect("unwrap");
         assert_eq!(inner, xml);
@@ -387,11 +273,7 @@ mod tests {
             .arg(&ca_pem)
             .output()
             .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl smime -verify failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl smime -verify failed: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(out.stdout, xml);
     }
 }

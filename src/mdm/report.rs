@@ -54,10 +54,7 @@ impl CommandStatus {
     /// True when the status ends delivery of the command (`Acknowledged`, `Error`,
     /// `CommandFormatError`); `NotNow` and `Idle` do not.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            Self::Acknowledged | Self::Error | Self::CommandFormatError
-        )
+        matches!(self, Self::Acknowledged | Self::Error | Self::CommandFormatError)
     }
 }
 
@@ -104,8 +101,7 @@ pub struct CommandReport {
 pub fn parse(body: &[u8]) -> Result<CommandReport, ProtocolError> {
     let raw = parse_dict(body)?;
     let status_text = raw.req_string("Status")?;
-    let status =
-        CommandStatus::from_apple(&status_text).ok_or(ProtocolError::UnknownStatus(status_text))?;
+    let status = CommandStatus::from_apple(&status_text).ok_or(ProtocolError::UnknownStatus(status_text))?;
     let ids = EnrollmentIds::from_dict(&raw)?;
     let command_uuid = raw.opt_string("CommandUUID")?;
     if command_uuid.is_none() && status != CommandStatus::Idle {
@@ -126,20 +122,10 @@ pub fn parse(body: &[u8]) -> Result<CommandReport, ProtocolError> {
                 .collect(),
         ),
         Some(_) => {
-            return Err(ProtocolError::WrongType {
-                key: "ErrorChain".to_owned(),
-                expected: "an array",
-            });
+            return Err(ProtocolError::WrongType { key: "ErrorChain".to_owned(), expected: "an array" });
         }
     };
-    Ok(CommandReport {
-        ids,
-        status,
-        command_uuid,
-        request_type: raw.opt_string("RequestType")?,
-        error_chain,
-        raw,
-    })
+    Ok(CommandReport { ids, status, command_uuid, request_type: raw.opt_string("RequestType")?, error_chain, raw })
 }
 
 impl CommandReport {
@@ -150,16 +136,12 @@ impl CommandReport {
 
     /// The `QueryResponses` of a `DeviceInformation` answer, if the report holds one.
     pub fn device_information(&self) -> Option<DeviceInformation> {
-        self.raw
-            .loose_dict("QueryResponses")
-            .map(DeviceInformation::from_query_responses)
+        self.raw.loose_dict("QueryResponses").map(DeviceInformation::from_query_responses)
     }
 
     /// The `SecurityInfo` of a `SecurityInfo` answer, if the report holds one.
     pub fn security_info(&self) -> Option<SecurityInfo> {
-        self.raw
-            .loose_dict("SecurityInfo")
-            .map(SecurityInfo::from_dict)
+        self.raw.loose_dict("SecurityInfo").map(SecurityInfo::from_dict)
     }
 
     /// A one-line summary of the error chain for logs and the console, e.g.
@@ -169,11 +151,7 @@ impl CommandReport {
         let parts: Vec<String> = chain
             .iter()
             .map(|e| {
-                let text = e
-                    .us_english_description
-                    .as_deref()
-                    .or(e.localized_description.as_deref())
-                    .unwrap_or("no description");
+                let text = e.us_english_description.as_deref().or(e.localized_description.as_deref()).unwrap_or("no description");
                 match (&e.error_domain, e.error_code) {
                     (Some(d), Some(c)) => format!("{d} {c}: {text}"),
                     (Some(d), None) => format!("{d}: {text}"),
@@ -356,23 +334,17 @@ impl SecurityInfo {
             auto_lock_time: s.loose_int("AutoLockTime"),
             filevault_enabled: s.loose_bool("FDE_Enabled"),
             filevault_has_personal_recovery_key: s.loose_bool("FDE_HasPersonalRecoveryKey"),
-            filevault_has_institutional_recovery_key: s
-                .loose_bool("FDE_HasInstitutionalRecoveryKey"),
+            filevault_has_institutional_recovery_key: s.loose_bool("FDE_HasInstitutionalRecoveryKey"),
             system_integrity_protection_enabled: s.loose_bool("SystemIntegrityProtectionEnabled"),
-            firewall_enabled: s
-                .loose_dict("FirewallSettings")
-                .and_then(|f| f.loose_bool("FirewallEnabled")),
+            firewall_enabled: s.loose_dict("FirewallSettings").and_then(|f| f.loose_bool("FirewallEnabled")),
             enrolled_via_dep: from_management("EnrolledViaDEP"),
             user_approved_enrollment: from_management("UserApprovedEnrollment"),
             is_user_enrollment: from_management("IsUserEnrollment"),
             is_activation_lock_manageable: from_management("IsActivationLockManageable"),
-            secure_boot_level: s
-                .loose_dict("SecureBoot")
-                .and_then(|b| b.loose_string("SecureBootLevel")),
+            secure_boot_level: s.loose_dict("SecureBoot").and_then(|b| b.loose_string("SecureBootLevel")),
             remote_desktop_enabled: s.loose_bool("RemoteDesktopEnabled"),
             authenticated_root_volume_enabled: s.loose_bool("AuthenticatedRootVolumeEnabled"),
-            bootstrap_token_allowed_for_authentication: s
-                .loose_string("BootstrapTokenAllowedForAuthentication"),
+            bootstrap_token_allowed_for_authentication: s.loose_string("BootstrapTokenAllowedForAuthentication"),
             is_recovery_lock_enabled: s.loose_bool("IsRecoveryLockEnabled"),
         }
     }
@@ -403,10 +375,7 @@ mod tests {
         let r = parse(&fixture("DeviceInformation.1.plist")).expect("parse");
         assert_eq!(r.status, CommandStatus::Acknowledged);
         assert_eq!(r.ids.device_id, "66ADE930-5FDF-5EC4-8429-15640684C489");
-        assert_eq!(
-            r.command_uuid.as_deref(),
-            Some("76eda240-5488-4989-8339-f2ae160113c4")
-        );
+        assert_eq!(r.command_uuid.as_deref(), Some("76eda240-5488-4989-8339-f2ae160113c4"));
         assert_eq!(r.request_type.as_deref(), Some("DeviceInformation"));
         assert_eq!(r.error_chain, None);
         let info = r.device_information().expect("QueryResponses");
@@ -450,32 +419,20 @@ mod tests {
         item.insert("ErrorCode".into(), Value::Integer(1009i64.into()));
         item.insert("ErrorDomain".into(), s("MCProfileErrorDomain"));
         item.insert("LocalizedDescription".into(), s("Le profil ..."));
-        item.insert(
-            "USEnglishDescription".into(),
-            s("The profile is not signed."),
-        );
+        item.insert("USEnglishDescription".into(), s("The profile is not signed."));
         let r = parse(&body(vec![
             ("Status", s("Error")),
             ("UDID", s("U1")),
             ("CommandUUID", s("C1")),
-            (
-                "ErrorChain",
-                Value::Array(vec![Value::Dictionary(item.clone())]),
-            ),
+            ("ErrorChain", Value::Array(vec![Value::Dictionary(item.clone())])),
             ("Stamp", Value::Data(vec![0xff, 0x00])),
-            (
-                "When",
-                Value::Date(plist::Date::from_xml_format("2025-01-02T03:04:05Z").expect("date")),
-            ),
+            ("When", Value::Date(plist::Date::from_xml_format("2025-01-02T03:04:05Z").expect("date"))),
         ]))
         .expect("error report");
         assert_eq!(r.status, CommandStatus::Error);
         let chain = r.error_chain.as_ref().expect("chain");
         assert_eq!(chain[0].error_code, Some(1009));
-        assert_eq!(
-            r.error_summary().as_deref(),
-            Some("MCProfileErrorDomain 1009: The profile is not signed.")
-        );
+        assert_eq!(r.error_summary().as_deref(), Some("MCProfileErrorDomain 1009: The profile is not signed."));
         let j = r.to_json();
         assert_eq!(j["ErrorChain"][0]["ErrorCode"], 1009);
         assert_eq!(j["Stamp"], "/wA=");
@@ -490,23 +447,14 @@ mod tests {
         let e = parse(&body(vec![("Status", s("Maybe")), ("UDID", s("U1"))])).unwrap_err();
         assert_eq!(e, ProtocolError::UnknownStatus("Maybe".into()));
 
-        let e = parse(&body(vec![
-            ("Status", s("Acknowledged")),
-            ("UDID", s("U1")),
-        ]))
-        .unwrap_err();
+        let e = parse(&body(vec![("Status", s("Acknowledged")), ("UDID", s("U1"))])).unwrap_err();
         assert_eq!(e, ProtocolError::MissingKey("CommandUUID".into()));
 
         let e = parse(&body(vec![("Status", s("Idle"))])).unwrap_err();
         assert_eq!(e, ProtocolError::MissingKey("UDID".into()));
 
-        let e = parse(&body(vec![
-            ("Status", s("Error")),
-            ("UDID", s("U1")),
-            ("CommandUUID", s("C1")),
-            ("ErrorChain", s("oops")),
-        ]))
-        .unwrap_err();
+        let e =
+            parse(&body(vec![("Status", s("Error")), ("UDID", s("U1")), ("CommandUUID", s("C1")), ("ErrorChain", s("oops"))])).unwrap_err();
         assert!(matches!(e, ProtocolError::WrongType { ref key, .. } if key == "ErrorChain"));
 
         assert!(matches!(parse(b"{}"), Err(ProtocolError::Malformed(_))));
@@ -519,10 +467,7 @@ mod tests {
         q.insert("SerialNumber".into(), s("DMPXX123"));
         q.insert("IsSupervised".into(), Value::Boolean(true));
         q.insert("DeviceCapacity".into(), Value::Real(64.0));
-        q.insert(
-            "AvailableDeviceCapacity".into(),
-            Value::Integer(20i64.into()),
-        );
+        q.insert("AvailableDeviceCapacity".into(), Value::Integer(20i64.into()));
         q.insert("BatteryLevel".into(), Value::Real(0.75));
         q.insert("WiFiMAC".into(), s("aa:bb:cc:dd:ee:ff"));
         q.insert("IMEI".into(), Value::Boolean(true)); // wrong type: read as absent

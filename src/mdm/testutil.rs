@@ -28,10 +28,7 @@ pub(crate) fn shared_dir() -> PathBuf {
             }
         }
     }
-    panic!(
-        "no shared/tools/validate_plist.py above {}; set LANYARD_SHARED_DIR",
-        manifest.display()
-    );
+    panic!("no shared/tools/validate_plist.py above {}; set LANYARD_SHARED_DIR", manifest.display());
 }
 
 /// A fixture from `shared/fixtures/nanomdm/`.
@@ -46,28 +43,15 @@ pub(crate) fn run_validator(mode: &str, bytes: &[u8], ext: &str) -> (bool, Strin
     let file = dir.path().join(format!("subject.{ext}"));
     std::fs::write(&file, bytes).expect("write subject");
     let script = shared_dir().join("tools/validate_plist.py");
-    let out = Process::new("python3")
-        .arg(&script)
-        .arg(mode)
-        .arg(&file)
-        .output()
-        .expect("run python3 validate_plist.py");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Process::new("python3").arg(&script).arg(mode).arg(&file).output().expect("run python3 validate_plist.py");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
 
 /// Asserts that `validate_plist.py MODE` accepts `bytes`, showing its output otherwise.
 pub(crate) fn validate(mode: &str, bytes: &[u8], ext: &str) {
     let (ok, text) = run_validator(mode, bytes, ext);
-    assert!(
-        ok,
-        "validate_plist.py {mode} rejected:\n{text}\n{}",
-        String::from_utf8_lossy(bytes)
-    );
+    assert!(ok, "validate_plist.py {mode} rejected:\n{text}\n{}", String::from_utf8_lossy(bytes));
 }
 
 /// A throwaway certificate and its key.
@@ -84,14 +68,11 @@ fn builder(cn: &str, key: &PKey<Private>) -> openssl::x509::X509Builder {
     b.set_version(2).expect("version");
     let mut serial = BigNum::new().expect("bn");
     serial.rand(64, MsbOption::MAYBE_ZERO, false).expect("rand");
-    b.set_serial_number(&serial.to_asn1_integer().expect("serial"))
-        .expect("serial");
+    b.set_serial_number(&serial.to_asn1_integer().expect("serial")).expect("serial");
     b.set_subject_name(&name).expect("subject");
     b.set_pubkey(key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-        .expect("not before");
-    b.set_not_after(&Asn1Time::days_from_now(30).expect("time"))
-        .expect("not after");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("time")).expect("not before");
+    b.set_not_after(&Asn1Time::days_from_now(30).expect("time")).expect("not after");
     b
 }
 
@@ -107,22 +88,10 @@ pub(crate) fn make_ca(cn: &str) -> Identity {
     let mut subject = X509NameBuilder::new().expect("name");
     subject.append_entry_by_text("CN", cn).expect("CN");
     b.set_issuer_name(&subject.build()).expect("issuer");
-    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
-        .expect("bc");
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()
-            .expect("ku"),
-    )
-    .expect("ku");
+    b.append_extension(BasicConstraints::new().critical().ca().build().expect("bc")).expect("bc");
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build().expect("ku")).expect("ku");
     b.sign(&key, MessageDigest::sha256()).expect("sign");
-    Identity {
-        cert: b.build(),
-        key,
-    }
+    Identity { cert: b.build(), key }
 }
 
 /// What a leaf certificate is for.
@@ -154,12 +123,8 @@ pub(crate) fn make_leaf(ca: &Identity, cn: &str, kind: Leaf) -> Identity {
     b.append_extension(bc.build().expect("bc")).expect("bc");
     b.append_extension(ku.build().expect("ku")).expect("ku");
     if matches!(kind, Leaf::Device) {
-        b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku"))
-            .expect("eku");
+        b.append_extension(ExtendedKeyUsage::new().client_auth().build().expect("eku")).expect("eku");
     }
     b.sign(&ca.key, MessageDigest::sha256()).expect("sign");
-    Identity {
-        cert: b.build(),
-        key,
-    }
+    Identity { cert: b.build(), key }
 }

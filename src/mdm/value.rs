@@ -13,11 +13,7 @@ use super::ProtocolError;
 /// Parses an XML or binary plist body whose root must be a dictionary. (Devices send one of
 /// the two; the ASCII/OpenStep format is not accepted.)
 pub(crate) fn parse_dict(body: &[u8]) -> Result<Dictionary, ProtocolError> {
-    let parsed = if body.starts_with(b"bplist") {
-        Value::from_reader(Cursor::new(body))
-    } else {
-        Value::from_reader_xml(body)
-    };
+    let parsed = if body.starts_with(b"bplist") { Value::from_reader(Cursor::new(body)) } else { Value::from_reader_xml(body) };
     let value = parsed.map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     value.into_dictionary().ok_or(ProtocolError::NotADictionary)
 }
@@ -27,9 +23,7 @@ pub(crate) fn to_xml(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail for I/O reasons, and the XML writer only rejects `Uid`
     // values, which exist in keyed archives and are never built by this module.
-    value
-        .to_writer_xml(&mut out)
-        .expect("encoding a plist without Uid values into memory cannot fail");
+    value.to_writer_xml(&mut out).expect("encoding a plist without Uid values into memory cannot fail");
     out
 }
 
@@ -51,10 +45,7 @@ pub(crate) trait DictExt {
 }
 
 fn wrong(key: &str, expected: &'static str) -> ProtocolError {
-    ProtocolError::WrongType {
-        key: key.to_owned(),
-        expected,
-    }
+    ProtocolError::WrongType { key: key.to_owned(), expected }
 }
 
 impl DictExt for Dictionary {
@@ -67,8 +58,7 @@ impl DictExt for Dictionary {
     }
 
     fn req_string(&self, key: &str) -> Result<String, ProtocolError> {
-        self.opt_string(key)?
-            .ok_or_else(|| ProtocolError::MissingKey(key.to_owned()))
+        self.opt_string(key)?.ok_or_else(|| ProtocolError::MissingKey(key.to_owned()))
     }
 
     fn opt_bool(&self, key: &str) -> Result<Option<bool>, ProtocolError> {
@@ -88,8 +78,7 @@ impl DictExt for Dictionary {
     }
 
     fn req_data(&self, key: &str) -> Result<Vec<u8>, ProtocolError> {
-        self.opt_data(key)?
-            .ok_or_else(|| ProtocolError::MissingKey(key.to_owned()))
+        self.opt_data(key)?.ok_or_else(|| ProtocolError::MissingKey(key.to_owned()))
     }
 
     fn opt_dict(&self, key: &str) -> Result<Option<Dictionary>, ProtocolError> {
@@ -157,11 +146,7 @@ pub(crate) fn plist_to_json(value: &Value) -> serde_json::Value {
 
 /// [`plist_to_json`] for a dictionary, keeping its key order.
 pub(crate) fn dict_to_json(dict: &Dictionary) -> serde_json::Value {
-    serde_json::Value::Object(
-        dict.iter()
-            .map(|(k, v)| (k.clone(), plist_to_json(v)))
-            .collect(),
-    )
+    serde_json::Value::Object(dict.iter().map(|(k, v)| (k.clone(), plist_to_json(v))).collect())
 }
 
 #[cfg(test)]
@@ -177,10 +162,7 @@ mod tests {
         d.insert("i".into(), Value::Integer((-3i64).into()));
         d.insert("r".into(), Value::Real(0.5));
         d.insert("nan".into(), Value::Real(f64::NAN));
-        d.insert(
-            "t".into(),
-            Value::Date(plist::Date::from_xml_format("2024-05-06T07:08:09Z").expect("date")),
-        );
+        d.insert("t".into(), Value::Date(plist::Date::from_xml_format("2024-05-06T07:08:09Z").expect("date")));
         d.insert("a".into(), Value::Array(vec![Value::Boolean(false)]));
         let j = dict_to_json(&d);
         assert_eq!(j["s"], "x");
@@ -195,10 +177,7 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        assert!(matches!(
-            parse_dict(b"\x00\x01garbage"),
-            Err(ProtocolError::Malformed(_))
-        ));
+        assert!(matches!(parse_dict(b"\x00\x01garbage"), Err(ProtocolError::Malformed(_))));
         assert!(matches!(parse_dict(b""), Err(ProtocolError::Malformed(_))));
         let array = to_xml(&Value::Array(vec![]));
         assert_eq!(parse_dict(&array), Err(ProtocolError::NotADictionary));
@@ -212,16 +191,7 @@ mod tests {
         assert_eq!(d.loose_real("n"), Some(7.0));
         assert_eq!(d.loose_int("r"), Some(2));
         assert_eq!(d.loose_string("n"), None);
-        assert_eq!(
-            d.req_string("n"),
-            Err(ProtocolError::WrongType {
-                key: "n".into(),
-                expected: "a string"
-            })
-        );
-        assert_eq!(
-            d.req_data("absent"),
-            Err(ProtocolError::MissingKey("absent".into()))
-        );
+        assert_eq!(d.req_string("n"), Err(ProtocolError::WrongType { key: "n".into(), expected: "a string" }));
+        assert_eq!(d.req_data("absent"), Err(ProtocolError::MissingKey("absent".into())));
     }
 }

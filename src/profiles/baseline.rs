@@ -11,38 +11,14 @@ use super::{ProfileError, inspect};
 
 /// The baseline profiles as `(stem, XML)`, embedded from `profiles/<stem>.mobileconfig`.
 pub const BASELINE: &[(&str, &str)] = &[
-    (
-        "ks1-web-allowlist",
-        include_str!("../../profiles/ks1-web-allowlist.mobileconfig"),
-    ),
-    (
-        "ks2-web-filtered",
-        include_str!("../../profiles/ks2-web-filtered.mobileconfig"),
-    ),
-    (
-        "mac-filevault",
-        include_str!("../../profiles/mac-filevault.mobileconfig"),
-    ),
-    (
-        "passcode-pupil",
-        include_str!("../../profiles/passcode-pupil.mobileconfig"),
-    ),
-    (
-        "passcode-staff",
-        include_str!("../../profiles/passcode-staff.mobileconfig"),
-    ),
-    (
-        "pupil-camera-off",
-        include_str!("../../profiles/pupil-camera-off.mobileconfig"),
-    ),
-    (
-        "pupil-ipad-restrictions",
-        include_str!("../../profiles/pupil-ipad-restrictions.mobileconfig"),
-    ),
-    (
-        "staff-web",
-        include_str!("../../profiles/staff-web.mobileconfig"),
-    ),
+    ("ks1-web-allowlist", include_str!("../../profiles/ks1-web-allowlist.mobileconfig")),
+    ("ks2-web-filtered", include_str!("../../profiles/ks2-web-filtered.mobileconfig")),
+    ("mac-filevault", include_str!("../../profiles/mac-filevault.mobileconfig")),
+    ("passcode-pupil", include_str!("../../profiles/passcode-pupil.mobileconfig")),
+    ("passcode-staff", include_str!("../../profiles/passcode-staff.mobileconfig")),
+    ("pupil-camera-off", include_str!("../../profiles/pupil-camera-off.mobileconfig")),
+    ("pupil-ipad-restrictions", include_str!("../../profiles/pupil-ipad-restrictions.mobileconfig")),
+    ("staff-web", include_str!("../../profiles/staff-web.mobileconfig")),
 ];
 
 /// Reads every `*.mobileconfig` in `dir`, sorted by file name, as `(stem, bytes)`.
@@ -68,15 +44,9 @@ pub fn load_baseline(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, ProfileError>
     let mut identifiers: HashMap<String, String> = HashMap::new();
     let mut profiles = Vec::with_capacity(paths.len());
     for path in paths {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let bytes = std::fs::read(&path).map_err(io(&path))?;
-        let in_file = |error| ProfileError::InFile {
-            path: path.clone(),
-            error: Box::new(error),
-        };
+        let in_file = |error| ProfileError::InFile { path: path.clone(), error: Box::new(error) };
         let identifier = inspect(&bytes).map_err(in_file)?.identifier;
         if let Some(other) = identifiers.insert(identifier.clone(), stem.clone()) {
             return Err(in_file(ProfileError::Duplicate {
@@ -124,28 +94,15 @@ mod tests {
         let mut stems = BTreeSet::new();
         for entry in std::fs::read_dir(&dir).expect("read profiles/") {
             let path = entry.expect("entry").path();
-            let stem = path
-                .file_stem()
-                .expect("stem")
-                .to_string_lossy()
-                .into_owned();
-            assert_eq!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("mobileconfig"),
-                "{} is not a .mobileconfig",
-                path.display()
-            );
+            let stem = path.file_stem().expect("stem").to_string_lossy().into_owned();
+            assert_eq!(path.extension().and_then(|e| e.to_str()), Some("mobileconfig"), "{} is not a .mobileconfig", path.display());
             let bytes = std::fs::read(&path).expect("read");
             if let Err(out) = validate(&bytes, None) {
                 panic!("{} fails validate_plist.py:\n{out}", path.display());
             }
             for os in platforms(&stem) {
                 match validate(&bytes, Some(os)) {
-                    Ok(out) => assert!(
-                        !out.contains("warning"),
-                        "{} has warnings for {os}:\n{out}",
-                        path.display()
-                    ),
+                    Ok(out) => assert!(!out.contains("warning"), "{} has warnings for {os}:\n{out}", path.display()),
                     Err(out) => panic!("{} fails for {os}:\n{out}", path.display()),
                 }
             }
@@ -158,10 +115,7 @@ mod tests {
     fn embedded_baseline_matches_the_files() {
         let dir = profiles_dir();
         let loaded = load_baseline(&dir).expect("load");
-        let embedded: Vec<(String, Vec<u8>)> = BASELINE
-            .iter()
-            .map(|(stem, xml)| ((*stem).to_owned(), xml.as_bytes().to_vec()))
-            .collect();
+        let embedded: Vec<(String, Vec<u8>)> = BASELINE.iter().map(|(stem, xml)| ((*stem).to_owned(), xml.as_bytes().to_vec())).collect();
         assert_eq!(loaded, embedded);
     }
 
@@ -174,18 +128,10 @@ mod tests {
             assert!(p.description.is_some_and(|d| d.len() > 40), "{stem}");
             assert!(p.warnings.is_empty(), "{stem}: {:?}", p.warnings);
             for payload in &p.payloads {
-                assert!(
-                    payload.identifier.starts_with(&p.identifier),
-                    "{stem}: {}",
-                    payload.identifier
-                );
+                assert!(payload.identifier.starts_with(&p.identifier), "{stem}: {}", payload.identifier);
                 assert!(payload.display_name.is_some(), "{stem}");
             }
-            for key in [
-                "PayloadOrganization",
-                "PayloadScope",
-                "PayloadRemovalDisallowed",
-            ] {
+            for key in ["PayloadOrganization", "PayloadScope", "PayloadRemovalDisallowed"] {
                 assert!(xml.contains(&format!("<key>{key}</key>")), "{stem}: {key}");
             }
             assert!(xml.contains("<string>Lanyard</string>"), "{stem}");
@@ -195,13 +141,7 @@ mod tests {
 
     #[test]
     fn pupil_restrictions_leave_the_camera_to_its_own_profile() {
-        let get = |stem: &str| {
-            BASELINE
-                .iter()
-                .find(|(s, _)| *s == stem)
-                .map(|(_, xml)| *xml)
-                .expect("profile")
-        };
+        let get = |stem: &str| BASELINE.iter().find(|(s, _)| *s == stem).map(|(_, xml)| *xml).expect("profile");
         assert!(!get("pupil-ipad-restrictions").contains("allowCamera"));
         assert!(get("pupil-camera-off").contains("<key>allowCamera</key>\n\t\t\t<false/>"));
     }
@@ -216,18 +156,12 @@ mod tests {
 
         std::fs::write(dir.path().join("copy.mobileconfig"), xml).expect("write");
         let e = load_baseline(dir.path()).unwrap_err();
-        assert!(
-            e.to_string().contains("ks1-web-allowlist.mobileconfig"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("ks1-web-allowlist.mobileconfig"), "{e}");
         assert!(e.to_string().contains("copy.mobileconfig"), "{e}");
 
         std::fs::write(dir.path().join("copy.mobileconfig"), "<plist>").expect("write");
         let e = load_baseline(dir.path()).unwrap_err();
-        assert!(
-            matches!(&e, ProfileError::InFile { path, .. } if path.ends_with("copy.mobileconfig")),
-            "{e}"
-        );
+        assert!(matches!(&e, ProfileError::InFile { path, .. } if path.ends_with("copy.mobileconfig")), "{e}");
 
         let e = load_baseline(&dir.path().join("missing")).unwrap_err();
         assert!(matches!(e, ProfileError::Io { .. }), "{e}");

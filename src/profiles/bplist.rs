@@ -56,14 +56,10 @@ pub(super) fn check(bytes: &[u8], max_depth: usize) -> Result<(), ProfileError> 
                     deepest += 1;
                 }
                 if total > MAX_EXPANDED {
-                    return Err(ProfileError::NotAProfile(format!(
-                        "the binary property list expands to more than {MAX_EXPANDED} bytes"
-                    )));
+                    return Err(ProfileError::NotAProfile(format!("the binary property list expands to more than {MAX_EXPANDED} bytes")));
                 }
                 if deepest > max_depth {
-                    return Err(ProfileError::NotAProfile(format!(
-                        "arrays and dictionaries nested more than {max_depth} deep"
-                    )));
+                    return Err(ProfileError::NotAProfile(format!("arrays and dictionaries nested more than {max_depth} deep")));
                 }
                 cost[object] = total;
                 depth[object] = deepest;
@@ -103,40 +99,24 @@ struct Node {
 
 impl<'a> Graph<'a> {
     fn read(bytes: &'a [u8]) -> Result<Graph<'a>, ProfileError> {
-        let end = bytes
-            .len()
-            .checked_sub(TRAILER)
-            .filter(|&end| end >= 8)
-            .ok_or_else(|| malformed("too short"))?;
+        let end = bytes.len().checked_sub(TRAILER).filter(|&end| end >= 8).ok_or_else(|| malformed("too short"))?;
         let trailer = &bytes[end..];
         let offset_size = usize::from(trailer[6]);
         let ref_size = usize::from(trailer[7]);
         if !(1..=8).contains(&offset_size) || !(1..=8).contains(&ref_size) {
             return Err(malformed("bad offset or reference size"));
         }
-        let number = |range: std::ops::Range<usize>| {
-            usize::try_from(be(&trailer[range])).map_err(|_| malformed("number too large"))
-        };
+        let number = |range: std::ops::Range<usize>| usize::try_from(be(&trailer[range])).map_err(|_| malformed("number too large"));
         let (count, root, table) = (number(8..16)?, number(16..24)?, number(24..32)?);
         if count == 0 || count > end || root >= count {
             return Err(malformed("bad object count or root object"));
         }
-        let table_end = count
-            .checked_mul(offset_size)
-            .and_then(|len| len.checked_add(table))
-            .ok_or_else(|| malformed("offset table out of range"))?;
+        let table_end =
+            count.checked_mul(offset_size).and_then(|len| len.checked_add(table)).ok_or_else(|| malformed("offset table out of range"))?;
         if table_end > end {
             return Err(malformed("offset table out of range"));
         }
-        Ok(Graph {
-            bytes,
-            offset_size,
-            ref_size,
-            count,
-            root,
-            table,
-            end,
-        })
+        Ok(Graph { bytes, offset_size, ref_size, count, root, table, end })
     }
 
     /// `len` bytes at `at`, inside the part before the trailer.
@@ -152,11 +132,7 @@ impl<'a> Graph<'a> {
         let at = usize::try_from(be(entry)).map_err(|_| malformed("offset too large"))?;
         let marker = self.slice(at, 1)?[0];
         let (kind, low) = (marker >> 4, marker & 0x0f);
-        let leaf = |bytes: usize| Node {
-            cost: VALUE_COST.saturating_add(bytes as u64),
-            children: Vec::new(),
-            container: false,
-        };
+        let leaf = |bytes: usize| Node { cost: VALUE_COST.saturating_add(bytes as u64), children: Vec::new(), container: false };
         Ok(match kind {
             // Data, ASCII string, UTF-16 string, UTF-8 string: their bytes.
             0x4 | 0x5 | 0x7 => leaf(self.length(at, low)?.0),
@@ -164,14 +140,8 @@ impl<'a> Graph<'a> {
             // Array, ordered set, set: one reference per member; dictionary: keys then values.
             0xA..=0xD => {
                 let (members, start) = self.length(at, low)?;
-                let refs = if kind == 0xD {
-                    members.saturating_mul(2)
-                } else {
-                    members
-                };
-                let len = refs
-                    .checked_mul(self.ref_size)
-                    .ok_or_else(|| malformed("object runs past the end"))?;
+                let refs = if kind == 0xD { members.saturating_mul(2) } else { members };
+                let len = refs.checked_mul(self.ref_size).ok_or_else(|| malformed("object runs past the end"))?;
                 let raw = self.slice(start, len)?;
                 let children = raw
                     .chunks(self.ref_size)
@@ -182,11 +152,7 @@ impl<'a> Graph<'a> {
                             .ok_or_else(|| malformed("reference to a missing object"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Node {
-                    cost: VALUE_COST,
-                    children,
-                    container: true,
-                }
+                Node { cost: VALUE_COST, children, container: true }
             }
             _ => leaf(0),
         })
@@ -203,8 +169,7 @@ impl<'a> Graph<'a> {
             return Err(malformed("bad length"));
         }
         let size = 1usize << (int_marker & 0x0f);
-        let len = usize::try_from(be(self.slice(at + 2, size)?))
-            .map_err(|_| malformed("length too large"))?;
+        let len = usize::try_from(be(self.slice(at + 2, size)?)).map_err(|_| malformed("length too large"))?;
         Ok((len, at + 2 + size))
     }
 }
@@ -255,14 +220,9 @@ mod tests {
         let mut dict = plist::Dictionary::new();
         dict.insert("PayloadContent".into(), Value::Array(vec!["a".into(); 100]));
         dict.insert("Data".into(), Value::Data(vec![7; 300]));
-        dict.insert(
-            "Name".into(),
-            "a long string, long enough for an extended length".into(),
-        );
+        dict.insert("Name".into(), "a long string, long enough for an extended length".into());
         let mut bytes = Vec::new();
-        Value::Dictionary(dict)
-            .to_writer_binary(&mut bytes)
-            .expect("binary");
+        Value::Dictionary(dict).to_writer_binary(&mut bytes).expect("binary");
         check(&bytes, 64).expect("an ordinary plist passes");
     }
 

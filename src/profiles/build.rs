@@ -90,11 +90,7 @@ const KINDS: &[Kind] = &[
         display_name: "FileVault options",
         required: &[],
         data: &[],
-        only: Some(&[
-            "dontAllowFDEDisable",
-            "dontAllowFDEEnable",
-            "DestroyFVKeyOnStandby",
-        ]),
+        only: Some(&["dontAllowFDEDisable", "dontAllowFDEEnable", "DestroyFVKeyOnStandby"]),
     },
     Kind {
         payload_type: ESCROW,
@@ -130,12 +126,7 @@ pub fn supported_payload_types() -> impl Iterator<Item = &'static str> {
 
 /// Keys a payload specification may set among Apple's `Payload*` bookkeeping keys; the rest
 /// (`PayloadType`, `PayloadVersion`, ...) are Lanyard's to set.
-const SETTABLE_PAYLOAD_KEYS: &[&str] = &[
-    "PayloadUUID",
-    "PayloadIdentifier",
-    "PayloadDisplayName",
-    "PayloadDescription",
-];
+const SETTABLE_PAYLOAD_KEYS: &[&str] = &["PayloadUUID", "PayloadIdentifier", "PayloadDisplayName", "PayloadDescription"];
 
 /// The outer specification. Unknown fields are refused, so a typo is not silently dropped.
 #[derive(Deserialize)]
@@ -167,10 +158,7 @@ struct Spec {
 pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
     let spec = Spec::deserialize(spec).map_err(|e| ProfileError::Spec(e.to_string()))?;
     let name_ok = spec.name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && spec
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        && spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
     if !name_ok {
         return Err(ProfileError::Spec(format!(
             "name {:?} must be letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -183,10 +171,7 @@ pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
     if spec.payloads.is_empty() {
         return Err(ProfileError::Spec("payloads is empty".into()));
     }
-    let identifier = spec
-        .identifier
-        .clone()
-        .unwrap_or_else(|| format!("uk.sch.lanyard.profile.{}", spec.name));
+    let identifier = spec.identifier.clone().unwrap_or_else(|| format!("uk.sch.lanyard.profile.{}", spec.name));
     let organization = spec.organization.as_deref().unwrap_or("Lanyard");
 
     let mut payloads = Vec::with_capacity(spec.payloads.len() + 1);
@@ -198,10 +183,7 @@ pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
     for (index, (kind, payload)) in payloads.iter().enumerate() {
         for &key in kind.required {
             if !payload.contains_key(key) {
-                return Err(ProfileError::MissingKey {
-                    at: payload_label(index, Some(payload)),
-                    key,
-                });
+                return Err(ProfileError::MissingKey { at: payload_label(index, Some(payload)), key });
             }
         }
     }
@@ -213,19 +195,13 @@ pub fn from_json(spec: &Json) -> Result<Vec<u8>, ProfileError> {
     }
     top.insert("PayloadIdentifier".into(), identifier.into());
     top.insert("PayloadOrganization".into(), organization.into());
-    top.insert(
-        "PayloadRemovalDisallowed".into(),
-        spec.removal_disallowed.unwrap_or(true).into(),
-    );
+    top.insert("PayloadRemovalDisallowed".into(), spec.removal_disallowed.unwrap_or(true).into());
     top.insert("PayloadScope".into(), "System".into());
     top.insert("PayloadType".into(), "Configuration".into());
     let uuid = spec.uuid.unwrap_or_else(new_uuid);
     top.insert("PayloadUUID".into(), uuid.into());
     top.insert("PayloadVersion".into(), 1.into());
-    let content = payloads
-        .into_iter()
-        .map(|(_, p)| Value::Dictionary(p))
-        .collect();
+    let content = payloads.into_iter().map(|(_, p)| Value::Dictionary(p)).collect();
     top.insert("PayloadContent".into(), Value::Array(content));
 
     let profile = Value::Dictionary(top);
@@ -249,44 +225,31 @@ fn build_payload(
     let payload_type = match item.get("type") {
         Some(Json::String(t)) => t.as_str(),
         Some(_) => {
-            return Err(ProfileError::Spec(format!(
-                "{label}: type must be a string"
-            )));
+            return Err(ProfileError::Spec(format!("{label}: type must be a string")));
         }
         None => return Err(ProfileError::Spec(format!("{label}: missing type"))),
     };
-    let kind = KINDS
-        .iter()
-        .find(|k| k.payload_type == payload_type)
-        .ok_or_else(|| ProfileError::UnsupportedPayloadType {
-            at: label.clone(),
-            payload_type: payload_type.to_owned(),
-            supported: supported_payload_types().collect::<Vec<_>>().join(", "),
-        })?;
+    let kind = KINDS.iter().find(|k| k.payload_type == payload_type).ok_or_else(|| ProfileError::UnsupportedPayloadType {
+        at: label.clone(),
+        payload_type: payload_type.to_owned(),
+        supported: supported_payload_types().collect::<Vec<_>>().join(", "),
+    })?;
     let label = format!("{label} ({payload_type})");
 
     let mut settings = Dictionary::new();
     for (key, value) in item.iter().filter(|(k, _)| *k != "type") {
-        let settable =
-            SETTABLE_PAYLOAD_KEYS.contains(&key.as_str()) || kind.data.contains(&key.as_str());
+        let settable = SETTABLE_PAYLOAD_KEYS.contains(&key.as_str()) || kind.data.contains(&key.as_str());
         if key.starts_with("Payload") && !settable {
-            return Err(ProfileError::Spec(format!(
-                "{label}: {key} is set by Lanyard and cannot be given"
-            )));
+            return Err(ProfileError::Spec(format!("{label}: {key} is set by Lanyard and cannot be given")));
         }
         if SETTABLE_PAYLOAD_KEYS.contains(&key.as_str()) && !value.is_string() {
-            return Err(ProfileError::Spec(format!(
-                "{label}: {key} must be a string"
-            )));
+            return Err(ProfileError::Spec(format!("{label}: {key} must be a string")));
         }
         if let Some(only) = kind.only
             && !settable
             && !only.contains(&key.as_str())
         {
-            return Err(ProfileError::Spec(format!(
-                "{label}: {key} is not allowed here (allowed: {})",
-                only.join(", ")
-            )));
+            return Err(ProfileError::Spec(format!("{label}: {key} is not allowed here (allowed: {})", only.join(", "))));
         }
         let value = if kind.data.contains(&key.as_str()) {
             data_value(value, &label, key)?
@@ -297,12 +260,7 @@ fn build_payload(
     }
 
     let mut payload = Dictionary::new();
-    let given = |key: &str| {
-        settings
-            .get(key)
-            .and_then(Value::as_string)
-            .map(str::to_owned)
-    };
+    let given = |key: &str| settings.get(key).and_then(Value::as_string).map(str::to_owned);
     let display_name = given("PayloadDisplayName").unwrap_or_else(|| kind.display_name.into());
     payload.insert("PayloadDisplayName".into(), display_name.into());
     if let Some(description) = given("PayloadDescription") {
@@ -310,9 +268,7 @@ fn build_payload(
     }
     let payload_identifier = given("PayloadIdentifier").unwrap_or_else(|| {
         // A second payload of a type gets `.2`, and so on, keeping identifiers unique.
-        let earlier = built
-            .iter()
-            .filter(|(k, _)| k.payload_type == kind.payload_type);
+        let earlier = built.iter().filter(|(k, _)| k.payload_type == kind.payload_type);
         match earlier.count() {
             0 => format!("{identifier}.{}", kind.suffix),
             n => format!("{identifier}.{}.{}", kind.suffix, n + 1),
@@ -333,11 +289,7 @@ fn build_payload(
 }
 
 /// Points escrow payloads without `EncryptCertPayloadUUID` at the certificate they need.
-fn link_escrow(
-    payloads: &mut Vec<(&'static Kind, Dictionary)>,
-    identifier: &str,
-    organization: &str,
-) -> Result<(), ProfileError> {
+fn link_escrow(payloads: &mut Vec<(&'static Kind, Dictionary)>, identifier: &str, organization: &str) -> Result<(), ProfileError> {
     let certificates: Vec<String> = payloads
         .iter()
         .filter(|(k, _)| k.payload_type == CERTIFICATE)
@@ -358,28 +310,19 @@ fn link_escrow(
         [] => {
             let uuid = new_uuid();
             let mut cert = Dictionary::new();
-            cert.insert(
-                "PayloadDisplayName".into(),
-                "Lanyard escrow certificate".into(),
-            );
+            cert.insert("PayloadDisplayName".into(), "Lanyard escrow certificate".into());
             cert.insert(
                 "PayloadDescription".into(),
                 "Placeholder: Lanyard puts its escrow certificate here when it sends the \
                  profile."
                     .into(),
             );
-            cert.insert(
-                "PayloadIdentifier".into(),
-                format!("{identifier}.escrow-certificate").into(),
-            );
+            cert.insert("PayloadIdentifier".into(), format!("{identifier}.escrow-certificate").into());
             cert.insert("PayloadOrganization".into(), organization.into());
             cert.insert("PayloadType".into(), CERTIFICATE.into());
             cert.insert("PayloadUUID".into(), uuid.clone().into());
             cert.insert("PayloadVersion".into(), 1.into());
-            cert.insert(
-                "PayloadContent".into(),
-                Value::Data(ESCROW_PLACEHOLDER_DER.to_vec()),
-            );
+            cert.insert("PayloadContent".into(), Value::Data(ESCROW_PLACEHOLDER_DER.to_vec()));
             payloads.push((&CERTIFICATE_KIND, cert));
             uuid
         }
@@ -404,14 +347,9 @@ fn link_escrow(
 
 /// A `<data>` key: base64 in JSON.
 fn data_value(value: &Json, label: &str, key: &str) -> Result<Value, ProfileError> {
-    let text = value
-        .as_str()
-        .ok_or_else(|| ProfileError::Spec(format!("{label}: {key} must be a base64 string")))?;
+    let text = value.as_str().ok_or_else(|| ProfileError::Spec(format!("{label}: {key} must be a base64 string")))?;
     let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    BASE64
-        .decode(compact)
-        .map(Value::Data)
-        .map_err(|e| ProfileError::Spec(format!("{label}: {key} is not base64: {e}")))
+    BASE64.decode(compact).map(Value::Data).map_err(|e| ProfileError::Spec(format!("{label}: {key} is not base64: {e}")))
 }
 
 /// JSON to plist: strings, booleans, integers, reals, arrays and objects map directly; null
@@ -419,9 +357,7 @@ fn data_value(value: &Json, label: &str, key: &str) -> Result<Value, ProfileErro
 fn json_to_plist(value: &Json, path: &str) -> Result<Value, ProfileError> {
     Ok(match value {
         Json::Null => {
-            return Err(ProfileError::Spec(format!(
-                "{path} is null; leave the key out instead"
-            )));
+            return Err(ProfileError::Spec(format!("{path} is null; leave the key out instead")));
         }
         Json::Bool(b) => Value::Boolean(*b),
         Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
@@ -433,17 +369,11 @@ fn json_to_plist(value: &Json, path: &str) -> Result<Value, ProfileError> {
             }
         },
         Json::String(s) => Value::String(s.clone()),
-        Json::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| json_to_plist(v, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
+        Json::Array(items) => {
+            Value::Array(items.iter().enumerate().map(|(i, v)| json_to_plist(v, &format!("{path}[{i}]"))).collect::<Result<_, _>>()?)
+        }
         Json::Object(map) => Value::Dictionary(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), json_to_plist(v, &format!("{path}.{k}"))?)))
-                .collect::<Result<_, ProfileError>>()?,
+            map.iter().map(|(k, v)| Ok((k.clone(), json_to_plist(v, &format!("{path}.{k}"))?))).collect::<Result<_, ProfileError>>()?,
         ),
     })
 }
@@ -507,10 +437,7 @@ mod tests {
         assert_eq!(p.payloads[2].display_name.as_deref(), Some("Restrictions"));
         let filter = p.filtering.expect("a filtering profile");
         assert_eq!(filter.mode, "allow_list+auto_filter+dns+proxy");
-        assert_eq!(
-            filter.dns.as_deref(),
-            Some("TLS dns.school.example (192.0.2.53)")
-        );
+        assert_eq!(filter.dns.as_deref(), Some("TLS dns.school.example (192.0.2.53)"));
 
         let mac = json!({
             "name": "staff-mac",
@@ -554,11 +481,7 @@ mod tests {
         assert_eq!(p.payloads.len(), 3);
         assert_eq!(p.payloads[1].uuid, "CERT-1");
         let value = plist::Value::from_reader_xml(p.xml.as_slice()).expect("plist");
-        let items = value
-            .as_dictionary()
-            .and_then(|d| d.get("PayloadContent"))
-            .and_then(Value::as_array)
-            .expect("payloads");
+        let items = value.as_dictionary().and_then(|d| d.get("PayloadContent")).and_then(Value::as_array).expect("payloads");
         let get = |i: usize, k: &str| items[i].as_dictionary().and_then(|d| d.get(k)).cloned();
         assert_eq!(get(1, "PayloadContent"), Some(Value::Data(der)));
         assert_eq!(get(2, "EncryptCertPayloadUUID"), Some("CERT-1".into()));
@@ -584,28 +507,15 @@ mod tests {
         assert!(e.to_string().contains("com.apple.vpn.managed"), "{e}");
 
         let e = from_json(&base(json!([{"type": "com.apple.MCX.FileVault2"}]))).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "payload 1 (com.apple.MCX.FileVault2 \"FileVault\"): missing Enable"
-        );
+        assert_eq!(e.to_string(), "payload 1 (com.apple.MCX.FileVault2 \"FileVault\"): missing Enable");
 
-        let e =
-            from_json(&base(json!([{"type": "com.apple.MCX", "EnergySaver": {}}]))).unwrap_err();
+        let e = from_json(&base(json!([{"type": "com.apple.MCX", "EnergySaver": {}}]))).unwrap_err();
         assert!(e.to_string().contains("EnergySaver is not allowed"), "{e}");
 
-        let e = from_json(&base(
-            json!([{"type": "com.apple.applicationaccess", "PayloadVersion": 2}]),
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("PayloadVersion is set by Lanyard"),
-            "{e}"
-        );
+        let e = from_json(&base(json!([{"type": "com.apple.applicationaccess", "PayloadVersion": 2}]))).unwrap_err();
+        assert!(e.to_string().contains("PayloadVersion is set by Lanyard"), "{e}");
 
-        let e = from_json(&base(
-            json!([{"type": "com.apple.applicationaccess", "allowCamera": null}]),
-        ))
-        .unwrap_err();
+        let e = from_json(&base(json!([{"type": "com.apple.applicationaccess", "allowCamera": null}]))).unwrap_err();
         assert!(e.to_string().contains("allowCamera is null"), "{e}");
 
         let e = from_json(&base(json!([
@@ -615,14 +525,8 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ProfileError::Duplicate { .. }), "{e}");
 
-        let e = from_json(&base(
-            json!([{"type": "com.apple.applicationaccess", "PayloadUUID": 5}]),
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("PayloadUUID must be a string"),
-            "{e}"
-        );
+        let e = from_json(&base(json!([{"type": "com.apple.applicationaccess", "PayloadUUID": 5}]))).unwrap_err();
+        assert!(e.to_string().contains("PayloadUUID must be a string"), "{e}");
 
         let e = from_json(&base(json!([
             {"type": "com.apple.security.FDERecoveryKeyEscrow", "Location": "L",
@@ -637,15 +541,9 @@ mod tests {
             {"type": "com.apple.security.FDERecoveryKeyEscrow", "Location": "L"}
         ])))
         .unwrap_err();
-        assert!(
-            e.to_string().contains("several certificate payloads"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("several certificate payloads"), "{e}");
 
-        let e = from_json(&base(
-            json!([{"type": "com.apple.security.pkcs1", "PayloadContent": "not base64!"}]),
-        ))
-        .unwrap_err();
+        let e = from_json(&base(json!([{"type": "com.apple.security.pkcs1", "PayloadContent": "not base64!"}]))).unwrap_err();
         assert!(e.to_string().contains("not base64"), "{e}");
 
         for bad in [

@@ -10,9 +10,7 @@
 use openssl::x509::X509;
 use plist::Value;
 
-use super::{
-    ProfileError, parse_plist, payload_content, payload_label, required_str, to_xml, top_dictionary,
-};
+use super::{ProfileError, parse_plist, payload_content, payload_label, required_str, to_xml, top_dictionary};
 
 /// The certificate payload's content in stored profiles until Lanyard fills it in.
 ///
@@ -37,16 +35,9 @@ pub fn fill_escrow_certificate(xml: &[u8], cert_der: &[u8]) -> Result<Vec<u8>, P
         return Ok(xml.to_vec());
     }
     X509::from_der(cert_der).map_err(|e| ProfileError::BadCertificate(e.to_string()))?;
-    let mut items = profile
-        .as_dictionary_mut()
-        .and_then(|top| top.get_mut("PayloadContent"))
-        .and_then(Value::as_array_mut);
+    let mut items = profile.as_dictionary_mut().and_then(|top| top.get_mut("PayloadContent")).and_then(Value::as_array_mut);
     for index in targets {
-        if let Some(cert) = items
-            .as_deref_mut()
-            .and_then(|items| items.get_mut(index))
-            .and_then(Value::as_dictionary_mut)
-        {
+        if let Some(cert) = items.as_deref_mut().and_then(|items| items.get_mut(index)).and_then(Value::as_dictionary_mut) {
             cert.insert("PayloadContent".into(), Value::Data(cert_der.to_vec()));
         }
     }
@@ -82,10 +73,7 @@ pub(super) fn escrow_targets(profile: &Value) -> Result<Vec<usize>, ProfileError
             return Err(ProfileError::InvalidKey {
                 at,
                 key: "EncryptCertPayloadUUID",
-                problem: format!(
-                    "points at {}, which is not a {CERTIFICATE} certificate payload",
-                    payload_label(target, Some(cert))
-                ),
+                problem: format!("points at {}, which is not a {CERTIFICATE} certificate payload", payload_label(target, Some(cert))),
             });
         }
         targets.push(target);
@@ -100,11 +88,7 @@ mod tests {
     use crate::profiles::{BASELINE, inspect};
 
     fn baseline(stem: &str) -> &'static [u8] {
-        BASELINE
-            .iter()
-            .find(|(s, _)| *s == stem)
-            .map(|(_, xml)| xml.as_bytes())
-            .expect("baseline profile")
+        BASELINE.iter().find(|(s, _)| *s == stem).map(|(_, xml)| xml.as_bytes()).expect("baseline profile")
     }
 
     fn certificate_payloads(xml: &[u8]) -> Vec<Vec<u8>> {
@@ -124,16 +108,10 @@ mod tests {
 
     #[test]
     fn the_baseline_carries_the_placeholder() {
-        assert_eq!(
-            certificate_payloads(baseline("mac-filevault")),
-            [ESCROW_PLACEHOLDER_DER.to_vec()]
-        );
+        assert_eq!(certificate_payloads(baseline("mac-filevault")), [ESCROW_PLACEHOLDER_DER.to_vec()]);
         // The placeholder is well-formed DER: tag, then a length that matches.
         assert_eq!(ESCROW_PLACEHOLDER_DER[0], 0x0c);
-        assert_eq!(
-            usize::from(ESCROW_PLACEHOLDER_DER[1]),
-            ESCROW_PLACEHOLDER_DER.len() - 2
-        );
+        assert_eq!(usize::from(ESCROW_PLACEHOLDER_DER[1]), ESCROW_PLACEHOLDER_DER.len() - 2);
     }
 
     #[test]
@@ -150,10 +128,7 @@ mod tests {
     #[test]
     fn leaves_profiles_without_escrow_alone() {
         let xml = baseline("ks2-web-filtered");
-        assert_eq!(
-            fill_escrow_certificate(xml, b"not even a cert").expect("no-op"),
-            xml
-        );
+        assert_eq!(fill_escrow_certificate(xml, b"not even a cert").expect("no-op"), xml);
     }
 
     #[test]
@@ -166,10 +141,7 @@ mod tests {
         let der = cert.to_der().expect("der");
         let text = std::str::from_utf8(xml).expect("utf-8");
         let cert_uuid = "72EB990A-7AE4-4145-A121-5452105DD9A2";
-        assert!(
-            text.contains(cert_uuid),
-            "the baseline's certificate UUID changed"
-        );
+        assert!(text.contains(cert_uuid), "the baseline's certificate UUID changed");
 
         // Point the escrow payload at nothing.
         let dangling = text.replacen(
@@ -195,16 +167,10 @@ mod tests {
             1,
         );
         let e = fill_escrow_certificate(wrong.as_bytes(), &der).unwrap_err();
-        assert!(
-            e.to_string().contains("not a com.apple.security.pkcs1"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("not a com.apple.security.pkcs1"), "{e}");
 
         let missing = text.replacen("<key>EncryptCertPayloadUUID</key>", "<key>Unused</key>", 1);
         let e = fill_escrow_certificate(missing.as_bytes(), &der).unwrap_err();
-        assert!(
-            e.to_string().ends_with("missing EncryptCertPayloadUUID"),
-            "{e}"
-        );
+        assert!(e.to_string().ends_with("missing EncryptCertPayloadUUID"), "{e}");
     }
 }

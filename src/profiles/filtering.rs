@@ -21,8 +21,7 @@ pub const DNS_SETTINGS: &str = "com.apple.dnsSettings.managed";
 pub const DNS_PROXY: &str = "com.apple.dnsProxy.managed";
 
 /// The payload types that make a profile a *filtering profile*.
-pub const FILTER_PAYLOAD_TYPES: &[&str] =
-    &[WEB_CONTENT_FILTER, GLOBAL_PROXY, DNS_SETTINGS, DNS_PROXY];
+pub const FILTER_PAYLOAD_TYPES: &[&str] = &[WEB_CONTENT_FILTER, GLOBAL_PROXY, DNS_SETTINGS, DNS_PROXY];
 
 /// What a filtering profile allows and blocks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,21 +49,10 @@ impl FilterPolicy {
     /// Several filtering payloads combine: lists are unioned and modes joined. Keys of the
     /// wrong type are ignored here; structure is `inspect`'s job and key types the schema's.
     pub fn from_profile(profile: &Value) -> Option<FilterPolicy> {
-        let payloads = profile
-            .as_dictionary()?
-            .get("PayloadContent")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_dictionary);
+        let payloads = profile.as_dictionary()?.get("PayloadContent")?.as_array()?.iter().filter_map(Value::as_dictionary);
         let mut modes = BTreeSet::new();
-        let mut policy = FilterPolicy {
-            mode: String::new(),
-            allowed: BTreeSet::new(),
-            denied: BTreeSet::new(),
-            plugin: None,
-            proxy: None,
-            dns: None,
-        };
+        let mut policy =
+            FilterPolicy { mode: String::new(), allowed: BTreeSet::new(), denied: BTreeSet::new(), plugin: None, proxy: None, dns: None };
         for payload in payloads {
             match payload.get("PayloadType").and_then(Value::as_string) {
                 Some(WEB_CONTENT_FILTER) => policy.add_web_filter(payload, &mut modes),
@@ -115,9 +103,7 @@ impl FilterPolicy {
             modes.insert("deny_list");
         }
         for key in bookmarks {
-            let urls = array(payload, key)
-                .filter_map(Value::as_dictionary)
-                .filter_map(|b| string(b, "URL"));
+            let urls = array(payload, key).filter_map(Value::as_dictionary).filter_map(|b| string(b, "URL"));
             self.allowed.extend(urls.map(str::to_owned));
         }
         self.allowed.extend(strings(payload, "PermittedURLs"));
@@ -135,10 +121,7 @@ fn proxy_target(payload: &Dictionary) -> String {
         };
     }
     let server = string(payload, "ProxyServer").unwrap_or("no server");
-    match payload
-        .get("ProxyServerPort")
-        .and_then(Value::as_signed_integer)
-    {
+    match payload.get("ProxyServerPort").and_then(Value::as_signed_integer) {
         Some(port) => format!("{server}:{port}"),
         None => server.to_owned(),
     }
@@ -151,9 +134,7 @@ fn dns_server(payload: &Dictionary) -> String {
     };
     let protocol = string(settings, "DNSProtocol").unwrap_or("DNS");
     let server = string(settings, "ServerURL").or_else(|| string(settings, "ServerName"));
-    let addresses: Vec<&str> = array(settings, "ServerAddresses")
-        .filter_map(Value::as_string)
-        .collect();
+    let addresses: Vec<&str> = array(settings, "ServerAddresses").filter_map(Value::as_string).collect();
     match (server, addresses.is_empty()) {
         (Some(s), true) => format!("{protocol} {s}"),
         (Some(s), false) => format!("{protocol} {s} ({})", addresses.join(", ")),
@@ -166,16 +147,11 @@ fn string<'a>(dict: &'a Dictionary, key: &str) -> Option<&'a str> {
 }
 
 fn array<'a>(dict: &'a Dictionary, key: &str) -> impl Iterator<Item = &'a Value> {
-    dict.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    dict.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
 fn strings<'a>(dict: &'a Dictionary, key: &'a str) -> impl Iterator<Item = String> + 'a {
-    array(dict, key)
-        .filter_map(Value::as_string)
-        .map(str::to_owned)
+    array(dict, key).filter_map(Value::as_string).map(str::to_owned)
 }
 
 /// Adds `item` to a `; `-separated description.
@@ -209,15 +185,10 @@ pub struct FilterDiff {
 /// Compares two policies; either may be absent (a profile that does not filter).
 pub fn diff(before: Option<&FilterPolicy>, after: Option<&FilterPolicy>) -> FilterDiff {
     let mode = |p: Option<&FilterPolicy>| p.map_or_else(|| "none".to_owned(), |p| p.mode.clone());
-    let (added_allowed, removed_allowed) =
-        changes(before.map(|p| &p.allowed), after.map(|p| &p.allowed));
-    let (added_denied, removed_denied) =
-        changes(before.map(|p| &p.denied), after.map(|p| &p.denied));
+    let (added_allowed, removed_allowed) = changes(before.map(|p| &p.allowed), after.map(|p| &p.allowed));
+    let (added_denied, removed_denied) = changes(before.map(|p| &p.denied), after.map(|p| &p.denied));
     let field = |get: fn(&FilterPolicy) -> &Option<String>| {
-        let (b, a) = (
-            before.and_then(|p| get(p).clone()),
-            after.and_then(|p| get(p).clone()),
-        );
+        let (b, a) = (before.and_then(|p| get(p).clone()), after.and_then(|p| get(p).clone()));
         (b != a).then_some((b, a))
     };
     let (mode_before, mode_after) = (mode(before), mode(after));
@@ -234,16 +205,10 @@ pub fn diff(before: Option<&FilterPolicy>, after: Option<&FilterPolicy>) -> Filt
 }
 
 /// `(added, removed)` going from `before` to `after`; `None` is an empty list.
-fn changes(
-    before: Option<&BTreeSet<String>>,
-    after: Option<&BTreeSet<String>>,
-) -> (Vec<String>, Vec<String>) {
+fn changes(before: Option<&BTreeSet<String>>, after: Option<&BTreeSet<String>>) -> (Vec<String>, Vec<String>) {
     let empty = BTreeSet::new();
     let (before, after) = (before.unwrap_or(&empty), after.unwrap_or(&empty));
-    (
-        after.difference(before).cloned().collect(),
-        before.difference(after).cloned().collect(),
-    )
+    (after.difference(before).cloned().collect(), before.difference(after).cloned().collect())
 }
 
 impl FilterDiff {
@@ -259,11 +224,7 @@ impl FilterDiff {
         if let Some((before, after)) = &self.mode_changed {
             lines.push(format!("filter mode: {before} -> {after}"));
         }
-        let changes = [
-            ("filter plug-in", &self.plugin_changed),
-            ("proxy", &self.proxy_changed),
-            ("dns", &self.dns_changed),
-        ];
+        let changes = [("filter plug-in", &self.plugin_changed), ("proxy", &self.proxy_changed), ("dns", &self.dns_changed)];
         for (what, change) in changes {
             if let Some((before, after)) = change {
                 let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".to_owned());
@@ -293,10 +254,7 @@ mod tests {
     }
 
     fn baseline(stem: &str) -> Option<FilterPolicy> {
-        let (_, xml) = BASELINE
-            .iter()
-            .find(|(s, _)| *s == stem)
-            .expect("baseline profile");
+        let (_, xml) = BASELINE.iter().find(|(s, _)| *s == stem).expect("baseline profile");
         policy_of(xml.as_bytes())
     }
 
@@ -344,10 +302,7 @@ mod tests {
         assert_eq!(p.mode, "dns+plugin+proxy");
         assert_eq!(p.plugin.as_deref(), Some("Smoothwall (com.smoothwall.app)"));
         assert_eq!(p.proxy.as_deref(), Some("proxy.school.example:8080"));
-        assert_eq!(
-            p.dns.as_deref(),
-            Some("HTTPS https://dns.school.example/dns-query")
-        );
+        assert_eq!(p.dns.as_deref(), Some("HTTPS https://dns.school.example/dns-query"));
 
         let mut d = Dictionary::new();
         d.insert("ProxyType".into(), "Auto".into());
@@ -373,10 +328,7 @@ mod tests {
         let ks1 = baseline("ks1-web-allowlist");
         let ks2 = baseline("ks2-web-filtered");
         let d = diff(ks2.as_ref(), ks1.as_ref());
-        assert_eq!(
-            d.mode_changed,
-            Some(("auto_filter".to_owned(), "allow_list".to_owned()))
-        );
+        assert_eq!(d.mode_changed, Some(("auto_filter".to_owned(), "allow_list".to_owned())));
         let lines = d.lines();
         assert_eq!(lines[0], "filter mode: auto_filter -> allow_list");
         assert!(lines.contains(&"added allowlist: https://www.bbc.co.uk/bitesize".to_owned()));
@@ -387,13 +339,7 @@ mod tests {
         let mut edited = ks2.clone().expect("ks2");
         edited.denied.insert("example.com".to_owned());
         edited.allowed.remove("https://www.kiddle.co/");
-        assert_eq!(
-            diff(ks2.as_ref(), Some(&edited)).lines(),
-            [
-                "removed allowlist: https://www.kiddle.co/",
-                "added denylist: example.com"
-            ]
-        );
+        assert_eq!(diff(ks2.as_ref(), Some(&edited)).lines(), ["removed allowlist: https://www.kiddle.co/", "added denylist: example.com"]);
 
         assert!(diff(ks2.as_ref(), ks2.as_ref()).is_empty());
         assert!(diff(None, None).lines().is_empty());
@@ -412,17 +358,11 @@ mod tests {
             proxy: Some("old.example:8080".into()),
             dns: None,
         };
-        let after = FilterPolicy {
-            proxy: Some("new.example:3128".into()),
-            ..before.clone()
-        };
+        let after = FilterPolicy { proxy: Some("new.example:3128".into()), ..before.clone() };
         let d = diff(Some(&before), Some(&after));
         assert_eq!(d.lines(), ["proxy: old.example:8080 -> new.example:3128"]);
         let json = serde_json::to_value(&d).expect("json");
-        assert_eq!(
-            json["proxy_changed"],
-            serde_json::json!(["old.example:8080", "new.example:3128"])
-        );
+        assert_eq!(json["proxy_changed"], serde_json::json!(["old.example:8080", "new.example:3128"]));
         let back: FilterDiff = serde_json::from_value(json).expect("round trip");
         assert_eq!(back, d);
     }

@@ -16,8 +16,7 @@ use serde::Serialize;
 
 use super::filtering::FilterPolicy;
 use super::{
-    ProfileError, check_size, kind, optional_str, parse_plist, payload_content, payload_label,
-    required_str, to_xml, top_dictionary,
+    ProfileError, check_size, kind, optional_str, parse_plist, payload_content, payload_label, required_str, to_xml, top_dictionary,
 };
 
 /// The largest profile accepted, signed or not. Baseline profiles are a few kilobytes; a
@@ -70,11 +69,7 @@ pub struct PayloadSummary {
 pub fn inspect(bytes: &[u8]) -> Result<InspectedProfile, ProfileError> {
     check_size(bytes)?;
     // DER SignedData starts with a SEQUENCE tag; no XML or binary plist starts with `0`.
-    let (plist, was_signed) = if bytes.first() == Some(&0x30) {
-        (unwrap_signed(bytes)?, true)
-    } else {
-        (bytes.to_vec(), false)
-    };
+    let (plist, was_signed) = if bytes.first() == Some(&0x30) { (unwrap_signed(bytes)?, true) } else { (bytes.to_vec(), false) };
     let value = parse_plist(&plist)?;
     let mut inspected = check(&value)?;
     inspected.xml = to_xml(&value)?;
@@ -84,11 +79,7 @@ pub fn inspect(bytes: &[u8]) -> Result<InspectedProfile, ProfileError> {
 
 /// Verifies a CMS signature over its attached content and returns the content.
 fn unwrap_signed(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
-    let not_cms = |why: String| {
-        ProfileError::NotAProfile(format!(
-            "neither a property list nor DER CMS signed data ({why})"
-        ))
-    };
+    let not_cms = |why: String| ProfileError::NotAProfile(format!("neither a property list nor DER CMS signed data ({why})"));
     let p7 = Pkcs7::from_der(der).map_err(|e| not_cms(first_reason(&e)))?;
     if p7.signed().is_none() {
         return Err(not_cms("CMS data that is not SignedData".into()));
@@ -96,24 +87,14 @@ fn unwrap_signed(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
     let no_certs = Stack::new()?;
     let no_trust = X509StoreBuilder::new()?.build();
     let mut content = Vec::new();
-    p7.verify(
-        &no_certs,
-        &no_trust,
-        None,
-        Some(&mut content),
-        Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY,
-    )
-    .map_err(|e| ProfileError::BadSignature(first_reason(&e)))?;
+    p7.verify(&no_certs, &no_trust, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
+        .map_err(|e| ProfileError::BadSignature(first_reason(&e)))?;
     Ok(content)
 }
 
 /// The most useful line of an openssl error stack.
 fn first_reason(e: &openssl::error::ErrorStack) -> String {
-    e.errors()
-        .iter()
-        .rev()
-        .find_map(|err| err.reason().map(str::to_owned))
-        .unwrap_or_else(|| e.to_string())
+    e.errors().iter().rev().find_map(|err| err.reason().map(str::to_owned)).unwrap_or_else(|| e.to_string())
 }
 
 /// Checks the envelope and summarises the profile (everything but `xml` and `was_signed`).
@@ -163,32 +144,18 @@ fn check(value: &Value) -> Result<InspectedProfile, ProfileError> {
     let mut payload_types: Vec<String> = Vec::new();
     for (index, item) in items.iter().enumerate() {
         let at = payload_label(index, item.as_dictionary());
-        let dict = item
-            .as_dictionary()
-            .ok_or_else(|| ProfileError::InvalidKey {
-                at: at.clone(),
-                key: "PayloadContent",
-                problem: format!("item is {}, not a dictionary", kind(item)),
-            })?;
+        let dict = item.as_dictionary().ok_or_else(|| ProfileError::InvalidKey {
+            at: at.clone(),
+            key: "PayloadContent",
+            problem: format!("item is {}, not a dictionary", kind(item)),
+        })?;
         let payload_type = required_str(dict, "PayloadType", &at)?;
         let uuid = required_str(dict, "PayloadUUID", &at)?;
         let identifier = required_str(dict, "PayloadIdentifier", &at)?;
         check_version(dict, &at, false)?;
         let display_name = optional_str(dict, "PayloadDisplayName", &at)?;
-        note_unique(
-            &mut uuids,
-            uuid.to_ascii_uppercase(),
-            uuid,
-            "PayloadUUID",
-            &at,
-        )?;
-        note_unique(
-            &mut identifiers,
-            identifier.to_owned(),
-            identifier,
-            "PayloadIdentifier",
-            &at,
-        )?;
+        note_unique(&mut uuids, uuid.to_ascii_uppercase(), uuid, "PayloadUUID", &at)?;
+        note_unique(&mut identifiers, identifier.to_owned(), identifier, "PayloadIdentifier", &at)?;
         if !payload_types.iter().any(|t| t == payload_type) {
             payload_types.push(payload_type.to_owned());
         }
@@ -215,21 +182,10 @@ fn check(value: &Value) -> Result<InspectedProfile, ProfileError> {
 }
 
 /// `PayloadVersion` must be an integer; the profile's must be 1 (the only format version).
-fn check_version(
-    dict: &plist::Dictionary,
-    at: &str,
-    must_be_one: bool,
-) -> Result<(), ProfileError> {
-    let invalid = |problem: String| ProfileError::InvalidKey {
-        at: at.to_owned(),
-        key: "PayloadVersion",
-        problem,
-    };
+fn check_version(dict: &plist::Dictionary, at: &str, must_be_one: bool) -> Result<(), ProfileError> {
+    let invalid = |problem: String| ProfileError::InvalidKey { at: at.to_owned(), key: "PayloadVersion", problem };
     match dict.get("PayloadVersion") {
-        None => Err(ProfileError::MissingKey {
-            at: at.to_owned(),
-            key: "PayloadVersion",
-        }),
+        None => Err(ProfileError::MissingKey { at: at.to_owned(), key: "PayloadVersion" }),
         Some(Value::Integer(n)) if !must_be_one || n.as_signed() == Some(1) => Ok(()),
         Some(Value::Integer(n)) => Err(invalid(format!("must be 1, not {n}"))),
         Some(other) => Err(invalid(format!("must be an integer, not {}", kind(other)))),
@@ -237,20 +193,9 @@ fn check_version(
 }
 
 /// Records `norm` as seen at `at`, or fails naming where it was seen first.
-fn note_unique(
-    seen: &mut HashMap<String, String>,
-    norm: String,
-    value: &str,
-    key: &'static str,
-    at: &str,
-) -> Result<(), ProfileError> {
+fn note_unique(seen: &mut HashMap<String, String>, norm: String, value: &str, key: &'static str, at: &str) -> Result<(), ProfileError> {
     if let Some(other) = seen.get(&norm) {
-        return Err(ProfileError::Duplicate {
-            at: at.to_owned(),
-            key,
-            value: value.to_owned(),
-            other: other.clone(),
-        });
+        return Err(ProfileError::Duplicate { at: at.to_owned(), key, value: value.to_owned(), other: other.clone() });
     }
     seen.insert(norm, at.to_owned());
     Ok(())
@@ -266,11 +211,7 @@ mod tests {
     use crate::profiles::testutil::{self_signed, validate};
 
     fn baseline(stem: &str) -> &'static str {
-        BASELINE
-            .iter()
-            .find(|(s, _)| *s == stem)
-            .map(|(_, xml)| *xml)
-            .expect("baseline profile")
+        BASELINE.iter().find(|(s, _)| *s == stem).map(|(_, xml)| *xml).expect("baseline profile")
     }
 
     /// A minimal valid profile whose payloads are the given `(type, uuid, identifier)`.
@@ -308,10 +249,7 @@ mod tests {
         assert_eq!(p.payloads.len(), 1);
         assert!(!p.was_signed);
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
-        assert_eq!(
-            p.filtering.as_ref().map(|f| f.mode.as_str()),
-            Some("allow_list")
-        );
+        assert_eq!(p.filtering.as_ref().map(|f| f.mode.as_str()), Some("allow_list"));
         // The normalised XML reads back the same.
         assert_eq!(inspect(&p.xml).expect("again").payloads, p.payloads);
     }
@@ -332,9 +270,7 @@ mod tests {
         let (cert, key) = self_signed("Lanyard test signer");
         let xml = baseline("pupil-camera-off").as_bytes();
         let none = Stack::new().expect("stack");
-        let der = Pkcs7::sign(&cert, &key, &none, xml, Pkcs7Flags::BINARY)
-            .and_then(|p7| p7.to_der())
-            .expect("sign");
+        let der = Pkcs7::sign(&cert, &key, &none, xml, Pkcs7Flags::BINARY).and_then(|p7| p7.to_der()).expect("sign");
         let p = inspect(&der).expect("inspect signed");
         assert!(p.was_signed);
         assert_eq!(p.identifier, "uk.sch.lanyard.baseline.pupil-camera-off");
@@ -343,10 +279,7 @@ mod tests {
 
         // Alter one byte of the signed content: the signature no longer verifies.
         let mut tampered = der.clone();
-        let at = tampered
-            .windows(b"Pupil camera off".len())
-            .position(|w| w == b"Pupil camera off")
-            .expect("content is attached");
+        let at = tampered.windows(b"Pupil camera off".len()).position(|w| w == b"Pupil camera off").expect("content is attached");
         tampered[at] = b'p';
         let e = inspect(&tampered).unwrap_err();
         assert!(matches!(e, ProfileError::BadSignature(_)), "{e}");
@@ -357,10 +290,8 @@ mod tests {
 
     #[test]
     fn names_the_payload_and_key_that_are_missing() {
-        let mut top = profile(&[
-            ("com.apple.applicationaccess", "U1", "uk.sch.test.a"),
-            ("com.apple.webcontent-filter", "U2", "uk.sch.test.b"),
-        ]);
+        let mut top =
+            profile(&[("com.apple.applicationaccess", "U1", "uk.sch.test.a"), ("com.apple.webcontent-filter", "U2", "uk.sch.test.b")]);
         if let Some(Value::Array(items)) = top.get_mut("PayloadContent")
             && let Some(Value::Dictionary(d)) = items.get_mut(1)
         {
@@ -368,10 +299,7 @@ mod tests {
             d.insert("PayloadDisplayName".into(), "Web filter".into());
         }
         let e = inspect_dict(top).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "payload 2 (com.apple.webcontent-filter \"Web filter\"): missing PayloadUUID"
-        );
+        assert_eq!(e.to_string(), "payload 2 (com.apple.webcontent-filter \"Web filter\"): missing PayloadUUID");
     }
 
     #[test]
@@ -392,41 +320,13 @@ mod tests {
             ("com.apple.applicationaccess", "U2", "uk.sch.test.a"),
         ]))
         .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ProfileError::Duplicate {
-                    key: "PayloadIdentifier",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, ProfileError::Duplicate { key: "PayloadIdentifier", .. }), "{e}");
 
         // The profile's own identifier and UUID count too.
-        let e = inspect_dict(profile(&[(
-            "com.apple.applicationaccess",
-            "top-uuid",
-            "uk.sch.test.a",
-        )]))
-        .unwrap_err();
+        let e = inspect_dict(profile(&[("com.apple.applicationaccess", "top-uuid", "uk.sch.test.a")])).unwrap_err();
         assert!(e.to_string().contains("also used by the profile"), "{e}");
-        let e = inspect_dict(profile(&[(
-            "com.apple.applicationaccess",
-            "U1",
-            "uk.sch.test",
-        )]))
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                ProfileError::Duplicate {
-                    key: "PayloadIdentifier",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        let e = inspect_dict(profile(&[("com.apple.applicationaccess", "U1", "uk.sch.test")])).unwrap_err();
+        assert!(matches!(e, ProfileError::Duplicate { key: "PayloadIdentifier", .. }), "{e}");
     }
 
     #[test]
@@ -437,10 +337,7 @@ mod tests {
         let mut d = ok.clone();
         d.insert("PayloadType".into(), "com.apple.applicationaccess".into());
         let e = inspect_dict(d).unwrap_err();
-        assert!(
-            e.to_string().starts_with("profile: PayloadType must be"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("profile: PayloadType must be"), "{e}");
 
         let mut d = ok.clone();
         d.insert("PayloadVersion".into(), 2.into());
@@ -450,10 +347,7 @@ mod tests {
         let mut d = ok.clone();
         d.insert("PayloadVersion".into(), "1".into());
         let e = inspect_dict(d).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "profile: PayloadVersion must be an integer, not a string"
-        );
+        assert_eq!(e.to_string(), "profile: PayloadVersion must be an integer, not a string");
 
         for key in ["PayloadIdentifier", "PayloadUUID", "PayloadContent"] {
             let mut d = ok.clone();
@@ -465,10 +359,7 @@ mod tests {
         let mut d = ok.clone();
         d.insert("PayloadContent".into(), Value::Array(vec!["x".into()]));
         let e = inspect_dict(d).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "payload 1: PayloadContent item is a string, not a dictionary"
-        );
+        assert_eq!(e.to_string(), "payload 1: PayloadContent item is a string, not a dictionary");
 
         let mut d = ok.clone();
         d.remove("PayloadDisplayName");
@@ -501,9 +392,6 @@ mod tests {
         let json = serde_json::to_value(&p).expect("json");
         assert!(json.get("xml").is_none());
         assert_eq!(json["filtering"]["mode"], "auto_filter");
-        assert_eq!(
-            json["payloads"][0]["payload_type"],
-            "com.apple.webcontent-filter"
-        );
+        assert_eq!(json["payloads"][0]["payload_type"], "com.apple.webcontent-filter");
     }
 }

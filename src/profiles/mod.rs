@@ -62,26 +62,13 @@ pub enum ProfileError {
     MissingKey { at: String, key: &'static str },
     /// A key is present but has the wrong type or value.
     #[error("{at}: {key} {problem}")]
-    InvalidKey {
-        at: String,
-        key: &'static str,
-        problem: String,
-    },
+    InvalidKey { at: String, key: &'static str, problem: String },
     /// A `PayloadUUID` or `PayloadIdentifier` used twice in one profile.
     #[error("{at}: {key} {value:?} is also used by {other}")]
-    Duplicate {
-        at: String,
-        key: &'static str,
-        value: String,
-        other: String,
-    },
+    Duplicate { at: String, key: &'static str, value: String, other: String },
     /// A payload type outside what the caller supports.
     #[error("{at}: payload type {payload_type:?} is not supported (supported: {supported})")]
-    UnsupportedPayloadType {
-        at: String,
-        payload_type: String,
-        supported: String,
-    },
+    UnsupportedPayloadType { at: String, payload_type: String, supported: String },
     /// A JSON profile specification that cannot be turned into a profile.
     #[error("profile specification: {0}")]
     Spec(String),
@@ -90,16 +77,10 @@ pub enum ProfileError {
     BadCertificate(String),
     /// A baseline file that failed to load; `error` says why.
     #[error("{}: {error}", path.display())]
-    InFile {
-        path: PathBuf,
-        error: Box<ProfileError>,
-    },
+    InFile { path: PathBuf, error: Box<ProfileError> },
     /// A file or directory that could not be read.
     #[error("cannot read {}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, error: std::io::Error },
     /// Something that should not happen with any input: writing XML failed, or the parser
     /// thread could not start.
     #[error("internal error: {0}")]
@@ -123,9 +104,7 @@ fn parse_plist(bytes: &[u8]) -> Result<Value, ProfileError> {
     check_size(bytes)?;
     let binary = bytes.starts_with(b"bplist");
     if !binary && !looks_like_xml(bytes) {
-        return Err(ProfileError::NotAProfile(
-            "neither an XML nor a binary property list".into(),
-        ));
+        return Err(ProfileError::NotAProfile("neither an XML nor a binary property list".into()));
     }
     if binary {
         bplist::check(bytes, MAX_NESTING)?;
@@ -142,16 +121,10 @@ fn parse_plist(bytes: &[u8]) -> Result<Value, ProfileError> {
 }
 
 fn parse_bounded(bytes: &[u8], binary: bool) -> Result<Value, ProfileError> {
-    let value = if binary {
-        Value::from_reader(Cursor::new(bytes))
-    } else {
-        Value::from_reader_xml(bytes)
-    }
-    .map_err(|e| ProfileError::NotAProfile(format!("unreadable property list: {e}")))?;
+    let value = if binary { Value::from_reader(Cursor::new(bytes)) } else { Value::from_reader_xml(bytes) }
+        .map_err(|e| ProfileError::NotAProfile(format!("unreadable property list: {e}")))?;
     if nesting(&value) > MAX_NESTING {
-        return Err(ProfileError::NotAProfile(format!(
-            "arrays and dictionaries nested more than {MAX_NESTING} deep"
-        )));
+        return Err(ProfileError::NotAProfile(format!("arrays and dictionaries nested more than {MAX_NESTING} deep")));
     }
     Ok(value)
 }
@@ -173,10 +146,7 @@ fn nesting(value: &Value) -> usize {
 
 fn check_size(bytes: &[u8]) -> Result<(), ProfileError> {
     if bytes.len() > MAX_PROFILE_BYTES {
-        return Err(ProfileError::TooLarge {
-            size: bytes.len(),
-            limit: MAX_PROFILE_BYTES,
-        });
+        return Err(ProfileError::TooLarge { size: bytes.len(), limit: MAX_PROFILE_BYTES });
     }
     Ok(())
 }
@@ -190,9 +160,7 @@ fn looks_like_xml(bytes: &[u8]) -> bool {
 /// Serialises a plist value as XML, the form devices and Apple Configurator read.
 fn to_xml(value: &Value) -> Result<Vec<u8>, ProfileError> {
     let mut out = Vec::new();
-    value
-        .to_writer_xml(&mut out)
-        .map_err(|e| ProfileError::Internal(format!("cannot write XML: {e}")))?;
+    value.to_writer_xml(&mut out).map_err(|e| ProfileError::Internal(format!("cannot write XML: {e}")))?;
     out.push(b'\n');
     Ok(out)
 }
@@ -216,12 +184,7 @@ fn kind(value: &Value) -> &'static str {
 /// `payload 2 (com.apple.webcontent-filter "Web filter")`: how errors name the payload at
 /// `index` (counting from 0 in `PayloadContent`, shown counting from 1).
 fn payload_label(index: usize, payload: Option<&plist::Dictionary>) -> String {
-    let field = |key| {
-        payload
-            .and_then(|d| d.get(key))
-            .and_then(Value::as_string)
-            .filter(|s| !s.is_empty())
-    };
+    let field = |key| payload.and_then(|d| d.get(key)).and_then(Value::as_string).filter(|s| !s.is_empty());
     let number = index + 1;
     match (field("PayloadType"), field("PayloadDisplayName")) {
         (Some(t), Some(name)) => format!("payload {number} ({t} {name:?})"),
@@ -232,67 +195,35 @@ fn payload_label(index: usize, payload: Option<&plist::Dictionary>) -> String {
 }
 
 /// A required, non-empty string key of a dictionary.
-fn required_str<'a>(
-    dict: &'a plist::Dictionary,
-    key: &'static str,
-    at: &str,
-) -> Result<&'a str, ProfileError> {
+fn required_str<'a>(dict: &'a plist::Dictionary, key: &'static str, at: &str) -> Result<&'a str, ProfileError> {
     match dict.get(key) {
-        None => Err(ProfileError::MissingKey {
-            at: at.to_owned(),
-            key,
-        }),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(ProfileError::InvalidKey {
-            at: at.to_owned(),
-            key,
-            problem: "is empty".into(),
-        }),
+        None => Err(ProfileError::MissingKey { at: at.to_owned(), key }),
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            Err(ProfileError::InvalidKey { at: at.to_owned(), key, problem: "is empty".into() })
+        }
         Some(Value::String(s)) => Ok(s),
-        Some(other) => Err(ProfileError::InvalidKey {
-            at: at.to_owned(),
-            key,
-            problem: format!("must be a string, not {}", kind(other)),
-        }),
+        Some(other) => Err(ProfileError::InvalidKey { at: at.to_owned(), key, problem: format!("must be a string, not {}", kind(other)) }),
     }
 }
 
 /// An optional string key: absent is fine, any other type is an error.
-fn optional_str<'a>(
-    dict: &'a plist::Dictionary,
-    key: &'static str,
-    at: &str,
-) -> Result<Option<&'a str>, ProfileError> {
+fn optional_str<'a>(dict: &'a plist::Dictionary, key: &'static str, at: &str) -> Result<Option<&'a str>, ProfileError> {
     match dict.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ProfileError::InvalidKey {
-            at: at.to_owned(),
-            key,
-            problem: format!("must be a string, not {}", kind(other)),
-        }),
+        Some(other) => Err(ProfileError::InvalidKey { at: at.to_owned(), key, problem: format!("must be a string, not {}", kind(other)) }),
     }
 }
 
 /// A profile's outer dictionary.
 fn top_dictionary(profile: &Value) -> Result<&plist::Dictionary, ProfileError> {
-    profile.as_dictionary().ok_or_else(|| {
-        ProfileError::NotAProfile(format!(
-            "the property list is {}, not a dictionary",
-            kind(profile)
-        ))
-    })
+    profile.as_dictionary().ok_or_else(|| ProfileError::NotAProfile(format!("the property list is {}, not a dictionary", kind(profile))))
 }
 
 /// The `PayloadContent` array of a profile's outer dictionary.
-fn payload_content<'a>(
-    top: &'a plist::Dictionary,
-    at: &str,
-) -> Result<&'a Vec<Value>, ProfileError> {
+fn payload_content<'a>(top: &'a plist::Dictionary, at: &str) -> Result<&'a Vec<Value>, ProfileError> {
     match top.get("PayloadContent") {
-        None => Err(ProfileError::MissingKey {
-            at: at.to_owned(),
-            key: "PayloadContent",
-        }),
+        None => Err(ProfileError::MissingKey { at: at.to_owned(), key: "PayloadContent" }),
         Some(Value::Array(items)) => Ok(items),
         Some(other) => Err(ProfileError::InvalidKey {
             at: at.to_owned(),
@@ -311,15 +242,9 @@ mod tests {
         let mut d = plist::Dictionary::new();
         assert_eq!(payload_label(0, Some(&d)), "payload 1");
         d.insert("PayloadType".into(), "com.apple.webcontent-filter".into());
-        assert_eq!(
-            payload_label(1, Some(&d)),
-            "payload 2 (com.apple.webcontent-filter)"
-        );
+        assert_eq!(payload_label(1, Some(&d)), "payload 2 (com.apple.webcontent-filter)");
         d.insert("PayloadDisplayName".into(), "Web filter".into());
-        assert_eq!(
-            payload_label(1, Some(&d)),
-            "payload 2 (com.apple.webcontent-filter \"Web filter\")"
-        );
+        assert_eq!(payload_label(1, Some(&d)), "payload 2 (com.apple.webcontent-filter \"Web filter\")");
         assert_eq!(payload_label(4, None), "payload 5");
     }
 
@@ -329,29 +254,17 @@ mod tests {
         assert!(matches!(e, ProfileError::NotAProfile(_)), "{e}");
 
         let depth = MAX_NESTING + 1;
-        let xml = format!(
-            "<plist version=\"1.0\">{}{}</plist>",
-            "<array>".repeat(depth),
-            "</array>".repeat(depth)
-        );
+        let xml = format!("<plist version=\"1.0\">{}{}</plist>", "<array>".repeat(depth), "</array>".repeat(depth));
         let e = parse_plist(xml.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("nested"), "{e}");
 
-        let ok = format!(
-            "<plist version=\"1.0\">{}{}</plist>",
-            "<array>".repeat(MAX_NESTING),
-            "</array>".repeat(MAX_NESTING)
-        );
+        let ok = format!("<plist version=\"1.0\">{}{}</plist>", "<array>".repeat(MAX_NESTING), "</array>".repeat(MAX_NESTING));
         parse_plist(ok.as_bytes()).expect("nesting at the limit is fine");
 
         // As deep as fits in the size limit: refused, without overflowing the stack. Closed
         // and unclosed, so the parser's error path drops a deep half-built value too.
         let levels = (MAX_PROFILE_BYTES - 100) / 15;
-        let closed = format!(
-            "<plist version=\"1.0\">{}{}</plist>",
-            "<array>".repeat(levels),
-            "</array>".repeat(levels)
-        );
+        let closed = format!("<plist version=\"1.0\">{}{}</plist>", "<array>".repeat(levels), "</array>".repeat(levels));
         let e = parse_plist(closed.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("nested"), "{e}");
         let unclosed = format!("<plist version=\"1.0\">{}", "<array>".repeat(levels * 2));
@@ -363,9 +276,6 @@ mod tests {
     fn size_limit_applies_before_parsing() {
         let big = vec![b' '; MAX_PROFILE_BYTES + 1];
         let e = parse_plist(&big).unwrap_err();
-        assert!(
-            matches!(e, ProfileError::TooLarge { size, .. } if size == MAX_PROFILE_BYTES + 1),
-            "{e}"
-        );
+        assert!(matches!(e, ProfileError::TooLarge { size, .. } if size == MAX_PROFILE_BYTES + 1), "{e}");
     }
 }

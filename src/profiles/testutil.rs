@@ -59,16 +59,8 @@ pub fn validate(bytes: &[u8], os: Option<&str>) -> Result<String, String> {
         cmd.args(["--os", os]);
     }
     let out = cmd.arg("profile").arg(&file).output().expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() { Ok(text) } else { Err(text) }
 }
 
 /// A self-signed RSA certificate and its key, with no extended key usage (so `openssl smime`
@@ -80,17 +72,13 @@ pub fn self_signed(common_name: &str) -> (X509, PKey<Private>) {
     let name = name.build();
     let mut cert = X509::builder().expect("builder");
     cert.set_version(2).expect("version");
-    let serial = BigNum::from_u32(1)
-        .and_then(|n| n.to_asn1_integer())
-        .expect("serial");
+    let serial = BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial");
     cert.set_serial_number(&serial).expect("serial");
     cert.set_subject_name(&name).expect("subject");
     cert.set_issuer_name(&name).expect("issuer");
     cert.set_pubkey(&key).expect("pubkey");
-    cert.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
-        .expect("not before");
-    cert.set_not_after(&Asn1Time::days_from_now(365).expect("time"))
-        .expect("not after");
+    cert.set_not_before(&Asn1Time::days_from_now(0).expect("time")).expect("not before");
+    cert.set_not_after(&Asn1Time::days_from_now(365).expect("time")).expect("not after");
     cert.sign(&key, MessageDigest::sha256()).expect("sign");
     (cert.build(), key)
 }

@@ -185,10 +185,7 @@ impl PushOutcome {
 
     /// True when sending the same push later may succeed (`429`/`5xx`, connection failures).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            PushOutcome::RetryLater { .. } | PushOutcome::ConnectionFailed { .. }
-        )
+        matches!(self, PushOutcome::RetryLater { .. } | PushOutcome::ConnectionFailed { .. })
     }
 
     /// True when the device token should not be pushed to again until the device sends a new
@@ -243,10 +240,7 @@ struct Endpoint {
 
 impl std::fmt::Debug for ApnsClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApnsClient")
-            .field("url", &self.inner.base_url)
-            .field("topic", &self.inner.topic)
-            .finish_non_exhaustive()
+        f.debug_struct("ApnsClient").field("url", &self.inner.base_url).field("topic", &self.inner.topic).finish_non_exhaustive()
     }
 }
 
@@ -285,11 +279,7 @@ impl ApnsClient {
     /// `extra_ca_pem` (PEM, one or more certificates). Default [`ApnsConfig`].
     ///
     /// Nothing is connected until the first push.
-    pub fn new(
-        base_url: &str,
-        cert: &PushCertificate,
-        extra_ca_pem: Option<&[u8]>,
-    ) -> Result<ApnsClient, ApnsError> {
+    pub fn new(base_url: &str, cert: &PushCertificate, extra_ca_pem: Option<&[u8]>) -> Result<ApnsClient, ApnsError> {
         Self::with_config(base_url, cert, extra_ca_pem, ApnsConfig::default())
     }
 
@@ -302,8 +292,7 @@ impl ApnsClient {
     ) -> Result<ApnsClient, ApnsError> {
         let endpoint = parse_url(base_url)?;
         let connector = build_connector(cert, extra_ca_pem)?;
-        let topic_header = HeaderValue::from_str(&cert.topic)
-            .map_err(|_| ApnsError::InvalidTopic(cert.topic.clone()))?;
+        let topic_header = HeaderValue::from_str(&cert.topic).map_err(|_| ApnsError::InvalidTopic(cert.topic.clone()))?;
         let config = ApnsConfig {
             max_attempts: config.max_attempts.max(1),
             max_connections: config.max_connections.max(1),
@@ -335,12 +324,7 @@ impl ApnsClient {
                  topic cannot be woken with it (renew the certificate instead of replacing it)"
             );
         }
-        Self::with_config(
-            &self.inner.base_url,
-            cert,
-            self.inner.extra_ca_pem.as_deref(),
-            self.inner.config.clone(),
-        )
+        Self::with_config(&self.inner.base_url, cert, self.inner.extra_ca_pem.as_deref(), self.inner.config.clone())
     }
 
     /// The push topic (`com.apple.mgmt.…`) sent as `apns-topic`.
@@ -374,11 +358,7 @@ impl ApnsClient {
     ///
     /// If APNs cannot be reached at all (connecting fails after every attempt), the pushes not
     /// yet started are not attempted and come back as [`PushOutcome::ConnectionFailed`].
-    pub async fn push_many(
-        &self,
-        items: Vec<(Vec<u8>, String)>,
-        concurrency: usize,
-    ) -> Vec<PushOutcome> {
+    pub async fn push_many(&self, items: Vec<(Vec<u8>, String)>, concurrency: usize) -> Vec<PushOutcome> {
         let total = items.len();
         if total == 0 {
             return Vec::new();
@@ -402,9 +382,7 @@ impl ApnsClient {
                         break;
                     };
                     let outcome = match unreachable.get() {
-                        Some(error) => PushOutcome::ConnectionFailed {
-                            error: format!("not attempted: {error}"),
-                        },
+                        Some(error) => PushOutcome::ConnectionFailed { error: format!("not attempted: {error}") },
                         None => {
                             let (outcome, connect_error) = client.push_inner(token, magic).await;
                             if let Some(error) = connect_error {
@@ -430,14 +408,7 @@ impl ApnsClient {
                 Err(e) => warn!(error = %e, "APNs push worker failed"),
             }
         }
-        results
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| PushOutcome::ConnectionFailed {
-                    error: "push worker failed".to_owned(),
-                })
-            })
-            .collect()
+        results.into_iter().map(|o| o.unwrap_or_else(|| PushOutcome::ConnectionFailed { error: "push worker failed".to_owned() })).collect()
     }
 
     /// One push with its retries. The second value is set when APNs could not be connected to
@@ -448,9 +419,7 @@ impl ApnsClient {
         let body = match serde_json::to_vec(&MdmPayload { mdm: push_magic }) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
-                let outcome = PushOutcome::BadRequest {
-                    reason: format!("payload could not be encoded: {e}"),
-                };
+                let outcome = PushOutcome::BadRequest { reason: format!("payload could not be encoded: {e}") };
                 return (outcome, None);
             }
         };
@@ -460,11 +429,7 @@ impl ApnsClient {
             match self.attempt(&token_hex, body.clone()).await {
                 Ok(response) => {
                     let outcome = classify(&response);
-                    if let PushOutcome::RetryLater {
-                        status,
-                        reason,
-                        retry_after,
-                    } = &outcome
+                    if let PushOutcome::RetryLater { status, reason, retry_after } = &outcome
                         && attempt < config.max_attempts
                     {
                         let delay = self.backoff(attempt, *retry_after);
@@ -498,9 +463,7 @@ impl ApnsClient {
                         attempt += 1;
                         continue;
                     }
-                    let outcome = PushOutcome::ConnectionFailed {
-                        error: error.clone(),
-                    };
+                    let outcome = PushOutcome::ConnectionFailed { error: error.clone() };
                     log_failure(&token_hex, push_magic, &outcome, attempt);
                     return (outcome, Some(error));
                 }
@@ -525,37 +488,21 @@ impl ApnsClient {
     /// One request on a pooled connection.
     async fn attempt(&self, token_hex: &str, body: Bytes) -> Result<RawResponse, AttemptError> {
         let lease = self.acquire().await.map_err(AttemptError::Connect)?;
-        let request = self
-            .build_request(token_hex, body)
-            .map_err(AttemptError::Request)?;
+        let request = self.build_request(token_hex, body).map_err(AttemptError::Request)?;
         let mut sender = lease.conn.sender.clone();
         let exchange = async move {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| error_chain(&e))?;
+            let response = sender.send_request(request).await.map_err(|e| error_chain(&e))?;
             let status = response.status().as_u16();
             let headers = response.headers();
-            let apns_id = headers
-                .get(APNS_ID)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let retry_after = headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let apns_id = headers.get(APNS_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let retry_after =
+                headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
                 .collect()
                 .await
                 .map_err(|e| format!("reading the APNs response: {e}"))?
                 .to_bytes();
-            Ok(RawResponse {
-                status,
-                apns_id,
-                retry_after,
-                body,
-            })
+            Ok(RawResponse { status, apns_id, retry_after, body })
         };
         let result = match tokio::time::timeout(self.inner.config.request_timeout, exchange).await {
             Ok(result) => result,
@@ -578,25 +525,20 @@ impl ApnsClient {
 
     fn build_request(&self, token_hex: &str, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
         let inner = &self.inner;
-        let path = PathAndQuery::try_from(format!("/3/device/{token_hex}"))
-            .map_err(|e| format!("bad device token path: {e}"))?;
+        let path = PathAndQuery::try_from(format!("/3/device/{token_hex}")).map_err(|e| format!("bad device token path: {e}"))?;
         let uri = Uri::builder()
             .scheme(inner.endpoint.scheme.clone())
             .authority(inner.endpoint.authority.clone())
             .path_and_query(path)
             .build()
             .map_err(|e| format!("bad APNs URI: {e}"))?;
-        let expiration = chrono::Utc::now().timestamp()
-            + i64::try_from(inner.config.expiration.as_secs()).unwrap_or(i64::MAX / 2);
+        let expiration = chrono::Utc::now().timestamp() + i64::try_from(inner.config.expiration.as_secs()).unwrap_or(i64::MAX / 2);
         Request::builder()
             .method(Method::POST)
             .uri(uri)
             .header(APNS_TOPIC, inner.topic_header.clone())
             .header(APNS_PUSH_TYPE, HeaderValue::from_static("mdm"))
-            .header(
-                APNS_PRIORITY,
-                HeaderValue::from(u16::from(inner.config.priority)),
-            )
+            .header(APNS_PRIORITY, HeaderValue::from(u16::from(inner.config.priority)))
             .header(APNS_EXPIRATION, HeaderValue::from(expiration))
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(body))
@@ -606,14 +548,10 @@ impl ApnsClient {
     /// Exponential backoff with jitter, at least `retry_after`, at most `max_backoff`.
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let config = &self.inner.config;
-        let exponential = config
-            .base_backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exponential = config.base_backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let half = exponential / 2;
         let jittered = half + half.mul_f64(random_unit());
-        retry_after
-            .map_or(jittered, |r| r.max(jittered))
-            .min(config.max_backoff)
+        retry_after.map_or(jittered, |r| r.max(jittered)).min(config.max_backoff)
     }
 
     /// A connection with room for one more stream, opening one if needed.
@@ -671,29 +609,18 @@ impl ApnsClient {
                 .await
                 .map_err(|e| format!("TCP connect to {}:{}: {e}", endpoint.host, endpoint.port))?;
             let _ = tcp.set_nodelay(true);
-            let ssl = inner
-                .connector
-                .configure()
-                .and_then(|c| c.into_ssl(&endpoint.host))
-                .map_err(|e| format!("TLS set-up: {e}"))?;
+            let ssl = inner.connector.configure().and_then(|c| c.into_ssl(&endpoint.host)).map_err(|e| format!("TLS set-up: {e}"))?;
             let mut tls = SslStream::new(ssl, tcp).map_err(|e| format!("TLS set-up: {e}"))?;
             if let Err(e) = Pin::new(&mut tls).connect().await {
                 let verify = tls.ssl().verify_result();
                 return Err(if verify.as_raw() == 0 {
                     format!("TLS handshake with {}: {e}", endpoint.host)
                 } else {
-                    format!(
-                        "TLS handshake with {}: server certificate not trusted: {}",
-                        endpoint.host,
-                        verify.error_string()
-                    )
+                    format!("TLS handshake with {}: server certificate not trusted: {}", endpoint.host, verify.error_string())
                 });
             }
             if tls.ssl().selected_alpn_protocol() != Some(b"h2".as_slice()) {
-                return Err(format!(
-                    "{} did not negotiate HTTP/2 (ALPN h2)",
-                    endpoint.host
-                ));
+                return Err(format!("{} did not negotiate HTTP/2 (ALPN h2)", endpoint.host));
             }
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder
@@ -702,15 +629,10 @@ impl ApnsClient {
                 // than it allows.
                 .initial_max_send_streams(1);
             if let Some(interval) = inner.config.keep_alive_interval {
-                builder
-                    .keep_alive_interval(interval)
-                    .keep_alive_timeout(Duration::from_secs(20))
-                    .keep_alive_while_idle(true);
+                builder.keep_alive_interval(interval).keep_alive_timeout(Duration::from_secs(20)).keep_alive_while_idle(true);
             }
-            let (sender, connection) = builder
-                .handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| format!("HTTP/2 handshake: {}", error_chain(&e)))?;
+            let (sender, connection) =
+                builder.handshake(TokioIo::new(tls)).await.map_err(|e| format!("HTTP/2 handshake: {}", error_chain(&e)))?;
             // Drive the connection, publishing the server's stream limit as it changes.
             let server_limit = Arc::new(AtomicUsize::new(1));
             let published = Arc::clone(&server_limit);
@@ -732,10 +654,7 @@ impl ApnsClient {
         };
         match tokio::time::timeout(inner.config.connect_timeout, open).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "connecting to {}:{} timed out",
-                endpoint.host, endpoint.port
-            )),
+            Err(_) => Err(format!("connecting to {}:{} timed out", endpoint.host, endpoint.port)),
         }
     }
 }
@@ -744,42 +663,24 @@ impl ApnsClient {
 fn classify(response: &RawResponse) -> PushOutcome {
     let status = response.status;
     if status == 200 {
-        return PushOutcome::Delivered {
-            apns_id: response.apns_id.clone(),
-        };
+        return PushOutcome::Delivered { apns_id: response.apns_id.clone() };
     }
     let body: ErrorBody = serde_json::from_slice(&response.body).unwrap_or_default();
-    let reason = body
-        .reason
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| format!("HTTP {status}"));
+    let reason = body.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| format!("HTTP {status}"));
     match status {
         403 => PushOutcome::CertificateProblem { status, reason },
-        400 if matches!(
-            reason.as_str(),
-            "TopicDisallowed" | "BadTopic" | "MissingTopic"
-        ) =>
-        {
+        400 if matches!(reason.as_str(), "TopicDisallowed" | "BadTopic" | "MissingTopic") => {
             PushOutcome::CertificateProblem { status, reason }
         }
-        410 => PushOutcome::Unregistered {
-            reason,
-            timestamp: body.timestamp,
-        },
-        429 | 500..=599 => PushOutcome::RetryLater {
-            status,
-            reason,
-            retry_after: response.retry_after,
-        },
+        410 => PushOutcome::Unregistered { reason, timestamp: body.timestamp },
+        429 | 500..=599 => PushOutcome::RetryLater { status, reason, retry_after: response.retry_after },
         _ => PushOutcome::BadRequest { reason },
     }
 }
 
 fn log_failure(token_hex: &str, push_magic: &str, outcome: &PushOutcome, attempts: u32) {
     let status = match outcome {
-        PushOutcome::CertificateProblem { status, .. } | PushOutcome::RetryLater { status, .. } => {
-            Some(*status)
-        }
+        PushOutcome::CertificateProblem { status, .. } | PushOutcome::RetryLater { status, .. } => Some(*status),
         PushOutcome::BadRequest { .. } => Some(400),
         PushOutcome::Unregistered { .. } => Some(410),
         _ => None,
@@ -797,11 +698,7 @@ fn log_failure(token_hex: &str, push_magic: &str, outcome: &PushOutcome, attempt
 /// The first 8 characters and an ellipsis: enough to correlate, not the secret.
 fn short(s: &str) -> String {
     let head: String = s.chars().take(8).collect();
-    if head.len() < s.len() {
-        format!("{head}…")
-    } else {
-        head
-    }
+    if head.len() < s.len() { format!("{head}…") } else { head }
 }
 
 /// An error and its sources, `a: b: c`.
@@ -825,15 +722,8 @@ fn random_unit() -> f64 {
 }
 
 fn parse_url(url: &str) -> Result<Endpoint, ApnsError> {
-    let invalid = |reason: &str| ApnsError::InvalidUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let uri: Uri = url
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|_| invalid("not a URL"))?;
+    let invalid = |reason: &str| ApnsError::InvalidUrl { url: url.to_owned(), reason: reason.to_owned() };
+    let uri: Uri = url.trim().trim_end_matches('/').parse().map_err(|_| invalid("not a URL"))?;
     if uri.scheme() != Some(&Scheme::HTTPS) {
         return Err(invalid("must start with https://"));
     }
@@ -844,26 +734,14 @@ fn parse_url(url: &str) -> Result<Endpoint, ApnsError> {
     if authority.as_str().contains('@') {
         return Err(invalid("must not carry credentials"));
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     if host.is_empty() {
         return Err(invalid("no host"));
     }
-    Ok(Endpoint {
-        scheme: Scheme::HTTPS,
-        port: authority.port_u16().unwrap_or(443),
-        authority,
-        host,
-    })
+    Ok(Endpoint { scheme: Scheme::HTTPS, port: authority.port_u16().unwrap_or(443), authority, host })
 }
 
-fn build_connector(
-    cert: &PushCertificate,
-    extra_ca_pem: Option<&[u8]>,
-) -> Result<SslConnector, ApnsError> {
+fn build_connector(cert: &PushCertificate, extra_ca_pem: Option<&[u8]>) -> Result<SslConnector, ApnsError> {
     // The builder starts from the system's default trust store and verifies the peer.
     let mut builder = SslConnector::builder(SslMethod::tls_client())?;
     builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
@@ -942,38 +820,21 @@ impl Pool {
     fn pick(&self, config: &ApnsConfig) -> Pick {
         let mut state = self.lock();
         state.conns.retain(|c| !c.sender.is_closed());
-        let Some(best) = state
-            .conns
-            .iter()
-            .min_by_key(|c| c.in_flight.load(Ordering::Relaxed))
-            .cloned()
-        else {
+        let Some(best) = state.conns.iter().min_by_key(|c| c.in_flight.load(Ordering::Relaxed)).cloned() else {
             return Pick::Grow(None);
         };
         let load = best.in_flight.load(Ordering::Relaxed);
         let server_limit = best.server_limit.load(Ordering::Relaxed);
         // 1 is the limit we assume until the server's SETTINGS arrive: not the server's word.
-        let target = if server_limit > 1 {
-            config.max_streams_per_connection.min(server_limit)
-        } else {
-            config.max_streams_per_connection
-        };
+        let target = if server_limit > 1 { config.max_streams_per_connection.min(server_limit) } else { config.max_streams_per_connection };
         let full = state.conns.len() >= config.max_connections;
         let lease = Lease::new(best);
-        if load < target || full {
-            Pick::Use(lease)
-        } else {
-            Pick::Grow(Some(lease))
-        }
+        if load < target || full { Pick::Use(lease) } else { Pick::Grow(Some(lease)) }
     }
 
     fn add(&self, sender: SendRequest<Full<Bytes>>, server_limit: Arc<AtomicUsize>) -> Lease {
-        let conn = Arc::new(Conn {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            sender,
-            server_limit,
-            in_flight: AtomicUsize::new(0),
-        });
+        let conn =
+            Arc::new(Conn { id: self.next_id.fetch_add(1, Ordering::Relaxed), sender, server_limit, in_flight: AtomicUsize::new(0) });
         let lease = Lease::new(Arc::clone(&conn));
         let mut state = self.lock();
         state.conns.push(conn);
@@ -1075,88 +936,40 @@ mod tests {
         let client = client_for(&mock, &fixture().push, fast_config());
         let hex_of = |i| hex::encode(token(i));
 
-        mock.respond_to(
-            &hex_of(10),
-            vec![MockResponse::error(400, "BadDeviceToken")],
-        );
-        mock.respond_to(
-            &hex_of(11),
-            vec![MockResponse::unregistered(1_700_000_000_123)],
-        );
-        mock.respond_to(
-            &hex_of(12),
-            vec![MockResponse::error(429, "TooManyRequests")],
-        );
-        mock.respond_to(
-            &hex_of(13),
-            vec![MockResponse::error(500, "InternalServerError"); 3],
-        );
-        mock.respond_to(
-            &hex_of(14),
-            vec![MockResponse::error(503, "ServiceUnavailable").with_retry_after(1); 3],
-        );
-        mock.respond_to(
-            &hex_of(15),
-            vec![MockResponse::error(413, "PayloadTooLarge")],
-        );
+        mock.respond_to(&hex_of(10), vec![MockResponse::error(400, "BadDeviceToken")]);
+        mock.respond_to(&hex_of(11), vec![MockResponse::unregistered(1_700_000_000_123)]);
+        mock.respond_to(&hex_of(12), vec![MockResponse::error(429, "TooManyRequests")]);
+        mock.respond_to(&hex_of(13), vec![MockResponse::error(500, "InternalServerError"); 3]);
+        mock.respond_to(&hex_of(14), vec![MockResponse::error(503, "ServiceUnavailable").with_retry_after(1); 3]);
+        mock.respond_to(&hex_of(15), vec![MockResponse::error(413, "PayloadTooLarge")]);
 
         let bad = client.push(&token(10), "m").await;
-        assert_eq!(
-            bad,
-            PushOutcome::BadRequest {
-                reason: "BadDeviceToken".into()
-            }
-        );
+        assert_eq!(bad, PushOutcome::BadRequest { reason: "BadDeviceToken".into() });
         assert!(bad.token_is_dead());
 
         let gone = client.push(&token(11), "m").await;
-        assert_eq!(
-            gone,
-            PushOutcome::Unregistered {
-                reason: "Unregistered".into(),
-                timestamp: Some(1_700_000_000_123)
-            }
-        );
+        assert_eq!(gone, PushOutcome::Unregistered { reason: "Unregistered".into(), timestamp: Some(1_700_000_000_123) });
 
         let started = Instant::now();
         assert!(client.push(&token(12), "m").await.is_delivered());
 
         let busy = client.push(&token(13), "m").await;
-        assert_eq!(
-            busy,
-            PushOutcome::RetryLater {
-                status: 500,
-                reason: "InternalServerError".into(),
-                retry_after: None
-            }
-        );
+        assert_eq!(busy, PushOutcome::RetryLater { status: 500, reason: "InternalServerError".into(), retry_after: None });
         let unavailable = client.push(&token(14), "m").await;
         assert_eq!(
             unavailable,
-            PushOutcome::RetryLater {
-                status: 503,
-                reason: "ServiceUnavailable".into(),
-                retry_after: Some(Duration::from_secs(1))
-            }
+            PushOutcome::RetryLater { status: 503, reason: "ServiceUnavailable".into(), retry_after: Some(Duration::from_secs(1)) }
         );
         // Backoff is bounded by max_backoff (Retry-After: 1 s is not slept in full).
         assert!(started.elapsed() < Duration::from_secs(2));
 
         let large = client.push(&token(15), "m").await;
-        assert_eq!(
-            large,
-            PushOutcome::BadRequest {
-                reason: "PayloadTooLarge".into()
-            }
-        );
+        assert_eq!(large, PushOutcome::BadRequest { reason: "PayloadTooLarge".into() });
 
-        let attempts: HashMap<String, usize> =
-            mock.received()
-                .into_iter()
-                .fold(HashMap::new(), |mut m, r| {
-                    *m.entry(r.token_hex).or_default() += 1;
-                    m
-                });
+        let attempts: HashMap<String, usize> = mock.received().into_iter().fold(HashMap::new(), |mut m, r| {
+            *m.entry(r.token_hex).or_default() += 1;
+            m
+        });
         assert_eq!(attempts[&hex_of(10)], 1, "400 is not retried");
         assert_eq!(attempts[&hex_of(11)], 1, "410 is not retried");
         assert_eq!(attempts[&hex_of(12)], 2, "429 then 200");
@@ -1174,13 +987,7 @@ mod tests {
         let stranger = PushCertificate::from_x509(cert, key).expect("import");
         let client = client_for(&mock, &stranger, fast_config());
         let outcome = client.push(&token(1), "m").await;
-        assert_eq!(
-            outcome,
-            PushOutcome::CertificateProblem {
-                status: 403,
-                reason: "BadCertificate".into()
-            }
-        );
+        assert_eq!(outcome, PushOutcome::CertificateProblem { status: 403, reason: "BadCertificate".into() });
         assert_eq!(mock.requests(), 1, "403 is not retried");
         assert_eq!(mock.count(), 0, "rejected requests are not recorded");
         mock.stop().await;
@@ -1193,13 +1000,7 @@ mod tests {
         wrong.topic = format!("com.apple.mgmt.External.{}", uuid::Uuid::new_v4());
         let client = client_for(&mock, &wrong, fast_config());
         let outcome = client.push(&token(1), "m").await;
-        assert_eq!(
-            outcome,
-            PushOutcome::CertificateProblem {
-                status: 400,
-                reason: "TopicDisallowed".into()
-            }
-        );
+        assert_eq!(outcome, PushOutcome::CertificateProblem { status: 400, reason: "TopicDisallowed".into() });
         assert_eq!(mock.requests(), 1);
         mock.stop().await;
     }
@@ -1216,11 +1017,7 @@ mod tests {
         assert_eq!(mock.connections(), 1, "one HTTP/2 connection");
         let mut seen: HashMap<String, String> = HashMap::new();
         for r in mock.received() {
-            assert!(
-                seen.insert(r.token_hex.clone(), r.push_magic).is_none(),
-                "token {} received twice",
-                r.token_hex
-            );
+            assert!(seen.insert(r.token_hex.clone(), r.push_magic).is_none(), "token {} received twice", r.token_hex);
         }
         for (tok, magic) in &items {
             assert_eq!(seen.get(&hex::encode(tok)), Some(magic));
@@ -1243,8 +1040,7 @@ mod tests {
         let failed: Vec<_> = outcomes.iter().filter(|o| !o.is_delivered()).collect();
         assert!(failed.is_empty(), "not delivered: {failed:?}");
         assert!(mock.connections() >= 2, "reconnected");
-        let seen: std::collections::HashSet<String> =
-            mock.received().into_iter().map(|r| r.token_hex).collect();
+        let seen: std::collections::HashSet<String> = mock.received().into_iter().map(|r| r.token_hex).collect();
         for (tok, _) in &items {
             assert!(seen.contains(&hex::encode(tok)));
         }
@@ -1267,19 +1063,9 @@ mod tests {
         config.max_concurrent_streams = 4;
         config.latency = Some(Duration::from_millis(5));
         let mock = MockApns::start_with(config).await.expect("mock");
-        let client = client_for(
-            &mock,
-            &fixture().push,
-            ApnsConfig {
-                max_connections: 2,
-                ..fast_config()
-            },
-        );
+        let client = client_for(&mock, &fixture().push, ApnsConfig { max_connections: 2, ..fast_config() });
         let outcomes = client.push_many(batch(60), 60).await;
-        assert!(
-            outcomes.iter().all(PushOutcome::is_delivered),
-            "{outcomes:?}"
-        );
+        assert!(outcomes.iter().all(PushOutcome::is_delivered), "{outcomes:?}");
         assert!(mock.max_concurrent_streams_seen() <= 4);
         assert!(mock.connections() <= 2);
         assert_eq!(mock.count(), 60);
@@ -1293,20 +1079,10 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let client = ApnsClient::with_config(
-            &format!("https://127.0.0.1:{port}"),
-            &fixture().push,
-            None,
-            fast_config(),
-        )
-        .expect("client");
+        let client = ApnsClient::with_config(&format!("https://127.0.0.1:{port}"), &fixture().push, None, fast_config()).expect("client");
         let started = Instant::now();
         let outcomes = client.push_many(batch(500), 50).await;
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, PushOutcome::ConnectionFailed { .. }))
-        );
+        assert!(outcomes.iter().all(|o| matches!(o, PushOutcome::ConnectionFailed { .. })));
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
@@ -1314,8 +1090,7 @@ mod tests {
     async fn untrusted_server_certificate_is_refused() {
         let mock = mock().await;
         // No extra CA: the mock's throwaway CA is not in the system roots.
-        let client = ApnsClient::with_config(&mock.url(), &fixture().push, None, fast_config())
-            .expect("client");
+        let client = ApnsClient::with_config(&mock.url(), &fixture().push, None, fast_config()).expect("client");
         match client.push(&token(1), "m").await {
             PushOutcome::ConnectionFailed { error } => {
                 assert!(error.contains("not trusted"), "{error}")
@@ -1341,28 +1116,14 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let push = &fixture().push;
-        for bad in [
-            "http://api.push.apple.com",
-            "api.push.apple.com",
-            "https://api.push.apple.com/3/device",
-            "https://user@host",
-        ] {
-            assert!(
-                matches!(
-                    ApnsClient::new(bad, push, None),
-                    Err(ApnsError::InvalidUrl { .. })
-                ),
-                "{bad}"
-            );
+        for bad in ["http://api.push.apple.com", "api.push.apple.com", "https://api.push.apple.com/3/device", "https://user@host"] {
+            assert!(matches!(ApnsClient::new(bad, push, None), Err(ApnsError::InvalidUrl { .. })), "{bad}");
         }
         let ok = parse_url("https://[::1]:2197/").expect("ipv6");
         assert_eq!((ok.host.as_str(), ok.port), ("::1", 2197));
         let prod = parse_url(APNS_PRODUCTION_URL).expect("prod");
         assert_eq!((prod.host.as_str(), prod.port), ("api.push.apple.com", 443));
-        assert!(matches!(
-            ApnsClient::new(APNS_PRODUCTION_URL, push, Some(b"no pem here")),
-            Err(ApnsError::EmptyExtraCa)
-        ));
+        assert!(matches!(ApnsClient::new(APNS_PRODUCTION_URL, push, Some(b"no pem here")), Err(ApnsError::EmptyExtraCa)));
     }
 
     #[test]
@@ -1371,11 +1132,7 @@ mod tests {
             APNS_PRODUCTION_URL,
             &fixture().push,
             None,
-            ApnsConfig {
-                base_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-                ..ApnsConfig::default()
-            },
+            ApnsConfig { base_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), ..ApnsConfig::default() },
         )
         .expect("client");
         for _ in 0..20 {
@@ -1384,10 +1141,7 @@ mod tests {
             let third = client.backoff(3, None);
             assert!((Duration::from_millis(200)..=Duration::from_millis(400)).contains(&third));
             assert_eq!(client.backoff(10, None), Duration::from_secs(1));
-            assert_eq!(
-                client.backoff(1, Some(Duration::from_millis(700))),
-                Duration::from_millis(700)
-            );
+            assert_eq!(client.backoff(1, Some(Duration::from_millis(700))), Duration::from_millis(700));
         }
         assert_eq!(short("abcdef0123456789"), "abcdef01…");
         assert_eq!(short("abc"), "abc");

@@ -54,9 +54,7 @@ pub enum PushCertError {
     },
     /// The subject's `UID` does not start with `com.apple.mgmt.`: it is some other APNs
     /// certificate (an app's, for instance), not an MDM push certificate.
-    #[error(
-        "not an MDM push certificate: its topic {topic:?} does not start with \"com.apple.mgmt.\""
-    )]
+    #[error("not an MDM push certificate: its topic {topic:?} does not start with \"com.apple.mgmt.\"")]
     NotMdmTopic {
         /// The `UID` found in the subject.
         topic: String,
@@ -112,8 +110,7 @@ impl PushCertificate {
     /// matches the private key is taken. A DER certificate is accepted too.
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<PushCertificate, PushCertError> {
         let certs = read_certificates(cert_pem)?;
-        let key = PKey::private_key_from_pem(key_pem)
-            .map_err(|e| PushCertError::UnreadableKey(first_error(&e)))?;
+        let key = PKey::private_key_from_pem(key_pem).map_err(|e| PushCertError::UnreadableKey(first_error(&e)))?;
         Self::from_candidates(certs, key)
     }
 
@@ -123,15 +120,10 @@ impl PushCertificate {
     /// provider is loaded on first use when it is available.
     pub fn from_p12(der: &[u8], password: &str) -> Result<PushCertificate, PushCertError> {
         load_legacy_provider();
-        let p12 =
-            Pkcs12::from_der(der).map_err(|e| PushCertError::UnreadableP12(first_error(&e)))?;
-        let parsed = p12.parse2(password).map_err(|e| {
-            if is_mac_failure(&e) {
-                PushCertError::WrongPassword
-            } else {
-                PushCertError::UnreadableP12(first_error(&e))
-            }
-        })?;
+        let p12 = Pkcs12::from_der(der).map_err(|e| PushCertError::UnreadableP12(first_error(&e)))?;
+        let parsed = p12
+            .parse2(password)
+            .map_err(|e| if is_mac_failure(&e) { PushCertError::WrongPassword } else { PushCertError::UnreadableP12(first_error(&e)) })?;
         let key = parsed.pkey.ok_or(PushCertError::MissingKey)?;
         let mut certs: Vec<X509> = parsed.cert.into_iter().collect();
         if let Some(chain) = parsed.ca {
@@ -149,23 +141,14 @@ impl PushCertificate {
         Self::from_candidates(vec![cert], key)
     }
 
-    fn from_candidates(
-        certs: Vec<X509>,
-        key: PKey<Private>,
-    ) -> Result<PushCertificate, PushCertError> {
-        let position = certs.iter().position(|c| {
-            c.public_key()
-                .map(|public| public.public_eq(&key))
-                .unwrap_or(false)
-        });
+    fn from_candidates(certs: Vec<X509>, key: PKey<Private>) -> Result<PushCertificate, PushCertError> {
+        let position = certs.iter().position(|c| c.public_key().map(|public| public.public_eq(&key)).unwrap_or(false));
         // Comparing keys of different types leaves errors on OpenSSL's thread-local queue,
         // where a later TLS operation on this thread would find them: drain it.
         let _ = ErrorStack::get();
         let key_matches = position.is_some();
         let Some(cert) = certs.into_iter().nth(position.unwrap_or(0)) else {
-            return Err(PushCertError::UnreadableCertificate(
-                "no certificate found".to_owned(),
-            ));
+            return Err(PushCertError::UnreadableCertificate("no certificate found".to_owned()));
         };
         // Say "not an MDM push certificate" before "wrong key": it is the more basic mistake.
         let topic = topic_of(&cert)?;
@@ -195,24 +178,14 @@ impl PushCertificate {
     /// The certificate and the private key (PKCS#8), both PEM, for storing.
     pub fn to_pem_pair(&self) -> (Vec<u8>, Vec<u8>) {
         // Serialising an in-memory certificate or key only fails when OpenSSL cannot allocate.
-        let cert = self
-            .cert
-            .to_pem()
-            .expect("OpenSSL could not serialise a parsed certificate");
-        let key = self
-            .key
-            .private_key_to_pem_pkcs8()
-            .expect("OpenSSL could not serialise a parsed private key");
+        let cert = self.cert.to_pem().expect("OpenSSL could not serialise a parsed certificate");
+        let key = self.key.private_key_to_pem_pkcs8().expect("OpenSSL could not serialise a parsed private key");
         (cert, key)
     }
 
     /// A `.p12` export (modern encryption) protected by `password`.
     pub fn to_p12(&self, password: &str) -> Result<Vec<u8>, PushCertError> {
-        let p12 = Pkcs12::builder()
-            .name(&self.topic)
-            .pkey(&self.key)
-            .cert(&self.cert)
-            .build2(password)?;
+        let p12 = Pkcs12::builder().name(&self.topic).pkey(&self.key).cert(&self.cert).build2(password)?;
         Ok(p12.to_der()?)
     }
 }
@@ -222,15 +195,9 @@ impl PushCertificate {
 pub fn topic_of(cert: &X509) -> Result<String, PushCertError> {
     let subject = cert.subject_name();
     let Some(entry) = subject.entries_by_nid(Nid::USERID).next() else {
-        return Err(PushCertError::NoTopic {
-            subject: subject_line(subject),
-        });
+        return Err(PushCertError::NoTopic { subject: subject_line(subject) });
     };
-    let topic = entry
-        .data()
-        .to_string()
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
+    let topic = entry.data().to_string().map(|s| s.trim().to_owned()).map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
     if topic.len() <= MDM_TOPIC_PREFIX.len() || !topic.starts_with(MDM_TOPIC_PREFIX) {
         return Err(PushCertError::NotMdmTopic { topic });
     }
@@ -239,16 +206,13 @@ pub fn topic_of(cert: &X509) -> Result<String, PushCertError> {
 
 /// Every certificate in `bytes`: PEM blocks, else one DER certificate.
 fn read_certificates(bytes: &[u8]) -> Result<Vec<X509>, PushCertError> {
-    let pem = X509::stack_from_pem(bytes)
-        .map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
+    let pem = X509::stack_from_pem(bytes).map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
     if !pem.is_empty() {
         return Ok(pem);
     }
-    X509::from_der(bytes).map(|c| vec![c]).map_err(|_| {
-        PushCertError::UnreadableCertificate(
-            "no PEM CERTIFICATE block and not a DER certificate".to_owned(),
-        )
-    })
+    X509::from_der(bytes)
+        .map(|c| vec![c])
+        .map_err(|_| PushCertError::UnreadableCertificate("no PEM CERTIFICATE block and not a DER certificate".to_owned()))
 }
 
 /// `UID=…, CN=…, C=US`, in the subject's order.
@@ -275,20 +239,13 @@ fn asn1_to_utc(time: &Asn1TimeRef) -> Result<DateTime<Utc>, ErrorStack> {
 fn first_error(e: &ErrorStack) -> String {
     e.errors()
         .first()
-        .map(|err| {
-            err.reason()
-                .map(str::to_owned)
-                .unwrap_or_else(|| err.to_string())
-        })
+        .map(|err| err.reason().map(str::to_owned).unwrap_or_else(|| err.to_string()))
         .unwrap_or_else(|| "unknown OpenSSL error".to_owned())
 }
 
 /// A PKCS#12 MAC check failure: the password is wrong.
 fn is_mac_failure(e: &ErrorStack) -> bool {
-    e.errors().iter().any(|err| {
-        err.reason()
-            .is_some_and(|r| r.contains("mac verify failure"))
-    })
+    e.errors().iter().any(|err| err.reason().is_some_and(|r| r.contains("mac verify failure")))
 }
 
 /// Loads OpenSSL 3's "legacy" provider (RC2, 3DES-based `.p12` files, as older macOS Keychain
@@ -344,11 +301,7 @@ mod tests {
     fn generated_certificate_reads_from_pem_with_expiry() {
         let topic = test_topic();
         let (cert, key, _ca, _ca_key) = test_push_certificate(&topic, 30);
-        let push = PushCertificate::from_pem(
-            &cert.to_pem().expect("pem"),
-            &key.private_key_to_pem_pkcs8().expect("pem"),
-        )
-        .expect("import");
+        let push = PushCertificate::from_pem(&cert.to_pem().expect("pem"), &key.private_key_to_pem_pkcs8().expect("pem")).expect("import");
         assert_eq!(push.topic, topic);
         let uuid = topic.trim_start_matches("com.apple.mgmt.External.");
         assert_eq!(push.subject, format!("UID={topic}, CN=APSP:{uuid}, C=US"));
@@ -375,10 +328,7 @@ mod tests {
         let now = Utc::now();
         assert!(push.is_expired(now));
         assert_eq!(push.days_left(now), -10);
-        let fixed = Utc
-            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
-            .single()
-            .expect("date");
+        let fixed = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("date");
         assert!(push.days_left(fixed) > 0);
     }
 
@@ -424,10 +374,7 @@ mod tests {
         };
         let push = PushCertificate::from_p12(&p12, "legacy-pass").expect("legacy import");
         assert!(push.topic.starts_with(MDM_TOPIC_PREFIX));
-        assert!(matches!(
-            PushCertificate::from_p12(&p12, "nope"),
-            Err(PushCertError::WrongPassword)
-        ));
+        assert!(matches!(PushCertificate::from_p12(&p12, "nope"), Err(PushCertError::WrongPassword)));
     }
 
     #[test]
@@ -461,14 +408,8 @@ mod tests {
 
     #[test]
     fn unreadable_pem_is_refused() {
-        assert!(matches!(
-            PushCertificate::from_pem(b"hello", b"world"),
-            Err(PushCertError::UnreadableCertificate(_))
-        ));
+        assert!(matches!(PushCertificate::from_pem(b"hello", b"world"), Err(PushCertError::UnreadableCertificate(_))));
         let (cert, _, _, _) = test_push_certificate(&test_topic(), 365);
-        assert!(matches!(
-            PushCertificate::from_pem(&cert.to_pem().expect("pem"), b"not a key"),
-            Err(PushCertError::UnreadableKey(_))
-        ));
+        assert!(matches!(PushCertificate::from_pem(&cert.to_pem().expect("pem"), b"not a key"), Err(PushCertError::UnreadableKey(_))));
     }
 }

@@ -75,12 +75,7 @@ pub struct MockConfig {
 impl MockConfig {
     /// Defaults: 1000 streams per connection, no latency, recording on.
     pub fn new(client_issuer: X509) -> MockConfig {
-        MockConfig {
-            client_issuer,
-            max_concurrent_streams: 1000,
-            latency: None,
-            record: true,
-        }
+        MockConfig { client_issuer, max_concurrent_streams: 1000, latency: None, record: true }
     }
 }
 
@@ -100,30 +95,17 @@ pub struct MockResponse {
 impl MockResponse {
     /// `200`.
     pub fn ok() -> MockResponse {
-        MockResponse {
-            status: 200,
-            reason: None,
-            retry_after: None,
-            timestamp: None,
-        }
+        MockResponse { status: 200, reason: None, retry_after: None, timestamp: None }
     }
 
     /// An error `status` with Apple's `reason`.
     pub fn error(status: u16, reason: &str) -> MockResponse {
-        MockResponse {
-            status,
-            reason: Some(reason.to_owned()),
-            retry_after: None,
-            timestamp: None,
-        }
+        MockResponse { status, reason: Some(reason.to_owned()), retry_after: None, timestamp: None }
     }
 
     /// `410 Unregistered` with `timestamp` (milliseconds since the epoch).
     pub fn unregistered(timestamp: i64) -> MockResponse {
-        MockResponse {
-            timestamp: Some(timestamp),
-            ..MockResponse::error(410, "Unregistered")
-        }
+        MockResponse { timestamp: Some(timestamp), ..MockResponse::error(410, "Unregistered") }
     }
 
     /// This response with a `Retry-After: seconds` header.
@@ -177,9 +159,7 @@ pub struct MockApns {
 
 impl fmt::Debug for MockApns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockApns")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        f.debug_struct("MockApns").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
@@ -231,13 +211,9 @@ impl MockApns {
     pub async fn start_with(config: MockConfig) -> io::Result<MockApns> {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (ca, ca_key) = testing::test_ca("Lanyard Mock APNs CA").map_err(io::Error::other)?;
-        let (server_cert, server_key) =
-            testing::test_server_certificate(&ca, &ca_key, ip).map_err(io::Error::other)?;
+        let (server_cert, server_key) = testing::test_server_certificate(&ca, &ca_key, ip).map_err(io::Error::other)?;
         let acceptor = build_acceptor(&server_cert, &server_key).map_err(io::Error::other)?;
-        let issuer_key = config
-            .client_issuer
-            .public_key()
-            .map_err(io::Error::other)?;
+        let issuer_key = config.client_issuer.public_key().map_err(io::Error::other)?;
         let ca_pem = ca.to_pem().map_err(io::Error::other)?;
 
         let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
@@ -260,20 +236,9 @@ impl MockApns {
             max_streams_seen: AtomicUsize::new(0),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            Arc::new(acceptor),
-            Arc::clone(&shared),
-            shutdown_rx,
-        ));
+        let task = tokio::spawn(accept_loop(listener, Arc::new(acceptor), Arc::clone(&shared), shutdown_rx));
         debug!(%addr, "mock APNs listening");
-        Ok(MockApns {
-            shared,
-            addr,
-            ca_pem,
-            shutdown,
-            task: Some(task),
-        })
+        Ok(MockApns { shared, addr, ca_pem, shutdown, task: Some(task) })
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -314,18 +279,13 @@ impl MockApns {
     fn arm_disconnect(&self, n_requests: usize, mode: Disconnect) {
         let shared = &self.shared;
         shared.disconnect_mode.store(mode as u8, Ordering::SeqCst);
-        let at = shared
-            .accepted
-            .load(Ordering::SeqCst)
-            .saturating_add(n_requests.max(1));
+        let at = shared.accepted.load(Ordering::SeqCst).saturating_add(n_requests.max(1));
         shared.disconnect_at.store(at, Ordering::SeqCst);
     }
 
     /// Sets the delay before each answer (`None`: answer at once).
     pub fn set_latency(&self, latency: Option<Duration>) {
-        self.shared
-            .latency_us
-            .store(duration_us(latency), Ordering::Relaxed);
+        self.shared.latency_us.store(duration_us(latency), Ordering::Relaxed);
     }
 
     /// Every accepted request so far, in arrival order (empty when recording is off).
@@ -380,32 +340,19 @@ fn duration_us(d: Option<Duration>) -> u64 {
     d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-fn build_acceptor(
-    cert: &X509,
-    key: &PKey<openssl::pkey::Private>,
-) -> Result<SslAcceptor, openssl::error::ErrorStack> {
+fn build_acceptor(cert: &X509, key: &PKey<openssl::pkey::Private>) -> Result<SslAcceptor, openssl::error::ErrorStack> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_certificate(cert)?;
     b.set_private_key(key)?;
     b.check_private_key()?;
-    b.set_alpn_select_callback(|_, offered| {
-        openssl::ssl::select_next_proto(b"\x02h2", offered).ok_or(AlpnError::ALERT_FATAL)
-    });
+    b.set_alpn_select_callback(|_, offered| openssl::ssl::select_next_proto(b"\x02h2", offered).ok_or(AlpnError::ALERT_FATAL));
     // A client certificate is required, but any issuer passes the handshake: the issuer is
     // checked per request so that a wrong one gets APNs' 403 rather than a TLS alert.
-    b.set_verify_callback(
-        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-        |_, _| true,
-    );
+    b.set_verify_callback(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, |_, _| true);
     Ok(b.build())
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: Arc<SslAcceptor>,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, acceptor: Arc<SslAcceptor>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -429,20 +376,12 @@ async fn accept_loop(
     }
     drop(listener);
     let drain = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(2), drain)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(Duration::from_secs(2), drain).await.is_err() {
         conns.shutdown().await;
     }
 }
 
-async fn serve_connection(
-    tcp: TcpStream,
-    acceptor: Arc<SslAcceptor>,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_connection(tcp: TcpStream, acceptor: Arc<SslAcceptor>, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let _ = tcp.set_nodelay(true);
     let Ok(ssl) = Ssl::new(acceptor.context()) else {
         return;
@@ -464,19 +403,13 @@ async fn serve_connection(
     }
     let identity = check_client(tls.ssl().peer_certificate(), &shared);
     let id = shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    let state = Arc::new(ConnState {
-        id,
-        identity,
-        in_flight: AtomicUsize::new(0),
-    });
+    let state = Arc::new(ConnState { id, identity, in_flight: AtomicUsize::new(0) });
 
     let mut disconnect = shared.disconnect.subscribe();
     let service_shared = Arc::clone(&shared);
-    let service =
-        service_fn(move |request| handle(request, Arc::clone(&service_shared), Arc::clone(&state)));
-    let connection = http2::Builder::new(TokioExecutor::new())
-        .max_concurrent_streams(shared.max_streams)
-        .serve_connection(TokioIo::new(tls), service);
+    let service = service_fn(move |request| handle(request, Arc::clone(&service_shared), Arc::clone(&state)));
+    let connection =
+        http2::Builder::new(TokioExecutor::new()).max_concurrent_streams(shared.max_streams).serve_connection(TokioIo::new(tls), service);
     tokio::pin!(connection);
 
     let mode = tokio::select! {
@@ -520,23 +453,15 @@ fn client_identity(peer: Option<X509>, shared: &Shared) -> ClientIdentity {
     let Some(cert) = peer else {
         return ClientIdentity::Invalid("no client certificate".to_owned());
     };
-    let same_issuer = cert
-        .issuer_name()
-        .try_cmp(shared.issuer.subject_name())
-        .map(|o| o.is_eq())
-        .unwrap_or(false);
+    let same_issuer = cert.issuer_name().try_cmp(shared.issuer.subject_name()).map(|o| o.is_eq()).unwrap_or(false);
     if !same_issuer || !cert.verify(&shared.issuer_key).unwrap_or(false) {
         return ClientIdentity::Invalid("client certificate not issued by the push CA".to_owned());
     }
-    let in_validity = Asn1Time::days_from_now(0)
-        .map(|now| cert.not_before() <= now && now <= cert.not_after())
-        .unwrap_or(false);
+    let in_validity = Asn1Time::days_from_now(0).map(|now| cert.not_before() <= now && now <= cert.not_after()).unwrap_or(false);
     if !in_validity {
         return ClientIdentity::Invalid("client certificate expired or not yet valid".to_owned());
     }
-    ClientIdentity::Valid {
-        topic: topic_of(&cert).ok(),
-    }
+    ClientIdentity::Valid { topic: topic_of(&cert).ok() }
 }
 
 /// Counts a request in flight on its connection for as long as it lives.
@@ -556,31 +481,19 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(
-    request: Request<Incoming>,
-    shared: Arc<Shared>,
-    conn: Arc<ConnState>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(request: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Result<Response<Full<Bytes>>, Infallible> {
     let _in_flight = InFlight::enter(&conn, &shared);
     shared.requests.fetch_add(1, Ordering::Relaxed);
     let latency = shared.latency_us.load(Ordering::Relaxed);
     if latency > 0 {
         tokio::time::sleep(Duration::from_micros(latency)).await;
     }
-    let apns_id = request
-        .headers()
-        .get("apns-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let apns_id = request.headers().get("apns-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let answer = match accept(request, &conn).await {
         Ok(push) => answer_accepted(push, &shared),
         Err(rejection) => rejection,
     };
-    let apns_id = answer
-        .apns_id
-        .clone()
-        .or(apns_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let apns_id = answer.apns_id.clone().or(apns_id).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     Ok(answer.into_response(apns_id))
 }
 
@@ -595,13 +508,7 @@ struct Answer {
 
 impl Answer {
     fn reject(status: u16, reason: &str) -> Answer {
-        Answer {
-            status,
-            reason: Some(reason.to_owned()),
-            retry_after: None,
-            timestamp: None,
-            apns_id: None,
-        }
+        Answer { status, reason: Some(reason.to_owned()), retry_after: None, timestamp: None, apns_id: None }
     }
 
     fn into_response(self, apns_id: String) -> Response<Full<Bytes>> {
@@ -617,18 +524,14 @@ impl Answer {
             Bytes::new()
         } else {
             builder = builder.header(CONTENT_TYPE, "application/json");
-            let reason = self
-                .reason
-                .unwrap_or_else(|| default_reason(self.status).to_owned());
+            let reason = self.reason.unwrap_or_else(|| default_reason(self.status).to_owned());
             let mut json = serde_json::json!({ "reason": reason });
             if let Some(ts) = self.timestamp {
                 json["timestamp"] = ts.into();
             }
             Bytes::from(json.to_string())
         };
-        builder
-            .body(Full::new(body))
-            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        builder.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
     }
 }
 
@@ -684,14 +587,7 @@ async fn accept(request: Request<Incoming>, conn: &ConnState) -> Result<Accepted
     };
 
     let headers = request.headers();
-    for name in [
-        "apns-topic",
-        "apns-push-type",
-        "apns-priority",
-        "apns-expiration",
-        "apns-id",
-        "apns-collapse-id",
-    ] {
+    for name in ["apns-topic", "apns-push-type", "apns-priority", "apns-expiration", "apns-id", "apns-collapse-id"] {
         if headers.get_all(name).iter().count() > 1 {
             return Err(Answer::reject(400, "DuplicateHeaders"));
         }
@@ -729,10 +625,7 @@ async fn accept(request: Request<Incoming>, conn: &ConnState) -> Result<Accepted
     };
     let (topic, push_type) = (topic.to_owned(), push_type.to_owned());
 
-    let body = match Limited::new(request.into_body(), MAX_PAYLOAD)
-        .collect()
-        .await
-    {
+    let body = match Limited::new(request.into_body(), MAX_PAYLOAD).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return Err(Answer::reject(413, "PayloadTooLarge"));
@@ -742,9 +635,8 @@ async fn accept(request: Request<Incoming>, conn: &ConnState) -> Result<Accepted
     if body.is_empty() {
         return Err(Answer::reject(400, "PayloadEmpty"));
     }
-    let push_magic = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("mdm").and_then(|m| m.as_str()).map(str::to_owned));
+    let push_magic =
+        serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("mdm").and_then(|m| m.as_str()).map(str::to_owned));
     let Some(push_magic) = push_magic else {
         return Err(Answer::reject(400, "BadPayload"));
     };
@@ -768,9 +660,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Answers an accepted request (script or 200), records it, and fires a pending disconnect.
 fn answer_accepted(push: Accepted, shared: &Shared) -> Answer {
     let scripted = if shared.has_scripts.load(Ordering::Acquire) {
-        lock(&shared.scripts)
-            .get_mut(&push.token_hex)
-            .and_then(VecDeque::pop_front)
+        lock(&shared.scripts).get_mut(&push.token_hex).and_then(VecDeque::pop_front)
     } else {
         None
     };
@@ -792,20 +682,11 @@ fn answer_accepted(push: Accepted, shared: &Shared) -> Answer {
     }
     let accepted = shared.accepted.fetch_add(1, Ordering::SeqCst) + 1;
     if accepted == shared.disconnect_at.load(Ordering::SeqCst)
-        && shared
-            .disconnect_at
-            .compare_exchange(accepted, usize::MAX, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
+        && shared.disconnect_at.compare_exchange(accepted, usize::MAX, Ordering::SeqCst, Ordering::SeqCst).is_ok()
     {
         shared.disconnect.send_modify(|epoch| *epoch += 1);
     }
-    Answer {
-        status: response.status,
-        reason: response.reason,
-        retry_after: response.retry_after,
-        timestamp: response.timestamp,
-        apns_id,
-    }
+    Answer { status: response.status, reason: response.reason, retry_after: response.retry_after, timestamp: response.timestamp, apns_id }
 }
 
 // ---- benchmark ------------------------------------------------------------------------------
@@ -860,35 +741,25 @@ pub async fn bench_push(n: usize) -> io::Result<BenchReport> {
 }
 
 /// [`bench_push`] with explicit concurrency and client tunables.
-pub async fn bench_push_with(
-    n: usize,
-    concurrency: usize,
-    config: ApnsConfig,
-) -> io::Result<BenchReport> {
+pub async fn bench_push_with(n: usize, concurrency: usize, config: ApnsConfig) -> io::Result<BenchReport> {
     let topic = format!("com.apple.mgmt.External.{}", uuid::Uuid::new_v4());
-    let (cert, key, ca, _) =
-        testing::try_test_push_certificate(&topic, 365).map_err(io::Error::other)?;
+    let (cert, key, ca, _) = testing::try_test_push_certificate(&topic, 365).map_err(io::Error::other)?;
     let push = PushCertificate::from_x509(cert, key).map_err(io::Error::other)?;
     let mut mock_config = MockConfig::new(ca);
     mock_config.record = false;
     let mock = MockApns::start_with(mock_config).await?;
-    let client = ApnsClient::with_config(&mock.url(), &push, Some(&mock.ca_pem()), config)
-        .map_err(io::Error::other)?;
+    let client = ApnsClient::with_config(&mock.url(), &push, Some(&mock.ca_pem()), config).map_err(io::Error::other)?;
 
     let token = |i: usize| {
         let mut t = vec![0x5au8; 32];
         t[..8].copy_from_slice(&(i as u64).to_be_bytes());
         t
     };
-    let warm_up: Vec<_> = (0..n.min(1000))
-        .map(|i| (token(usize::MAX - i), "warm-up".to_owned()))
-        .collect();
+    let warm_up: Vec<_> = (0..n.min(1000)).map(|i| (token(usize::MAX - i), "warm-up".to_owned())).collect();
     client.push_many(warm_up, concurrency).await;
     let before = mock.count();
 
-    let items: Vec<(Vec<u8>, String)> = (0..n)
-        .map(|i| (token(i), uuid::Uuid::new_v4().to_string()))
-        .collect();
+    let items: Vec<(Vec<u8>, String)> = (0..n).map(|i| (token(i), uuid::Uuid::new_v4().to_string())).collect();
     let started = Instant::now();
     let outcomes = client.push_many(items, concurrency).await;
     let elapsed = started.elapsed();
@@ -925,22 +796,12 @@ mod tests {
         let ca = X509::from_pem(&mock.ca_pem()).map_err(|e| e.to_string())?;
         b.cert_store_mut().add_cert(ca).map_err(|e| e.to_string())?;
         let connector = b.build();
-        let tcp = TcpStream::connect(mock.addr())
-            .await
-            .map_err(|e| e.to_string())?;
-        let ssl = connector
-            .configure()
-            .and_then(|c| c.into_ssl("127.0.0.1"))
-            .map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect(mock.addr()).await.map_err(|e| e.to_string())?;
+        let ssl = connector.configure().and_then(|c| c.into_ssl("127.0.0.1")).map_err(|e| e.to_string())?;
         let mut tls = SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
-        Pin::new(&mut tls)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
+        Pin::new(&mut tls).connect().await.map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(sender)
     }
@@ -952,36 +813,20 @@ mod tests {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, serde_json::Value) {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(format!("https://127.0.0.1{path}"));
+        let mut b = Request::builder().method(method).uri(format!("https://127.0.0.1{path}"));
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let request = b
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("request");
+        let request = b.body(Full::new(Bytes::from(body.to_owned()))).expect("request");
         let response = sender.send_request(request).await.expect("response");
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         (status, json)
     }
 
     /// Method, path, headers, body, expected status and reason.
-    type Case<'a> = (
-        Method,
-        String,
-        Vec<(&'a str, &'a str)>,
-        &'a str,
-        u16,
-        &'a str,
-    );
+    type Case<'a> = (Method, String, Vec<(&'a str, &'a str)>, &'a str, u16, &'a str);
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn malformed_requests_get_apples_reasons() {
@@ -990,89 +835,29 @@ mod tests {
         let topic = fixture().push.topic.as_str();
         let token = "ab".repeat(32);
         let path = format!("/3/device/{token}");
-        let good: Vec<(&str, &str)> = vec![
-            ("apns-topic", topic),
-            ("apns-push-type", "mdm"),
-            ("apns-priority", "10"),
-        ];
+        let good: Vec<(&str, &str)> = vec![("apns-topic", topic), ("apns-push-type", "mdm"), ("apns-priority", "10")];
         let body = r#"{"mdm":"magic"}"#;
 
         let cases: Vec<Case> = vec![
-            (
-                Method::GET,
-                path.clone(),
-                good.clone(),
-                body,
-                405,
-                "MethodNotAllowed",
-            ),
-            (
-                Method::POST,
-                "/3/other/x".into(),
-                good.clone(),
-                body,
-                404,
-                "BadPath",
-            ),
-            (
-                Method::POST,
-                "/3/device/".into(),
-                good.clone(),
-                body,
-                400,
-                "MissingDeviceToken",
-            ),
-            (
-                Method::POST,
-                "/3/device/abcd".into(),
-                good.clone(),
-                body,
-                400,
-                "BadDeviceToken",
-            ),
-            (
-                Method::POST,
-                format!("/3/device/{}", "zz".repeat(32)),
-                good.clone(),
-                body,
-                400,
-                "BadDeviceToken",
-            ),
+            (Method::GET, path.clone(), good.clone(), body, 405, "MethodNotAllowed"),
+            (Method::POST, "/3/other/x".into(), good.clone(), body, 404, "BadPath"),
+            (Method::POST, "/3/device/".into(), good.clone(), body, 400, "MissingDeviceToken"),
+            (Method::POST, "/3/device/abcd".into(), good.clone(), body, 400, "BadDeviceToken"),
+            (Method::POST, format!("/3/device/{}", "zz".repeat(32)), good.clone(), body, 400, "BadDeviceToken"),
+            (Method::POST, path.clone(), good[1..].to_vec(), body, 400, "MissingTopic"),
             (
                 Method::POST,
                 path.clone(),
-                good[1..].to_vec(),
-                body,
-                400,
-                "MissingTopic",
-            ),
-            (
-                Method::POST,
-                path.clone(),
-                vec![
-                    ("apns-topic", "com.apple.mgmt.other"),
-                    ("apns-push-type", "mdm"),
-                ],
+                vec![("apns-topic", "com.apple.mgmt.other"), ("apns-push-type", "mdm")],
                 body,
                 400,
                 "TopicDisallowed",
             ),
+            (Method::POST, path.clone(), vec![("apns-topic", topic), ("apns-push-type", "alert")], body, 400, "InvalidPushType"),
             (
                 Method::POST,
                 path.clone(),
-                vec![("apns-topic", topic), ("apns-push-type", "alert")],
-                body,
-                400,
-                "InvalidPushType",
-            ),
-            (
-                Method::POST,
-                path.clone(),
-                vec![
-                    ("apns-topic", topic),
-                    ("apns-topic", topic),
-                    ("apns-push-type", "mdm"),
-                ],
+                vec![("apns-topic", topic), ("apns-topic", topic), ("apns-push-type", "mdm")],
                 body,
                 400,
                 "DuplicateHeaders",
@@ -1080,11 +865,7 @@ mod tests {
             (
                 Method::POST,
                 path.clone(),
-                vec![
-                    ("apns-topic", topic),
-                    ("apns-push-type", "mdm"),
-                    ("apns-priority", "7"),
-                ],
+                vec![("apns-topic", topic), ("apns-push-type", "mdm"), ("apns-priority", "7")],
                 body,
                 400,
                 "BadPriority",
@@ -1092,11 +873,7 @@ mod tests {
             (
                 Method::POST,
                 path.clone(),
-                vec![
-                    ("apns-topic", topic),
-                    ("apns-push-type", "mdm"),
-                    ("apns-expiration", "soon"),
-                ],
+                vec![("apns-topic", topic), ("apns-push-type", "mdm"), ("apns-expiration", "soon")],
                 body,
                 400,
                 "BadExpirationDate",
@@ -1104,46 +881,21 @@ mod tests {
             (
                 Method::POST,
                 path.clone(),
-                vec![
-                    ("apns-topic", topic),
-                    ("apns-push-type", "mdm"),
-                    ("apns-id", "nope"),
-                ],
+                vec![("apns-topic", topic), ("apns-push-type", "mdm"), ("apns-id", "nope")],
                 body,
                 400,
                 "BadMessageId",
             ),
-            (
-                Method::POST,
-                path.clone(),
-                good.clone(),
-                "",
-                400,
-                "PayloadEmpty",
-            ),
-            (
-                Method::POST,
-                path.clone(),
-                good.clone(),
-                r#"{"aps":{}}"#,
-                400,
-                "BadPayload",
-            ),
+            (Method::POST, path.clone(), good.clone(), "", 400, "PayloadEmpty"),
+            (Method::POST, path.clone(), good.clone(), r#"{"aps":{}}"#, 400, "BadPayload"),
         ];
         for (method, path, headers, body, status, reason) in cases {
             let (got, json) = send(&mut h2, method.clone(), &path, &headers, body).await;
-            assert_eq!(
-                (got, json["reason"].as_str()),
-                (status, Some(reason)),
-                "{method} {path} {headers:?} {body:?}"
-            );
+            assert_eq!((got, json["reason"].as_str()), (status, Some(reason)), "{method} {path} {headers:?} {body:?}");
         }
         let big = format!(r#"{{"mdm":"{}"}}"#, "x".repeat(5000));
         let (got, json) = send(&mut h2, Method::POST, &path, &good, &big).await;
-        assert_eq!(
-            (got, json["reason"].as_str()),
-            (413, Some("PayloadTooLarge"))
-        );
+        assert_eq!((got, json["reason"].as_str()), (413, Some("PayloadTooLarge")));
         assert_eq!(mock.count(), 0, "nothing malformed is recorded");
 
         // A well-formed one with a client-chosen apns-id is echoed back.
@@ -1172,17 +924,8 @@ mod tests {
         let mock = MockApns::start(&fixture().ca).await.expect("mock");
         let mut h2 = raw_client(&mock, b"\x02h2").await.expect("connect");
         let token = "CD".repeat(32);
-        mock.respond_to(
-            &token,
-            vec![
-                MockResponse::error(429, "TooManyRequests").with_retry_after(3),
-                MockResponse::unregistered(42),
-            ],
-        );
-        let headers = [
-            ("apns-topic", fixture().push.topic.as_str()),
-            ("apns-push-type", "mdm"),
-        ];
+        mock.respond_to(&token, vec![MockResponse::error(429, "TooManyRequests").with_retry_after(3), MockResponse::unregistered(42)]);
+        let headers = [("apns-topic", fixture().push.topic.as_str()), ("apns-push-type", "mdm")];
         let path = format!("/3/device/{token}");
         let body = r#"{"mdm":"m"}"#;
         let (s1, j1) = send(&mut h2, Method::POST, &path, &headers, body).await;

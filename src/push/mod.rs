@@ -24,9 +24,7 @@ pub mod cert;
 pub mod mock;
 pub mod testing;
 
-pub use apns::{
-    APNS_PRODUCTION_URL, APNS_SANDBOX_URL, ApnsClient, ApnsConfig, ApnsError, PushOutcome,
-};
+pub use apns::{APNS_PRODUCTION_URL, APNS_SANDBOX_URL, ApnsClient, ApnsConfig, ApnsError, PushOutcome};
 pub use cert::{MDM_TOPIC_PREFIX, PushCertError, PushCertificate, topic_of};
 pub use mock::{BenchReport, MockApns, MockConfig, MockResponse, ReceivedPush, bench_push};
 pub use testing::{issue_test_push_certificate, test_push_certificate};

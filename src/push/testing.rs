@@ -17,8 +17,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
 use openssl::x509::{X509, X509Builder, X509Name, X509NameBuilder};
 
@@ -35,19 +34,12 @@ const DAY: i64 = 86_400;
 ///
 /// When OpenSSL fails to generate a key or sign (out of memory); use
 /// [`try_test_push_certificate`] to get the error instead.
-pub fn test_push_certificate(
-    topic: &str,
-    not_after_days: i64,
-) -> (X509, PKey<Private>, X509, PKey<Private>) {
-    try_test_push_certificate(topic, not_after_days)
-        .unwrap_or_else(|e| panic!("could not make a test push certificate: {e}"))
+pub fn test_push_certificate(topic: &str, not_after_days: i64) -> (X509, PKey<Private>, X509, PKey<Private>) {
+    try_test_push_certificate(topic, not_after_days).unwrap_or_else(|e| panic!("could not make a test push certificate: {e}"))
 }
 
 /// [`test_push_certificate`], returning OpenSSL's error instead of panicking.
-pub fn try_test_push_certificate(
-    topic: &str,
-    not_after_days: i64,
-) -> Result<(X509, PKey<Private>, X509, PKey<Private>), ErrorStack> {
+pub fn try_test_push_certificate(topic: &str, not_after_days: i64) -> Result<(X509, PKey<Private>, X509, PKey<Private>), ErrorStack> {
     let ca_key = PKey::from_rsa(Rsa::generate(2048)?)?;
     let ca = self_signed_ca("Lanyard Test Push CA", &ca_key)?;
     let (cert, key) = issue_test_push_certificate(&ca, &ca_key, topic, not_after_days)?;
@@ -76,13 +68,7 @@ pub fn issue_test_push_certificate(
     let not_before = (not_after - 365 * DAY).min(now - 3600);
 
     let mut b = leaf_builder(&name, &key, ca, not_before, not_after)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()?,
-    )?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
     b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
     let ctx = b.x509v3_context(Some(ca), None);
     let aki = AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?;
@@ -99,30 +85,17 @@ pub fn test_ca(common_name: &str) -> Result<(X509, PKey<Private>), ErrorStack> {
 }
 
 /// A TLS server certificate (EC P-256) for `ip` and `localhost`, issued by `ca`.
-pub fn test_server_certificate(
-    ca: &X509,
-    ca_key: &PKey<Private>,
-    ip: IpAddr,
-) -> Result<(X509, PKey<Private>), ErrorStack> {
+pub fn test_server_certificate(ca: &X509, ca_key: &PKey<Private>, ip: IpAddr) -> Result<(X509, PKey<Private>), ErrorStack> {
     let key = ec_key()?;
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, &ip.to_string())?;
     let name = name.build();
     let now = unix_now();
     let mut b = leaf_builder(&name, &key, ca, now - DAY, now + 3650 * DAY)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_agreement()
-            .build()?,
-    )?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().key_agreement().build()?)?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
     let ctx = b.x509v3_context(Some(ca), None);
-    let san = SubjectAlternativeName::new()
-        .ip(&ip.to_string())
-        .dns("localhost")
-        .build(&ctx)?;
+    let san = SubjectAlternativeName::new().ip(&ip.to_string()).dns("localhost").build(&ctx)?;
     b.append_extension(san)?;
     b.sign(ca_key, MessageDigest::sha256())?;
     Ok((b.build(), key))
@@ -159,13 +132,7 @@ fn self_signed_ca(common_name: &str, key: &PKey<Private>) -> Result<X509, ErrorS
     b.set_not_before(&*Asn1Time::from_unix(now - DAY)?)?;
     b.set_not_after(&*Asn1Time::from_unix(now + 3650 * DAY)?)?;
     b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()?,
-    )?;
+    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
     b.append_extension(ski)?;
     b.sign(key, MessageDigest::sha256())?;
@@ -173,13 +140,7 @@ fn self_signed_ca(common_name: &str, key: &PKey<Private>) -> Result<X509, ErrorS
 }
 
 /// Common part of an end-entity certificate issued by `ca` (not yet signed).
-fn leaf_builder(
-    name: &X509Name,
-    key: &PKey<Private>,
-    ca: &X509,
-    not_before: i64,
-    not_after: i64,
-) -> Result<X509Builder, ErrorStack> {
+fn leaf_builder(name: &X509Name, key: &PKey<Private>, ca: &X509, not_before: i64, not_after: i64) -> Result<X509Builder, ErrorStack> {
     let mut b = X509Builder::new()?;
     b.set_version(2)?;
     b.set_serial_number(&*serial()?)?;

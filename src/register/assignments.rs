@@ -79,10 +79,7 @@ impl Lanyard {
         }
         let from = crate::store::truncate_micros(req.from.unwrap_or(now));
         if from < now - CLOCK_SKEW {
-            return Err(Error::unprocessable(
-                "from",
-                "must not be in the past: the register records a holding from when it is made",
-            ));
+            return Err(Error::unprocessable("from", "must not be in the past: the register records a holding from when it is made"));
         }
         let from = from.max(now);
         if is_leaver(&person, now.date_naive()) {
@@ -93,12 +90,7 @@ impl Lanyard {
             ));
         }
         let memberships = self.store.memberships_for_udid(udid).await?;
-        let grant = self
-            .store
-            .grants_for_person(person.id)
-            .await?
-            .into_iter()
-            .find(|g| covers(g, udid, from, &memberships));
+        let grant = self.store.grants_for_person(person.id).await?.into_iter().find(|g| covers(g, udid, from, &memberships));
         let Some(grant) = grant else {
             return Err(conflict(
                 "no_grant",
@@ -110,13 +102,7 @@ impl Lanyard {
                 json!({"person_id": person.id, "udid": udid}),
             ));
         };
-        if let Some(held) = self
-            .store
-            .assignments_for_udid(udid)
-            .await?
-            .into_iter()
-            .find(|a| a.ended_at.is_none_or(|e| e > from))
-        {
+        if let Some(held) = self.store.assignments_for_udid(udid).await?.into_iter().find(|a| a.ended_at.is_none_or(|e| e > from)) {
             return Err(self.device_held(udid, &held).await);
         }
         let rec = AssignmentRecord {
@@ -131,18 +117,10 @@ impl Lanyard {
         };
         if let Err(e) = self.store.create_assignment(&rec).await {
             return Err(match e {
-                StoreError::Conflict(_) => {
-                    match self
-                        .store
-                        .assignments_for_udid(udid)
-                        .await?
-                        .into_iter()
-                        .find(|a| a.ended_at.is_none())
-                    {
-                        Some(held) => self.device_held(udid, &held).await,
-                        None => Error::conflict("device_held", format!("device {udid} is held")),
-                    }
-                }
+                StoreError::Conflict(_) => match self.store.assignments_for_udid(udid).await?.into_iter().find(|a| a.ended_at.is_none()) {
+                    Some(held) => self.device_held(udid, &held).await,
+                    None => Error::conflict("device_held", format!("device {udid} is held")),
+                },
                 e => e.into(),
             });
         }
@@ -172,33 +150,19 @@ impl Lanyard {
             format!(
                 "device {udid} is held by {name} from {}{}: end that holding first (POST /api/v1/assignments/{}/end)",
                 held.started_at.to_rfc3339(),
-                held.ended_at
-                    .map(|e| format!(" until {}", e.to_rfc3339()))
-                    .unwrap_or_default(),
+                held.ended_at.map(|e| format!(" until {}", e.to_rfc3339())).unwrap_or_default(),
                 held.id
             ),
             json!({"assignment_id": held.id, "person_id": held.person_id}),
         )
     }
 
-    pub async fn end_assignment(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        at: Option<DateTime<Utc>>,
-    ) -> Result<Assignment> {
+    pub async fn end_assignment(&self, actor: &Actor, id: Uuid, at: Option<DateTime<Utc>>) -> Result<Assignment> {
         let now = self.now();
-        let a = self
-            .store
-            .assignment_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such assignment"))?;
+        let a = self.store.assignment_by_id(id).await?.ok_or_else(|| Error::not_found("no such assignment"))?;
         let at = crate::store::truncate_micros(at.unwrap_or(now));
         if at < now - CLOCK_SKEW {
-            return Err(Error::unprocessable(
-                "at",
-                "must not be in the past: the register records a holding's end when it happens",
-            ));
+            return Err(Error::unprocessable("at", "must not be in the past: the register records a holding's end when it happens"));
         }
         let at = at.max(now);
         if let Some(e) = a.ended_at.filter(|e| *e <= at) {
@@ -209,17 +173,10 @@ impl Lanyard {
             ));
         }
         if at < a.started_at {
-            return Err(Error::unprocessable(
-                "at",
-                format!("before the holding starts ({})", a.started_at.to_rfc3339()),
-            ));
+            return Err(Error::unprocessable("at", format!("before the holding starts ({})", a.started_at.to_rfc3339())));
         }
         if !self.store.end_assignment(id, at, &actor.name).await? {
-            return Err(conflict(
-                "assignment_ended",
-                "this holding has already ended",
-                json!({"assignment_id": id}),
-            ));
+            return Err(conflict("assignment_ended", "this holding has already ended", json!({"assignment_id": id})));
         }
         self.audit(
             actor,
@@ -228,11 +185,7 @@ impl Lanyard {
             json!({"assignment_id": id, "person_id": a.person_id, "udid": a.udid, "at": at}),
         )
         .await?;
-        let a = self
-            .store
-            .assignment_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such assignment"))?;
+        let a = self.store.assignment_by_id(id).await?.ok_or_else(|| Error::not_found("no such assignment"))?;
         Ok(Assignment::new(a, now))
     }
 }

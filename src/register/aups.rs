@@ -68,10 +68,7 @@ impl Aup {
 pub fn current_aups(all: &[AupRecord], today: NaiveDate) -> HashMap<String, AupRecord> {
     let mut current: HashMap<String, AupRecord> = HashMap::new();
     for a in all.iter().filter(|a| a.effective_date <= today) {
-        if current
-            .get(&a.audience)
-            .is_none_or(|c| c.version < a.version)
-        {
+        if current.get(&a.audience).is_none_or(|c| c.version < a.version) {
             current.insert(a.audience.clone(), a.clone());
         }
     }
@@ -82,13 +79,7 @@ pub fn check_audience(field: &str, audience: &str) -> Result<()> {
     if AUDIENCES.contains(&audience) {
         Ok(())
     } else {
-        Err(Error::unprocessable(
-            field,
-            format!(
-                "{audience:?} is not an audience; use one of {}",
-                AUDIENCES.join(", ")
-            ),
-        ))
+        Err(Error::unprocessable(field, format!("{audience:?} is not an audience; use one of {}", AUDIENCES.join(", "))))
     }
 }
 
@@ -109,10 +100,7 @@ impl Lanyard {
                 .ok_or_else(|| Error::unprocessable("effective_date", "out of range"))?,
         };
         if review_due <= req.effective_date {
-            return Err(Error::unprocessable(
-                "review_due",
-                "must be after the effective date",
-            ));
+            return Err(Error::unprocessable("review_due", "must be after the effective date"));
         }
         let now = self.now();
         let mut rec = AupRecord {
@@ -156,11 +144,7 @@ impl Lanyard {
     }
 
     pub async fn aup(&self, id: Uuid) -> Result<Aup> {
-        let rec = self
-            .store
-            .aup_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such AUP"))?;
+        let rec = self.store.aup_by_id(id).await?.ok_or_else(|| Error::not_found("no such AUP"))?;
         let today = self.today();
         let all = self.store.list_aups(Some(&rec.audience)).await?;
         Ok(Aup::new(rec, &current_aups(&all, today), today))
@@ -173,9 +157,6 @@ impl Lanyard {
         let today = self.today();
         let all = self.store.list_aups(audience).await?;
         let current = current_aups(&all, today);
-        Ok(all
-            .into_iter()
-            .map(|r| Aup::new(r, &current, today))
-            .collect())
+        Ok(all.into_iter().map(|r| Aup::new(r, &current, today)).collect())
     }
 }

@@ -35,10 +35,7 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
                 row_has_content = true;
             }
             '"' => {
-                return Err((
-                    row_no,
-                    "a quote inside an unquoted field: put the whole field in quotes and double the quote".into(),
-                ));
+                return Err((row_no, "a quote inside an unquoted field: put the whole field in quotes and double the quote".into()));
             }
             ',' => {
                 row.push(std::mem::take(&mut field));
@@ -57,10 +54,7 @@ pub fn parse(text: &str) -> Result<Vec<Vec<String>>, (usize, String)> {
                 row_has_content = false;
             }
             _ if closed_quote => {
-                return Err((
-                    row_no,
-                    "text after a closing quote: a quoted field must end at a comma or the end of the line".into(),
-                ));
+                return Err((row_no, "text after a closing quote: a quoted field must end at a comma or the end of the line".into()));
             }
             _ => {
                 field.push(c);
@@ -119,14 +113,7 @@ mod tests {
     fn parses_quotes_and_line_breaks() {
         let text = "\u{feff}a,b,c\r\n1,\"two, too\",\"say \"\"hi\"\"\"\r\n\r\n4,\"line\nbreak\",\n";
         let rows = parse(text).unwrap();
-        assert_eq!(
-            rows,
-            vec![
-                vec!["a", "b", "c"],
-                vec!["1", "two, too", "say \"hi\""],
-                vec!["4", "line\nbreak", ""],
-            ]
-        );
+        assert_eq!(rows, vec![vec!["a", "b", "c"], vec!["1", "two, too", "say \"hi\""], vec!["4", "line\nbreak", ""],]);
         assert_eq!(parse("a,b\n1,\"open").unwrap_err().0, 2);
         assert_eq!(parse("a,b\n1,x\"y\n").unwrap_err().0, 2);
         assert_eq!(parse("a\n\"x\"y\n").unwrap_err().0, 2);
@@ -136,14 +123,8 @@ mod tests {
     #[test]
     fn writes_what_it_reads() {
         let mut out = String::new();
-        write_row(
-            &mut out,
-            ["plain", "with, comma", "quote \"q\"", "=SUM(A1)", ""],
-        );
-        assert_eq!(
-            out,
-            "plain,\"with, comma\",\"quote \"\"q\"\"\",'=SUM(A1),\r\n"
-        );
+        write_row(&mut out, ["plain", "with, comma", "quote \"q\"", "=SUM(A1)", ""]);
+        assert_eq!(out, "plain,\"with, comma\",\"quote \"\"q\"\"\",'=SUM(A1),\r\n");
         let back = parse(&out).unwrap();
         assert_eq!(unguard(&back[0][3]), "=SUM(A1)");
         assert_eq!(back[0][1], "with, comma");

@@ -59,11 +59,7 @@ impl Grant {
     pub fn new(g: GrantRecord, now: DateTime<Utc>) -> Grant {
         let ends_at = g.ends_at();
         let status = if ends_at.is_some_and(|e| e <= now) {
-            if g.revoked_at.is_some_and(|r| r <= now) {
-                "revoked"
-            } else {
-                "expired"
-            }
+            if g.revoked_at.is_some_and(|r| r <= now) { "revoked" } else { "expired" }
         } else if g.valid_from > now {
             "future"
         } else {
@@ -103,23 +99,15 @@ pub fn grant_kind(g: &GrantRecord) -> &'static str {
 
 /// Does `g` give access to device `udid` at `at`? A device grant for it, or a group grant whose
 /// group held the device then (from `memberships`, the device's membership history).
-pub fn covers(
-    g: &GrantRecord,
-    udid: &str,
-    at: DateTime<Utc>,
-    memberships: &[GroupMembership],
-) -> bool {
+pub fn covers(g: &GrantRecord, udid: &str, at: DateTime<Utc>, memberships: &[GroupMembership]) -> bool {
     if !g.live_at(at) {
         return false;
     }
     match (&g.udid, g.group_id) {
         (Some(u), _) => u == udid,
-        (None, Some(gid)) => memberships.iter().any(|m| {
-            m.group_id == gid
-                && m.udid == udid
-                && m.added_at <= at
-                && m.removed_at.is_none_or(|r| r > at)
-        }),
+        (None, Some(gid)) => {
+            memberships.iter().any(|m| m.group_id == gid && m.udid == udid && m.added_at <= at && m.removed_at.is_none_or(|r| r > at))
+        }
         _ => false,
     }
 }
@@ -145,19 +133,12 @@ impl Lanyard {
                     person.name
                 ),
             };
-            return Err(conflict(
-                "no_current_aup",
-                message,
-                json!({"audience": audience, "aup_id": null}),
-            ));
+            return Err(conflict("no_current_aup", message, json!({"audience": audience, "aup_id": null})));
         };
         let sigs = self.store.signatures_for_person(person.id).await?;
         let valid: Vec<_> = sigs.iter().filter(|s| s.voided_at.is_none()).collect();
         let st = signature_status(person, &current, &valid, now);
-        let what = format!(
-            "\"{}\" (the {} AUP, version {}, id {})",
-            aup.title, aup.audience, aup.version, aup.id
-        );
+        let what = format!("\"{}\" (the {} AUP, version {}, id {})", aup.title, aup.audience, aup.version, aup.id);
         let message = match st.state {
             SignatureState::Current => {
                 return Ok(st.signature.map(|s| s.id).expect("current has a signature"));
@@ -165,10 +146,7 @@ impl Lanyard {
             SignatureState::Lapsed => format!(
                 "{}'s signature of {what} is from {}, more than a year ago: record a new signature before granting access",
                 person.name,
-                st.signature
-                    .as_ref()
-                    .map(|s| s.signed_at.date_naive().to_string())
-                    .unwrap_or_default()
+                st.signature.as_ref().map(|s| s.signed_at.date_naive().to_string()).unwrap_or_default()
             ),
             SignatureState::Outdated => format!(
                 "{} has not signed the current AUP {what}, only an earlier one: record their signature before granting access",
@@ -196,11 +174,7 @@ impl Lanyard {
         let now = self.now();
         let person = self.person_field("person_id", req.person_id).await?;
         let udid = req.udid.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let system = req
-            .system
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
+        let system = req.system.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let targets = [udid.is_some(), req.group_id.is_some(), system.is_some()];
         if targets.iter().filter(|t| **t).count() != 1 {
             return Err(Error::unprocessable(
@@ -217,10 +191,7 @@ impl Lanyard {
         let reason = required_text("reason", &req.reason, 500)?;
         let from = crate::store::truncate_micros(req.from.unwrap_or(now));
         if from < now - CLOCK_SKEW {
-            return Err(Error::unprocessable(
-                "from",
-                "must not be in the past: the register records access from when it is granted",
-            ));
+            return Err(Error::unprocessable("from", "must not be in the past: the register records access from when it is granted"));
         }
         let from = from.max(now);
         if is_leaver(&person, now.date_naive()) {
@@ -242,14 +213,7 @@ impl Lanyard {
         };
         if let Some(u) = until.filter(|u| *u <= from) {
             let (field, msg) = if cap == Some(u) {
-                (
-                    "from",
-                    format!(
-                        "starts after {}'s end date {}",
-                        person.name,
-                        person.end_date.map(|d| d.to_string()).unwrap_or_default()
-                    ),
-                )
+                ("from", format!("starts after {}'s end date {}", person.name, person.end_date.map(|d| d.to_string()).unwrap_or_default()))
             } else {
                 ("until", "must be after from".to_owned())
             };
@@ -295,30 +259,14 @@ impl Lanyard {
     }
 
     /// Revoke a grant now. The person's holdings that no other live grant covers end too.
-    pub async fn revoke_grant(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        reason: &str,
-    ) -> Result<RevokeOutcome> {
+    pub async fn revoke_grant(&self, actor: &Actor, id: Uuid, reason: &str) -> Result<RevokeOutcome> {
         let reason = required_text("reason", reason, 500)?;
         let now = self.now();
-        let g = self
-            .store
-            .grant_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such grant"))?;
-        if !self
-            .store
-            .revoke_grant(id, now, &actor.name, &reason)
-            .await?
-        {
+        let g = self.store.grant_by_id(id).await?.ok_or_else(|| Error::not_found("no such grant"))?;
+        if !self.store.revoke_grant(id, now, &actor.name, &reason).await? {
             return Err(conflict(
                 "grant_ended",
-                format!(
-                    "this grant already ended at {}",
-                    g.ends_at().map(|e| e.to_rfc3339()).unwrap_or_default()
-                ),
+                format!("this grant already ended at {}", g.ends_at().map(|e| e.to_rfc3339()).unwrap_or_default()),
                 json!({"grant_id": id}),
             ));
         }
@@ -329,10 +277,7 @@ impl Lanyard {
                 continue;
             }
             let memberships = self.store.memberships_for_udid(&a.udid).await?;
-            if !remaining
-                .iter()
-                .any(|r| covers(r, &a.udid, now, &memberships))
-                && self.store.end_assignment(a.id, now, &actor.name).await?
+            if !remaining.iter().any(|r| covers(r, &a.udid, now, &memberships)) && self.store.end_assignment(a.id, now, &actor.name).await?
             {
                 ended.push(a.id);
             }
@@ -344,15 +289,8 @@ impl Lanyard {
             json!({"grant_id": id, "person_id": g.person_id, "reason": reason, "assignments_ended": ended}),
         )
         .await?;
-        let g = self
-            .store
-            .grant_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such grant"))?;
-        Ok(RevokeOutcome {
-            grant: Grant::new(g, now),
-            assignments_ended: ended,
-        })
+        let g = self.store.grant_by_id(id).await?.ok_or_else(|| Error::not_found("no such grant"))?;
+        Ok(RevokeOutcome { grant: Grant::new(g, now), assignments_ended: ended })
     }
 }
 

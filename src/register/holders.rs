@@ -89,15 +89,8 @@ impl Lanyard {
             periods.push((g, g.valid_from, g.ends_at()));
         }
         for g in &group_grants {
-            for m in memberships
-                .iter()
-                .filter(|m| Some(m.group_id) == g.group_id)
-            {
-                periods.push((
-                    g,
-                    g.valid_from.max(m.added_at),
-                    earliest(g.ends_at(), m.removed_at),
-                ));
+            for m in memberships.iter().filter(|m| Some(m.group_id) == g.group_id) {
+                periods.push((g, g.valid_from.max(m.added_at), earliest(g.ends_at(), m.removed_at)));
             }
         }
         periods.retain(|(_, from, until)| until.is_none_or(|u| u > *from));
@@ -107,33 +100,17 @@ impl Lanyard {
         periods.sort_by_key(|(_, from, _)| *from);
 
         let mut people: HashMap<Uuid, PersonRef> = HashMap::new();
-        let ids = assignments
-            .iter()
-            .map(|a| a.person_id)
-            .chain(periods.iter().map(|(g, _, _)| g.person_id));
+        let ids = assignments.iter().map(|a| a.person_id).chain(periods.iter().map(|(g, _, _)| g.person_id));
         for id in ids {
             if people.contains_key(&id) {
                 continue;
             }
             if let Some(p) = self.store.person_by_id(id).await? {
-                people.insert(
-                    id,
-                    PersonRef {
-                        id,
-                        name: p.name,
-                        kind: p.kind,
-                        school_ref: p.school_ref,
-                    },
-                );
+                people.insert(id, PersonRef { id, name: p.name, kind: p.kind, school_ref: p.school_ref });
             }
         }
         let person = |id: Uuid| {
-            people.get(&id).cloned().unwrap_or(PersonRef {
-                id,
-                name: String::new(),
-                kind: PersonKind::Visitor,
-                school_ref: None,
-            })
+            people.get(&id).cloned().unwrap_or(PersonRef { id, name: String::new(), kind: PersonKind::Visitor, school_ref: None })
         };
         let holders = assignments
             .iter()
@@ -163,11 +140,6 @@ impl Lanyard {
                 revoke_reason: g.revoke_reason.clone(),
             })
             .collect();
-        Ok(Holders {
-            udid: udid.to_owned(),
-            at,
-            holders,
-            access,
-        })
+        Ok(Holders { udid: udid.to_owned(), at, holders, access })
     }
 }

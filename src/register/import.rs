@@ -21,16 +21,7 @@ use crate::store::register::ImportWrite;
 
 /// The columns an import reads. `school_ref`, `kind` and `name` are required; a column left out
 /// of the file leaves that field unchanged, an empty cell clears it.
-pub const IMPORT_COLUMNS: [&str; 8] = [
-    "school_ref",
-    "kind",
-    "name",
-    "year_group",
-    "key_stage",
-    "start_date",
-    "leaving_date",
-    "notes",
-];
+pub const IMPORT_COLUMNS: [&str; 8] = ["school_ref", "kind", "name", "year_group", "key_stage", "start_date", "leaving_date", "notes"];
 const REQUIRED: [&str; 3] = ["school_ref", "kind", "name"];
 /// At most this many errors are listed.
 const MAX_ERRORS: usize = 200;
@@ -70,9 +61,7 @@ pub struct ImportOutcome {
 
 /// `2026-09-01`, or `01/09/2026` as UK MIS exports write it.
 fn parse_date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(s, "%d/%m/%Y"))
-        .ok()
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(s, "%d/%m/%Y")).ok()
 }
 
 /// The CSV column a `PersonFields` field is read from.
@@ -89,30 +78,17 @@ fn invalid(errors: Vec<RowError>, total: usize) -> Error {
         Some(e) => format!(
             "{total} problem(s) in the file; nothing was imported. Row {}{}: {}",
             e.row,
-            e.column
-                .as_deref()
-                .map(|c| format!(", column {c}"))
-                .unwrap_or_default(),
+            e.column.as_deref().map(|c| format!(", column {c}")).unwrap_or_default(),
             e.message
         ),
         None => "the file is invalid; nothing was imported".into(),
     };
     let mut extra = Map::new();
     extra.insert("row".into(), json!(first.as_ref().map(|e| e.row)));
-    extra.insert(
-        "column".into(),
-        json!(first.as_ref().and_then(|e| e.column.clone())),
-    );
+    extra.insert("column".into(), json!(first.as_ref().and_then(|e| e.column.clone())));
     extra.insert("error_count".into(), json!(total));
     extra.insert("errors".into(), json!(errors));
-    Error::Invalid {
-        code: "invalid_csv",
-        field: first
-            .and_then(|e| e.column)
-            .unwrap_or_else(|| "body".into()),
-        message: summary,
-        extra,
-    }
+    Error::Invalid { code: "invalid_csv", field: first.and_then(|e| e.column).unwrap_or_else(|| "body".into()), message: summary, extra }
 }
 
 #[derive(Default)]
@@ -125,11 +101,7 @@ impl Errors {
     fn push(&mut self, row: usize, column: Option<&str>, message: String) {
         self.total += 1;
         if self.list.len() < MAX_ERRORS {
-            self.list.push(RowError {
-                row,
-                column: column.map(str::to_owned),
-                message,
-            });
+            self.list.push(RowError { row, column: column.map(str::to_owned), message });
         }
     }
 
@@ -139,56 +111,22 @@ impl Errors {
 }
 
 impl Lanyard {
-    pub async fn import_people_csv(
-        &self,
-        actor: &Actor,
-        body: &[u8],
-        dry_run: bool,
-    ) -> Result<ImportOutcome> {
+    pub async fn import_people_csv(&self, actor: &Actor, body: &[u8], dry_run: bool) -> Result<ImportOutcome> {
         let now = self.now();
         let today = now.date_naive();
         let text = std::str::from_utf8(body).map_err(|_| {
-            invalid(
-                vec![RowError {
-                    row: 1,
-                    column: None,
-                    message: "the file is not UTF-8 text: save it as \"CSV UTF-8\"".into(),
-                }],
-                1,
-            )
+            invalid(vec![RowError { row: 1, column: None, message: "the file is not UTF-8 text: save it as \"CSV UTF-8\"".into() }], 1)
         })?;
-        let records = csv::parse(text).map_err(|(row, message)| {
-            invalid(
-                vec![RowError {
-                    row,
-                    column: None,
-                    message,
-                }],
-                1,
-            )
-        })?;
+        let records = csv::parse(text).map_err(|(row, message)| invalid(vec![RowError { row, column: None, message }], 1))?;
         let mut errs = Errors::default();
         let Some((header, rows)) = records.split_first() else {
-            errs.push(
-                1,
-                None,
-                format!(
-                    "the file is empty: the first row must name the columns ({})",
-                    IMPORT_COLUMNS.join(",")
-                ),
-            );
+            errs.push(1, None, format!("the file is empty: the first row must name the columns ({})", IMPORT_COLUMNS.join(",")));
             return Err(errs.into_error());
         };
         let header: Vec<String> = header
             .iter()
             .map(|h| h.trim().to_ascii_lowercase().replace([' ', '-'], "_"))
-            .map(|h| {
-                if h == "end_date" {
-                    "leaving_date".into()
-                } else {
-                    h
-                }
-            })
+            .map(|h| if h == "end_date" { "leaving_date".into() } else { h })
             .collect();
         let mut col: HashMap<&str, usize> = HashMap::new();
         for (i, h) in header.iter().enumerate() {
@@ -197,14 +135,7 @@ impl Lanyard {
                     errs.push(1, Some(h), "this column appears twice".into());
                 }
             } else if !EXPORT_COLUMNS.contains(&h.as_str()) {
-                errs.push(
-                    1,
-                    Some(h),
-                    format!(
-                        "unknown column; the columns are {}",
-                        IMPORT_COLUMNS.join(", ")
-                    ),
-                );
+                errs.push(1, Some(h), format!("unknown column; the columns are {}", IMPORT_COLUMNS.join(", ")));
             }
         }
         for r in REQUIRED {
@@ -216,13 +147,8 @@ impl Lanyard {
             return Err(errs.into_error());
         }
 
-        let existing: HashMap<String, PersonRecord> = self
-            .store
-            .all_people()
-            .await?
-            .into_iter()
-            .filter_map(|p| p.school_ref.clone().map(|r| (r, p)))
-            .collect();
+        let existing: HashMap<String, PersonRecord> =
+            self.store.all_people().await?.into_iter().filter_map(|p| p.school_ref.clone().map(|r| (r, p))).collect();
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut planned: Vec<(RowOutcome, Option<ImportWrite>)> = Vec::new();
         for (i, cells) in rows.iter().enumerate() {
@@ -232,15 +158,7 @@ impl Lanyard {
                 continue;
             }
             if cells.len() != header.len() {
-                errs.push(
-                    row,
-                    None,
-                    format!(
-                        "this row has {} cells but the header has {}",
-                        cells.len(),
-                        header.len()
-                    ),
-                );
+                errs.push(row, None, format!("this row has {} cells but the header has {}", cells.len(), header.len()));
                 continue;
             }
             let cell = |name: &str| -> Option<Option<String>> {
@@ -250,19 +168,11 @@ impl Lanyard {
                 })
             };
             let Some(school_ref) = cell("school_ref").flatten() else {
-                errs.push(
-                    row,
-                    Some("school_ref"),
-                    "required: the MIS id the import matches people by".into(),
-                );
+                errs.push(row, Some("school_ref"), "required: the MIS id the import matches people by".into());
                 continue;
             };
             if let Some(first) = seen.insert(school_ref.clone(), row) {
-                errs.push(
-                    row,
-                    Some("school_ref"),
-                    format!("{school_ref} is also on row {first}"),
-                );
+                errs.push(row, Some("school_ref"), format!("{school_ref} is also on row {first}"));
                 continue;
             }
             let kind = match cell("kind").flatten() {
@@ -276,10 +186,7 @@ impl Lanyard {
                         errs.push(
                             row,
                             Some("kind"),
-                            format!(
-                                "{k:?} is not a kind of person; use one of {}",
-                                PersonKind::ALL.map(|k| k.as_str()).join(", ")
-                            ),
+                            format!("{k:?} is not a kind of person; use one of {}", PersonKind::ALL.map(|k| k.as_str()).join(", ")),
                         );
                         continue;
                     }
@@ -292,11 +199,7 @@ impl Lanyard {
                         let d = parse_date(&s);
                         if d.is_none() {
                             bad_date = true;
-                            errs.push(
-                                row,
-                                Some(name),
-                                format!("{s:?} is not a date: use YYYY-MM-DD or DD/MM/YYYY"),
-                            );
+                            errs.push(row, Some(name), format!("{s:?} is not a date: use YYYY-MM-DD or DD/MM/YYYY"));
                         }
                         d
                     })
@@ -318,10 +221,7 @@ impl Lanyard {
                 kind,
                 name: cell("name").flatten().unwrap_or_default(),
                 school_ref: Some(school_ref.clone()),
-                year_group: keep(
-                    cell("year_group"),
-                    o.as_ref().and_then(|o| o.year_group.clone()),
-                ),
+                year_group: keep(cell("year_group"), o.as_ref().and_then(|o| o.year_group.clone())),
                 key_stage: match (cell("key_stage"), cell("year_group")) {
                     (Some(k), _) => k,
                     // A new year group re-derives the key stage.
@@ -360,8 +260,7 @@ impl Lanyard {
                         };
                         let rec = new.clone().into_record(old.id, old.created_at, now);
                         let write = ImportWrite {
-                            end_access_at: ends_earlier
-                                .then(|| access_end(rec.end_date.expect("checked"), now)),
+                            end_access_at: ends_earlier.then(|| access_end(rec.end_date.expect("checked"), now)),
                             person: rec,
                             create: false,
                         };
@@ -378,11 +277,7 @@ impl Lanyard {
                         }
                         None => Map::new(),
                     };
-                    let write = ImportWrite {
-                        person: rec,
-                        create: true,
-                        end_access_at: None,
-                    };
+                    let write = ImportWrite { person: rec, create: true, end_access_at: None };
                     ("created", changes, Some(write))
                 }
             };
@@ -416,17 +311,12 @@ impl Lanyard {
             return Ok(outcome);
         }
         let writes: Vec<ImportWrite> = planned.iter().filter_map(|(_, w)| w.clone()).collect();
-        let ended = self
-            .store
-            .import_people(&writes, &actor.name, "leaver (import)")
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(what) => Error::conflict(
-                    "school_ref_taken",
-                    format!("{what} was created while importing; try again"),
-                ),
-                e => e.into(),
-            })?;
+        let ended = self.store.import_people(&writes, &actor.name, "leaver (import)").await.map_err(|e| match e {
+            crate::store::StoreError::Conflict(what) => {
+                Error::conflict("school_ref_taken", format!("{what} was created while importing; try again"))
+            }
+            e => e.into(),
+        })?;
         for (o, w) in planned.iter_mut() {
             let Some(w) = w else { continue };
             o.person_id = Some(w.person.id);
@@ -434,20 +324,12 @@ impl Lanyard {
                 o.grants_ended = e.grants.clone();
                 o.assignments_ended = e.assignments.clone();
             }
-            let action = if w.create {
-                "register.person.create"
-            } else {
-                "register.person.update"
-            };
+            let action = if w.create { "register.person.create" } else { "register.person.update" };
             let redacted: Map<String, Value> = o
                 .changes
                 .iter()
                 .map(|(k, v)| {
-                    let v = if k == "name" || k == "notes" {
-                        json!("changed")
-                    } else {
-                        v.clone()
-                    };
+                    let v = if k == "name" || k == "notes" { json!("changed") } else { v.clone() };
                     (k.clone(), v)
                 })
                 .collect();

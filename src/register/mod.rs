@@ -47,14 +47,8 @@ pub enum PersonKind {
 }
 
 impl PersonKind {
-    pub const ALL: [PersonKind; 6] = [
-        PersonKind::Pupil,
-        PersonKind::Staff,
-        PersonKind::Visitor,
-        PersonKind::Governor,
-        PersonKind::Contractor,
-        PersonKind::Volunteer,
-    ];
+    pub const ALL: [PersonKind; 6] =
+        [PersonKind::Pupil, PersonKind::Staff, PersonKind::Visitor, PersonKind::Governor, PersonKind::Contractor, PersonKind::Volunteer];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -102,14 +96,7 @@ pub enum KeyStage {
 }
 
 impl KeyStage {
-    pub const ALL: [KeyStage; 6] = [
-        KeyStage::Eyfs,
-        KeyStage::Ks1,
-        KeyStage::Ks2,
-        KeyStage::Ks3,
-        KeyStage::Ks4,
-        KeyStage::Ks5,
-    ];
+    pub const ALL: [KeyStage; 6] = [KeyStage::Eyfs, KeyStage::Ks1, KeyStage::Ks2, KeyStage::Ks3, KeyStage::Ks4, KeyStage::Ks5];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,11 +110,7 @@ impl KeyStage {
     }
 
     pub fn parse(s: &str) -> Option<KeyStage> {
-        let s: String = s
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_uppercase();
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
         KeyStage::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
@@ -152,20 +135,13 @@ impl KeyStage {
 /// A year group in its canonical spelling (`N`, `R`, `Y1`..`Y13`) and its key stage. Accepts
 /// `Nursery`, `Reception`, `YR`, `7`, `Y7`, `Year 7`, any case.
 pub fn parse_year_group(s: &str) -> Option<(String, KeyStage)> {
-    let t: String = s
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_uppercase();
+    let t: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
     match t.as_str() {
         "N" | "NURSERY" | "N1" | "N2" => return Some(("N".into(), KeyStage::Eyfs)),
         "R" | "YR" | "RECEPTION" | "REC" => return Some(("R".into(), KeyStage::Eyfs)),
         _ => {}
     }
-    let digits = t
-        .strip_prefix("YEAR")
-        .or_else(|| t.strip_prefix('Y'))
-        .unwrap_or(&t);
+    let digits = t.strip_prefix("YEAR").or_else(|| t.strip_prefix('Y')).unwrap_or(&t);
     let year: u8 = digits.parse().ok()?;
     if !(1..=13).contains(&year) {
         return None;
@@ -174,17 +150,8 @@ pub fn parse_year_group(s: &str) -> Option<(String, KeyStage)> {
 }
 
 /// Every AUP audience. A person signs the AUP of exactly one audience: see [`audience_for`].
-pub const AUDIENCES: [&str; 9] = [
-    "pupil_eyfs",
-    "pupil_ks1",
-    "pupil_ks2",
-    "pupil_ks3",
-    "pupil_ks4",
-    "pupil_ks5",
-    "staff",
-    "governor",
-    "visitor",
-];
+pub const AUDIENCES: [&str; 9] =
+    ["pupil_eyfs", "pupil_ks1", "pupil_ks2", "pupil_ks3", "pupil_ks4", "pupil_ks5", "staff", "governor", "visitor"];
 
 /// Which AUP a person signs: pupils their key stage's (`pupil_ks2`); staff and volunteers the
 /// staff AUP (policy: "staff (including volunteers)" follow the staff code of conduct/AUP);
@@ -212,9 +179,7 @@ pub fn day_start(d: NaiveDate) -> DateTime<Utc> {
 
 /// When a signature made at `signed_at` lapses (and a review falls due).
 pub fn lapses_at(signed_at: DateTime<Utc>) -> DateTime<Utc> {
-    signed_at
-        .checked_add_months(Months::new(REVIEW_MONTHS))
-        .unwrap_or(signed_at)
+    signed_at.checked_add_months(Months::new(REVIEW_MONTHS)).unwrap_or(signed_at)
 }
 
 /// When a person's access ends for an end date: 00:00 UTC that day, or now if that has passed.
@@ -223,42 +188,24 @@ pub fn access_end(end_date: NaiveDate, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// 409 with a stable code and extra fields a script can act on.
-pub(crate) fn conflict(
-    code: &'static str,
-    message: impl Into<String>,
-    extra: serde_json::Value,
-) -> crate::error::Error {
-    crate::error::Error::Conflict {
-        code,
-        message: message.into(),
-        extra: extra.as_object().cloned().unwrap_or_default(),
-    }
+pub(crate) fn conflict(code: &'static str, message: impl Into<String>, extra: serde_json::Value) -> crate::error::Error {
+    crate::error::Error::Conflict { code, message: message.into(), extra: extra.as_object().cloned().unwrap_or_default() }
 }
 
 /// A required free-text field: trimmed, non-empty, at most `max` characters.
 pub(crate) fn required_text(field: &str, value: &str, max: usize) -> crate::error::Result<String> {
     let v = value.trim();
     if v.is_empty() {
-        return Err(crate::error::Error::unprocessable(
-            field,
-            "must not be empty",
-        ));
+        return Err(crate::error::Error::unprocessable(field, "must not be empty"));
     }
     if v.chars().count() > max {
-        return Err(crate::error::Error::unprocessable(
-            field,
-            format!("at most {max} characters"),
-        ));
+        return Err(crate::error::Error::unprocessable(field, format!("at most {max} characters")));
     }
     Ok(v.to_owned())
 }
 
 /// An optional free-text field: trimmed; empty means none.
-pub(crate) fn optional_text(
-    field: &str,
-    value: Option<&str>,
-    max: usize,
-) -> crate::error::Result<Option<String>> {
+pub(crate) fn optional_text(field: &str, value: Option<&str>, max: usize) -> crate::error::Result<Option<String>> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => required_text(field, v, max).map(Some),
@@ -298,10 +245,7 @@ mod tests {
 
     #[test]
     fn audiences() {
-        assert_eq!(
-            audience_for(PersonKind::Pupil, Some("KS1")),
-            Some("pupil_ks1")
-        );
+        assert_eq!(audience_for(PersonKind::Pupil, Some("KS1")), Some("pupil_ks1"));
         assert_eq!(audience_for(PersonKind::Pupil, None), None);
         assert_eq!(audience_for(PersonKind::Volunteer, None), Some("staff"));
         assert_eq!(audience_for(PersonKind::Contractor, None), Some("visitor"));

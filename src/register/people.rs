@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::signatures::SignatureView;
 use super::status::SignatureStatus;
 use super::{
-    KeyStage, PersonKind, VISITOR_DEFAULT_DAYS, access_end, audience_for, conflict, optional_text,
-    parse_year_group, person_target, required_text,
+    KeyStage, PersonKind, VISITOR_DEFAULT_DAYS, access_end, audience_for, conflict, optional_text, parse_year_group, person_target,
+    required_text,
 };
 use crate::auth::Actor;
 use crate::context::Lanyard;
@@ -105,35 +105,20 @@ impl PersonFields {
         let key_stage = optional_text("key_stage", self.key_stage.as_deref(), 10)?;
         let pupil = self.kind == PersonKind::Pupil;
         if !pupil && year_group.is_some() {
-            return Err(Error::unprocessable(
-                "year_group",
-                format!(
-                    "only pupils have a year group; this person is {}",
-                    self.kind
-                ),
-            ));
+            return Err(Error::unprocessable("year_group", format!("only pupils have a year group; this person is {}", self.kind)));
         }
         if !pupil && key_stage.is_some() {
-            return Err(Error::unprocessable(
-                "key_stage",
-                format!("only pupils have a key stage; this person is {}", self.kind),
-            ));
+            return Err(Error::unprocessable("key_stage", format!("only pupils have a key stage; this person is {}", self.kind)));
         }
         let from_year = match &year_group {
             Some(y) => Some(parse_year_group(y).ok_or_else(|| {
-                Error::unprocessable(
-                    "year_group",
-                    format!("{y:?} is not a year group: use N, R (Reception), or Y1 to Y13"),
-                )
+                Error::unprocessable("year_group", format!("{y:?} is not a year group: use N, R (Reception), or Y1 to Y13"))
             })?),
             None => None,
         };
         let given_ks = match &key_stage {
             Some(k) => Some(KeyStage::parse(k).ok_or_else(|| {
-                Error::unprocessable(
-                    "key_stage",
-                    format!("{k:?} is not a key stage: use EYFS, KS1, KS2, KS3, KS4 or KS5"),
-                )
+                Error::unprocessable("key_stage", format!("{k:?} is not a key stage: use EYFS, KS1, KS2, KS3, KS4 or KS5"))
             })?),
             None => None,
         };
@@ -141,11 +126,7 @@ impl PersonFields {
             (Some((y, derived)), Some(given)) if *derived != given => {
                 return Err(Error::unprocessable(
                     "key_stage",
-                    format!(
-                        "{y} is in {}, not {}; leave key_stage out to derive it from the year group",
-                        derived.as_str(),
-                        given.as_str()
-                    ),
+                    format!("{y} is in {}, not {}; leave key_stage out to derive it from the year group", derived.as_str(), given.as_str()),
                 ));
             }
             (Some((_, derived)), _) => Some(*derived),
@@ -161,16 +142,10 @@ impl PersonFields {
         if let (Some(s), Some(e)) = (self.start_date, end_date)
             && e <= s
         {
-            return Err(Error::unprocessable(
-                "end_date",
-                format!("the end date {e} must be after the start date {s}"),
-            ));
+            return Err(Error::unprocessable("end_date", format!("the end date {e} must be after the start date {s}")));
         }
         if self.kind.is_temporary() && end_date.is_none() {
-            end_date = Some(
-                self.start_date.unwrap_or(today).max(today)
-                    + chrono::Duration::days(VISITOR_DEFAULT_DAYS),
-            );
+            end_date = Some(self.start_date.unwrap_or(today).max(today) + chrono::Duration::days(VISITOR_DEFAULT_DAYS));
         }
         Ok(PersonFields {
             kind: self.kind,
@@ -184,12 +159,7 @@ impl PersonFields {
         })
     }
 
-    pub fn into_record(
-        self,
-        id: Uuid,
-        created_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> PersonRecord {
+    pub fn into_record(self, id: Uuid, created_at: DateTime<Utc>, now: DateTime<Utc>) -> PersonRecord {
         PersonRecord {
             id,
             kind: self.kind,
@@ -211,40 +181,16 @@ impl PersonFields {
         let mut m = Map::new();
         let mut put = |field: &str, old: Value, new: Value, personal: bool| {
             if old != new {
-                let v = if personal && redact {
-                    json!("changed")
-                } else {
-                    json!({"from": old, "to": new})
-                };
+                let v = if personal && redact { json!("changed") } else { json!({"from": old, "to": new}) };
                 m.insert(field.to_owned(), v);
             }
         };
         put("kind", json!(self.kind), json!(new.kind), false);
         put("name", json!(self.name), json!(new.name), true);
-        put(
-            "school_ref",
-            json!(self.school_ref),
-            json!(new.school_ref),
-            false,
-        );
-        put(
-            "year_group",
-            json!(self.year_group),
-            json!(new.year_group),
-            false,
-        );
-        put(
-            "key_stage",
-            json!(self.key_stage),
-            json!(new.key_stage),
-            false,
-        );
-        put(
-            "start_date",
-            json!(self.start_date),
-            json!(new.start_date),
-            false,
-        );
+        put("school_ref", json!(self.school_ref), json!(new.school_ref), false);
+        put("year_group", json!(self.year_group), json!(new.year_group), false);
+        put("key_stage", json!(self.key_stage), json!(new.key_stage), false);
+        put("start_date", json!(self.start_date), json!(new.start_date), false);
         put("end_date", json!(self.end_date), json!(new.end_date), false);
         put("notes", json!(self.notes), json!(new.notes), true);
         m
@@ -321,18 +267,12 @@ impl Lanyard {
     }
 
     pub(crate) async fn person_record(&self, id: Uuid) -> Result<PersonRecord> {
-        self.store
-            .person_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such person"))
+        self.store.person_by_id(id).await?.ok_or_else(|| Error::not_found("no such person"))
     }
 
     /// A person named in a request body: 422 naming the field when there is none.
     pub(crate) async fn person_field(&self, field: &str, id: Uuid) -> Result<PersonRecord> {
-        self.store
-            .person_by_id(id)
-            .await?
-            .ok_or_else(|| Error::unprocessable(field, format!("no such person: {id}")))
+        self.store.person_by_id(id).await?.ok_or_else(|| Error::unprocessable(field, format!("no such person: {id}")))
     }
 
     async fn school_ref_taken(&self, school_ref: Option<&str>) -> Error {
@@ -342,10 +282,7 @@ impl Lanyard {
         };
         conflict(
             "school_ref_taken",
-            format!(
-                "another person already has school reference {}",
-                school_ref.unwrap_or("")
-            ),
+            format!("another person already has school reference {}", school_ref.unwrap_or("")),
             json!({"person_id": existing.map(|p| p.id)}),
         )
     }
@@ -378,12 +315,7 @@ impl Lanyard {
         Ok(Person::new(rec, now.date_naive()))
     }
 
-    pub async fn update_person(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        patch: PersonPatch,
-    ) -> Result<PersonDetail> {
+    pub async fn update_person(&self, actor: &Actor, id: Uuid, patch: PersonPatch) -> Result<PersonDetail> {
         let now = self.now();
         let current = self.person_record(id).await?;
         let old = PersonFields::of(&current);
@@ -408,22 +340,14 @@ impl Lanyard {
             return self.person_detail(id).await;
         }
         let rec = new.into_record(id, current.created_at, now);
-        let ended = self
-            .write_person_with_end_date(&current, &rec, &actor.name, "end date changed")
-            .await?;
+        let ended = self.write_person_with_end_date(&current, &rec, &actor.name, "end date changed").await?;
         let mut details = json!({"id": id, "changes": changes});
         if let Some((at, e)) = &ended {
             details["access_ends_at"] = json!(at);
             details["grants_ended"] = json!(e.grants);
             details["assignments_ended"] = json!(e.assignments);
         }
-        self.audit(
-            actor,
-            "register.person.update",
-            Some(&person_target(id)),
-            details,
-        )
-        .await?;
+        self.audit(actor, "register.person.update", Some(&person_target(id)), details).await?;
         self.person_detail(id).await
     }
 
@@ -443,31 +367,20 @@ impl Lanyard {
         };
         let result = if ends_earlier {
             let at = access_end(new.end_date.expect("checked"), self.now());
-            self.store
-                .end_person_access(new, at, by, reason)
-                .await
-                .map(|e| Some((at, e)))
+            self.store.end_person_access(new, at, by, reason).await.map(|e| Some((at, e)))
         } else {
             self.store.update_person(new).await.map(|_| None)
         };
         match result {
             Ok(r) => Ok(r),
-            Err(StoreError::Conflict(_)) => {
-                Err(self.school_ref_taken(new.school_ref.as_deref()).await)
-            }
+            Err(StoreError::Conflict(_)) => Err(self.school_ref_taken(new.school_ref.as_deref()).await),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Mark a leaver: their end date becomes `date`, and every grant and holding still open then
     /// ends then (00:00 UTC on `date`, or now if that has passed). The records stay.
-    pub async fn mark_leaver(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        date: NaiveDate,
-        reason: Option<&str>,
-    ) -> Result<LeaveOutcome> {
+    pub async fn mark_leaver(&self, actor: &Actor, id: Uuid, date: NaiveDate, reason: Option<&str>) -> Result<LeaveOutcome> {
         let now = self.now();
         let reason = optional_text("reason", reason, 500)?;
         let current = self.person_record(id).await?;
@@ -475,20 +388,14 @@ impl Lanyard {
         rec.end_date = Some(date);
         rec.updated_at = now;
         if let Some(start) = rec.start_date.filter(|s| *s >= date) {
-            return Err(Error::unprocessable(
-                "date",
-                format!("the leaving date {date} must be after the start date {start}"),
-            ));
+            return Err(Error::unprocessable("date", format!("the leaving date {date} must be after the start date {start}")));
         }
         let at = access_end(date, now);
         let why = match &reason {
             Some(r) => format!("leaver: {r}"),
             None => "leaver".to_owned(),
         };
-        let ended = self
-            .store
-            .end_person_access(&rec, at, &actor.name, &why)
-            .await?;
+        let ended = self.store.end_person_access(&rec, at, &actor.name, &why).await?;
         self.audit(
             actor,
             "register.person.leave",
@@ -512,27 +419,15 @@ impl Lanyard {
         })
     }
 
-    pub async fn list_people(
-        &self,
-        mut filter: PeopleFilter,
-        cursor: Option<Uuid>,
-    ) -> Result<Vec<Person>> {
+    pub async fn list_people(&self, mut filter: PeopleFilter, cursor: Option<Uuid>) -> Result<Vec<Person>> {
         let today = self.today();
         filter.today = Some(today);
         if let Some(c) = cursor {
             let last =
-                self.store.person_by_id(c).await?.ok_or_else(|| {
-                    Error::unprocessable("cursor", "not a cursor from this endpoint")
-                })?;
+                self.store.person_by_id(c).await?.ok_or_else(|| Error::unprocessable("cursor", "not a cursor from this endpoint"))?;
             filter.after = Some((last.name, last.id));
         }
-        Ok(self
-            .store
-            .list_people(&filter)
-            .await?
-            .into_iter()
-            .map(|r| Person::new(r, today))
-            .collect())
+        Ok(self.store.list_people(&filter).await?.into_iter().map(|r| Person::new(r, today)).collect())
     }
 
     pub async fn person_detail(&self, id: Uuid) -> Result<PersonDetail> {
@@ -545,37 +440,20 @@ impl Lanyard {
         let signature_status = super::status::signature_status(&rec, &current, &valid, now);
         let grants = self.store.grants_for_person(id).await?;
         let assignments = self.store.assignments_for_person(id).await?;
-        let devices_held = assignments
-            .iter()
-            .filter(|a| a.held_at(now))
-            .map(|a| a.udid.clone())
-            .collect();
+        let devices_held = assignments.iter().filter(|a| a.held_at(now)).map(|a| a.udid.clone()).collect();
         let history = self
             .store
-            .list_audit(&AuditFilter {
-                target: Some(person_target(id)),
-                limit: 500,
-                ..Default::default()
-            })
+            .list_audit(&AuditFilter { target: Some(person_target(id)), limit: 500, ..Default::default() })
             .await?
             .into_iter()
-            .map(|e| HistoryItem {
-                details: e.details_json(),
-                seq: e.seq,
-                at: e.at,
-                actor: e.actor,
-                action: e.action,
-            })
+            .map(|e| HistoryItem { details: e.details_json(), seq: e.seq, at: e.at, actor: e.actor, action: e.action })
             .collect();
         Ok(PersonDetail {
             person: Person::new(rec, now.date_naive()),
             signature_status,
             signatures: sigs.into_iter().map(SignatureView::from).collect(),
             grants: grants.into_iter().map(|g| Grant::new(g, now)).collect(),
-            assignments: assignments
-                .into_iter()
-                .map(|a| Assignment::new(a, now))
-                .collect(),
+            assignments: assignments.into_iter().map(|a| Assignment::new(a, now)).collect(),
             devices_held,
             history,
         })

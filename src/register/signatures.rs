@@ -8,10 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    CLOCK_SKEW, KeyStage, PersonKind, audience_for, conflict, optional_text, person_target,
-    required_text,
-};
+use super::{CLOCK_SKEW, KeyStage, PersonKind, audience_for, conflict, optional_text, person_target, required_text};
 use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
@@ -90,16 +87,14 @@ impl From<SignatureRecord> for SignatureView {
 }
 
 impl Lanyard {
-    pub async fn record_signature(
-        &self,
-        actor: &Actor,
-        req: NewSignature,
-    ) -> Result<SignatureView> {
+    pub async fn record_signature(&self, actor: &Actor, req: NewSignature) -> Result<SignatureView> {
         let now = self.now();
         let person = self.person_field("person_id", req.person_id).await?;
-        let aup = self.store.aup_by_id(req.aup_id).await?.ok_or_else(|| {
-            Error::unprocessable("aup_id", format!("no such AUP: {}", req.aup_id))
-        })?;
+        let aup = self
+            .store
+            .aup_by_id(req.aup_id)
+            .await?
+            .ok_or_else(|| Error::unprocessable("aup_id", format!("no such AUP: {}", req.aup_id)))?;
         let audience = audience_for(person.kind, person.key_stage.as_deref());
         if audience != Some(aup.audience.as_str()) {
             return Err(Error::unprocessable(
@@ -114,18 +109,11 @@ impl Lanyard {
         }
         let signed_at = crate::store::truncate_micros(req.signed_at.unwrap_or(now));
         if signed_at > now + CLOCK_SKEW {
-            return Err(Error::unprocessable(
-                "signed_at",
-                "must not be in the future",
-            ));
+            return Err(Error::unprocessable("signed_at", "must not be in the future"));
         }
         let co_signer = optional_text("co_signer", req.co_signer.as_deref(), 200)?;
         let young = person.kind == PersonKind::Pupil
-            && person
-                .key_stage
-                .as_deref()
-                .and_then(KeyStage::parse)
-                .is_some_and(KeyStage::needs_co_signer);
+            && person.key_stage.as_deref().and_then(KeyStage::parse).is_some_and(KeyStage::needs_co_signer);
         if young && co_signer.is_none() {
             return Err(Error::unprocessable(
                 "co_signer",
@@ -137,10 +125,7 @@ impl Lanyard {
             ));
         }
         let existing = self.store.signatures_for_person(person.id).await?;
-        if let Some(dup) = existing
-            .iter()
-            .find(|s| s.aup_id == aup.id && s.voided_at.is_none())
-        {
+        if let Some(dup) = existing.iter().find(|s| s.aup_id == aup.id && s.voided_at.is_none()) {
             return Err(conflict(
                 "already_signed",
                 format!(
@@ -189,41 +174,17 @@ impl Lanyard {
 
     /// Void a signature with a reason. Refused while it is the only signature behind someone's
     /// access: record the correct one first, or revoke the access.
-    pub async fn void_signature(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        reason: &str,
-    ) -> Result<SignatureView> {
+    pub async fn void_signature(&self, actor: &Actor, id: Uuid, reason: &str) -> Result<SignatureView> {
         let reason = required_text("reason", reason, 500)?;
         let now = self.now();
-        let sig = self
-            .store
-            .signature_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such signature"))?;
+        let sig = self.store.signature_by_id(id).await?.ok_or_else(|| Error::not_found("no such signature"))?;
         if sig.voided_at.is_some() {
-            return Err(conflict(
-                "already_void",
-                format!("signature {id} was already voided"),
-                json!({"signature_id": id}),
-            ));
+            return Err(conflict("already_void", format!("signature {id} was already voided"), json!({"signature_id": id})));
         }
-        let others = self
-            .store
-            .signatures_for_person(sig.person_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.id != id && s.voided_at.is_none())
-            .count();
-        let open: Vec<Uuid> = self
-            .store
-            .grants_for_person(sig.person_id)
-            .await?
-            .into_iter()
-            .filter(|g| g.open_at(now))
-            .map(|g| g.id)
-            .collect();
+        let others =
+            self.store.signatures_for_person(sig.person_id).await?.into_iter().filter(|s| s.id != id && s.voided_at.is_none()).count();
+        let open: Vec<Uuid> =
+            self.store.grants_for_person(sig.person_id).await?.into_iter().filter(|g| g.open_at(now)).map(|g| g.id).collect();
         if others == 0 && !open.is_empty() {
             return Err(conflict(
                 "signature_in_use",
@@ -234,16 +195,8 @@ impl Lanyard {
                 json!({"signature_id": id, "grants": open}),
             ));
         }
-        if !self
-            .store
-            .void_signature(id, now, &actor.name, &reason)
-            .await?
-        {
-            return Err(conflict(
-                "already_void",
-                format!("signature {id} was already voided"),
-                json!({"signature_id": id}),
-            ));
+        if !self.store.void_signature(id, now, &actor.name, &reason).await? {
+            return Err(conflict("already_void", format!("signature {id} was already voided"), json!({"signature_id": id})));
         }
         self.audit(
             actor,
@@ -252,11 +205,7 @@ impl Lanyard {
             json!({"signature_id": id, "aup_id": sig.aup_id, "reason": reason}),
         )
         .await?;
-        let sig = self
-            .store
-            .signature_by_id(id)
-            .await?
-            .ok_or_else(|| Error::not_found("no such signature"))?;
+        let sig = self.store.signature_by_id(id).await?.ok_or_else(|| Error::not_found("no such signature"))?;
         Ok(sig.into())
     }
 }

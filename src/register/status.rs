@@ -42,12 +42,7 @@ pub struct AupRef {
 
 impl From<&AupRecord> for AupRef {
     fn from(a: &AupRecord) -> Self {
-        AupRef {
-            id: a.id,
-            audience: a.audience.clone(),
-            version: a.version,
-            title: a.title.clone(),
-        }
+        AupRef { id: a.id, audience: a.audience.clone(), version: a.version, title: a.title.clone() }
     }
 }
 
@@ -62,13 +57,7 @@ pub struct SignatureRef {
 
 impl From<&SignatureRecord> for SignatureRef {
     fn from(s: &SignatureRecord) -> Self {
-        SignatureRef {
-            id: s.id,
-            aup_id: s.aup_id,
-            audience: s.aup_audience.clone(),
-            version: s.aup_version,
-            signed_at: s.signed_at,
-        }
+        SignatureRef { id: s.id, aup_id: s.aup_id, audience: s.aup_audience.clone(), version: s.aup_version, signed_at: s.signed_at }
     }
 }
 
@@ -95,11 +84,7 @@ pub fn signature_status(
     let current_aup = audience.and_then(|a| current.get(a));
     let newest = valid.iter().max_by_key(|s| s.signed_at).copied();
     let of_current = current_aup.and_then(|c| {
-        valid
-            .iter()
-            .filter(|s| s.aup_audience == c.audience && s.aup_version >= c.version)
-            .max_by_key(|s| s.signed_at)
-            .copied()
+        valid.iter().filter(|s| s.aup_audience == c.audience && s.aup_version >= c.version).max_by_key(|s| s.signed_at).copied()
     });
     let state = match (newest, current_aup, of_current) {
         (None, _, _) => SignatureState::Unsigned,
@@ -134,37 +119,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn status(&self, p: &PersonRecord) -> SignatureStatus {
-        let valid: Vec<&SignatureRecord> = self
-            .signatures
-            .get(&p.id)
-            .map(|v| v.iter().collect())
-            .unwrap_or_default();
+        let valid: Vec<&SignatureRecord> = self.signatures.get(&p.id).map(|v| v.iter().collect()).unwrap_or_default();
         signature_status(p, &self.current, &valid, self.now)
     }
 
     pub fn live_grants(&self, p: &PersonRecord) -> impl Iterator<Item = &GrantRecord> {
-        self.grants
-            .get(&p.id)
-            .into_iter()
-            .flatten()
-            .filter(|g| g.live_at(self.now))
+        self.grants.get(&p.id).into_iter().flatten().filter(|g| g.live_at(self.now))
     }
 
     /// Live now or granted for later.
     pub fn has_access(&self, p: &PersonRecord) -> bool {
-        self.grants
-            .get(&p.id)
-            .is_some_and(|gs| gs.iter().any(|g| g.open_at(self.now)))
+        self.grants.get(&p.id).is_some_and(|gs| gs.iter().any(|g| g.open_at(self.now)))
     }
 
     pub fn devices_held(&self, p: &PersonRecord) -> Vec<&str> {
-        self.holdings
-            .get(&p.id)
-            .into_iter()
-            .flatten()
-            .filter(|a| a.held_at(self.now))
-            .map(|a| a.udid.as_str())
-            .collect()
+        self.holdings.get(&p.id).into_iter().flatten().filter(|a| a.held_at(self.now)).map(|a| a.udid.as_str()).collect()
     }
 }
 
@@ -237,16 +206,7 @@ impl Lanyard {
         for a in self.store.assignments_open_at(now).await? {
             holdings.entry(a.person_id).or_default().push(a);
         }
-        Ok(Snapshot {
-            now,
-            today,
-            people,
-            aups,
-            current,
-            signatures,
-            grants,
-            holdings,
-        })
+        Ok(Snapshot { now, today, people, aups, current, signatures, grants, holdings })
     }
 
     /// Who must sign what: people with access (or, with `everyone`, every current person) whose
@@ -291,11 +251,7 @@ impl Lanyard {
             leavers_with_live_grants: 0,
             visitors_expiring: 0,
             visitors_expiring_people: Vec::new(),
-            aups_review_overdue: snap
-                .current
-                .values()
-                .filter(|a| a.review_due <= snap.today)
-                .count(),
+            aups_review_overdue: snap.current.values().filter(|a| a.review_due <= snap.today).count(),
             ok: false,
         };
         let week = snap.today + Duration::days(7);
@@ -310,12 +266,7 @@ impl Lanyard {
             }
             if p.kind.is_temporary() && p.end_date.is_some_and(|d| d > snap.today && d <= week) {
                 r.visitors_expiring += 1;
-                r.visitors_expiring_people.push(ExpiringVisitor {
-                    id: p.id,
-                    name: p.name.clone(),
-                    kind: p.kind,
-                    end_date: p.end_date,
-                });
+                r.visitors_expiring_people.push(ExpiringVisitor { id: p.id, name: p.name.clone(), kind: p.kind, end_date: p.end_date });
             }
             if !live {
                 continue;
@@ -353,22 +304,10 @@ impl Lanyard {
                 p.notes.clone().unwrap_or_default(),
                 p.id.to_string(),
                 st.audience.unwrap_or("").to_owned(),
-                serde_json::to_value(st.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                st.current_aup
-                    .as_ref()
-                    .map(|a| a.version.to_string())
-                    .unwrap_or_default(),
-                st.signature
-                    .as_ref()
-                    .map(|s| s.version.to_string())
-                    .unwrap_or_default(),
-                st.signature
-                    .as_ref()
-                    .map(|s| s.signed_at.to_rfc3339())
-                    .unwrap_or_default(),
+                serde_json::to_value(st.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                st.current_aup.as_ref().map(|a| a.version.to_string()).unwrap_or_default(),
+                st.signature.as_ref().map(|s| s.version.to_string()).unwrap_or_default(),
+                st.signature.as_ref().map(|s| s.signed_at.to_rfc3339()).unwrap_or_default(),
                 live.join("; "),
                 snap.devices_held(p).join("; "),
             ];

@@ -47,9 +47,7 @@ pub(super) fn read_tlv(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
         }
         let (len_bytes, after) = rest.split_at(n);
         rest = after;
-        len_bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+        len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
     };
     if rest.len() < len {
         return None;

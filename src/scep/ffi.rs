@@ -47,11 +47,7 @@ unsafe extern "C" {
         pdig: *mut *mut sys::X509_ALGOR,
         psig: *mut *mut sys::X509_ALGOR,
     );
-    fn CMS_signed_get_attr_by_OBJ(
-        si: *const CmsSignerInfo,
-        obj: *const sys::ASN1_OBJECT,
-        lastpos: c_int,
-    ) -> c_int;
+    fn CMS_signed_get_attr_by_OBJ(si: *const CmsSignerInfo, obj: *const sys::ASN1_OBJECT, lastpos: c_int) -> c_int;
     fn CMS_signed_get_attr(si: *const CmsSignerInfo, loc: c_int) -> *mut sys::X509_ATTRIBUTE;
     fn CMS_signed_add1_attr_by_OBJ(
         si: *mut CmsSignerInfo,
@@ -67,12 +63,7 @@ unsafe extern "C" {
         md: *const sys::EVP_MD,
         flags: c_uint,
     ) -> *mut CmsSignerInfo;
-    fn CMS_final(
-        cms: *mut sys::CMS_ContentInfo,
-        data: *mut sys::BIO,
-        dcont: *mut sys::BIO,
-        flags: c_uint,
-    ) -> c_int;
+    fn CMS_final(cms: *mut sys::CMS_ContentInfo, data: *mut sys::BIO, dcont: *mut sys::BIO, flags: c_uint) -> c_int;
     fn ASN1_TYPE_get(a: *const sys::ASN1_TYPE) -> c_int;
     fn OBJ_txt2nid(s: *const c_char) -> c_int;
 }
@@ -91,12 +82,7 @@ const V_ASN1_BMPSTRING: c_int = 30;
 fn is_text_type(t: c_int) -> bool {
     matches!(
         t,
-        V_ASN1_PRINTABLESTRING
-            | V_ASN1_UTF8STRING
-            | V_ASN1_IA5STRING
-            | V_ASN1_T61STRING
-            | V_ASN1_BMPSTRING
-            | V_ASN1_UNIVERSALSTRING
+        V_ASN1_PRINTABLESTRING | V_ASN1_UTF8STRING | V_ASN1_IA5STRING | V_ASN1_T61STRING | V_ASN1_BMPSTRING | V_ASN1_UNIVERSALSTRING
     )
 }
 
@@ -113,16 +99,8 @@ struct Owned<T> {
 impl<T> Owned<T> {
     /// Takes ownership of `ptr`; a null pointer becomes an error carrying the
     /// OpenSSL error queue.
-    fn new(
-        ptr: *mut T,
-        free: unsafe extern "C" fn(*mut T),
-        context: &'static str,
-    ) -> Result<Self, ScepError> {
-        if ptr.is_null() {
-            Err(openssl_error(context))
-        } else {
-            Ok(Self { ptr, free })
-        }
+    fn new(ptr: *mut T, free: unsafe extern "C" fn(*mut T), context: &'static str) -> Result<Self, ScepError> {
+        if ptr.is_null() { Err(openssl_error(context)) } else { Ok(Self { ptr, free }) }
     }
 
     fn as_ptr(&self) -> *mut T {
@@ -147,74 +125,46 @@ impl Drop for OpensslBuf {
             // SAFETY: the buffer was allocated by OpenSSL (`ASN1_STRING_to_UTF8`)
             // and is freed exactly once, here. `CRYPTO_free` is what the
             // `OPENSSL_free` macro expands to.
-            unsafe {
-                sys::CRYPTO_free(
-                    self.0.cast::<c_void>(),
-                    concat!(file!(), "\0").as_ptr().cast::<c_char>(),
-                    line!() as c_int,
-                )
-            }
+            unsafe { sys::CRYPTO_free(self.0.cast::<c_void>(), concat!(file!(), "\0").as_ptr().cast::<c_char>(), line!() as c_int) }
         }
     }
 }
 
 /// Drains the OpenSSL error queue into a [`ScepError::OpenSsl`].
 fn openssl_error(context: &'static str) -> ScepError {
-    ScepError::OpenSsl {
-        context,
-        source: ErrorStack::get(),
-    }
+    ScepError::OpenSsl { context, source: ErrorStack::get() }
 }
 
 /// Drains the OpenSSL error queue into a printable string.
 fn drain_errors() -> String {
     let stack = ErrorStack::get();
-    if stack.errors().is_empty() {
-        "no detail from OpenSSL".to_owned()
-    } else {
-        stack.to_string()
-    }
+    if stack.errors().is_empty() { "no detail from OpenSSL".to_owned() } else { stack.to_string() }
 }
 
 type D2i<T> = unsafe extern "C" fn(*mut *mut T, *mut *const c_uchar, c_long) -> *mut T;
 
 /// Parses DER with an OpenSSL `d2i_*` function into an owned object; trailing
 /// bytes after the object are rejected.
-fn d2i_owned<T>(
-    der: &[u8],
-    parse: D2i<T>,
-    free: unsafe extern "C" fn(*mut T),
-    what: &'static str,
-) -> Result<Owned<T>, ScepError> {
-    let len = c_long::try_from(der.len())
-        .map_err(|_| ScepError::Malformed(format!("{what} is too large")))?;
+fn d2i_owned<T>(der: &[u8], parse: D2i<T>, free: unsafe extern "C" fn(*mut T), what: &'static str) -> Result<Owned<T>, ScepError> {
+    let len = c_long::try_from(der.len()).map_err(|_| ScepError::Malformed(format!("{what} is too large")))?;
     let mut p = der.as_ptr();
     // SAFETY: `p` points at `len` readable bytes that outlive the call; passing
     // a null `a` asks OpenSSL to allocate a fresh object, which we own.
     let obj = unsafe { parse(ptr::null_mut(), &mut p, len) };
     if obj.is_null() {
-        return Err(ScepError::Malformed(format!(
-            "{what} is not valid DER: {}",
-            drain_errors()
-        )));
+        return Err(ScepError::Malformed(format!("{what} is not valid DER: {}", drain_errors())));
     }
     let owned = Owned { ptr: obj, free };
     // `d2i` advanced `p` past the bytes it consumed.
     let consumed = (p as usize).wrapping_sub(der.as_ptr() as usize);
     if consumed != der.len() {
-        return Err(ScepError::Malformed(format!(
-            "{what} has {} trailing bytes",
-            der.len().saturating_sub(consumed)
-        )));
+        return Err(ScepError::Malformed(format!("{what} has {} trailing bytes", der.len().saturating_sub(consumed))));
     }
     Ok(owned)
 }
 
 /// Runs the usual two-call `i2d_*` protocol (size, then encode) into a Vec.
-fn i2d_to_vec(
-    context: &'static str,
-    mut encode: impl FnMut(*mut *mut c_uchar) -> c_int,
-) -> Result<Vec<u8>, ScepError> {
+fn i2d_to_vec(context: &'static str, mut encode: impl FnMut(*mut *mut c_uchar) -> c_int) -> Result<Vec<u8>, ScepError> {
     let len = encode(ptr::null_mut());
     let Ok(size) = usize::try_from(len) else {
         return Err(openssl_error(context));
@@ -446,25 +396,16 @@ pub(super) enum AttrToSign<'a> {
 ///
 /// `attr` is borrowed from its owner (SignerInfo or X509_REQ), which must stay
 /// alive for the duration of the call.
-fn read_single_value(
-    attr: *mut sys::X509_ATTRIBUTE,
-    name: &'static str,
-) -> Result<AttrValue, ScepError> {
+fn read_single_value(attr: *mut sys::X509_ATTRIBUTE, name: &'static str) -> Result<AttrValue, ScepError> {
     // SAFETY: `attr` is a valid attribute borrowed from a live owner.
     let count = unsafe { sys::X509_ATTRIBUTE_count(attr) };
     if count != 1 {
-        return Err(ScepError::InvalidAttribute {
-            name,
-            reason: format!("has {count} values, expected exactly one"),
-        });
+        return Err(ScepError::InvalidAttribute { name, reason: format!("has {count} values, expected exactly one") });
     }
     // SAFETY: index 0 exists (count == 1); the ASN1_TYPE is borrowed from `attr`.
     let value = unsafe { sys::X509_ATTRIBUTE_get0_type(attr, 0) };
     if value.is_null() {
-        return Err(ScepError::InvalidAttribute {
-            name,
-            reason: "has no value".to_owned(),
-        });
+        return Err(ScepError::InvalidAttribute { name, reason: "has no value".to_owned() });
     }
     // SAFETY: `value` is a valid ASN1_TYPE.
     let asn1_type = unsafe { ASN1_TYPE_get(value) };
@@ -474,22 +415,13 @@ fn read_single_value(
     // SAFETY: for string types (octet string and all character strings), the
     // data of an ASN1_TYPE is an ASN1_STRING; passing the type we just read
     // makes X509_ATTRIBUTE_get0_data return it (borrowed) without error.
-    let string = unsafe { sys::X509_ATTRIBUTE_get0_data(attr, 0, asn1_type, ptr::null_mut()) }
-        .cast::<sys::ASN1_STRING>();
+    let string = unsafe { sys::X509_ATTRIBUTE_get0_data(attr, 0, asn1_type, ptr::null_mut()) }.cast::<sys::ASN1_STRING>();
     if string.is_null() {
-        return Err(ScepError::InvalidAttribute {
-            name,
-            reason: format!("unreadable value: {}", drain_errors()),
-        });
+        return Err(ScepError::InvalidAttribute { name, reason: format!("unreadable value: {}", drain_errors()) });
     }
     if asn1_type == V_ASN1_OCTET_STRING {
         // SAFETY: `string` is a valid ASN1_STRING borrowed from `attr`.
-        let (data, len) = unsafe {
-            (
-                sys::ASN1_STRING_get0_data(string),
-                sys::ASN1_STRING_length(string),
-            )
-        };
+        let (data, len) = unsafe { (sys::ASN1_STRING_get0_data(string), sys::ASN1_STRING_length(string)) };
         let len = usize::try_from(len).unwrap_or(0);
         if len == 0 || data.is_null() {
             return Ok(AttrValue::Octets(Vec::new()));
@@ -504,10 +436,7 @@ fn read_single_value(
     let len = unsafe { sys::ASN1_STRING_to_UTF8(&mut out, string) };
     let guard = OpensslBuf(out);
     let Ok(len) = usize::try_from(len) else {
-        return Err(ScepError::InvalidAttribute {
-            name,
-            reason: format!("not convertible to UTF-8: {}", drain_errors()),
-        });
+        return Err(ScepError::InvalidAttribute { name, reason: format!("not convertible to UTF-8: {}", drain_errors()) });
     };
     let bytes = if len == 0 || guard.0.is_null() {
         Vec::new()
@@ -515,12 +444,7 @@ fn read_single_value(
         // SAFETY: OpenSSL wrote `len` bytes at `out`, which the guard keeps alive.
         unsafe { std::slice::from_raw_parts(guard.0, len) }.to_vec()
     };
-    String::from_utf8(bytes)
-        .map(AttrValue::Text)
-        .map_err(|_| ScepError::InvalidAttribute {
-            name,
-            reason: "is not valid UTF-8".to_owned(),
-        })
+    String::from_utf8(bytes).map(AttrValue::Text).map_err(|_| ScepError::InvalidAttribute { name, reason: "is not valid UTF-8".to_owned() })
 }
 
 // ---------------------------------------------------------------------------
@@ -556,26 +480,17 @@ impl VerifiedSignedData {
 /// previously issued certificates, and the caller decides what to trust.
 pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepError> {
     let nids = scep_nids()?;
-    let cms = d2i_owned(
-        der,
-        sys::d2i_CMS_ContentInfo,
-        sys::CMS_ContentInfo_free,
-        "pkiMessage",
-    )?;
+    let cms = d2i_owned(der, sys::d2i_CMS_ContentInfo, sys::CMS_ContentInfo_free, "pkiMessage")?;
 
     // SAFETY: `cms` is valid; the returned object is borrowed from it.
     let content_type = obj_nid(unsafe { CMS_get0_type(cms.as_ptr()) });
     if content_type != sys::NID_pkcs7_signed {
-        return Err(ScepError::Malformed(format!(
-            "pkiMessage is not a SignedData (content type NID {content_type})"
-        )));
+        return Err(ScepError::Malformed(format!("pkiMessage is not a SignedData (content type NID {content_type})")));
     }
     // SAFETY: as above; for SignedData this is the encapContentInfo type.
     let econtent_type = obj_nid(unsafe { CMS_get0_eContentType(cms.as_ptr()) });
     if econtent_type != sys::NID_pkcs7_data {
-        return Err(ScepError::Malformed(format!(
-            "pkiMessage encapsulates NID {econtent_type}, expected id-data"
-        )));
+        return Err(ScepError::Malformed(format!("pkiMessage encapsulates NID {econtent_type}, expected id-data")));
     }
 
     // SAFETY: `cms` is a SignedData; the stack is borrowed from it.
@@ -586,17 +501,11 @@ pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepE
     // SAFETY: `signer_infos` is a valid stack borrowed from `cms`.
     let signer_count = unsafe { sys::OPENSSL_sk_num(signer_infos) };
     if signer_count != 1 {
-        return Err(ScepError::Malformed(format!(
-            "pkiMessage has {signer_count} signers, expected exactly one"
-        )));
+        return Err(ScepError::Malformed(format!("pkiMessage has {signer_count} signers, expected exactly one")));
     }
 
     // SAFETY: BIO_s_mem returns a static method table; the new BIO is owned.
-    let out = Owned::new(
-        unsafe { sys::BIO_new(sys::BIO_s_mem()) },
-        sys::BIO_free_all,
-        "allocating a memory BIO",
-    )?;
+    let out = Owned::new(unsafe { sys::BIO_new(sys::BIO_s_mem()) }, sys::BIO_free_all, "allocating a memory BIO")?;
     // SAFETY: `cms` and `out` are valid; null certs/store/dcont are allowed
     // (the signer certificate is taken from the message itself, and no chain
     // is built because of CMS_NO_SIGNER_CERT_VERIFY). CMS_BINARY keeps the
@@ -625,19 +534,9 @@ pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepE
     let mut digest_alg: *mut sys::X509_ALGOR = ptr::null_mut();
     // SAFETY: `si` is valid; CMS_verify attached the signer certificate to it.
     // All out-pointers are borrowed from `si`; null out-params are skipped.
-    unsafe {
-        CMS_SignerInfo_get0_algs(
-            si,
-            ptr::null_mut(),
-            &mut signer,
-            &mut digest_alg,
-            ptr::null_mut(),
-        )
-    };
+    unsafe { CMS_SignerInfo_get0_algs(si, ptr::null_mut(), &mut signer, &mut digest_alg, ptr::null_mut()) };
     if signer.is_null() {
-        return Err(ScepError::BadSignature(
-            "signer certificate not found in the pkiMessage".into(),
-        ));
+        return Err(ScepError::BadSignature("signer certificate not found in the pkiMessage".into()));
     }
     let signer_cert_der = i2d_x509(signer)?;
     let digest_nid = if digest_alg.is_null() {
@@ -666,10 +565,7 @@ pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepE
         // SAFETY: as above, searching after the first occurrence.
         let duplicate = unsafe { CMS_signed_get_attr_by_OBJ(si, obj, loc) };
         if duplicate >= 0 {
-            return Err(ScepError::InvalidAttribute {
-                name: attr.name(),
-                reason: "appears more than once".into(),
-            });
+            return Err(ScepError::InvalidAttribute { name: attr.name(), reason: "appears more than once".into() });
         }
         // SAFETY: `loc` is a valid index; the attribute is borrowed from `si`,
         // which lives (inside `cms`) until the end of this function.
@@ -680,12 +576,7 @@ pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepE
         attributes[attr.index()] = Some(read_single_value(x509_attr, attr.name())?);
     }
 
-    Ok(VerifiedSignedData {
-        content,
-        signer_cert_der,
-        digest_nid,
-        attributes,
-    })
+    Ok(VerifiedSignedData { content, signer_cert_der, digest_nid, attributes })
 }
 
 // ---------------------------------------------------------------------------
@@ -705,30 +596,12 @@ pub(super) fn sign_signed_data(
     attrs: &[(ScepAttr, AttrToSign<'_>)],
 ) -> Result<Vec<u8>, ScepError> {
     ensure_oids()?;
-    let cert = d2i_owned(
-        signer_cert_der,
-        sys::d2i_X509,
-        sys::X509_free,
-        "signer certificate",
-    )?;
-    let key = d2i_owned(
-        key_der,
-        sys::d2i_AutoPrivateKey,
-        sys::EVP_PKEY_free,
-        "signer private key",
-    )?;
+    let cert = d2i_owned(signer_cert_der, sys::d2i_X509, sys::X509_free, "signer certificate")?;
+    let key = d2i_owned(key_der, sys::d2i_AutoPrivateKey, sys::EVP_PKEY_free, "signer private key")?;
     // SAFETY: all-null arguments with CMS_PARTIAL create an empty SignedData
     // (no signer, not finalised), which we own.
     let cms = Owned::new(
-        unsafe {
-            sys::CMS_sign(
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                sys::CMS_PARTIAL | sys::CMS_BINARY,
-            )
-        },
+        unsafe { sys::CMS_sign(ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), sys::CMS_PARTIAL | sys::CMS_BINARY) },
         sys::CMS_ContentInfo_free,
         "creating a CMS SignedData",
     )?;
@@ -737,19 +610,9 @@ pub(super) fn sign_signed_data(
     // returned SignerInfo is borrowed from `cms`. Without CMS_REUSE_DIGEST
     // nothing is signed yet: that happens in CMS_final, after we have added
     // our attributes. CMS_NOSMIMECAP leaves out the S/MIME capabilities.
-    let si = unsafe {
-        CMS_add1_signer(
-            cms.as_ptr(),
-            cert.as_ptr(),
-            key.as_ptr(),
-            md.as_ptr(),
-            sys::CMS_NOSMIMECAP,
-        )
-    };
+    let si = unsafe { CMS_add1_signer(cms.as_ptr(), cert.as_ptr(), key.as_ptr(), md.as_ptr(), sys::CMS_NOSMIMECAP) };
     if si.is_null() {
-        return Err(openssl_error(
-            "adding the CMS signer (does the key match the certificate?)",
-        ));
+        return Err(openssl_error("adding the CMS signer (does the key match the certificate?)"));
     }
     for (attr, value) in attrs {
         let obj = scep_obj(*attr)?;
@@ -758,46 +621,27 @@ pub(super) fn sign_signed_data(
             AttrToSign::Utf8(s) => (V_ASN1_UTF8STRING, s.as_bytes()),
             AttrToSign::Octets(b) => (V_ASN1_OCTET_STRING, b),
         };
-        let len = c_int::try_from(bytes.len()).map_err(|_| ScepError::InvalidAttribute {
-            name: attr.name(),
-            reason: "value too long".into(),
-        })?;
+        let len =
+            c_int::try_from(bytes.len()).map_err(|_| ScepError::InvalidAttribute { name: attr.name(), reason: "value too long".into() })?;
         // SAFETY: `si` is borrowed from the live `cms`; `obj` is a registered
         // object; `bytes` is readable for `len` bytes and is copied by OpenSSL.
-        let ok = unsafe {
-            CMS_signed_add1_attr_by_OBJ(si, obj, asn1_type, bytes.as_ptr().cast::<c_void>(), len)
-        };
+        let ok = unsafe { CMS_signed_add1_attr_by_OBJ(si, obj, asn1_type, bytes.as_ptr().cast::<c_void>(), len) };
         if ok != 1 {
             return Err(openssl_error("adding a SCEP signed attribute"));
         }
     }
     // BIO_new_mem_buf rejects a null pointer; give it a valid one for empty content.
     static EMPTY: [u8; 1] = [0];
-    let data_ptr = if content.is_empty() {
-        EMPTY.as_ptr()
-    } else {
-        content.as_ptr()
-    };
-    let data_len = c_int::try_from(content.len())
-        .map_err(|_| ScepError::Malformed("content too large to sign".into()))?;
+    let data_ptr = if content.is_empty() { EMPTY.as_ptr() } else { content.as_ptr() };
+    let data_len = c_int::try_from(content.len()).map_err(|_| ScepError::Malformed("content too large to sign".into()))?;
     // SAFETY: `data_ptr` is readable for `data_len` bytes for as long as the
     // read-only BIO lives (it is dropped before `content` goes out of scope).
-    let data = Owned::new(
-        unsafe { sys::BIO_new_mem_buf(data_ptr.cast::<c_void>(), data_len) },
-        sys::BIO_free_all,
-        "allocating a memory BIO",
-    )?;
+    let data =
+        Owned::new(unsafe { sys::BIO_new_mem_buf(data_ptr.cast::<c_void>(), data_len) }, sys::BIO_free_all, "allocating a memory BIO")?;
     // SAFETY: `cms` is a partial SignedData; CMS_final reads `data`, computes
     // the message digest and signs each SignerInfo. CMS_BINARY: no MIME
     // canonicalisation of the content.
-    let ok = unsafe {
-        CMS_final(
-            cms.as_ptr(),
-            data.as_ptr(),
-            ptr::null_mut(),
-            sys::CMS_BINARY,
-        )
-    };
+    let ok = unsafe { CMS_final(cms.as_ptr(), data.as_ptr(), ptr::null_mut(), sys::CMS_BINARY) };
     if ok != 1 {
         return Err(openssl_error("signing the CMS SignedData"));
     }
@@ -811,12 +655,7 @@ pub(super) fn sign_signed_data(
 /// Reads the challengePassword attribute (PKCS#9, 1.2.840.113549.1.9.7) of a
 /// DER PKCS#10 request. `Ok(None)` if absent.
 pub(super) fn csr_challenge_password(csr_der: &[u8]) -> Result<Option<String>, ScepError> {
-    let req = d2i_owned(
-        csr_der,
-        sys::d2i_X509_REQ,
-        sys::X509_REQ_free,
-        "certificate request",
-    )?;
+    let req = d2i_owned(csr_der, sys::d2i_X509_REQ, sys::X509_REQ_free, "certificate request")?;
     let nid = sys::NID_pkcs9_challengePassword;
     // SAFETY: `req` is valid; -1 searches from the start.
     let loc = unsafe { sys::X509_REQ_get_attr_by_NID(req.as_ptr(), nid, -1) };
@@ -825,9 +664,7 @@ pub(super) fn csr_challenge_password(csr_der: &[u8]) -> Result<Option<String>, S
     }
     // SAFETY: as above, searching after the first occurrence.
     if unsafe { sys::X509_REQ_get_attr_by_NID(req.as_ptr(), nid, loc) } >= 0 {
-        return Err(ScepError::InvalidCsr(
-            "challengePassword appears more than once".into(),
-        ));
+        return Err(ScepError::InvalidCsr("challengePassword appears more than once".into()));
     }
     // SAFETY: `loc` is valid; the attribute is borrowed from `req`, alive
     // until the end of this function.
@@ -837,12 +674,8 @@ pub(super) fn csr_challenge_password(csr_der: &[u8]) -> Result<Option<String>, S
     }
     match read_single_value(attr, "challengePassword")? {
         AttrValue::Text(s) => Ok(Some(s)),
-        AttrValue::Octets(_) => Err(ScepError::InvalidCsr(
-            "challengePassword is an OCTET STRING, expected a character string".into(),
-        )),
-        AttrValue::Other(t) => Err(ScepError::InvalidCsr(format!(
-            "challengePassword has ASN.1 type {t}, expected a character string"
-        ))),
+        AttrValue::Octets(_) => Err(ScepError::InvalidCsr("challengePassword is an OCTET STRING, expected a character string".into())),
+        AttrValue::Other(t) => Err(ScepError::InvalidCsr(format!("challengePassword has ASN.1 type {t}, expected a character string"))),
     }
 }
 
@@ -856,25 +689,12 @@ pub(super) fn add_challenge_password(
     asn1_type: c_int,
     md: MessageDigest,
 ) -> Result<Vec<u8>, ScepError> {
-    let req = d2i_owned(
-        csr_der,
-        sys::d2i_X509_REQ,
-        sys::X509_REQ_free,
-        "certificate request",
-    )?;
+    let req = d2i_owned(csr_der, sys::d2i_X509_REQ, sys::X509_REQ_free, "certificate request")?;
     let key = d2i_owned(key_der, sys::d2i_AutoPrivateKey, sys::EVP_PKEY_free, "key")?;
     let len = c_int::try_from(challenge.len()).expect("short challenge");
     // SAFETY: `req` is valid; the name is NUL-terminated; `challenge` is
     // readable for `len` bytes and copied by OpenSSL.
-    let ok = unsafe {
-        sys::X509_REQ_add1_attr_by_txt(
-            req.as_ptr(),
-            c"challengePassword".as_ptr(),
-            asn1_type,
-            challenge.as_ptr(),
-            len,
-        )
-    };
+    let ok = unsafe { sys::X509_REQ_add1_attr_by_txt(req.as_ptr(), c"challengePassword".as_ptr(), asn1_type, challenge.as_ptr(), len) };
     if ok != 1 {
         return Err(openssl_error("adding challengePassword"));
     }
@@ -907,13 +727,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_without_panicking() {
-        for input in [
-            &b""[..],
-            &b"\x30"[..],
-            &b"\x30\x03\x02\x01\x00"[..],
-            &b"\x30\x80\x00\x00"[..],
-            &[0xffu8; 64][..],
-        ] {
+        for input in [&b""[..], &b"\x30"[..], &b"\x30\x03\x02\x01\x00"[..], &b"\x30\x80\x00\x00"[..], &[0xffu8; 64][..]] {
             assert!(verify_signed_data(input).is_err());
             assert!(csr_challenge_password(input).is_err());
         }

@@ -7,9 +7,7 @@ use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
-};
+use openssl::x509::extension::{AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509, X509Builder, X509Req, X509StoreContext};
 
@@ -32,25 +30,14 @@ const SERIAL_BITS: i32 = 127;
 ///   digitalSignature + keyEncipherment (critical), extendedKeyUsage
 ///   clientAuth, subjectKeyIdentifier, authorityKeyIdentifier.
 /// * Signed with SHA-256.
-pub fn issue_certificate(
-    csr: &X509Req,
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-    days: u32,
-) -> Result<X509, ScepError> {
+pub fn issue_certificate(csr: &X509Req, ca_cert: &X509, ca_key: &PKey<Private>, days: u32) -> Result<X509, ScepError> {
     if days == 0 {
         return Err(ScepError::Issue("validity must be at least one day".into()));
     }
-    let public_key = csr
-        .public_key()
-        .map_err(|e| ScepError::InvalidCsr(format!("unreadable public key: {e}")))?;
-    let signature_ok = csr
-        .verify(&public_key)
-        .map_err(|e| ScepError::InvalidCsr(format!("signature check failed: {e}")))?;
+    let public_key = csr.public_key().map_err(|e| ScepError::InvalidCsr(format!("unreadable public key: {e}")))?;
+    let signature_ok = csr.verify(&public_key).map_err(|e| ScepError::InvalidCsr(format!("signature check failed: {e}")))?;
     if !signature_ok {
-        return Err(ScepError::InvalidCsr(
-            "self-signature does not verify".into(),
-        ));
+        return Err(ScepError::InvalidCsr("self-signature does not verify".into()));
     }
     if csr.subject_name().entries().next().is_none() {
         return Err(ScepError::InvalidCsr("subject is empty".into()));
@@ -60,90 +47,47 @@ pub fn issue_certificate(
     builder.set_version(2).ctx("setting the version")?;
 
     let mut serial = BigNum::new().ctx("allocating a serial")?;
-    serial
-        .rand(SERIAL_BITS, MsbOption::ONE, false)
-        .ctx("generating a serial")?;
-    let serial_hex = serial
-        .to_hex_str()
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    serial.rand(SERIAL_BITS, MsbOption::ONE, false).ctx("generating a serial")?;
+    let serial_hex = serial.to_hex_str().map(|s| s.to_string()).unwrap_or_default();
     let serial = Asn1Integer::from_bn(&serial).ctx("encoding the serial")?;
-    builder
-        .set_serial_number(&serial)
-        .ctx("setting the serial")?;
+    builder.set_serial_number(&serial).ctx("setting the serial")?;
 
-    builder
-        .set_subject_name(csr.subject_name())
-        .ctx("setting the subject")?;
-    builder
-        .set_issuer_name(ca_cert.subject_name())
-        .ctx("setting the issuer")?;
-    builder
-        .set_pubkey(&public_key)
-        .ctx("setting the public key")?;
+    builder.set_subject_name(csr.subject_name()).ctx("setting the subject")?;
+    builder.set_issuer_name(ca_cert.subject_name()).ctx("setting the issuer")?;
+    builder.set_pubkey(&public_key).ctx("setting the public key")?;
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)).unwrap_or(0);
     let not_before = Asn1Time::from_unix(now - BACKDATE_SECS).ctx("computing notBefore")?;
     let mut not_after = Asn1Time::days_from_now(days).ctx("computing notAfter")?;
     if ca_cert.not_after() < not_after {
         // Never outlive the issuing CA: end exactly when it does.
-        let remaining = Asn1Time::from_unix(now)
-            .and_then(|t| t.diff(ca_cert.not_after()))
-            .ctx("comparing with the CA's notAfter")?;
+        let remaining = Asn1Time::from_unix(now).and_then(|t| t.diff(ca_cert.not_after())).ctx("comparing with the CA's notAfter")?;
         let end = now + i64::from(remaining.days) * 86_400 + i64::from(remaining.secs);
         not_after = Asn1Time::from_unix(end).ctx("clamping notAfter to the CA's")?;
     }
     if not_after <= Asn1Time::from_unix(now).ctx("computing now")? {
         return Err(ScepError::Issue("the CA certificate has expired".into()));
     }
-    builder
-        .set_not_before(&not_before)
-        .ctx("setting notBefore")?;
+    builder.set_not_before(&not_before).ctx("setting notBefore")?;
     builder.set_not_after(&not_after).ctx("setting notAfter")?;
 
-    let basic = BasicConstraints::new()
-        .critical()
-        .build()
-        .ctx("building basicConstraints")?;
-    builder
-        .append_extension(basic)
-        .ctx("adding basicConstraints")?;
-    let key_usage = KeyUsage::new()
-        .critical()
-        .digital_signature()
-        .key_encipherment()
-        .build()
-        .ctx("building keyUsage")?;
+    let basic = BasicConstraints::new().critical().build().ctx("building basicConstraints")?;
+    builder.append_extension(basic).ctx("adding basicConstraints")?;
+    let key_usage = KeyUsage::new().critical().digital_signature().key_encipherment().build().ctx("building keyUsage")?;
     builder.append_extension(key_usage).ctx("adding keyUsage")?;
-    let eku = ExtendedKeyUsage::new()
-        .client_auth()
-        .build()
-        .ctx("building extendedKeyUsage")?;
-    builder
-        .append_extension(eku)
-        .ctx("adding extendedKeyUsage")?;
-    let ski = SubjectKeyIdentifier::new()
-        .build(&builder.x509v3_context(Some(ca_cert), None))
-        .ctx("building subjectKeyIdentifier")?;
-    builder
-        .append_extension(ski)
-        .ctx("adding subjectKeyIdentifier")?;
+    let eku = ExtendedKeyUsage::new().client_auth().build().ctx("building extendedKeyUsage")?;
+    builder.append_extension(eku).ctx("adding extendedKeyUsage")?;
+    let ski = SubjectKeyIdentifier::new().build(&builder.x509v3_context(Some(ca_cert), None)).ctx("building subjectKeyIdentifier")?;
+    builder.append_extension(ski).ctx("adding subjectKeyIdentifier")?;
     // keyid when the CA has an SKI, otherwise issuer name + serial.
     let aki = AuthorityKeyIdentifier::new()
         .keyid(false)
         .issuer(false)
         .build(&builder.x509v3_context(Some(ca_cert), None))
         .ctx("building authorityKeyIdentifier")?;
-    builder
-        .append_extension(aki)
-        .ctx("adding authorityKeyIdentifier")?;
+    builder.append_extension(aki).ctx("adding authorityKeyIdentifier")?;
 
-    builder
-        .sign(ca_key, MessageDigest::sha256())
-        .map_err(|e| ScepError::Issue(format!("signing failed (does the CA key match?): {e}")))?;
+    builder.sign(ca_key, MessageDigest::sha256()).map_err(|e| ScepError::Issue(format!("signing failed (does the CA key match?): {e}")))?;
     let cert = builder.build();
     tracing::info!(
         subject = ?cert.subject_name(),
@@ -181,10 +125,7 @@ pub fn cert_issued_by(cert: &X509, ca_cert: &X509) -> bool {
 /// without a challenge. The signature over the message itself was already
 /// verified by [`super::parse_pki_message`].
 pub fn is_renewal_signed_by_ca(req: &ScepRequest, ca_cert: &X509) -> bool {
-    matches!(
-        req.message_type,
-        MessageType::RenewalReq | MessageType::UpdateReq
-    ) && cert_issued_by(&req.signer_cert, ca_cert)
+    matches!(req.message_type, MessageType::RenewalReq | MessageType::UpdateReq) && cert_issued_by(&req.signer_cert, ca_cert)
 }
 
 #[cfg(test)]
@@ -197,36 +138,20 @@ mod tests {
     #[test]
     fn issues_a_valid_client_certificate() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-1",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
+        let requester = Requester::new("device-1", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
         let cert = issue_certificate(&requester.csr(), &ca.cert, &ca.key, 365).unwrap();
         testutil::assert_valid_client_cert(&cert, &ca.cert, 365);
-        assert_eq!(
-            cert.subject_name().to_der().unwrap(),
-            requester.csr().subject_name().to_der().unwrap()
-        );
+        assert_eq!(cert.subject_name().to_der().unwrap(), requester.csr().subject_name().to_der().unwrap());
         assert!(cert.public_key().unwrap().public_eq(&requester.key));
         // Two issuances never share a serial.
         let again = issue_certificate(&requester.csr(), &ca.cert, &ca.key, 365).unwrap();
-        assert_ne!(
-            cert.serial_number().to_bn().unwrap(),
-            again.serial_number().to_bn().unwrap()
-        );
+        assert_ne!(cert.serial_number().to_bn().unwrap(), again.serial_number().to_bn().unwrap());
     }
 
     #[test]
     fn accepts_sha1_signed_csr() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "old-device",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha1(),
-        );
+        let requester = Requester::new("old-device", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha1());
         let cert = issue_certificate(&requester.csr(), &ca.cert, &ca.key, 30).unwrap();
         testutil::assert_valid_client_cert(&cert, &ca.cert, 30);
     }
@@ -234,12 +159,7 @@ mod tests {
     #[test]
     fn rejects_csr_with_bad_signature() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-1",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
+        let requester = Requester::new("device-1", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
         let mut der = requester.csr_der.clone();
         *der.last_mut().unwrap() ^= 1;
         let csr = X509Req::from_der(&der).unwrap();
@@ -253,11 +173,7 @@ mod tests {
         let requester = Requester::without_challenge("device-1");
         let cert = issue_certificate(&requester.csr(), &ca.cert, &ca.key, 365).unwrap();
         assert!(cert.not_after() <= ca.cert.not_after());
-        let days = Asn1Time::days_from_now(0)
-            .unwrap()
-            .diff(cert.not_after())
-            .unwrap()
-            .days;
+        let days = Asn1Time::days_from_now(0).unwrap().diff(cert.not_after()).unwrap().days;
         assert!((9..=10).contains(&days), "{days}");
     }
 
@@ -265,44 +181,24 @@ mod tests {
     fn renewal_detection() {
         let ca = TestCa::new("Lanyard Test CA");
         let other = TestCa::new("Other CA");
-        let requester = Requester::new(
-            "device-1",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
+        let requester = Requester::new("device-1", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
 
         // Enrol, then renew signing with the issued certificate.
         let issued = issue_certificate(&requester.csr(), &ca.cert, &ca.key, 365).unwrap();
         let renewing = requester.with_cert(issued.clone());
-        let msg = renewing.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::RenewalReq,
-        );
+        let msg = renewing.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::RenewalReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert_eq!(req.message_type, MessageType::RenewalReq);
         assert!(is_renewal_signed_by_ca(&req, &ca.cert));
         assert!(!is_renewal_signed_by_ca(&req, &other.cert));
 
         // RenewalReq signed with a self-signed certificate: not a renewal.
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::RenewalReq,
-        );
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::RenewalReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert!(!is_renewal_signed_by_ca(&req, &ca.cert));
 
         // A PKCSReq signed with an issued certificate is not a renewal either.
-        let msg = renewing.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let msg = renewing.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert!(!is_renewal_signed_by_ca(&req, &ca.cert));
         assert!(cert_issued_by(&req.signer_cert, &ca.cert));

@@ -7,8 +7,7 @@ use openssl::x509::{X509, X509Req};
 
 use super::ffi::{self, AttrToSign, AttrValue, ScepAttr, VerifiedSignedData};
 use super::{
-    ContentCipher, DigestAlgorithm, FailInfo, MessageType, OpensslContext as _, PkiStatus,
-    ScepError, ScepRequest, SecretDer, der,
+    ContentCipher, DigestAlgorithm, FailInfo, MessageType, OpensslContext as _, PkiStatus, ScepError, ScepRequest, SecretDer, der,
 };
 
 /// Longest transactionID we accept (clients use 20–64 characters).
@@ -32,49 +31,33 @@ const MAX_NONCE: usize = 256;
 ///    challengePassword (PrintableString, UTF8String or another
 ///    DirectoryString type). The CSR's own signature is checked later, by
 ///    [`super::issue_certificate`].
-pub fn parse_pki_message(
-    der: &[u8],
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-) -> Result<ScepRequest, ScepError> {
+pub fn parse_pki_message(der: &[u8], ca_cert: &X509, ca_key: &PKey<Private>) -> Result<ScepRequest, ScepError> {
     let signed = ffi::verify_signed_data(der)?;
 
     let message_type = read_message_type(&signed)?;
     if message_type == MessageType::CertRep {
-        return Err(ScepError::UnsupportedMessageType(
-            "CertRep(3) is an answer, not a request".into(),
-        ));
+        return Err(ScepError::UnsupportedMessageType("CertRep(3) is an answer, not a request".into()));
     }
     let transaction_id = read_text(&signed, ScepAttr::TransactionId)?;
     if transaction_id.is_empty() || transaction_id.len() > MAX_TRANSACTION_ID {
-        return Err(invalid(
-            ScepAttr::TransactionId,
-            format!("length {} is out of range", transaction_id.len()),
-        ));
+        return Err(invalid(ScepAttr::TransactionId, format!("length {} is out of range", transaction_id.len())));
     }
     let sender_nonce = read_octets(&signed, ScepAttr::SenderNonce)?;
     if sender_nonce.is_empty() || sender_nonce.len() > MAX_NONCE {
-        return Err(invalid(
-            ScepAttr::SenderNonce,
-            format!("length {} is out of range", sender_nonce.len()),
-        ));
+        return Err(invalid(ScepAttr::SenderNonce, format!("length {} is out of range", sender_nonce.len())));
     }
     let digest = DigestAlgorithm::from_nid(signed.digest_nid).ok_or_else(|| {
         ScepError::UnsupportedAlgorithm(format!(
             "request digest {}",
-            openssl::nid::Nid::from_raw(signed.digest_nid)
-                .short_name()
-                .unwrap_or("unknown")
+            openssl::nid::Nid::from_raw(signed.digest_nid).short_name().unwrap_or("unknown")
         ))
     })?;
-    let signer_cert = X509::from_der(&signed.signer_cert_der)
-        .map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))?;
+    let signer_cert = X509::from_der(&signed.signer_cert_der).map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))?;
 
     let (message_data, content_cipher) = decrypt_envelope(&signed.content, ca_cert, ca_key)?;
 
     let (csr, challenge) = if message_type.carries_csr() {
-        let csr = X509Req::from_der(&message_data)
-            .map_err(|e| ScepError::InvalidCsr(format!("not a PKCS#10 request: {e}")))?;
+        let csr = X509Req::from_der(&message_data).map_err(|e| ScepError::InvalidCsr(format!("not a PKCS#10 request: {e}")))?;
         let challenge = ffi::csr_challenge_password(&message_data).map_err(|e| match e {
             ScepError::Malformed(m) => ScepError::InvalidCsr(m),
             other => other,
@@ -84,40 +67,22 @@ pub fn parse_pki_message(
         (None, None)
     };
 
-    let request = ScepRequest {
-        message_type,
-        transaction_id,
-        sender_nonce,
-        signer_cert,
-        csr,
-        challenge,
-        digest,
-        content_cipher,
-        message_data,
-    };
+    let request =
+        ScepRequest { message_type, transaction_id, sender_nonce, signer_cert, csr, challenge, digest, content_cipher, message_data };
     tracing::debug!(?request, "scep: parsed pkiMessage");
     Ok(request)
 }
 
 fn invalid(attr: ScepAttr, reason: String) -> ScepError {
-    ScepError::InvalidAttribute {
-        name: attr.name(),
-        reason,
-    }
+    ScepError::InvalidAttribute { name: attr.name(), reason }
 }
 
 fn read_text(signed: &VerifiedSignedData, attr: ScepAttr) -> Result<String, ScepError> {
     match signed.attribute(attr) {
         None => Err(ScepError::MissingAttribute(attr.name())),
         Some(AttrValue::Text(s)) => Ok(s.clone()),
-        Some(AttrValue::Octets(_)) => Err(invalid(
-            attr,
-            "is an OCTET STRING, expected PrintableString".into(),
-        )),
-        Some(AttrValue::Other(t)) => Err(invalid(
-            attr,
-            format!("has ASN.1 type {t}, expected PrintableString"),
-        )),
+        Some(AttrValue::Octets(_)) => Err(invalid(attr, "is an OCTET STRING, expected PrintableString".into())),
+        Some(AttrValue::Other(t)) => Err(invalid(attr, format!("has ASN.1 type {t}, expected PrintableString"))),
     }
 }
 
@@ -139,18 +104,11 @@ fn read_message_type(signed: &VerifiedSignedData) -> Result<MessageType, ScepErr
 }
 
 /// Decrypts the pkcsPKIEnvelope (a CMS EnvelopedData) with the CA key.
-fn decrypt_envelope(
-    envelope_der: &[u8],
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-) -> Result<(Vec<u8>, ContentCipher), ScepError> {
+fn decrypt_envelope(envelope_der: &[u8], ca_cert: &X509, ca_key: &PKey<Private>) -> Result<(Vec<u8>, ContentCipher), ScepError> {
     if envelope_der.is_empty() {
-        return Err(ScepError::Malformed(
-            "pkiMessage has no pkcsPKIEnvelope".into(),
-        ));
+        return Err(ScepError::Malformed("pkiMessage has no pkcsPKIEnvelope".into()));
     }
-    let envelope = CmsContentInfo::from_der(envelope_der)
-        .map_err(|e| ScepError::Malformed(format!("pkcsPKIEnvelope is not CMS: {e}")))?;
+    let envelope = CmsContentInfo::from_der(envelope_der).map_err(|e| ScepError::Malformed(format!("pkcsPKIEnvelope is not CMS: {e}")))?;
     // OpenSSL re-encodes in DER (the client may have sent BER), which our
     // small DER reader understands.
     let reencoded = envelope.to_der().ctx("re-encoding the pkcsPKIEnvelope")?;
@@ -159,9 +117,7 @@ fn decrypt_envelope(
         .ok_or_else(|| ScepError::Malformed("pkcsPKIEnvelope is not an EnvelopedData".into()))?;
     match cipher {
         ContentCipher::DesCbc if !super::single_des_available() => {
-            return Err(ScepError::UnsupportedAlgorithm(
-                "DES-CBC envelope, and the OpenSSL legacy provider is not available".into(),
-            ));
+            return Err(ScepError::UnsupportedAlgorithm("DES-CBC envelope, and the OpenSSL legacy provider is not available".into()));
         }
         // Unusual ciphers (RC2, ...) may also live in the legacy provider.
         ContentCipher::Other => {
@@ -169,9 +125,7 @@ fn decrypt_envelope(
         }
         _ => {}
     }
-    let data = envelope
-        .decrypt(ca_key, ca_cert)
-        .map_err(|e| ScepError::Decrypt(e.to_string()))?;
+    let data = envelope.decrypt(ca_key, ca_cert).map_err(|e| ScepError::Decrypt(e.to_string()))?;
     Ok((data, cipher))
 }
 
@@ -184,20 +138,13 @@ pub fn degenerate_certs_only(certs: &[X509]) -> Result<Vec<u8>, ScepError> {
     }
     let mut stack = Stack::new().ctx("allocating a certificate stack")?;
     for cert in certs {
-        stack
-            .push(cert.clone())
-            .ctx("building a certificate stack")?;
+        stack.push(cert.clone()).ctx("building a certificate stack")?;
     }
     // PARTIAL: no signer and nothing to finalise; DETACHED: no eContent, as
     // RFC 8894 §3.4 describes the degenerate structure.
-    let cms = CmsContentInfo::sign::<Private>(
-        None,
-        None,
-        Some(&stack),
-        None,
-        CMSOptions::PARTIAL | CMSOptions::DETACHED | CMSOptions::BINARY,
-    )
-    .ctx("building a certificates-only SignedData")?;
+    let cms =
+        CmsContentInfo::sign::<Private>(None, None, Some(&stack), None, CMSOptions::PARTIAL | CMSOptions::DETACHED | CMSOptions::BINARY)
+            .ctx("building a certificates-only SignedData")?;
     cms.to_der().ctx("encoding a certificates-only SignedData")
 }
 
@@ -205,61 +152,32 @@ pub fn degenerate_certs_only(certs: &[X509]) -> Result<Vec<u8>, ScepError> {
 /// is an EnvelopedData, encrypted to `req.signer_cert` with
 /// `req.content_cipher.reply_cipher()`, of a certificates-only SignedData
 /// holding `issued`. Serve it as [`super::CONTENT_TYPE_PKI_MESSAGE`].
-pub fn cert_rep_success(
-    req: &ScepRequest,
-    issued: &X509,
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-) -> Result<Vec<u8>, ScepError> {
+pub fn cert_rep_success(req: &ScepRequest, issued: &X509, ca_cert: &X509, ca_key: &PKey<Private>) -> Result<Vec<u8>, ScepError> {
     let degenerate = degenerate_certs_only(std::slice::from_ref(issued))?;
     let mut recipients = Stack::new().ctx("allocating a certificate stack")?;
-    recipients
-        .push(req.signer_cert.clone())
-        .ctx("building a certificate stack")?;
-    let envelope = CmsContentInfo::encrypt(
-        &recipients,
-        &degenerate,
-        req.content_cipher.openssl_reply_cipher(),
-        CMSOptions::BINARY,
-    )
-    .ctx("encrypting the CertRep envelope")?
-    .to_der()
-    .ctx("encoding the CertRep envelope")?;
+    recipients.push(req.signer_cert.clone()).ctx("building a certificate stack")?;
+    let envelope = CmsContentInfo::encrypt(&recipients, &degenerate, req.content_cipher.openssl_reply_cipher(), CMSOptions::BINARY)
+        .ctx("encrypting the CertRep envelope")?
+        .to_der()
+        .ctx("encoding the CertRep envelope")?;
     build_cert_rep(req, PkiStatus::Success, None, &envelope, ca_cert, ca_key)
 }
 
 /// Builds a FAILURE CertRep for `req` (pkiStatus 2 with `fail_info`, no
 /// envelope). Use [`FailInfo::BadRequest`] for a wrong challenge.
-pub fn cert_rep_failure(
-    req: &ScepRequest,
-    fail_info: FailInfo,
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-) -> Result<Vec<u8>, ScepError> {
-    build_cert_rep(
-        req,
-        PkiStatus::Failure,
-        Some(fail_info),
-        &[],
-        ca_cert,
-        ca_key,
-    )
+pub fn cert_rep_failure(req: &ScepRequest, fail_info: FailInfo, ca_cert: &X509, ca_key: &PKey<Private>) -> Result<Vec<u8>, ScepError> {
+    build_cert_rep(req, PkiStatus::Failure, Some(fail_info), &[], ca_cert, ca_key)
 }
 
 /// Builds a PENDING CertRep for `req` (pkiStatus 3, no envelope): the client
 /// will poll with GetCertInitial using the same transactionID.
-pub fn cert_rep_pending(
-    req: &ScepRequest,
-    ca_cert: &X509,
-    ca_key: &PKey<Private>,
-) -> Result<Vec<u8>, ScepError> {
+pub fn cert_rep_pending(req: &ScepRequest, ca_cert: &X509, ca_key: &PKey<Private>) -> Result<Vec<u8>, ScepError> {
     build_cert_rep(req, PkiStatus::Pending, None, &[], ca_cert, ca_key)
 }
 
 /// Whether a string fits the PrintableString character set (X.680 §41.4).
 fn is_printable_string(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
+    s.bytes().all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
 fn build_cert_rep(
@@ -284,10 +202,7 @@ fn build_cert_rep(
         (ScepAttr::TransactionId, transaction_id),
         (ScepAttr::MessageType, AttrToSign::Printable(&message_type)),
         (ScepAttr::PkiStatus, AttrToSign::Printable(status.code())),
-        (
-            ScepAttr::RecipientNonce,
-            AttrToSign::Octets(&req.sender_nonce),
-        ),
+        (ScepAttr::RecipientNonce, AttrToSign::Octets(&req.sender_nonce)),
         (ScepAttr::SenderNonce, AttrToSign::Octets(&sender_nonce)),
     ];
     if let Some(fail_info) = fail_info {
@@ -295,13 +210,7 @@ fn build_cert_rep(
     }
     let ca_der = ca_cert.to_der().ctx("encoding the CA certificate")?;
     let key_der = SecretDer(ca_key.private_key_to_der().ctx("encoding the CA key")?);
-    ffi::sign_signed_data(
-        content,
-        &ca_der,
-        &key_der.0,
-        req.digest.message_digest(),
-        &attrs,
-    )
+    ffi::sign_signed_data(content, &ca_der, &key_der.0, req.digest.message_digest(), &attrs)
 }
 
 #[cfg(test)]
@@ -323,16 +232,10 @@ mod tests {
         assert_eq!(req.sender_nonce, msg.sender_nonce);
         assert_eq!(req.challenge.as_deref(), Some("secret"));
         assert_eq!(req.content_cipher, expect);
-        assert_eq!(
-            req.signer_cert.to_der().unwrap(),
-            requester.cert.to_der().unwrap()
-        );
+        assert_eq!(req.signer_cert.to_der().unwrap(), requester.cert.to_der().unwrap());
         let csr = req.csr.as_ref().expect("csr");
         assert_eq!(csr.to_der().unwrap(), requester.csr_der);
-        assert!(
-            !format!("{req:?}").contains("secret"),
-            "Debug leaks the challenge"
-        );
+        assert!(!format!("{req:?}").contains("secret"), "Debug leaks the challenge");
 
         let issued = issue_certificate(csr, &ca.cert, &ca.key, 365).expect("issue");
         testutil::assert_valid_client_cert(&issued, &ca.cert, 365);
@@ -355,29 +258,17 @@ mod tests {
 
     #[test]
     fn pkcs_req_round_trip_aes256_sha256() {
-        round_trip(
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            ContentCipher::Aes256Cbc,
-        );
+        round_trip(Cipher::aes_256_cbc(), MessageDigest::sha256(), ContentCipher::Aes256Cbc);
     }
 
     #[test]
     fn pkcs_req_round_trip_aes128_sha256() {
-        round_trip(
-            Cipher::aes_128_cbc(),
-            MessageDigest::sha256(),
-            ContentCipher::Aes128Cbc,
-        );
+        round_trip(Cipher::aes_128_cbc(), MessageDigest::sha256(), ContentCipher::Aes128Cbc);
     }
 
     #[test]
     fn pkcs_req_round_trip_3des_sha1() {
-        round_trip(
-            Cipher::des_ede3_cbc(),
-            MessageDigest::sha1(),
-            ContentCipher::DesEde3Cbc,
-        );
+        round_trip(Cipher::des_ede3_cbc(), MessageDigest::sha1(), ContentCipher::DesEde3Cbc);
     }
 
     #[test]
@@ -386,28 +277,14 @@ mod tests {
             eprintln!("OpenSSL legacy provider unavailable: single-DES round trip not run");
             return;
         }
-        round_trip(
-            Cipher::des_cbc(),
-            MessageDigest::sha256(),
-            ContentCipher::DesCbc,
-        );
+        round_trip(Cipher::des_cbc(), MessageDigest::sha256(), ContentCipher::DesCbc);
     }
 
     #[test]
     fn utf8_challenge_is_read() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-2",
-            "sécret ✓",
-            V_ASN1_UTF8STRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let requester = Requester::new("device-2", "sécret ✓", V_ASN1_UTF8STRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert_eq!(req.challenge.as_deref(), Some("sécret ✓"));
     }
@@ -416,12 +293,7 @@ mod tests {
     fn csr_without_challenge_parses_with_none() {
         let ca = TestCa::new("Lanyard Test CA");
         let requester = Requester::without_challenge("device-3");
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert_eq!(req.challenge, None);
         assert!(req.csr.is_some());
@@ -430,18 +302,8 @@ mod tests {
     #[test]
     fn failure_rep_carries_status_2_and_fail_info() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-4",
-            "wrong",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let requester = Requester::new("device-4", "wrong", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         let rep = cert_rep_failure(&req, FailInfo::BadRequest, &ca.cert, &ca.key).unwrap();
         let decoded = decode_cert_rep(&rep, &requester);
@@ -450,10 +312,7 @@ mod tests {
         assert_eq!(decoded.fail_info.as_deref(), Some("2"));
         assert_eq!(decoded.recipient_nonce, msg.sender_nonce);
         assert_eq!(decoded.transaction_id, msg.transaction_id);
-        assert!(
-            decoded.certs.is_empty(),
-            "a FAILURE CertRep has no envelope"
-        );
+        assert!(decoded.certs.is_empty(), "a FAILURE CertRep has no envelope");
 
         let pending = cert_rep_pending(&req, &ca.cert, &ca.key).unwrap();
         let decoded = decode_cert_rep(&pending, &requester);
@@ -464,18 +323,8 @@ mod tests {
     #[test]
     fn tampered_signature_is_rejected() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-5",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let requester = Requester::new("device-5", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         // The signature value is the last element of the DER.
         let mut bad = msg.der.clone();
         *bad.last_mut().unwrap() ^= 0x01;
@@ -491,12 +340,7 @@ mod tests {
         assert!(matches!(err, ScepError::BadSignature(_)), "{err}");
 
         // Signed by one key, carrying another key's certificate.
-        let impostor = Requester::new(
-            "impostor",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
+        let impostor = Requester::new("impostor", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
         let forged = requester.forged_by(&ca.cert, &impostor.key);
         let err = parse_pki_message(&forged, &ca.cert, &ca.key).unwrap_err();
         assert!(matches!(err, ScepError::BadSignature(_)), "{err}");
@@ -506,18 +350,8 @@ mod tests {
     fn envelope_for_another_ca_is_rejected() {
         let ca = TestCa::new("Lanyard Test CA");
         let other = TestCa::new("Other CA");
-        let requester = Requester::new(
-            "device-6",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &other.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let requester = Requester::new("device-6", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&other.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let err = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap_err();
         assert!(matches!(err, ScepError::Decrypt(_)), "{err}");
     }
@@ -525,34 +359,20 @@ mod tests {
     #[test]
     fn missing_and_bad_attributes_are_rejected() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-7",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
+        let requester = Requester::new("device-7", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
         let envelope = requester.envelope(&ca.cert, Cipher::aes_256_cbc());
         let nonce = [7u8; 16];
         let cases: Vec<(Vec<(ScepAttr, AttrToSign<'_>)>, &str)> = vec![
             (
-                vec![
-                    (ScepAttr::TransactionId, AttrToSign::Printable("t1")),
-                    (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce)),
-                ],
+                vec![(ScepAttr::TransactionId, AttrToSign::Printable("t1")), (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce))],
                 "messageType",
             ),
             (
-                vec![
-                    (ScepAttr::MessageType, AttrToSign::Printable("19")),
-                    (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce)),
-                ],
+                vec![(ScepAttr::MessageType, AttrToSign::Printable("19")), (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce))],
                 "transactionID",
             ),
             (
-                vec![
-                    (ScepAttr::MessageType, AttrToSign::Printable("19")),
-                    (ScepAttr::TransactionId, AttrToSign::Printable("t1")),
-                ],
+                vec![(ScepAttr::MessageType, AttrToSign::Printable("19")), (ScepAttr::TransactionId, AttrToSign::Printable("t1"))],
                 "senderNonce",
             ),
             (
@@ -598,18 +418,8 @@ mod tests {
     #[test]
     fn garbage_and_truncations_are_errors_not_panics() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-8",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let requester = Requester::new("device-8", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         assert!(parse_pki_message(b"", &ca.cert, &ca.key).is_err());
         assert!(parse_pki_message(b"hello, SCEP", &ca.cert, &ca.key).is_err());
         assert!(parse_pki_message(&[0u8; 4096], &ca.cert, &ca.key).is_err());
@@ -635,18 +445,8 @@ mod tests {
     #[test]
     fn get_cert_initial_has_no_csr() {
         let ca = TestCa::new("Lanyard Test CA");
-        let requester = Requester::new(
-            "device-9",
-            "secret",
-            ffi::V_ASN1_PRINTABLESTRING,
-            MessageDigest::sha256(),
-        );
-        let msg = requester.pkcs_req(
-            &ca.cert,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::GetCertInitial,
-        );
+        let requester = Requester::new("device-9", "secret", ffi::V_ASN1_PRINTABLESTRING, MessageDigest::sha256());
+        let msg = requester.pkcs_req(&ca.cert, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::GetCertInitial);
         let req = parse_pki_message(&msg.der, &ca.cert, &ca.key).unwrap();
         assert_eq!(req.message_type, MessageType::GetCertInitial);
         assert!(req.csr.is_none());

@@ -52,17 +52,14 @@ use openssl::symm::Cipher;
 use openssl::x509::{X509, X509Req};
 
 pub use issue::{cert_issued_by, is_renewal_signed_by_ca, issue_certificate};
-pub use message::{
-    cert_rep_failure, cert_rep_pending, cert_rep_success, degenerate_certs_only, parse_pki_message,
-};
+pub use message::{cert_rep_failure, cert_rep_pending, cert_rep_success, degenerate_certs_only, parse_pki_message};
 
 /// The `GetCACaps` answer (RFC 8894 §3.5.2), one capability per line.
 ///
 /// Advertising `POSTPKIOperation` makes clients POST pkiMessages instead of
 /// base64 in the query string; `AES`/`SHA-256` steer them to modern
 /// algorithms, while `DES3`/`SHA-1` keep older clients working.
-pub const CA_CAPS: &str =
-    "POSTPKIOperation\nSHA-256\nSHA-512\nSHA-1\nAES\nDES3\nSCEPStandard\nRenewal\n";
+pub const CA_CAPS: &str = "POSTPKIOperation\nSHA-256\nSHA-512\nSHA-1\nAES\nDES3\nSCEPStandard\nRenewal\n";
 
 /// Content-Type of a `GetCACert` answer holding just the CA certificate (DER).
 pub const CONTENT_TYPE_CA_CERT: &str = "application/x-x509-ca-cert";
@@ -77,8 +74,7 @@ pub const CONTENT_TYPE_CA_CAPS: &str = "text/plain";
 /// Body of a `GetCACert` answer when the CA has no chain or RA certificate:
 /// the DER of the CA certificate, served as [`CONTENT_TYPE_CA_CERT`].
 pub fn ca_cert_response(ca: &X509) -> Result<Vec<u8>, ScepError> {
-    ca.to_der()
-        .map_err(|e| ScepError::openssl("encoding the CA certificate", e))
+    ca.to_der().map_err(|e| ScepError::openssl("encoding the CA certificate", e))
 }
 
 /// Body of a `GetCACert` answer for a chain (CA, intermediates, RA
@@ -100,19 +96,9 @@ pub fn decode_message_param(message: &str) -> Result<Vec<u8>, ScepError> {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
     let unescaped = percent_decode(message.trim());
-    let cleaned: String = unescaped
-        .chars()
-        .filter(|c| !matches!(c, '\r' | '\n' | '='))
-        .map(|c| if c == ' ' { '+' } else { c })
-        .collect();
-    let engine = if cleaned.contains(['-', '_']) {
-        URL_SAFE_NO_PAD
-    } else {
-        STANDARD_NO_PAD
-    };
-    engine
-        .decode(cleaned.as_bytes())
-        .map_err(|e| ScepError::Malformed(format!("message parameter is not base64: {e}")))
+    let cleaned: String = unescaped.chars().filter(|c| !matches!(c, '\r' | '\n' | '=')).map(|c| if c == ' ' { '+' } else { c }).collect();
+    let engine = if cleaned.contains(['-', '_']) { URL_SAFE_NO_PAD } else { STANDARD_NO_PAD };
+    engine.decode(cleaned.as_bytes()).map_err(|e| ScepError::Malformed(format!("message parameter is not base64: {e}")))
 }
 
 /// Minimal `%XX` decoding (invalid escapes are kept verbatim).
@@ -149,17 +135,15 @@ pub fn single_des_available() -> bool {
             // If it is still only an implicit fallback (nothing has fetched an
             // algorithm yet), the legacy provider's child library context
             // cannot see it and DES key generation fails for want of a DRBG.
-            let loaded = Provider::try_load(None, "default", true)
-                .and_then(|default| Ok((default, Provider::try_load(None, "legacy", true)?)));
+            let loaded =
+                Provider::try_load(None, "default", true).and_then(|default| Ok((default, Provider::try_load(None, "legacy", true)?)));
             match loaded {
                 Ok(providers) => {
                     tracing::debug!("scep: loaded the OpenSSL legacy provider for DES-CBC");
                     Some(providers)
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "scep: OpenSSL legacy provider unavailable, DES-CBC disabled: {e}"
-                    );
+                    tracing::warn!("scep: OpenSSL legacy provider unavailable, DES-CBC disabled: {e}");
                     None
                 }
             }
@@ -216,10 +200,7 @@ impl MessageType {
 
     /// Whether the pkiEnvelope of this request type holds a PKCS#10 request.
     pub fn carries_csr(self) -> bool {
-        matches!(
-            self,
-            MessageType::PkcsReq | MessageType::RenewalReq | MessageType::UpdateReq
-        )
+        matches!(self, MessageType::PkcsReq | MessageType::RenewalReq | MessageType::UpdateReq)
     }
 }
 
@@ -331,9 +312,7 @@ impl ContentCipher {
         match self {
             ContentCipher::Aes128Cbc => ContentCipher::Aes128Cbc,
             ContentCipher::Aes192Cbc | ContentCipher::Aes256Cbc => ContentCipher::Aes256Cbc,
-            ContentCipher::DesCbc | ContentCipher::DesEde3Cbc | ContentCipher::Other => {
-                ContentCipher::DesEde3Cbc
-            }
+            ContentCipher::DesCbc | ContentCipher::DesEde3Cbc | ContentCipher::Other => ContentCipher::DesEde3Cbc,
         }
     }
 
@@ -533,15 +512,7 @@ mod tests {
     #[test]
     fn caps_list_the_required_capabilities() {
         let caps: Vec<&str> = CA_CAPS.lines().collect();
-        for cap in [
-            "POSTPKIOperation",
-            "SHA-256",
-            "SHA-1",
-            "AES",
-            "DES3",
-            "SCEPStandard",
-            "Renewal",
-        ] {
+        for cap in ["POSTPKIOperation", "SHA-256", "SHA-1", "AES", "DES3", "SCEPStandard", "Renewal"] {
             assert!(caps.contains(&cap), "missing {cap}");
         }
     }
@@ -554,10 +525,7 @@ mod tests {
             }
         }
         assert_eq!(MessageType::from_code(19), Some(MessageType::PkcsReq));
-        assert_eq!(
-            MessageType::from_code(20),
-            Some(MessageType::GetCertInitial)
-        );
+        assert_eq!(MessageType::from_code(20), Some(MessageType::GetCertInitial));
         assert_eq!(MessageType::PkcsReq.to_string(), "PKCSReq(19)");
         assert!(MessageType::from_code(99).is_none());
     }
@@ -575,18 +543,9 @@ mod tests {
             let obj = openssl::asn1::Asn1Object::from_str(dotted).unwrap();
             assert_eq!(ContentCipher::from_oid(obj.as_slice()), cipher, "{dotted}");
         }
-        assert_eq!(
-            ContentCipher::DesCbc.reply_cipher(),
-            ContentCipher::DesEde3Cbc
-        );
-        assert_eq!(
-            ContentCipher::Aes128Cbc.reply_cipher(),
-            ContentCipher::Aes128Cbc
-        );
-        assert_eq!(
-            ContentCipher::Aes192Cbc.reply_cipher(),
-            ContentCipher::Aes256Cbc
-        );
+        assert_eq!(ContentCipher::DesCbc.reply_cipher(), ContentCipher::DesEde3Cbc);
+        assert_eq!(ContentCipher::Aes128Cbc.reply_cipher(), ContentCipher::Aes128Cbc);
+        assert_eq!(ContentCipher::Aes192Cbc.reply_cipher(), ContentCipher::Aes256Cbc);
     }
 
     #[test]
@@ -596,18 +555,9 @@ mod tests {
         let std = base64::engine::general_purpose::STANDARD.encode(&data);
         let url = base64::engine::general_purpose::URL_SAFE.encode(&data);
         assert!(std.contains('+') && std.contains('/'));
-        let percent = std
-            .replace('+', "%2B")
-            .replace('/', "%2F")
-            .replace('=', "%3D");
+        let percent = std.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
         let spaced = std.replace('+', " ");
-        for input in [
-            &std,
-            &url,
-            &percent,
-            &spaced,
-            &std.trim_end_matches('=').to_owned(),
-        ] {
+        for input in [&std, &url, &percent, &spaced, &std.trim_end_matches('=').to_owned()] {
             assert_eq!(decode_message_param(input).unwrap(), data, "{input}");
         }
         assert!(decode_message_param("!!!not base64!!!").is_err());
@@ -617,10 +567,7 @@ mod tests {
     fn ca_cert_responses() {
         let ca = testutil::TestCa::new("Lanyard Test CA");
         let other = testutil::TestCa::new("Other CA");
-        assert_eq!(
-            ca_cert_response(&ca.cert).unwrap(),
-            ca.cert.to_der().unwrap()
-        );
+        assert_eq!(ca_cert_response(&ca.cert).unwrap(), ca.cert.to_der().unwrap());
         let chain = ca_chain_response(&[ca.cert.clone(), other.cert.clone()]).unwrap();
         let p7 = openssl::pkcs7::Pkcs7::from_der(&chain).unwrap();
         let certs = p7.signed().unwrap().certificates().unwrap();

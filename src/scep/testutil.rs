@@ -16,8 +16,7 @@ use openssl::symm::Cipher;
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{
-    X509, X509Builder, X509ExtendedKeyUsage, X509KeyUsage, X509Name, X509PurposeId, X509Req,
-    X509ReqBuilder, X509StoreContext,
+    X509, X509Builder, X509ExtendedKeyUsage, X509KeyUsage, X509Name, X509PurposeId, X509Req, X509ReqBuilder, X509StoreContext,
 };
 
 use super::ffi::{self, AttrToSign, AttrValue, ScepAttr};
@@ -60,31 +59,14 @@ impl TestCa {
         b.set_issuer_name(&name(cn)).unwrap();
         b.set_pubkey(&key).unwrap();
         let now = chrono::Utc::now().timestamp();
-        b.set_not_before(&Asn1Time::from_unix(now - 3600).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
-            .unwrap();
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .digital_signature()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        let ski = SubjectKeyIdentifier::new()
-            .build(&b.x509v3_context(None, None))
-            .unwrap();
+        b.set_not_before(&Asn1Time::from_unix(now - 3600).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(days).unwrap()).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap()).unwrap();
+        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build().unwrap()).unwrap();
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None)).unwrap();
         b.append_extension(ski).unwrap();
         b.sign(&key, MessageDigest::sha256()).unwrap();
-        TestCa {
-            cert: b.build(),
-            key,
-        }
+        TestCa { cert: b.build(), key }
     }
 }
 
@@ -96,10 +78,8 @@ fn self_signed(key: &PKey<Private>, cn: &str, serial: &Asn1Integer) -> X509 {
     b.set_subject_name(&name(cn)).unwrap();
     b.set_issuer_name(&name(cn)).unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
     b.sign(key, MessageDigest::sha256()).unwrap();
     b.build()
 }
@@ -124,14 +104,9 @@ impl Requester {
     /// string type `challenge_type`.
     pub fn new(cn: &str, challenge: &str, challenge_type: c_int, md: MessageDigest) -> Self {
         let mut requester = Self::build(cn, md);
-        requester.csr_der = ffi::add_challenge_password(
-            &requester.csr_der,
-            &requester.key.private_key_to_der().unwrap(),
-            challenge,
-            challenge_type,
-            md,
-        )
-        .unwrap();
+        requester.csr_der =
+            ffi::add_challenge_password(&requester.csr_der, &requester.key.private_key_to_der().unwrap(), challenge, challenge_type, md)
+                .unwrap();
         requester
     }
 
@@ -147,12 +122,7 @@ impl Requester {
         req.sign(&key, md).unwrap();
         let csr_der = req.build().to_der().unwrap();
         let cert = self_signed(&key, cn, &serial());
-        Requester {
-            key,
-            cert,
-            csr_der,
-            cn: cn.to_owned(),
-        }
+        Requester { key, cert, csr_der, cn: cn.to_owned() }
     }
 
     pub fn csr(&self) -> X509Req {
@@ -161,56 +131,25 @@ impl Requester {
 
     /// The same key and CSR, signing with another certificate (for renewals).
     pub fn with_cert(&self, cert: X509) -> Self {
-        Requester {
-            key: self.key.clone(),
-            cert,
-            csr_der: self.csr_der.clone(),
-            cn: self.cn.clone(),
-        }
+        Requester { key: self.key.clone(), cert, csr_der: self.csr_der.clone(), cn: self.cn.clone() }
     }
 
     /// pkcsPKIEnvelope: the CSR encrypted to `ca` with `cipher`.
     pub fn envelope(&self, ca: &X509, cipher: Cipher) -> Vec<u8> {
         let mut recipients = Stack::new().unwrap();
         recipients.push(ca.clone()).unwrap();
-        CmsContentInfo::encrypt(&recipients, &self.csr_der, cipher, CMSOptions::BINARY)
-            .unwrap()
-            .to_der()
-            .unwrap()
+        CmsContentInfo::encrypt(&recipients, &self.csr_der, cipher, CMSOptions::BINARY).unwrap().to_der().unwrap()
     }
 
     /// Signs `content` with this requester's key and certificate.
-    pub fn sign(
-        &self,
-        content: &[u8],
-        md: MessageDigest,
-        attrs: &[(ScepAttr, AttrToSign<'_>)],
-    ) -> Vec<u8> {
-        ffi::sign_signed_data(
-            content,
-            &self.cert.to_der().unwrap(),
-            &self.key.private_key_to_der().unwrap(),
-            md,
-            attrs,
-        )
-        .unwrap()
+    pub fn sign(&self, content: &[u8], md: MessageDigest, attrs: &[(ScepAttr, AttrToSign<'_>)]) -> Vec<u8> {
+        ffi::sign_signed_data(content, &self.cert.to_der().unwrap(), &self.key.private_key_to_der().unwrap(), md, attrs).unwrap()
     }
 
     /// A complete request pkiMessage of type `message_type`.
-    pub fn pkcs_req(
-        &self,
-        ca: &X509,
-        cipher: Cipher,
-        md: MessageDigest,
-        message_type: MessageType,
-    ) -> BuiltMessage {
+    pub fn pkcs_req(&self, ca: &X509, cipher: Cipher, md: MessageDigest, message_type: MessageType) -> BuiltMessage {
         let envelope = self.envelope(ca, cipher);
-        let transaction_id = hex::encode_upper(
-            self.key
-                .public_key_to_der()
-                .map(|d| openssl::sha::sha1(&d))
-                .unwrap(),
-        );
+        let transaction_id = hex::encode_upper(self.key.public_key_to_der().map(|d| openssl::sha::sha1(&d)).unwrap());
         let mut nonce = vec![0u8; 16];
         openssl::rand::rand_bytes(&mut nonce).unwrap();
         let code = message_type.code().to_string();
@@ -218,19 +157,12 @@ impl Requester {
             &envelope,
             md,
             &[
-                (
-                    ScepAttr::TransactionId,
-                    AttrToSign::Printable(&transaction_id),
-                ),
+                (ScepAttr::TransactionId, AttrToSign::Printable(&transaction_id)),
                 (ScepAttr::MessageType, AttrToSign::Printable(&code)),
                 (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce)),
             ],
         );
-        BuiltMessage {
-            der,
-            transaction_id,
-            sender_nonce: nonce,
-        }
+        BuiltMessage { der, transaction_id, sender_nonce: nonce }
     }
 
     /// A PKCSReq that carries this requester's certificate but whose
@@ -238,30 +170,12 @@ impl Requester {
     /// look-alike certificate (same subject and serial, its own key), which
     /// is then swapped for the real one inside the DER.
     pub fn forged_by(&self, ca: &X509, impostor: &PKey<Private>) -> Vec<u8> {
-        let lookalike = self_signed(
-            impostor,
-            &self.cn,
-            &self.cert.serial_number().to_owned().unwrap(),
-        );
-        let fake = Requester {
-            key: impostor.clone(),
-            cert: lookalike.clone(),
-            csr_der: self.csr_der.clone(),
-            cn: self.cn.clone(),
-        };
-        let msg = fake.pkcs_req(
-            ca,
-            Cipher::aes_256_cbc(),
-            MessageDigest::sha256(),
-            MessageType::PkcsReq,
-        );
+        let lookalike = self_signed(impostor, &self.cn, &self.cert.serial_number().to_owned().unwrap());
+        let fake = Requester { key: impostor.clone(), cert: lookalike.clone(), csr_der: self.csr_der.clone(), cn: self.cn.clone() };
+        let msg = fake.pkcs_req(ca, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let fake_der = lookalike.to_der().unwrap();
         let real_der = self.cert.to_der().unwrap();
-        assert_eq!(
-            fake_der.len(),
-            real_der.len(),
-            "look-alike must be same size"
-        );
+        assert_eq!(fake_der.len(), real_der.len(), "look-alike must be same size");
         let pos = find(&msg.der, &fake_der).expect("certificate inside message");
         let mut der = msg.der;
         der[pos..pos + fake_der.len()].copy_from_slice(&real_der);
@@ -306,16 +220,10 @@ pub(super) fn decode_cert_rep(rep: &[u8], requester: &Requester) -> DecodedRep {
         (None, Vec::new())
     } else {
         let envelope = CmsContentInfo::from_der(&signed.content).unwrap();
-        let oid = der::enveloped_content_cipher_oid(&envelope.to_der().unwrap())
-            .expect("EnvelopedData")
-            .to_vec();
+        let oid = der::enveloped_content_cipher_oid(&envelope.to_der().unwrap()).expect("EnvelopedData").to_vec();
         let degenerate = envelope.decrypt(&requester.key, &requester.cert).unwrap();
         let p7 = Pkcs7::from_der(&degenerate).unwrap();
-        let certs = p7
-            .signed()
-            .and_then(|s| s.certificates())
-            .map(|s| s.iter().map(|c| c.to_owned()).collect())
-            .unwrap_or_default();
+        let certs = p7.signed().and_then(|s| s.certificates()).map(|s| s.iter().map(|c| c.to_owned()).collect()).unwrap_or_default();
         (Some(ContentCipher::from_oid(&oid)), certs)
     };
     DecodedRep {
@@ -350,24 +258,12 @@ pub(super) fn assert_valid_client_cert(cert: &X509, ca: &X509, days: u32) {
         .unwrap();
     assert!(ok);
 
-    assert_eq!(
-        cert.extended_key_usage(),
-        Some(X509ExtendedKeyUsage::SSL_CLIENT)
-    );
-    assert_eq!(
-        cert.key_usage(),
-        Some(X509KeyUsage::DIGITAL_SIGNATURE | X509KeyUsage::KEY_ENCIPHERMENT)
-    );
+    assert_eq!(cert.extended_key_usage(), Some(X509ExtendedKeyUsage::SSL_CLIENT));
+    assert_eq!(cert.key_usage(), Some(X509KeyUsage::DIGITAL_SIGNATURE | X509KeyUsage::KEY_ENCIPHERMENT));
     assert!(cert.subject_key_id().is_some(), "SKI");
     assert!(cert.authority_key_id().is_some(), "AKI");
-    assert_eq!(
-        cert.authority_key_id().unwrap().as_slice(),
-        ca.subject_key_id().unwrap().as_slice()
-    );
-    assert_eq!(
-        cert.signature_algorithm().object().nid(),
-        Nid::SHA256WITHRSAENCRYPTION
-    );
+    assert_eq!(cert.authority_key_id().unwrap().as_slice(), ca.subject_key_id().unwrap().as_slice());
+    assert_eq!(cert.signature_algorithm().object().nid(), Nid::SHA256WITHRSAENCRYPTION);
     // Not a CA: OpenSSL refuses it as an issuer.
     let text = String::from_utf8(cert.to_text().unwrap()).unwrap();
     assert!(text.contains("CA:FALSE"), "{text}");
@@ -375,30 +271,13 @@ pub(super) fn assert_valid_client_cert(cert: &X509, ca: &X509, days: u32) {
 
     let serial = cert.serial_number().to_bn().unwrap();
     assert!(!serial.is_negative());
-    assert!(
-        serial.num_bits() >= 64,
-        "serial has {} bits",
-        serial.num_bits()
-    );
+    assert!(serial.num_bits() >= 64, "serial has {} bits", serial.num_bits());
 
-    let remaining = Asn1Time::days_from_now(0)
-        .unwrap()
-        .diff(cert.not_after())
-        .unwrap();
+    let remaining = Asn1Time::days_from_now(0).unwrap().diff(cert.not_after()).unwrap();
     let expected = i32::try_from(days).unwrap();
-    assert!(
-        remaining.days == expected || remaining.days == expected - 1,
-        "valid for {} more days, expected {days}",
-        remaining.days
-    );
-    let started = Asn1Time::days_from_now(0)
-        .unwrap()
-        .diff(cert.not_before())
-        .unwrap();
-    assert!(
-        started.days == 0 && started.secs <= 0,
-        "notBefore in the future"
-    );
+    assert!(remaining.days == expected || remaining.days == expected - 1, "valid for {} more days, expected {days}", remaining.days);
+    let started = Asn1Time::days_from_now(0).unwrap().diff(cert.not_before()).unwrap();
+    assert!(started.days == 0 && started.secs <= 0, "notBefore in the future");
 }
 
 /// A certificate for `requester` signed by `ca` that expired yesterday.
@@ -410,10 +289,8 @@ pub(super) fn expired_cert(requester: &Requester, ca: &TestCa) -> X509 {
     b.set_issuer_name(ca.cert.subject_name()).unwrap();
     b.set_pubkey(&requester.key).unwrap();
     let now = chrono::Utc::now().timestamp();
-    b.set_not_before(&Asn1Time::from_unix(now - 10 * 86_400).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::from_unix(now - 86_400).unwrap())
-        .unwrap();
+    b.set_not_before(&Asn1Time::from_unix(now - 10 * 86_400).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now - 86_400).unwrap()).unwrap();
     b.sign(&ca.key, MessageDigest::sha256()).unwrap();
     b.build()
 }

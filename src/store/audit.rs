@@ -62,8 +62,7 @@ impl AuditEntry {
     }
 
     pub fn details_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.details)
-            .unwrap_or(serde_json::Value::String(self.details.clone()))
+        serde_json::from_str(&self.details).unwrap_or(serde_json::Value::String(self.details.clone()))
     }
 }
 
@@ -97,9 +96,7 @@ macro_rules! impl_audit_store {
             async fn append_audit(&self, e: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<$crate::store::AuditEntry> {
                 let mut tx = self.pool.begin().await?;
                 let (seq, prev_hash): (i64, String) =
-                    sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
                 let mut entry = $crate::store::AuditEntry {
                     seq,
                     at: $crate::store::truncate_micros(e.at),

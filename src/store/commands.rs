@@ -83,12 +83,7 @@ pub trait CommandStore: Send + Sync {
     async fn enqueue(&self, cmd: &NewCommand, targets: &[String]) -> StoreResult<i64>;
     /// The oldest pending command for the device, marked `sent`. `include_not_now` is true at
     /// Idle (commands the device deferred are offered again) and false after any other report.
-    async fn next_command(
-        &self,
-        udid: &str,
-        include_not_now: bool,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<NextCommand>>;
+    async fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Option<NextCommand>>;
     /// Record a device's answer. None if there is no such pending target (unknown command, or a
     /// duplicate report of a finished one): nothing changes then.
     async fn record_result(
@@ -103,12 +98,7 @@ pub trait CommandStore: Send + Sync {
     async fn command(&self, uuid: &str) -> StoreResult<Option<CommandRecord>>;
     async fn command_targets(&self, seq: i64) -> StoreResult<Vec<TargetRecord>>;
     /// Newest first, before `before_seq`.
-    async fn device_commands(
-        &self,
-        udid: &str,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<DeviceCommandRow>>;
+    async fn device_commands(&self, udid: &str, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<DeviceCommandRow>>;
     /// Cancel every target not yet handed to its device. Returns how many.
     async fn cancel_command(&self, seq: i64, now: DateTime<Utc>) -> StoreResult<u64>;
     /// The latest finished result of each request type for a device.

@@ -34,9 +34,7 @@ pub struct EnrollmentTokenRecord {
 impl EnrollmentTokenRecord {
     /// Not revoked, not expired, uses left.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none()
-            && self.expires_at.is_none_or(|e| e > now)
-            && self.max_uses.is_none_or(|m| self.uses < m)
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now) && self.max_uses.is_none_or(|m| self.uses < m)
     }
 }
 
@@ -93,6 +91,10 @@ pub struct DeviceRecord {
     pub inventory_requested_at: Option<DateTime<Utc>>,
     pub info_updated_at: Option<DateTime<Utc>>,
     pub security_updated_at: Option<DateTime<Utc>>,
+    pub last_push_at: Option<DateTime<Utc>>,
+    pub last_push_outcome: Option<String>,
+    pub pushes_unanswered: i64,
+    pub pushes_sent: i64,
 }
 
 /// What an Authenticate message tells us.
@@ -161,10 +163,7 @@ pub trait DeviceStore: Send + Sync {
     async fn push_cert(&self) -> StoreResult<Option<PushCertRecord>>;
 
     async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord) -> StoreResult<()>;
-    async fn enrollment_token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> StoreResult<Option<EnrollmentTokenRecord>>;
+    async fn enrollment_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn enrollment_token(&self, id: Uuid) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn list_enrollment_tokens(&self, limit: i64) -> StoreResult<Vec<EnrollmentTokenRecord>>;
     async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
@@ -210,7 +209,7 @@ macro_rules! impl_device_store {
                     "INSERT INTO push_certificate (id, topic, subject, not_before, not_after, cert_pem, key_sealed, uploaded_at, uploaded_by) \
                      VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
                      ON CONFLICT (id) DO UPDATE SET topic = $1, subject = $2, not_before = $3, not_after = $4, cert_pem = $5, \
-                     key_sealed = $6, uploaded_at = $7, uploaded_by = $8",
+                     key_sealed = $6, uploaded_at = $7, uploaded_by = $8, last_error = NULL, last_error_at = NULL",
                 )
                 .bind(&r.topic)
                 .bind(&r.subject)
@@ -437,7 +436,7 @@ macro_rules! impl_device_store {
             }
 
             async fn touch_device(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE devices SET last_seen_at = $2 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
+                sqlx::query("UPDATE devices SET last_seen_at = $2, pushes_unanswered = 0 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
                 Ok(())
             }
 

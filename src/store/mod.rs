@@ -13,23 +13,18 @@ pub mod commands;
 pub mod devices;
 pub mod operators;
 pub mod postgres;
+pub mod push;
 pub mod register;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
-pub use commands::{
-    CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult,
-    TargetRecord,
-};
+pub use commands::{CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{
-    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord,
-    InventoryUpdate, IssuedCertRecord, PushCertRecord,
+    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord, PushCertRecord,
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
-pub use register::{
-    AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord,
-    RegisterStore, SignatureRecord,
-};
+pub use push::{PushStore, PushTarget, QueueStats};
+pub use register::{AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord, RegisterStore, SignatureRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -46,9 +41,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Map a unique-constraint violation to `Conflict(what)`.
 pub(crate) fn conflict_or(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
     move |e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(what.to_owned())
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_owned()),
         _ => StoreError::Database(e),
     }
 }
@@ -72,27 +65,11 @@ pub trait Health: Send + Sync {
 
 /// Everything Lanyard stores.
 pub trait Store:
-    Health
-    + OperatorStore
-    + AuditStore
-    + DeviceStore
-    + CommandStore
-    + RegisterStore
-    + Send
-    + Sync
-    + 'static
+    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + Send + Sync + 'static
 {
 }
 impl<T> Store for T where
-    T: Health
-        + OperatorStore
-        + AuditStore
-        + DeviceStore
-        + CommandStore
-        + RegisterStore
-        + Send
-        + Sync
-        + 'static
+    T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + Send + Sync + 'static
 {
 }
 
@@ -127,22 +104,16 @@ macro_rules! impl_health {
 
             async fn readiness(&self) -> $crate::store::Readiness {
                 let applied: Result<Vec<(i64,)>, sqlx::Error> =
-                    sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
-                        .fetch_all(&self.pool)
-                        .await;
+                    sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success = TRUE").fetch_all(&self.pool).await;
                 match applied {
                     Ok(rows) => {
-                        let missing: Vec<i64> = Self::MIGRATOR
-                            .iter()
-                            .map(|m| m.version)
-                            .filter(|v| !rows.iter().any(|(r,)| r == v))
-                            .collect();
+                        let missing: Vec<i64> =
+                            Self::MIGRATOR.iter().map(|m| m.version).filter(|v| !rows.iter().any(|(r,)| r == v)).collect();
                         $crate::store::Readiness {
                             backend: $name,
                             reachable: true,
                             migrations_applied: missing.is_empty(),
-                            detail: (!missing.is_empty())
-                                .then(|| format!("migrations not applied: {missing:?}")),
+                            detail: (!missing.is_empty()).then(|| format!("migrations not applied: {missing:?}")),
                         }
                     }
                     Err(e) => $crate::store::Readiness {

@@ -46,17 +46,9 @@ pub trait OperatorStore: Send + Sync {
     async fn operator_by_username(&self, username: &str) -> StoreResult<Option<OperatorRecord>>;
     async fn operator_by_id(&self, id: Uuid) -> StoreResult<Option<OperatorRecord>>;
     /// Ordered by username, after `after` (the cursor), at most `limit`.
-    async fn list_operators(
-        &self,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<OperatorRecord>>;
+    async fn list_operators(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<OperatorRecord>>;
     async fn count_operators(&self) -> StoreResult<i64>;
-    async fn update_operator(
-        &self,
-        id: Uuid,
-        patch: &OperatorPatch,
-    ) -> StoreResult<Option<OperatorRecord>>;
+    async fn update_operator(&self, id: Uuid, patch: &OperatorPatch) -> StoreResult<Option<OperatorRecord>>;
     async fn touch_operator_login(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
     async fn create_api_token(&self, t: &ApiTokenRecord) -> StoreResult<()>;
@@ -69,11 +61,7 @@ pub trait OperatorStore: Send + Sync {
     async fn touch_api_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
     /// The latest `locked_until` among `keys` that is still in the future.
-    async fn login_locked_until(
-        &self,
-        keys: &[String],
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<DateTime<Utc>>>;
+    async fn login_locked_until(&self, keys: &[String], now: DateTime<Utc>) -> StoreResult<Option<DateTime<Utc>>>;
     /// Count a failure for `key`; after `max` failures within `window` lock it until `now + lockout`.
     async fn record_login_failure(
         &self,

@@ -14,11 +14,7 @@ impl PgStore {
     pub(crate) const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         // Several instances may start at once: migrations take sqlx's advisory lock.
         Self::MIGRATOR.run(&pool).await?;
         Ok(PgStore { pool })
@@ -35,3 +31,4 @@ super::audit::impl_audit_store!(PgStore, Postgres);
 super::devices::impl_device_store!(PgStore, Postgres);
 super::commands::impl_command_store!(PgStore, Postgres);
 super::register::impl_register_store!(PgStore, Postgres);
+super::push::impl_push_store!(PgStore, Postgres, " FOR UPDATE SKIP LOCKED");

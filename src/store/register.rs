@@ -165,20 +165,9 @@ pub trait RegisterStore: Send + Sync {
     async fn all_people(&self) -> StoreResult<Vec<PersonRecord>>;
     /// In one transaction: write `person` (its new end date), revoke every grant still open at
     /// `at` and end every holding still open at `at`, both at `at`.
-    async fn end_person_access(
-        &self,
-        person: &PersonRecord,
-        at: DateTime<Utc>,
-        by: &str,
-        reason: &str,
-    ) -> StoreResult<EndedAccess>;
+    async fn end_person_access(&self, person: &PersonRecord, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<EndedAccess>;
     /// Every write of an import, in one transaction: all or nothing.
-    async fn import_people(
-        &self,
-        writes: &[ImportWrite],
-        by: &str,
-        reason: &str,
-    ) -> StoreResult<Vec<EndedAccess>>;
+    async fn import_people(&self, writes: &[ImportWrite], by: &str, reason: &str) -> StoreResult<Vec<EndedAccess>>;
 
     async fn next_aup_version(&self, audience: &str) -> StoreResult<i64>;
     /// `Conflict` if that audience's version number was taken meanwhile.
@@ -190,13 +179,7 @@ pub trait RegisterStore: Send + Sync {
     async fn create_signature(&self, s: &SignatureRecord) -> StoreResult<()>;
     async fn signature_by_id(&self, id: Uuid) -> StoreResult<Option<SignatureRecord>>;
     /// True if it existed and was not already void.
-    async fn void_signature(
-        &self,
-        id: Uuid,
-        at: DateTime<Utc>,
-        by: &str,
-        reason: &str,
-    ) -> StoreResult<bool>;
+    async fn void_signature(&self, id: Uuid, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<bool>;
     /// Newest first, void ones included.
     async fn signatures_for_person(&self, person_id: Uuid) -> StoreResult<Vec<SignatureRecord>>;
     /// Every signature that is not void.
@@ -205,13 +188,7 @@ pub trait RegisterStore: Send + Sync {
     async fn create_grant(&self, g: &GrantRecord) -> StoreResult<()>;
     async fn grant_by_id(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
     /// Revoke at `at` unless already ended by then; true if it changed.
-    async fn revoke_grant(
-        &self,
-        id: Uuid,
-        at: DateTime<Utc>,
-        by: &str,
-        reason: &str,
-    ) -> StoreResult<bool>;
+    async fn revoke_grant(&self, id: Uuid, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<bool>;
     /// Oldest first.
     async fn grants_for_person(&self, person_id: Uuid) -> StoreResult<Vec<GrantRecord>>;
     /// Grants not ended at `at` (live, or starting later).
@@ -234,19 +211,9 @@ pub trait RegisterStore: Send + Sync {
     async fn assignments_open_at(&self, at: DateTime<Utc>) -> StoreResult<Vec<AssignmentRecord>>;
 
     /// The device-groups feature records membership changes here.
-    async fn record_group_membership(
-        &self,
-        group_id: Uuid,
-        udid: &str,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()>;
+    async fn record_group_membership(&self, group_id: Uuid, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
     /// True if the device was in the group.
-    async fn end_group_membership(
-        &self,
-        group_id: Uuid,
-        udid: &str,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    async fn end_group_membership(&self, group_id: Uuid, udid: &str, at: DateTime<Utc>) -> StoreResult<bool>;
     /// Oldest first.
     async fn memberships_for_udid(&self, udid: &str) -> StoreResult<Vec<GroupMembership>>;
 }

@@ -21,10 +21,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         Self::MIGRATOR.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
@@ -40,3 +37,4 @@ super::audit::impl_audit_store!(SqliteStore, Sqlite);
 super::devices::impl_device_store!(SqliteStore, Sqlite);
 super::commands::impl_command_store!(SqliteStore, Sqlite);
 super::register::impl_register_store!(SqliteStore, Sqlite);
+super::push::impl_push_store!(SqliteStore, Sqlite, "");

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use lanyard::sim::{Kind, SimDevice, new_key};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -13,30 +15,24 @@ impl TestServer {
     /// Load a push certificate shaped like Apple's (topic `TOPIC`), as an admin would.
     pub async fn load_push_cert(&self) {
         let (cert, key, _, _) = lanyard::push::test_push_certificate(TOPIC, 365);
+        let (st, b) = self.upload_push_cert(&cert, &key, "").await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+    }
+
+    /// `PUT /api/v1/push-cert` with a PEM pair; `query` e.g. `?force=true`.
+    pub async fn upload_push_cert(&self, cert: &X509, key: &PKey<Private>, query: &str) -> (StatusCode, serde_json::Value) {
         let admin = self.admin().await;
         let body = json!({
             "cert_pem": String::from_utf8(cert.to_pem().unwrap()).unwrap(),
             "key_pem": String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap(),
         });
-        let (st, b) = self
-            .call(
-                reqwest::Method::PUT,
-                "/api/v1/push-cert",
-                Some(&admin),
-                Some(body),
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{b}");
+        self.call(reqwest::Method::PUT, &format!("/api/v1/push-cert{query}"), Some(&admin), Some(body)).await
     }
 
     /// A device with an identity from our CA, not yet authenticated.
     pub async fn new_device(&self, kind: Kind) -> SimDevice {
         let key = new_key().unwrap();
-        let cert = self
-            .ctx
-            .issue_simulated_identity(&key, "Lanyard device identity")
-            .await
-            .unwrap();
+        let cert = self.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
         SimDevice::new(kind, TOPIC, cert, key)
     }
 
@@ -52,17 +48,8 @@ impl TestServer {
         self.device_request("/mdm/connect", body, Some(sig)).await
     }
 
-    pub async fn device_request(
-        &self,
-        path: &str,
-        body: Vec<u8>,
-        signature: Option<String>,
-    ) -> (StatusCode, Vec<u8>) {
-        let mut req = self
-            .client
-            .put(self.url(path))
-            .header("content-type", "application/x-apple-aspen-mdm-checkin")
-            .body(body);
+    pub async fn device_request(&self, path: &str, body: Vec<u8>, signature: Option<String>) -> (StatusCode, Vec<u8>) {
+        let mut req = self.client.put(self.url(path)).header("content-type", "application/x-apple-aspen-mdm-checkin").body(body);
         if let Some(sig) = signature {
             req = req.header("Mdm-Signature", sig);
         }

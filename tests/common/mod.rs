@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod device;
+pub mod push;
 
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
@@ -32,23 +33,13 @@ impl Backend {
             if std::env::var("LANYARD_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                 panic!("LANYARD_REQUIRE_POSTGRES=1 but LANYARD_TEST_POSTGRES_URL is not set");
             }
-            eprintln!(
-                "skipping the PostgreSQL run: LANYARD_TEST_POSTGRES_URL is not set (.ci/run sets it)"
-            );
+            eprintln!("skipping the PostgreSQL run: LANYARD_TEST_POSTGRES_URL is not set (.ci/run sets it)");
             return None;
         };
         let name = format!("lanyard_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
-            .await
-            .expect("connect to the test PostgreSQL server");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to the test PostgreSQL server");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
         Some(Backend::Postgres(format!("{base}/{name}")))
     }
 
@@ -102,11 +93,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            tls: false,
-            manual_clock: false,
-            env: vec![],
-        }
+        Options { tls: false, manual_clock: false, env: vec![] }
     }
 }
 
@@ -118,46 +105,30 @@ impl TestServer {
     pub async fn start_with(backend: Backend, opts: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert(
-            "LANYARD_DATA_DIR".into(),
-            dir.path().join("data").display().to_string(),
-        );
-        env.insert(
-            "LANYARD_DATABASE_URL".into(),
-            backend.database_url(dir.path()),
-        );
+        env.insert("LANYARD_DATA_DIR".into(), dir.path().join("data").display().to_string());
+        env.insert("LANYARD_DATABASE_URL".into(), backend.database_url(dir.path()));
         env.insert("LANYARD_LISTEN".into(), "127.0.0.1:0".into());
         env.insert("LANYARD_HOSTNAME".into(), "localhost".into());
         env.insert("LANYARD_TLS".into(), opts.tls.to_string());
         env.insert("LANYARD_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into());
         env.insert("LANYARD_ORGANIZATION".into(), "Test Primary School".into());
+        // Never Apple's real push service from a test: a closed local port unless a mock is given.
+        env.insert("LANYARD_APNS_URL".into(), "https://127.0.0.1:9".into());
         for (k, v) in &opts.env {
             env.insert(k.to_string(), v.clone());
         }
-        let config = Config::from_sources(
-            Some(std::path::Path::new("/nonexistent-lanyard.toml")).filter(|p| p.exists()),
-            &env,
-        )
-        .unwrap();
+        let config = Config::from_sources(Some(std::path::Path::new("/nonexistent-lanyard.toml")).filter(|p| p.exists()), &env).unwrap();
         let listeners = lanyard::server::bind(&config.listen).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let public_url = config.effective_public_url(Some(addr));
         // Where the tests reach the server (the public URL may name a proxy in front of it).
-        let local = format!(
-            "{}://localhost:{}",
-            if opts.tls { "https" } else { "http" },
-            addr.port()
-        );
-        let manual = opts
-            .manual_clock
-            .then(|| Arc::new(ManualClock::new(chrono::Utc::now())));
+        let local = format!("{}://localhost:{}", if opts.tls { "https" } else { "http" }, addr.port());
+        let manual = opts.manual_clock.then(|| Arc::new(ManualClock::new(chrono::Utc::now())));
         let clock: Arc<dyn Clock> = match &manual {
             Some(m) => m.clone(),
             None => Arc::new(SystemClock),
         };
-        let prepared = lanyard::setup::prepare(config, public_url.clone(), clock)
-            .await
-            .unwrap();
+        let prepared = lanyard::setup::prepare(config, public_url.clone(), clock).await.unwrap();
         let ctx = prepared.ctx;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lanyard::server::serve(
@@ -172,16 +143,7 @@ impl TestServer {
             let ca = reqwest::Certificate::from_pem(&ctx.pki.ca_pem).unwrap();
             client = client.add_root_certificate(ca);
         }
-        TestServer {
-            base: local,
-            ctx,
-            backend,
-            dir,
-            client: client.build().unwrap(),
-            clock: manual,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestServer { base: local, ctx, backend, dir, client: client.build().unwrap(), clock: manual, stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -200,12 +162,7 @@ impl TestServer {
 
     pub async fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(serde_json::json!({"username": username, "password": password})),
-            )
+            .call(Method::POST, "/api/v1/auth/login", None, Some(serde_json::json!({"username": username, "password": password})))
             .await;
         assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
         body["token"].as_str().unwrap().to_owned()
@@ -232,13 +189,7 @@ impl TestServer {
     }
 
     /// One JSON request: (status, JSON body or Null).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -249,11 +200,7 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, json)
     }
 
@@ -270,25 +217,15 @@ impl TestServer {
         match &self.backend {
             Backend::Sqlite => {
                 let url = self.backend.database_url(self.dir.path());
-                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
-                    .await
-                    .unwrap();
+                let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
                 for s in statements {
-                    sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(&mut conn).await.unwrap();
                 }
             }
             Backend::Postgres(url) => {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
-                    .await
-                    .unwrap();
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
                 for s in statements {
-                    sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
-                        .execute(&mut conn)
-                        .await
-                        .unwrap();
+                    sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(&mut conn).await.unwrap();
                 }
             }
         }
@@ -298,12 +235,6 @@ impl TestServer {
 /// Assert the uniform error shape and return its code.
 pub fn assert_error(status: StatusCode, body: &Value, expected: StatusCode) -> String {
     assert_eq!(status, expected, "{body}");
-    assert!(
-        body["error"].is_string(),
-        "error body must have `error`: {body}"
-    );
-    body["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error body must have `code`: {body}"))
-        .to_owned()
+    assert!(body["error"].is_string(), "error body must have `error`: {body}");
+    body["code"].as_str().unwrap_or_else(|| panic!("error body must have `code`: {body}")).to_owned()
 }

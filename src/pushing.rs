@@ -1,0 +1,202 @@
+//! Waking devices: pushing through APNs, recording what APNs answered, and the sweeper that
+//! makes sure no command silently stalls (re-pushes quiet devices, expires old commands).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::context::Lanyard;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::push::{ApnsClient, PushOutcome};
+use crate::push_cert::RENEWAL_STEPS;
+use crate::store::PushTarget;
+
+/// Streams in flight at once when pushing a batch.
+const PUSH_CONCURRENCY: usize = 500;
+/// At most this many devices re-pushed, and commands expired, per sweeper tick.
+pub const SWEEP_BATCH: i64 = 500;
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The APNs client for the current push certificate, rebuilt when the certificate changes.
+#[derive(Default)]
+pub struct Pusher {
+    client: Mutex<Option<(String, ApnsClient)>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushSummary {
+    /// Devices asked for.
+    pub requested: usize,
+    /// Devices with no usable push token (not enrolled, or APNs said 410).
+    pub skipped: usize,
+    pub delivered: usize,
+    pub failed: usize,
+    /// Outcome label -> count.
+    pub outcomes: BTreeMap<String, usize>,
+}
+
+/// A short, stable label for an outcome (metrics, the device record).
+fn label(o: &PushOutcome) -> String {
+    match o {
+        PushOutcome::Delivered { .. } => "delivered".into(),
+        PushOutcome::BadRequest { reason } => format!("bad_request:{reason}"),
+        PushOutcome::CertificateProblem { reason, .. } => format!("certificate_problem:{reason}"),
+        PushOutcome::Unregistered { .. } => "unregistered".into(),
+        PushOutcome::RetryLater { status, .. } => format!("retry_later:{status}"),
+        PushOutcome::ConnectionFailed { .. } => "connection_failed".into(),
+    }
+}
+
+impl Lanyard {
+    /// The client for the loaded push certificate; a clear error when there is none or it expired.
+    async fn apns_client(&self) -> Result<ApnsClient> {
+        let rec = self.store.push_cert().await?.ok_or_else(|| {
+            Error::Unavailable("no push certificate is loaded, so devices cannot be woken: load it with `lanyard push-cert import` or PUT /api/v1/push-cert".into())
+        })?;
+        if rec.not_after <= self.now() {
+            return Err(Error::Unavailable(format!("the MDM push certificate expired on {}: {RENEWAL_STEPS}", rec.not_after.date_naive())));
+        }
+        let fingerprint = hex::encode(openssl::sha::sha256(rec.cert_pem.as_bytes()));
+        let mut cached = self.pusher.client.lock().await;
+        if let Some((fp, client)) = cached.as_ref() {
+            if *fp == fingerprint {
+                return Ok(client.clone());
+            }
+        }
+        let cert = self.push_certificate().await?.ok_or_else(|| Error::Unavailable("no push certificate".into()))?;
+        let extra_ca = match &self.config.apns_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| Error::internal(anyhow::anyhow!("apns_ca_file {}: {e}", path.display())))?),
+            None => None,
+        };
+        let client = ApnsClient::new(&self.config.apns_url, &cert, extra_ca.as_deref())
+            .map_err(|e| Error::internal(anyhow::anyhow!("APNs client: {e}")))?;
+        *cached = Some((fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    /// Push these devices now (those that can be pushed).
+    pub async fn push_devices(&self, udids: &[String]) -> Result<PushSummary> {
+        let targets = self.store.push_targets(udids).await?;
+        let skipped = udids.len() - targets.len();
+        if targets.is_empty() {
+            return Ok(PushSummary { requested: udids.len(), skipped, ..Default::default() });
+        }
+        let client = self.apns_client().await?;
+        let pushed: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
+        self.store.mark_pushed(&pushed, self.now()).await?;
+        let mut summary = self.send_pushes(&client, targets).await?;
+        summary.requested = udids.len();
+        summary.skipped = skipped;
+        Ok(summary)
+    }
+
+    /// Send to devices already marked as pushed, and record each answer.
+    async fn send_pushes(&self, client: &ApnsClient, targets: Vec<PushTarget>) -> Result<PushSummary> {
+        let udids: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
+        let items = targets.into_iter().map(|t| (t.push_token, t.push_magic)).collect();
+        let started = Instant::now();
+        let outcomes = client.push_many(items, PUSH_CONCURRENCY).await;
+        self.metrics.observe_push_latency(started.elapsed());
+        let mut groups: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+        let mut cert_problem = None;
+        for (udid, o) in udids.into_iter().zip(&outcomes) {
+            let l = label(o);
+            match o {
+                PushOutcome::BadRequest { reason } => tracing::warn!(udid, reason, "APNs refused a push"),
+                PushOutcome::CertificateProblem { status, reason } => {
+                    cert_problem = Some(format!("APNs answered {status} {reason}: the push certificate is not accepted"));
+                }
+                PushOutcome::Unregistered { .. } => {
+                    tracing::info!(udid, "APNs: push token no longer valid (410); not pushing it until the next TokenUpdate")
+                }
+                PushOutcome::ConnectionFailed { error } => tracing::warn!(udid, error, "cannot reach APNs"),
+                _ => {}
+            }
+            // Only 410 retires a token; a 400 BadDeviceToken is usually a sandbox/production
+            // mix-up, which a technician fixes without the device re-enrolling.
+            let dead = matches!(o, PushOutcome::Unregistered { .. });
+            let entry = groups.entry(l).or_insert_with(|| (Vec::new(), dead));
+            entry.0.push(udid);
+        }
+        let now = self.now();
+        let mut summary = PushSummary::default();
+        for (l, (devices, dead)) in &groups {
+            self.store.record_push_outcome(devices, l, *dead, now).await?;
+            self.metrics.count_push(l.split(':').next().unwrap_or(l), devices.len() as u64);
+            summary.outcomes.insert(l.clone(), devices.len());
+            if l == "delivered" {
+                summary.delivered += devices.len();
+            } else {
+                summary.failed += devices.len();
+            }
+        }
+        match cert_problem {
+            Some(p) => {
+                tracing::error!("{p}");
+                self.store.set_push_cert_error(Some(&p), now).await?;
+            }
+            None if summary.delivered > 0 => self.store.set_push_cert_error(None, now).await?,
+            None => {}
+        }
+        Ok(summary)
+    }
+
+    /// One sweeper tick: expire what is past its time, re-push quiet devices. Bounded work.
+    pub async fn sweep_once(&self) -> Result<SweepReport> {
+        let now = self.now();
+        let expired = self.store.expire_due(now, SWEEP_BATCH).await?;
+        Metrics::add(&self.metrics.commands_expired, expired);
+        let mut report = SweepReport { expired, ..Default::default() };
+        let client = match self.apns_client().await {
+            Ok(c) => c,
+            Err(e) => {
+                report.push_error = Some(e.to_string());
+                return Ok(report);
+            }
+        };
+        let due = self.store.claim_repush(now, SWEEP_BATCH).await?;
+        report.repushed = due.len();
+        if !due.is_empty() {
+            let s = self.send_pushes(&client, due).await?;
+            report.delivered = s.delivered;
+        }
+        Ok(report)
+    }
+
+    /// Run the sweeper until the process stops. Also warns daily about the push certificate.
+    pub async fn run_sweeper(self: std::sync::Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_warned: Option<DateTime<Utc>> = None;
+        loop {
+            tick.tick().await;
+            match self.sweep_once().await {
+                Ok(r) if r.expired > 0 || r.repushed > 0 => {
+                    tracing::info!(expired = r.expired, repushed = r.repushed, delivered = r.delivered, "sweeper")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeper tick failed"),
+            }
+            if last_warned.is_none_or(|t| self.now() - t > chrono::Duration::hours(24)) {
+                if let Ok(Some(info)) = self.push_cert_info().await {
+                    if let Some(w) = info.warning {
+                        tracing::warn!("{w}");
+                    }
+                }
+                last_warned = Some(self.now());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub expired: u64,
+    pub repushed: usize,
+    pub delivered: usize,
+    pub push_error: Option<String>,
+}

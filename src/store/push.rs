@@ -1,0 +1,205 @@
+//! Push bookkeeping: which devices to wake, what APNs answered, and what the sweeper claims.
+//!
+//! Every push is recorded before it is sent (`last_push_at`, `pushes_unanswered + 1`); a device
+//! that connects resets `pushes_unanswered`. The sweeper claims the devices it will push in one
+//! UPDATE, with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so that several instances never push
+//! the same device twice.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::StoreResult;
+
+/// A device we can push: enrolled, with a token APNs has not rejected.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushTarget {
+    pub udid: String,
+    pub push_token: Vec<u8>,
+    pub push_magic: String,
+}
+
+/// Figures for `/metrics` and the console's home page.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStats {
+    pub pending_targets: i64,
+    pub oldest_pending_queued_at: Option<DateTime<Utc>>,
+    pub enrolled: i64,
+    pub seen_last_hour: i64,
+    pub seen_last_day: i64,
+}
+
+/// How long to wait before pushing a device again, by how many pushes it has left unanswered:
+/// a few minutes at first, backing off to hours.
+pub const REPUSH_BACKOFF_MINUTES: [i64; 4] = [5, 15, 60, 240];
+
+/// The latest `last_push_at` that is due again, for each unanswered count (1, 2, 3, 4+).
+pub fn backoff_thresholds(now: DateTime<Utc>) -> [DateTime<Utc>; 4] {
+    REPUSH_BACKOFF_MINUTES.map(|m| now - Duration::minutes(m))
+}
+
+#[async_trait::async_trait]
+pub trait PushStore: Send + Sync {
+    /// The pushable devices among `udids`.
+    async fn push_targets(&self, udids: &[String]) -> StoreResult<Vec<PushTarget>>;
+    /// Record that these devices are being pushed now.
+    async fn mark_pushed(&self, udids: &[String], at: DateTime<Utc>) -> StoreResult<()>;
+    /// Record APNs' answer for these devices; `token_dead` (410) stops pushes until the next TokenUpdate.
+    async fn record_push_outcome(&self, udids: &[String], outcome: &str, token_dead: bool, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Claim up to `limit` devices due a re-push: pending commands and no connection since the
+    /// last push (after the backoff), or not seen for a day. Claimed devices are marked pushed.
+    async fn claim_repush(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<PushTarget>>;
+    /// Persist `expired` on pending targets past their expiry; at most `limit`.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<u64>;
+    async fn set_push_cert_error(&self, error: Option<&str>, at: DateTime<Utc>) -> StoreResult<()>;
+    async fn push_cert_error(&self) -> StoreResult<Option<(String, DateTime<Utc>)>>;
+    async fn queue_stats(&self, now: DateTime<Utc>) -> StoreResult<QueueStats>;
+}
+
+macro_rules! impl_push_store {
+    ($store:ty, $db:ty, $skip_locked:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::PushStore for $store {
+            async fn push_targets(&self, udids: &[String]) -> $crate::store::StoreResult<Vec<$crate::store::PushTarget>> {
+                let mut out = Vec::with_capacity(udids.len());
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT udid, push_token, push_magic FROM devices WHERE enrolled = TRUE AND push_token IS NOT NULL \
+                         AND push_magic IS NOT NULL AND push_token_invalid_at IS NULL AND udid IN (",
+                    );
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    out.extend(q.build_query_as::<$crate::store::PushTarget>().fetch_all(&self.pool).await?);
+                }
+                Ok(out)
+            }
+
+            async fn mark_pushed(&self, udids: &[String], at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET last_push_at = ");
+                    q.push_bind(at).push(", pushes_unanswered = pushes_unanswered + 1, pushes_sent = pushes_sent + 1 WHERE udid IN (");
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_push_outcome(
+                &self,
+                udids: &[String],
+                outcome: &str,
+                token_dead: bool,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET last_push_outcome = ");
+                    q.push_bind(outcome.to_owned());
+                    if token_dead {
+                        q.push(", push_token_invalid_at = ").push_bind(at);
+                    }
+                    q.push(" WHERE udid IN (");
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_repush(&self, now: chrono::DateTime<chrono::Utc>, limit: i64) -> $crate::store::StoreResult<Vec<$crate::store::PushTarget>> {
+                let [t1, t2, t3, t4] = $crate::store::push::backoff_thresholds(now);
+                let day_ago = now - chrono::Duration::hours(24);
+                let sql = concat!(
+                    "UPDATE devices SET last_push_at = $1, pushes_unanswered = pushes_unanswered + 1, pushes_sent = pushes_sent + 1 \
+                     WHERE udid IN (SELECT d.udid FROM devices d WHERE d.enrolled = TRUE AND d.push_token IS NOT NULL \
+                       AND d.push_magic IS NOT NULL AND d.push_token_invalid_at IS NULL \
+                       AND (d.last_push_at IS NULL \
+                         OR (d.pushes_unanswered <= 1 AND d.last_push_at <= $2) OR (d.pushes_unanswered = 2 AND d.last_push_at <= $3) \
+                         OR (d.pushes_unanswered = 3 AND d.last_push_at <= $4) OR (d.pushes_unanswered >= 4 AND d.last_push_at <= $5)) \
+                       AND ((d.last_push_at IS NULL OR d.last_seen_at <= d.last_push_at) AND EXISTS (SELECT 1 FROM command_targets t \
+                             WHERE t.udid = d.udid AND t.status IN ('queued', 'sent') AND (t.expires_at IS NULL OR t.expires_at > $1)) \
+                            OR d.last_seen_at < $6) \
+                       ORDER BY d.last_push_at NULLS FIRST LIMIT $7",
+                    $skip_locked,
+                    ") RETURNING udid, push_token, push_magic"
+                );
+                Ok(sqlx::query_as(sql)
+                    .bind(now)
+                    .bind(t1)
+                    .bind(t2)
+                    .bind(t3)
+                    .bind(t4)
+                    .bind(day_ago)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn expire_due(&self, now: chrono::DateTime<chrono::Utc>, limit: i64) -> $crate::store::StoreResult<u64> {
+                let r = sqlx::query(
+                    "UPDATE command_targets SET status = 'expired', updated_at = $1 WHERE (udid, command_seq) IN \
+                     (SELECT udid, command_seq FROM command_targets WHERE status IN ('queued', 'sent', 'not_now') \
+                      AND expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)",
+                )
+                .bind(now)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn set_push_cert_error(&self, error: Option<&str>, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE push_certificate SET last_error = $1, last_error_at = $2 WHERE id = 1")
+                    .bind(error)
+                    .bind(error.map(|_| at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn push_cert_error(&self) -> $crate::store::StoreResult<Option<(String, chrono::DateTime<chrono::Utc>)>> {
+                let row: Option<(Option<String>, Option<chrono::DateTime<chrono::Utc>>)> =
+                    sqlx::query_as("SELECT last_error, last_error_at FROM push_certificate WHERE id = 1").fetch_optional(&self.pool).await?;
+                Ok(row.and_then(|(e, at)| e.zip(at)))
+            }
+
+            async fn queue_stats(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<$crate::store::QueueStats> {
+                let (pending, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(queued_at) FROM command_targets WHERE status IN ('queued', 'sent', 'not_now') \
+                     AND (expires_at IS NULL OR expires_at > $1)",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                let (enrolled, hour, day): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT COALESCE(SUM(CASE WHEN enrolled THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN last_seen_at >= $1 THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN last_seen_at >= $2 THEN 1 ELSE 0 END), 0) FROM devices",
+                )
+                .bind(now - chrono::Duration::hours(1))
+                .bind(now - chrono::Duration::hours(24))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok($crate::store::QueueStats {
+                    pending_targets: pending,
+                    oldest_pending_queued_at: oldest,
+                    enrolled,
+                    seen_last_hour: hour,
+                    seen_last_day: day,
+                })
+            }
+        }
+    };
+}
+pub(crate) use impl_push_store;
