@@ -131,6 +131,7 @@ impl Lanyard {
         let mut unique = targets.clone();
         unique.sort();
         unique.dedup();
+        self.ensure_command_allowed(actor, &unique, cmd.request_type()).await?;
         let existing: std::collections::HashSet<String> = self.store.existing_udids(&unique).await?.into_iter().collect();
         if let Some((i, missing)) = targets.iter().enumerate().find(|(_, u)| !existing.contains(*u)) {
             return Err(if targets.len() == 1 {

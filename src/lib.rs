@@ -25,6 +25,7 @@ pub mod push;
 pub mod push_cert;
 pub mod pushing;
 pub mod register;
+pub mod safeguarding;
 pub mod scep;
 pub mod server;
 pub mod setup;

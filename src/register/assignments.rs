@@ -77,6 +77,7 @@ impl Lanyard {
         if udid.is_empty() || udid.len() > 100 {
             return Err(Error::unprocessable("udid", "1 to 100 characters"));
         }
+        self.ensure_not_on_hold(actor, udid, "assign to a person").await?;
         let from = crate::store::truncate_micros(req.from.unwrap_or(now));
         if from < now - CLOCK_SKEW {
             return Err(Error::unprocessable("from", "must not be in the past: the register records a holding from when it is made"));
@@ -160,6 +161,7 @@ impl Lanyard {
     pub async fn end_assignment(&self, actor: &Actor, id: Uuid, at: Option<DateTime<Utc>>) -> Result<Assignment> {
         let now = self.now();
         let a = self.store.assignment_by_id(id).await?.ok_or_else(|| Error::not_found("no such assignment"))?;
+        self.ensure_not_on_hold(actor, &a.udid, "end a holding").await?;
         let at = crate::store::truncate_micros(at.unwrap_or(now));
         if at < now - CLOCK_SKEW {
             return Err(Error::unprocessable("at", "must not be in the past: the register records a holding's end when it happens"));

@@ -15,6 +15,7 @@ pub mod operators;
 pub mod postgres;
 pub mod push;
 pub mod register;
+pub mod safeguarding;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
@@ -25,6 +26,10 @@ pub use devices::{
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
 pub use push::{PushStore, PushTarget, QueueStats};
 pub use register::{AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord, RegisterStore, SignatureRecord};
+pub use safeguarding::{
+    CaseCommandRecord, CaseDeviceRecord, CaseEvent, CaseRecord, CaseRequestRecord, EvidenceRecord, NewCaseEvent, NotificationRecord,
+    SafeguardingStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,11 +70,21 @@ pub trait Health: Send + Sync {
 
 /// Everything Lanyard stores.
 pub trait Store:
-    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + Send + Sync + 'static
+    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + SafeguardingStore + Send + Sync + 'static
 {
 }
 impl<T> Store for T where
-    T: Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + Send + Sync + 'static
+    T: Health
+        + OperatorStore
+        + AuditStore
+        + DeviceStore
+        + CommandStore
+        + RegisterStore
+        + PushStore
+        + SafeguardingStore
+        + Send
+        + Sync
+        + 'static
 {
 }
 

@@ -32,3 +32,4 @@ super::devices::impl_device_store!(PgStore, Postgres);
 super::commands::impl_command_store!(PgStore, Postgres);
 super::register::impl_register_store!(PgStore, Postgres);
 super::push::impl_push_store!(PgStore, Postgres, " FOR UPDATE SKIP LOCKED");
+super::safeguarding::impl_safeguarding_store!(PgStore, Postgres);

@@ -38,3 +38,4 @@ super::devices::impl_device_store!(SqliteStore, Sqlite);
 super::commands::impl_command_store!(SqliteStore, Sqlite);
 super::register::impl_register_store!(SqliteStore, Sqlite);
 super::push::impl_push_store!(SqliteStore, Sqlite, "");
+super::safeguarding::impl_safeguarding_store!(SqliteStore, Sqlite);

@@ -1,0 +1,6 @@
+//! Safeguarding: cases, remote quarantine with an evidence snapshot, legal hold, two-person
+//! release and disposal, and the chain-of-custody log a DSL hands to the police.
+
+pub mod hold;
+
+pub use hold::{FORBIDDEN_UNDER_HOLD, hold_error};
