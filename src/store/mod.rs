@@ -13,6 +13,7 @@ pub mod commands;
 pub mod devices;
 pub mod operators;
 pub mod postgres;
+pub mod profiles;
 pub mod push;
 pub mod register;
 pub mod safeguarding;
@@ -24,6 +25,10 @@ pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord, PushCertRecord,
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
+pub use profiles::{
+    DeviceProfileRecord, FileVaultKeyRecord, FilteringChangeRecord, GroupRecord, HolderRow, ProfileCommandRecord, ProfileCommandState,
+    ProfileRecord, ProfileStore, ProfileVersionRecord, ScheduleRecord, TimetableRecord,
+};
 pub use push::{PushStore, PushTarget, QueueStats};
 pub use register::{AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord, RegisterStore, SignatureRecord};
 pub use safeguarding::{
@@ -70,7 +75,18 @@ pub trait Health: Send + Sync {
 
 /// Everything Lanyard stores.
 pub trait Store:
-    Health + OperatorStore + AuditStore + DeviceStore + CommandStore + RegisterStore + PushStore + SafeguardingStore + Send + Sync + 'static
+    Health
+    + OperatorStore
+    + AuditStore
+    + DeviceStore
+    + CommandStore
+    + RegisterStore
+    + PushStore
+    + SafeguardingStore
+    + ProfileStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 impl<T> Store for T where
@@ -82,6 +98,7 @@ impl<T> Store for T where
         + RegisterStore
         + PushStore
         + SafeguardingStore
+        + ProfileStore
         + Send
         + Sync
         + 'static

@@ -33,3 +33,4 @@ super::commands::impl_command_store!(PgStore, Postgres);
 super::register::impl_register_store!(PgStore, Postgres);
 super::push::impl_push_store!(PgStore, Postgres, " FOR UPDATE SKIP LOCKED");
 super::safeguarding::impl_safeguarding_store!(PgStore, Postgres);
+super::profiles::impl_profile_store!(PgStore, Postgres);

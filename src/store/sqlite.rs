@@ -39,3 +39,4 @@ super::commands::impl_command_store!(SqliteStore, Sqlite);
 super::register::impl_register_store!(SqliteStore, Sqlite);
 super::push::impl_push_store!(SqliteStore, Sqlite, "");
 super::safeguarding::impl_safeguarding_store!(SqliteStore, Sqlite);
+super::profiles::impl_profile_store!(SqliteStore, Sqlite);

@@ -1,0 +1,176 @@
+-- Profiles for schools (issue 5): the library with every version kept, device groups and what is
+-- assigned to them, what each device has and what Lanyard asked it to do, filtering change
+-- control, the timetable and lesson-time schedules, escrowed FileVault keys.
+-- Same schema as migrations/sqlite/0006_profiles.sql, in PostgreSQL's dialect.
+-- Group membership history is the register's group_memberships table (0003).
+
+-- One row per profile; `version` is the version devices should have (the deployed one).
+CREATE TABLE profiles (
+    id         UUID PRIMARY KEY,
+    name       TEXT NOT NULL,
+    identifier TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    baseline   BOOLEAN NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ,
+    deleted_by TEXT
+);
+CREATE UNIQUE INDEX profiles_live_name ON profiles (name) WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX profiles_live_identifier ON profiles (identifier) WHERE deleted_at IS NULL;
+
+-- Every version of every profile, as normalised XML (unsigned: Lanyard signs on sending).
+-- Versions are immutable: a change is a new version.
+CREATE TABLE profile_versions (
+    profile_id    UUID NOT NULL REFERENCES profiles (id),
+    version       BIGINT NOT NULL,
+    xml           BYTEA NOT NULL,
+    sha256        TEXT NOT NULL,
+    identifier    TEXT NOT NULL,
+    payload_uuid  TEXT NOT NULL,
+    display_name  TEXT,
+    payload_types TEXT NOT NULL,
+    filtering     TEXT,
+    change_id     UUID,
+    created_by    TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (profile_id, version)
+);
+CREATE FUNCTION profile_versions_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a profile version is immutable: make a new version';
+END $$;
+CREATE TRIGGER profile_versions_no_change BEFORE UPDATE OR DELETE ON profile_versions
+    FOR EACH ROW EXECUTE FUNCTION profile_versions_immutable();
+
+-- Device groups: static (members added by hand) or smart (members follow `rules`, JSON).
+CREATE TABLE device_groups (
+    id         UUID PRIMARY KEY,
+    name       TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('static', 'smart')),
+    rules      TEXT,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ,
+    deleted_by TEXT
+);
+CREATE UNIQUE INDEX device_groups_live_name ON device_groups (name) WHERE deleted_at IS NULL;
+CREATE INDEX group_memberships_open ON group_memberships (group_id, udid) WHERE removed_at IS NULL;
+
+-- Profiles assigned to groups: a device's intended profiles are the union over its groups.
+CREATE TABLE group_profiles (
+    group_id    UUID NOT NULL REFERENCES device_groups (id),
+    profile_id  UUID NOT NULL REFERENCES profiles (id),
+    assigned_by TEXT NOT NULL,
+    assigned_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (group_id, profile_id)
+);
+CREATE INDEX group_profiles_profile ON group_profiles (profile_id);
+
+-- What each device has, as far as Lanyard knows: from ProfileList results and acknowledged
+-- InstallProfile/RemoveProfile commands. `lanyard` marks the profiles Lanyard installed: only
+-- those are ever removed.
+CREATE TABLE device_profiles (
+    udid         TEXT NOT NULL,
+    identifier   TEXT NOT NULL,
+    payload_uuid TEXT,
+    display_name TEXT,
+    profile_id   UUID,
+    version      BIGINT,
+    lanyard      BOOLEAN NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (udid, identifier)
+);
+CREATE INDEX device_profiles_profile ON device_profiles (profile_id);
+
+-- The InstallProfile/RemoveProfile commands reconcile queued, per device. Whether one is still
+-- pending is the command queue's business (command_targets); the outcome is copied here.
+CREATE TABLE profile_commands (
+    command_uuid TEXT NOT NULL,
+    udid         TEXT NOT NULL,
+    action       TEXT NOT NULL CHECK (action IN ('install', 'remove')),
+    identifier   TEXT NOT NULL,
+    profile_id   UUID,
+    version      BIGINT,
+    queued_at    TIMESTAMPTZ NOT NULL,
+    outcome      TEXT,
+    error        TEXT,
+    finished_at  TIMESTAMPTZ,
+    PRIMARY KEY (command_uuid, udid)
+);
+CREATE INDEX profile_commands_device ON profile_commands (udid, queued_at);
+
+-- Filtering change control (policy 7.3.1): proposed -> deployed (approved by a second person)
+-- or rejected. Never deleted.
+CREATE TABLE filtering_changes (
+    id                     UUID PRIMARY KEY,
+    profile_id             UUID NOT NULL REFERENCES profiles (id),
+    profile_name           TEXT NOT NULL,
+    kind                   TEXT NOT NULL CHECK (kind IN ('update', 'delete', 'assign', 'unassign')),
+    group_id               UUID,
+    group_name             TEXT,
+    base_version           BIGINT NOT NULL,
+    proposed_xml           BYTEA,
+    before_policy          TEXT,
+    after_policy           TEXT,
+    diff                   TEXT NOT NULL,
+    reason                 TEXT NOT NULL,
+    risk_assessment_ref    TEXT NOT NULL,
+    state                  TEXT NOT NULL CHECK (state IN ('proposed', 'approved', 'rejected', 'deployed')),
+    proposed_by            TEXT NOT NULL,
+    proposed_at            TIMESTAMPTZ NOT NULL,
+    decided_by             TEXT,
+    decided_at             TIMESTAMPTZ,
+    decision_justification TEXT,
+    deployed_version       BIGINT,
+    deployed_at            TIMESTAMPTZ
+);
+CREATE INDEX filtering_changes_proposed ON filtering_changes (proposed_at);
+CREATE FUNCTION filtering_changes_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'filtering changes are never deleted';
+END $$;
+CREATE TRIGGER filtering_changes_no_delete BEFORE DELETE ON filtering_changes
+    FOR EACH ROW EXECUTE FUNCTION filtering_changes_kept();
+
+-- The school timetable (one row): periods per weekday and term dates, as JSON.
+CREATE TABLE timetable (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    timezone   TEXT NOT NULL,
+    periods    TEXT NOT NULL,
+    terms      TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+-- A profile applied to a group only during lessons. `active` is the timetable tick's view of
+-- whether it applies now, and `changed_at` when that last changed.
+CREATE TABLE schedules (
+    id         UUID PRIMARY KEY,
+    profile_id UUID NOT NULL REFERENCES profiles (id),
+    group_id   UUID NOT NULL REFERENCES device_groups (id),
+    when_kind  TEXT NOT NULL CHECK (when_kind IN ('lessons')),
+    active     BOOLEAN NOT NULL,
+    changed_at TIMESTAMPTZ NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ,
+    deleted_by TEXT
+);
+
+-- FileVault personal recovery keys escrowed by Macs, sealed with data/seal.key.
+CREATE TABLE filevault_keys (
+    udid        TEXT PRIMARY KEY,
+    key_sealed  BYTEA NOT NULL,
+    device_key  TEXT,
+    escrowed_at TIMESTAMPTZ NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);
+
+-- When Lanyard last asked a device for SecurityInfo and ProfileList on its schedule.
+CREATE TABLE device_checks (
+    udid         TEXT PRIMARY KEY,
+    requested_at TIMESTAMPTZ NOT NULL
+);
