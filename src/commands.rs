@@ -93,6 +93,21 @@ impl Lanyard {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<String> {
         let uuid = uuid::Uuid::new_v4().to_string();
+        self.queue_command_as(&uuid, created_by, cmd, targets, expires_at).await?;
+        Ok(uuid)
+    }
+
+    /// [`Lanyard::queue_command`] with a UUID chosen by the caller, for callers that record
+    /// what the command is for before a device can answer it (profile reconcile).
+    pub async fn queue_command_as(
+        &self,
+        uuid: &str,
+        created_by: &str,
+        cmd: &Command,
+        targets: &[String],
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let uuid = uuid.to_owned();
         let new = NewCommand {
             payload: cmd.to_plist(&uuid),
             uuid: uuid.clone(),
@@ -104,7 +119,7 @@ impl Lanyard {
         };
         self.store.enqueue(&new, targets).await?;
         Metrics::add(&self.metrics.commands_queued, targets.len() as u64);
-        Ok(uuid)
+        Ok(())
     }
 
     /// Queue a command an operator asked for: validate it, check the targets exist, audit it.

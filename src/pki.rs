@@ -30,6 +30,8 @@ pub const TLS_CERT_FILE: &str = "tls.pem";
 const TLS_KEY: &str = "tls.key";
 const SIGNING_CERT: &str = "signing.pem";
 const SIGNING_KEY: &str = "signing.key";
+const ESCROW_CERT: &str = "escrow.pem";
+const ESCROW_KEY: &str = "escrow.key";
 const JWT_KEY: &str = "jwt.key";
 const SEAL_KEY: &str = "seal.key";
 
@@ -42,6 +44,10 @@ pub struct Pki {
     pub tls_key_path: PathBuf,
     pub signing_cert: X509,
     pub signing_key: PKey<Private>,
+    /// FileVault recovery keys are encrypted to this certificate by Macs (it is filled into the
+    /// escrow payload of profiles as they are sent); only Lanyard holds its key.
+    pub escrow_cert: X509,
+    pub escrow_key: PKey<Private>,
     pub jwt_key: Vec<u8>,
     pub sealer: Sealer,
 }
@@ -93,6 +99,19 @@ impl Pki {
             }
         };
 
+        let (escrow_cert, escrow_key) = match load_pair(data_dir, ESCROW_CERT, ESCROW_KEY)? {
+            Some(pair) => pair,
+            None => {
+                // RSA: Macs encrypt the recovery key with CMS key transport.
+                let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+                let cn = format!("{organization} Lanyard FileVault Escrow");
+                let cert = make_leaf(&key, &cn, &ca_cert, &ca_key, Leaf::Escrow)?;
+                write_pair(data_dir, ESCROW_CERT, ESCROW_KEY, &cert, &key)?;
+                created.push(ESCROW_CERT.to_owned());
+                (cert, key)
+            }
+        };
+
         let jwt_key = load_or_make_secret(data_dir, JWT_KEY, &mut created)?;
         let seal_key = load_or_make_secret(data_dir, SEAL_KEY, &mut created)?;
         let ca_pem = ca_cert.to_pem()?;
@@ -105,6 +124,8 @@ impl Pki {
                 tls_key_path: data_dir.join(TLS_KEY),
                 signing_cert,
                 signing_key,
+                escrow_cert,
+                escrow_key,
                 jwt_key,
                 sealer: Sealer::new(&seal_key)?,
             },
@@ -240,6 +261,7 @@ fn make_ca(key: &PKey<Private>, cn: &str) -> Result<X509> {
 enum Leaf<'a> {
     TlsServer { hostname: &'a str },
     ProfileSigning,
+    Escrow,
 }
 
 fn make_leaf(key: &PKey<Private>, cn: &str, ca: &X509, ca_key: &PKey<Private>, kind: Leaf<'_>) -> Result<X509> {
@@ -275,6 +297,10 @@ fn make_leaf(key: &PKey<Private>, cn: &str, ca: &X509, ca_key: &PKey<Private>, k
             b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
             b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
             b.append_extension(ExtendedKeyUsage::new().code_signing().email_protection().build()?)?;
+        }
+        Leaf::Escrow => {
+            b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
+            b.append_extension(KeyUsage::new().critical().key_encipherment().data_encipherment().build()?)?;
         }
     }
     let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca), None))?;
@@ -321,7 +347,7 @@ mod tests {
         let (pki, created) = Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
         assert!(created.contains(&CA_FILE.to_string()));
         assert_eq!(fs::metadata(&data).unwrap().mode() & 0o777, 0o700);
-        for key in [CA_KEY, TLS_KEY, SIGNING_KEY, JWT_KEY, SEAL_KEY] {
+        for key in [CA_KEY, TLS_KEY, SIGNING_KEY, ESCROW_KEY, JWT_KEY, SEAL_KEY] {
             assert_eq!(fs::metadata(data.join(key)).unwrap().mode() & 0o777, 0o600, "{key}");
         }
         let tls = X509::from_pem(&fs::read(data.join(TLS_CERT_FILE)).unwrap()).unwrap();

@@ -8,9 +8,6 @@
 
 use std::collections::HashMap;
 
-use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
-use openssl::stack::Stack;
-use openssl::x509::store::X509StoreBuilder;
 use plist::Value;
 use serde::Serialize;
 
@@ -77,24 +74,16 @@ pub fn inspect(bytes: &[u8]) -> Result<InspectedProfile, ProfileError> {
     Ok(inspected)
 }
 
-/// Verifies a CMS signature over its attached content and returns the content.
+/// Verifies a CMS signature over its attached content and returns the content (the protocol
+/// module's reader, which Lanyard also uses on what it signs itself).
 fn unwrap_signed(der: &[u8]) -> Result<Vec<u8>, ProfileError> {
-    let not_cms = |why: String| ProfileError::NotAProfile(format!("neither a property list nor DER CMS signed data ({why})"));
-    let p7 = Pkcs7::from_der(der).map_err(|e| not_cms(first_reason(&e)))?;
-    if p7.signed().is_none() {
-        return Err(not_cms("CMS data that is not SignedData".into()));
+    use crate::mdm::cms::{CmsError, unwrap_signed_profile};
+    match unwrap_signed_profile(der) {
+        Ok((content, _signers)) => Ok(content),
+        Err(CmsError::NotCms(why)) => Err(ProfileError::NotAProfile(format!("neither a property list nor DER CMS signed data ({why})"))),
+        Err(CmsError::BadSignature(why)) => Err(ProfileError::BadSignature(why)),
+        Err(CmsError::Openssl(e)) => Err(ProfileError::Openssl(e)),
     }
-    let no_certs = Stack::new()?;
-    let no_trust = X509StoreBuilder::new()?.build();
-    let mut content = Vec::new();
-    p7.verify(&no_certs, &no_trust, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
-        .map_err(|e| ProfileError::BadSignature(first_reason(&e)))?;
-    Ok(content)
-}
-
-/// The most useful line of an openssl error stack.
-fn first_reason(e: &openssl::error::ErrorStack) -> String {
-    e.errors().iter().rev().find_map(|err| err.reason().map(str::to_owned)).unwrap_or_else(|| e.to_string())
 }
 
 /// Checks the envelope and summarises the profile (everything but `xml` and `was_signed`).
