@@ -172,8 +172,23 @@ impl Lanyard {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_warned: Option<DateTime<Utc>> = None;
+        let mut last_profiles_sweep: Option<DateTime<Utc>> = None;
         loop {
             tick.tick().await;
+            // Lesson-time windows open and close on this tick.
+            match self.timetable_tick().await {
+                Ok(r) if r.changed > 0 || r.installs > 0 || r.removals > 0 => {
+                    tracing::info!(changed = r.changed, installs = r.installs, removals = r.removals, drifting = r.drifting, "timetable")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "timetable tick failed"),
+            }
+            if last_profiles_sweep.is_none_or(|t| self.now() - t >= crate::profiles::sweep::SMART_REFRESH_EVERY) {
+                if let Err(e) = self.profiles_sweep().await {
+                    tracing::warn!(error = %e, "profiles sweep failed");
+                }
+                last_profiles_sweep = Some(self.now());
+            }
             match self.sweep_once().await {
                 Ok(r) if r.expired > 0 || r.repushed > 0 => {
                     tracing::info!(expired = r.expired, repushed = r.repushed, delivered = r.delivered, "sweeper")

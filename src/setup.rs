@@ -33,5 +33,7 @@ pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) 
         metrics: Default::default(),
     });
     let first_admin = ctx.ensure_first_admin().await?;
+    // The school baseline (profiles/*.mobileconfig), on a fresh installation only.
+    ctx.load_baseline_profiles().await?;
     Ok(Prepared { ctx, first_admin, created })
 }

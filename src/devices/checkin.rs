@@ -77,6 +77,9 @@ impl Lanyard {
                         self.queue_command("system", &cmd, &[udid.clone()], None).await?;
                     }
                     self.store.mark_inventory_requested(&udid, now).await?;
+                    // Profiles: forget an earlier enrolment's, work out smart groups; reconcile
+                    // follows the first ProfileList answer.
+                    self.profiles_device_enrolled(&udid).await;
                 }
                 Ok(CheckinReply::Ok)
             }

@@ -46,7 +46,7 @@ impl Lanyard {
                 };
                 Metrics::add(counter, 1);
             }
-            match recorded {
+            match &recorded {
                 Some(done) if report.status == CommandStatus::Acknowledged => {
                     self.apply_inventory(&udid, &done.request_type, &report, now).await?;
                 }
@@ -56,6 +56,11 @@ impl Lanyard {
                     }
                 }
                 None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
+            }
+            if let Some(done) = &recorded {
+                // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault
+                // escrow, smart groups. Any commands it queues go out in this same answer.
+                self.profiles_after_report(&udid, command_uuid, &done.request_type, &report).await;
             }
         }
         let include_not_now = report.status == CommandStatus::Idle;

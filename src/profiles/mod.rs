@@ -1,5 +1,7 @@
-//! Configuration profiles: the school baseline, import and inspection, building from JSON, and
-//! FileVault key escrow.
+//! Configuration profiles for schools: the baseline library, groups and assignment, reconcile,
+//! filtering change control, lesson-time restrictions, FileVault escrow and compliance.
+//!
+//! The pure part (no database, no network):
 //!
 //! - [`inspect`] reads a profile a technician uploads (XML, binary, or CMS-signed), checks the
 //!   structure devices rely on, and says what it holds, including its web-filtering policy.
@@ -12,15 +14,37 @@
 //!   it is sent, so recovery keys are encrypted to a key only Lanyard holds.
 //!
 //! Errors name the payload and the key, as a technician needs to find the mistake in the file.
+//!
+//! The services (`impl Lanyard`), one file per concern:
+//!
+//! - [`library`]: upload or build, versions, deletion, the baseline at first start, signing for
+//!   devices.
+//! - [`groups`]: static and smart groups, membership (written to the register's history),
+//!   assigning profiles.
+//! - [`reconcile`]: intended vs installed, the InstallProfile/RemoveProfile commands, the hook
+//!   for device reports, and the per-device and per-profile views.
+//! - [`changes`]: filtering change control (proposed, approved by a second person, deployed).
+//! - [`timetable`]: the timetable, lesson-time schedules, their tick and drift.
+//! - [`filevault`]: escrowed recovery keys, revealed with a justification.
+//! - [`compliance`]: the per-device compliance report.
+//! - [`sweep`]: the periodic work (smart groups, daily SecurityInfo/ProfileList).
 
 mod baseline;
 mod bplist;
 mod build;
+pub mod changes;
+pub mod compliance;
 mod escrow;
+pub mod filevault;
 pub mod filtering;
+pub mod groups;
 mod inspect;
+pub mod library;
+pub mod reconcile;
+pub mod sweep;
 #[cfg(test)]
 mod testutil;
+pub mod timetable;
 
 use std::io::Cursor;
 use std::path::PathBuf;
