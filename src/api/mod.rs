@@ -14,11 +14,14 @@ pub mod audit;
 pub mod auth;
 pub mod devices;
 pub mod extract;
+pub mod groups;
 pub mod health;
 pub mod mdm;
 pub mod operators;
+pub mod profiles;
 pub mod push;
 pub mod register;
+pub mod schedules;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -60,6 +63,27 @@ pub fn router() -> Router<Ctx> {
         .route("/register/report", get(register::report))
         .route("/register/export.csv", get(register::export_csv))
         .route("/register/import", post(register::import))
+        .route("/profiles", post(profiles::create_profile).get(profiles::list_profiles))
+        .route("/profiles/{id}", get(profiles::get_profile).put(profiles::update_profile).delete(profiles::delete_profile))
+        .route("/profiles/{id}/mobileconfig", get(profiles::download_profile))
+        .route("/profiles/{id}/status", get(profiles::profile_status))
+        .route("/filtering/changes", get(profiles::list_changes))
+        .route("/filtering/changes/{id}", get(profiles::get_change))
+        .route("/filtering/changes/{id}/approve", post(profiles::approve_change))
+        .route("/filtering/changes/{id}/reject", post(profiles::reject_change))
+        .route("/groups", post(groups::create_group).get(groups::list_groups))
+        .route("/groups/{id}", get(groups::get_group).patch(groups::update_group).delete(groups::delete_group))
+        .route("/groups/{id}/members", post(groups::add_members).get(groups::list_members))
+        .route("/groups/{id}/members/{udid}", delete(groups::remove_member))
+        .route("/groups/{id}/profiles", post(groups::assign_profile))
+        .route("/groups/{id}/profiles/{pid}", delete(groups::unassign_profile))
+        .route("/timetable", get(schedules::get_timetable).put(schedules::put_timetable))
+        .route("/schedules", post(schedules::create_schedule).get(schedules::list_schedules))
+        .route("/schedules/drift", get(schedules::drift))
+        .route("/schedules/{id}", delete(schedules::delete_schedule))
+        .route("/devices/{udid}/profiles", get(schedules::device_profiles))
+        .route("/devices/{udid}/filevault-key", get(schedules::filevault_key))
+        .route("/compliance", get(schedules::compliance))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::API_BODY_LIMIT));
