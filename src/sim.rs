@@ -4,6 +4,16 @@
 //! to DeviceInformation, SecurityInfo, ProfileList...) and signs them exactly as a device does:
 //! a detached CMS signature over the body in the `Mdm-Signature` header. It does not speak
 //! HTTP itself, so that tests and the load generator can use their own clients.
+//!
+//! Like a real device it remembers its configuration profiles: InstallProfile verifies a
+//! signed profile and installs it (replacing one with the same identifier), RemoveProfile
+//! removes only what MDM installed, and ProfileList reports them all, the MDM enrolment profile
+//! included. A Mac given a FileVault escrow payload encrypts its personal recovery key to the
+//! escrow certificate in it (CMS) and reports that in SecurityInfo. Tests can make it refuse
+//! request types ([`SimDevice::fail`]) and install profiles "by hand" ([`SimDevice::install_by_hand`]).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -45,7 +55,41 @@ pub struct SimDevice {
     /// What `SecurityInfo` reports (FileVault for a Mac, passcode for an iPad).
     pub encrypted: bool,
     /// The FileVault personal recovery key a Mac escrows, if any (encrypted to the server).
+    /// Set by hand, it overrides what the Mac escrows from a FileVault profile.
     pub escrowed_prk: Option<Vec<u8>>,
+    /// A Mac's FileVault personal recovery key (what it escrows when a profile asks it to).
+    pub recovery_key: Option<String>,
+    /// What the device remembers between commands.
+    pub state: Mutex<SimState>,
+}
+
+/// The identifier of the MDM enrolment profile a simulated device reports in ProfileList.
+pub const SIM_ENROLLMENT_PROFILE: &str = "com.lanyard.sim.mdm-enrollment";
+
+/// A profile installed on a simulated device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimProfile {
+    pub identifier: String,
+    pub uuid: String,
+    pub display_name: Option<String>,
+    /// Installed by MDM (and so removable by MDM).
+    pub managed: bool,
+    /// It arrived CMS-signed and the signature verified.
+    pub signed: bool,
+    pub payload_types: Vec<String>,
+}
+
+/// A simulated device's memory.
+#[derive(Debug, Default)]
+pub struct SimState {
+    /// Installed profiles, oldest first.
+    pub profiles: Vec<SimProfile>,
+    /// Request types answered with an Error.
+    pub failing: HashSet<String>,
+    /// What the Mac escrowed from a FileVault escrow payload (CMS to the escrow certificate).
+    pub escrowed_prk: Option<Vec<u8>>,
+    /// Every InstallProfile `Payload` received, as sent.
+    pub install_payloads: Vec<Vec<u8>>,
 }
 
 /// A fresh P-256 key (fast to make, so a benchmark can enrol many devices).
@@ -81,7 +125,178 @@ impl SimDevice {
             push_magic: uuid::Uuid::new_v4().to_string().to_uppercase(),
             encrypted: true,
             escrowed_prk: None,
+            recovery_key: (kind == Kind::Mac).then(|| {
+                let hex = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+                hex.as_bytes()[..24].chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("-")
+            }),
+            state: Mutex::new(SimState {
+                profiles: vec![SimProfile {
+                    identifier: SIM_ENROLLMENT_PROFILE.to_owned(),
+                    uuid: uuid::Uuid::new_v4().to_string().to_uppercase(),
+                    display_name: Some("MDM enrolment".to_owned()),
+                    managed: false,
+                    signed: true,
+                    payload_types: vec!["com.apple.security.root".into(), "com.apple.security.scep".into(), "com.apple.mdm".into()],
+                }],
+                ..Default::default()
+            }),
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The identifiers of the installed profiles, oldest first.
+    pub fn installed_profiles(&self) -> Vec<String> {
+        self.memory().profiles.iter().map(|p| p.identifier.clone()).collect()
+    }
+
+    pub fn profile(&self, identifier: &str) -> Option<SimProfile> {
+        self.memory().profiles.iter().find(|p| p.identifier == identifier).cloned()
+    }
+
+    /// Install a profile as a person would, by hand: not managed, so MDM cannot remove it.
+    pub fn install_by_hand(&self, identifier: &str, display_name: &str) {
+        let mut m = self.memory();
+        m.profiles.retain(|p| p.identifier != identifier);
+        m.profiles.push(SimProfile {
+            identifier: identifier.to_owned(),
+            uuid: uuid::Uuid::new_v4().to_string().to_uppercase(),
+            display_name: Some(display_name.to_owned()),
+            managed: false,
+            signed: false,
+            payload_types: vec!["com.apple.wifi.managed".into()],
+        });
+    }
+
+    /// Answer every `request_type` command with an Error from now on.
+    pub fn fail(&self, request_type: &str) {
+        self.memory().failing.insert(request_type.to_owned());
+    }
+
+    /// Stop failing `request_type`.
+    pub fn unfail(&self, request_type: &str) {
+        self.memory().failing.remove(request_type);
+    }
+
+    /// The InstallProfile payloads received, as sent (signed DER from Lanyard).
+    pub fn install_payloads(&self) -> Vec<Vec<u8>> {
+        self.memory().install_payloads.clone()
+    }
+
+    /// InstallProfile as a device does it: verify a signed profile, read it, replace a profile
+    /// with the same identifier, and escrow the FileVault key if the profile asks (a Mac).
+    /// `Err` is the device's refusal.
+    fn install(&self, payload: &[u8]) -> std::result::Result<(), String> {
+        self.memory().install_payloads.push(payload.to_vec());
+        let (plist_bytes, signed) = if payload.first() == Some(&0x30) {
+            let (content, _) =
+                crate::mdm::cms::unwrap_signed_profile(payload).map_err(|e| format!("The profile's signature is not valid: {e}"))?;
+            (content, true)
+        } else {
+            (payload.to_vec(), false)
+        };
+        let v: Value = plist::from_bytes(&plist_bytes).map_err(|e| format!("The profile is not a property list: {e}"))?;
+        let top = v.as_dictionary().ok_or("The profile is not a dictionary")?;
+        let identifier = top.get("PayloadIdentifier").and_then(Value::as_string).ok_or("The profile has no PayloadIdentifier")?.to_owned();
+        let uuid = top.get("PayloadUUID").and_then(Value::as_string).ok_or("The profile has no PayloadUUID")?.to_owned();
+        let items: Vec<&Dictionary> = top
+            .get("PayloadContent")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_dictionary).collect())
+            .unwrap_or_default();
+        let payload_types: Vec<String> =
+            items.iter().filter_map(|d| d.get("PayloadType").and_then(Value::as_string)).map(str::to_owned).collect();
+        let escrow = if self.kind == Kind::Mac { self.escrow_from(&items)? } else { None };
+        let mut m = self.memory();
+        if m.profiles.iter().any(|p| p.identifier == identifier && !p.managed) {
+            return Err(format!("A profile with the identifier {identifier} was installed by the user and cannot be replaced"));
+        }
+        m.profiles.retain(|p| p.identifier != identifier);
+        m.profiles.push(SimProfile {
+            identifier,
+            uuid,
+            display_name: top.get("PayloadDisplayName").and_then(Value::as_string).map(str::to_owned),
+            managed: true,
+            signed,
+            payload_types,
+        });
+        if escrow.is_some() {
+            m.escrowed_prk = escrow;
+        }
+        Ok(())
+    }
+
+    /// The recovery key encrypted to the certificate a FileVault escrow payload points at.
+    fn escrow_from(&self, items: &[&Dictionary]) -> std::result::Result<Option<Vec<u8>>, String> {
+        let Some(escrow) =
+            items.iter().find(|d| d.get("PayloadType").and_then(Value::as_string) == Some("com.apple.security.FDERecoveryKeyEscrow"))
+        else {
+            return Ok(None);
+        };
+        let Some(prk) = &self.recovery_key else { return Ok(None) };
+        let wanted =
+            escrow.get("EncryptCertPayloadUUID").and_then(Value::as_string).ok_or("escrow payload without EncryptCertPayloadUUID")?;
+        let cert = items
+            .iter()
+            .find(|d| d.get("PayloadUUID").and_then(Value::as_string).is_some_and(|u| u.eq_ignore_ascii_case(wanted)))
+            .and_then(|d| d.get("PayloadContent"))
+            .and_then(Value::as_data)
+            .ok_or("the escrow payload's certificate is missing")?;
+        let cert = X509::from_der(cert).map_err(|e| format!("the escrow certificate is not a certificate: {e}"))?;
+        let mut certs = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
+        certs.push(cert).map_err(|e| e.to_string())?;
+        let cms = openssl::cms::CmsContentInfo::encrypt(
+            &certs,
+            prk.as_bytes(),
+            openssl::symm::Cipher::aes_256_cbc(),
+            openssl::cms::CMSOptions::BINARY,
+        )
+        .and_then(|c| c.to_der())
+        .map_err(|e| format!("cannot encrypt the recovery key: {e}"))?;
+        Ok(Some(cms))
+    }
+
+    /// RemoveProfile as a device does it: only a profile MDM installed.
+    fn remove(&self, identifier: &str) -> std::result::Result<(), String> {
+        let mut m = self.memory();
+        match m.profiles.iter().position(|p| p.identifier == identifier) {
+            None => Err(format!("The profile {identifier} is not installed")),
+            Some(i) if !m.profiles[i].managed => Err(format!("The profile {identifier} was not installed by MDM")),
+            Some(i) => {
+                m.profiles.remove(i);
+                Ok(())
+            }
+        }
+    }
+
+    /// The ProfileList answer: every installed profile.
+    fn profile_list(&self) -> Value {
+        let m = self.memory();
+        Value::Array(
+            m.profiles
+                .iter()
+                .map(|p| {
+                    let content =
+                        p.payload_types.iter().map(|t| Value::Dictionary(dict(vec![("PayloadType", t.clone().into())]))).collect();
+                    let mut d = dict(vec![
+                        ("PayloadIdentifier", p.identifier.clone().into()),
+                        ("PayloadUUID", p.uuid.clone().into()),
+                        ("PayloadVersion", 1.into()),
+                        ("IsManaged", p.managed.into()),
+                        ("IsEncrypted", false.into()),
+                        ("HasRemovalPasscode", false.into()),
+                        ("PayloadRemovalDisallowed", false.into()),
+                        ("PayloadContent", Value::Array(content)),
+                    ]);
+                    if let Some(n) = &p.display_name {
+                        d.insert("PayloadDisplayName".into(), n.clone().into());
+                    }
+                    Value::Dictionary(d)
+                })
+                .collect(),
+        )
     }
 
     /// The `Mdm-Signature` header value for `body`.
@@ -163,9 +378,35 @@ impl SimDevice {
         Some((uuid, rt, cmd))
     }
 
-    /// Answer a command as a real device of this kind would: Acknowledged, with the answer keys.
+    /// Answer a command as a real device of this kind would: Acknowledged with the answer keys,
+    /// or Error when the device refuses (or was told to fail this request type).
     pub fn answer(&self, command_plist: &[u8]) -> Option<(String, String, Vec<u8>)> {
-        let (uuid, rt, _cmd) = Self::read_command(command_plist)?;
+        let (uuid, rt, cmd) = Self::read_command(command_plist)?;
+        if self.memory().failing.contains(&rt) {
+            return Some((uuid.clone(), rt, self.report("Error", &uuid, Dictionary::new())));
+        }
+        let outcome = match rt.as_str() {
+            "InstallProfile" => match cmd.get("Payload").and_then(Value::as_data) {
+                Some(payload) => self.install(payload),
+                None => Err("InstallProfile without a Payload".to_owned()),
+            },
+            "RemoveProfile" => match cmd.get("Identifier").and_then(Value::as_string) {
+                Some(identifier) => self.remove(identifier),
+                None => Err("RemoveProfile without an Identifier".to_owned()),
+            },
+            _ => Ok(()),
+        };
+        if let Err(why) = outcome {
+            let chain = Value::Array(vec![Value::Dictionary(dict(vec![
+                ("ErrorCode", 4001.into()),
+                ("ErrorDomain", "MCProfileErrorDomain".into()),
+                ("LocalizedDescription", why.clone().into()),
+                ("USEnglishDescription", why.into()),
+            ]))]);
+            let mut d = dict(vec![("Status", "Error".into()), ("UDID", self.udid.clone().into()), ("CommandUUID", uuid.clone().into())]);
+            d.insert("ErrorChain".into(), chain);
+            return Some((uuid, rt, to_xml(d)));
+        }
         let (product, model_name, model, os) = self.product();
         let supervised = self.kind == Kind::SupervisedIpad;
         let extra = match rt.as_str() {
@@ -193,13 +434,14 @@ impl SimDevice {
             "SecurityInfo" => {
                 let info = match self.kind {
                     Kind::Mac => {
+                        let escrowed = self.escrowed_prk.clone().or_else(|| self.memory().escrowed_prk.clone());
                         let mut d = dict(vec![
                             ("FDE_Enabled", self.encrypted.into()),
-                            ("FDE_HasPersonalRecoveryKey", self.escrowed_prk.is_some().into()),
+                            ("FDE_HasPersonalRecoveryKey", (escrowed.is_some() || self.recovery_key.is_some()).into()),
                             ("FDE_HasInstitutionalRecoveryKey", false.into()),
                             ("SystemIntegrityProtectionEnabled", true.into()),
                         ]);
-                        if let Some(prk) = &self.escrowed_prk {
+                        if let Some(prk) = &escrowed {
                             d.insert("FDE_PersonalRecoveryKeyCMS".into(), Value::Data(prk.clone()));
                             d.insert("FDE_PersonalRecoveryKeyDeviceKey".into(), self.serial.clone().into());
                         }
@@ -214,7 +456,7 @@ impl SimDevice {
                 };
                 dict(vec![("SecurityInfo", Value::Dictionary(info))])
             }
-            "ProfileList" => dict(vec![("ProfileList", Value::Array(vec![]))]),
+            "ProfileList" => dict(vec![("ProfileList", self.profile_list())]),
             "InstalledApplicationList" => dict(vec![(
                 "InstalledApplicationList",
                 Value::Array(vec![Value::Dictionary(dict(vec![
