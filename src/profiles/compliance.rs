@@ -115,6 +115,7 @@ impl Lanyard {
         let mut filter = DeviceFilter { enrolled: Some(true), limit: 1000, ..Default::default() };
         let mut items = Vec::new();
         let mut names: BTreeMap<uuid::Uuid, String> = BTreeMap::new();
+        let schedules = self.store.list_schedules().await?;
         loop {
             let page = self.store.list_devices(&filter).await?;
             let last = page.last().map(|d| d.udid.clone());
@@ -138,7 +139,7 @@ impl Lanyard {
                 if mac && d.filevault_enabled == Some(true) && recovery_key_escrowed == Some(false) {
                     reasons.push("FileVault recovery key not escrowed to Lanyard".to_owned());
                 }
-                let intended = self.intended_profiles(&d.udid).await?;
+                let intended = self.intended_profiles_with(&d.udid, &schedules).await?;
                 let have = self.store.device_profiles(&d.udid).await?;
                 let mut missing = Vec::new();
                 for i in &intended {

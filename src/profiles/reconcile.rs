@@ -28,7 +28,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::mdm::command::{Command, InstallProfile, ProfileList, RemoveProfile};
 use crate::mdm::report::{CommandReport, CommandStatus};
-use crate::store::{DeviceProfileRecord, ProfileCommandRecord, ProfileCommandState};
+use crate::store::{DeviceProfileRecord, ProfileCommandRecord, ProfileCommandState, ScheduleRecord};
 
 /// How far back reconcile reads the commands it queued.
 const COMMAND_HISTORY: Duration = Duration::days(30);
@@ -106,6 +106,12 @@ impl Lanyard {
     /// The profiles a device should have now: assigned to its groups, plus scheduled ones whose
     /// lesson window the timetable tick has opened.
     pub async fn intended_profiles(&self, udid: &str) -> Result<Vec<Intended>> {
+        let schedules = self.store.list_schedules().await?;
+        self.intended_profiles_with(udid, &schedules).await
+    }
+
+    /// [`Lanyard::intended_profiles`] with the live schedules already read (once per batch).
+    pub async fn intended_profiles_with(&self, udid: &str, schedules: &[ScheduleRecord]) -> Result<Vec<Intended>> {
         let groups = self.store.groups_of_device(udid).await?;
         let mut by_profile: BTreeMap<Uuid, Intended> = BTreeMap::new();
         let mut names: HashMap<Uuid, String> = HashMap::new();
@@ -121,7 +127,7 @@ impl Lanyard {
             }
             names.insert(*g, name);
         }
-        for s in self.store.list_schedules().await? {
+        for s in schedules {
             if !s.active || !groups.contains(&s.group_id) {
                 continue;
             }
@@ -165,6 +171,7 @@ impl Lanyard {
         let mut installs: BTreeMap<(Uuid, i64, String), Vec<String>> = BTreeMap::new();
         let mut removals: BTreeMap<(String, Option<Uuid>), Vec<String>> = BTreeMap::new();
         let mut seen = HashSet::new();
+        let schedules = self.store.list_schedules().await?;
         for udid in udids {
             if !seen.insert(udid.as_str()) {
                 continue;
@@ -174,7 +181,7 @@ impl Lanyard {
                 continue;
             }
             report.devices += 1;
-            for plan in self.plan_device(udid, now, &mut report).await? {
+            for plan in self.plan_device(udid, &schedules, now, &mut report).await? {
                 match plan {
                     Plan::Install { profile_id, version, identifier } => {
                         installs.entry((profile_id, version, identifier)).or_default().push(udid.clone())
@@ -211,8 +218,14 @@ impl Lanyard {
     }
 
     /// What one device needs.
-    async fn plan_device(&self, udid: &str, now: DateTime<Utc>, report: &mut ReconcileReport) -> Result<Vec<Plan>> {
-        let intended = self.intended_profiles(udid).await?;
+    async fn plan_device(
+        &self,
+        udid: &str,
+        schedules: &[ScheduleRecord],
+        now: DateTime<Utc>,
+        report: &mut ReconcileReport,
+    ) -> Result<Vec<Plan>> {
+        let intended = self.intended_profiles_with(udid, schedules).await?;
         let have: HashMap<String, DeviceProfileRecord> =
             self.store.device_profiles(udid).await?.into_iter().map(|r| (r.identifier.clone(), r)).collect();
         let history = self.store.profile_command_states(udid, now - COMMAND_HISTORY).await?;

@@ -304,6 +304,8 @@ pub struct DriftItem {
     pub pending: Option<String>,
     /// The device's latest refusal, if it refused.
     pub last_error: Option<String>,
+    /// On legal hold: Lanyard removes nothing from it until the case is closed.
+    pub on_legal_hold: bool,
     /// Since when the device has differed (the timetable's last change, or when the schedule
     /// was made), and for how long.
     pub since: DateTime<Utc>,
@@ -325,7 +327,7 @@ pub struct TickReport {
     pub in_lessons: bool,
     pub installs: usize,
     pub removals: usize,
-    /// Devices still differing from the timetable after this tick's commands were queued.
+    /// Devices differing from the timetable when the tick looked (before its own commands).
     pub drifting: usize,
 }
 
@@ -447,6 +449,7 @@ impl Lanyard {
             }
         }
         let drift = self.schedule_drift().await?;
+        report.drifting = drift.items.len();
         due.extend(drift.items.iter().filter(|d| d.pending.is_none()).map(|d| d.udid.clone()));
         due.sort();
         due.dedup();
@@ -456,7 +459,6 @@ impl Lanyard {
             report.removals = r.removals;
             self.wake(r.woken);
         }
-        report.drifting = self.schedule_drift().await?.items.len();
         Ok(report)
     }
 
@@ -515,6 +517,7 @@ impl Lanyard {
                     actual: if has { "installed" } else { "not_installed" }.to_owned(),
                     pending,
                     last_error,
+                    on_legal_hold: self.store.legal_hold(&udid).await?.is_some(),
                     since,
                     drift_seconds: (now - since).num_seconds().max(0),
                 });
