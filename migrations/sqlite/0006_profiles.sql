@@ -55,7 +55,8 @@ CREATE TABLE device_groups (
     deleted_by TEXT
 );
 CREATE UNIQUE INDEX device_groups_live_name ON device_groups (name) WHERE deleted_at IS NULL;
-CREATE INDEX group_memberships_open ON group_memberships (group_id, udid) WHERE removed_at IS NULL;
+-- A device is in a group at most once at a time (several instances may refresh smart groups).
+CREATE UNIQUE INDEX group_memberships_open ON group_memberships (group_id, udid) WHERE removed_at IS NULL;
 
 -- Profiles assigned to groups: a device's intended profiles are the union over its groups.
 CREATE TABLE group_profiles (

@@ -268,6 +268,14 @@ fn check_group_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// A membership that is already open (recorded by another request or instance) is fine.
+fn tolerate_conflict(r: crate::store::StoreResult<()>) -> Result<()> {
+    match r {
+        Ok(()) | Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn rules_of(g: &GroupRecord) -> Option<SmartRules> {
     g.rules.as_deref().and_then(|r| serde_json::from_str(r).ok())
 }
@@ -427,7 +435,7 @@ impl Lanyard {
         let (already, added): (Vec<String>, Vec<String>) = wanted.into_iter().partition(|u| members.contains(u));
         let now = self.now();
         for u in &added {
-            self.store.record_group_membership(g.id, u, now).await?;
+            tolerate_conflict(self.store.record_group_membership(g.id, u, now).await)?;
         }
         if !added.is_empty() {
             let sample: Vec<&String> = added.iter().take(50).collect();
@@ -571,7 +579,8 @@ impl Lanyard {
         let now = self.now();
         let mut changed: BTreeMap<String, ()> = BTreeMap::new();
         for (g, u) in desired.difference(&current) {
-            self.store.record_group_membership(*g, u, now).await?;
+            // Another instance may have recorded it a moment ago.
+            tolerate_conflict(self.store.record_group_membership(*g, u, now).await)?;
             changed.insert(u.clone(), ());
         }
         for (g, u) in current.difference(&desired) {

@@ -303,7 +303,12 @@ impl Lanyard {
         let now = self.now();
         for (stem, xml) in BASELINE {
             let inspected = inspect(xml.as_bytes()).map_err(|e| Error::internal(anyhow::anyhow!("baseline {stem}: {e}")))?;
-            self.insert_profile(BASELINE_CREATOR, stem, &inspected, true, now).await?;
+            match self.insert_profile(BASELINE_CREATOR, stem, &inspected, true, now).await {
+                Ok(_) => {}
+                // Another instance starting at the same moment is loading it.
+                Err(Error::Conflict { .. }) => return Ok(0),
+                Err(e) => return Err(e),
+            }
         }
         tracing::info!(profiles = BASELINE.len(), "loaded the baseline profiles (not assigned to any group yet)");
         Ok(BASELINE.len())

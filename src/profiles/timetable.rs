@@ -441,8 +441,8 @@ impl Lanyard {
         let mut report = TickReport { in_lessons, ..Default::default() };
         let mut due: Vec<String> = Vec::new();
         for s in self.store.list_schedules().await? {
-            if s.active != in_lessons {
-                self.store.set_schedule_active(s.id, in_lessons, now).await?;
+            // Only the instance that flips the window reconciles for it.
+            if s.active != in_lessons && self.store.set_schedule_active(s.id, in_lessons, now).await? {
                 report.changed += 1;
                 tracing::info!(schedule = %s.id, profile = %s.profile_id, group = %s.group_id, on = in_lessons, "lesson-time window {}", if in_lessons { "opened" } else { "closed" });
                 due.extend(self.store.group_members(s.group_id).await?);

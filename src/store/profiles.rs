@@ -283,7 +283,8 @@ pub trait ProfileStore: Send + Sync {
     /// Live schedules, oldest first.
     async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>>;
     async fn delete_schedule(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<bool>;
-    async fn set_schedule_active(&self, id: Uuid, active: bool, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Open or close a schedule's window; false if it already was (another instance did it).
+    async fn set_schedule_active(&self, id: Uuid, active: bool, at: DateTime<Utc>) -> StoreResult<bool>;
 
     // ---- FileVault ----
     async fn put_filevault_key(&self, k: &FileVaultKeyRecord) -> StoreResult<()>;
@@ -904,14 +905,14 @@ macro_rules! impl_profile_store {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn set_schedule_active(&self, id: uuid::Uuid, active: bool, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE schedules SET active = $2, changed_at = $3 WHERE id = $1")
+            async fn set_schedule_active(&self, id: uuid::Uuid, active: bool, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query("UPDATE schedules SET active = $2, changed_at = $3 WHERE id = $1 AND active <> $2")
                     .bind(id)
                     .bind(active)
                     .bind(at)
                     .execute(&self.pool)
                     .await?;
-                Ok(())
+                Ok(r.rows_affected() == 1)
             }
 
             async fn put_filevault_key(&self, k: &$crate::store::FileVaultKeyRecord) -> $crate::store::StoreResult<()> {
