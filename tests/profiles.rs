@@ -499,6 +499,15 @@ async fn smart_groups_follow_the_device_and_the_register(b: Backend) {
     let (st, e) = s.post(&format!("/api/v1/groups/{gid}/members"), &admin, json!({"udids": [mac.udid]})).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "smart_group");
 
+    // A device enrolling later joins as soon as it says it is supervised, and gets the profile
+    // in the same session.
+    let late = s.new_device(Kind::SupervisedIpad).await;
+    assert_eq!(s.checkin(&late, late.authenticate()).await.0, StatusCode::OK);
+    assert_eq!(s.checkin(&late, late.token_update()).await.0, StatusCode::OK);
+    assert_eq!(s.drain(&late).await, ["DeviceInformation", "SecurityInfo", "ProfileList", "InstallProfile"]);
+    assert!(late.installed_profiles().contains(&passcode_ident));
+    assert_eq!(s.checkin(&late, late.check_out()).await.0, StatusCode::OK);
+
     // Ownership and year group come from the register's current holder.
     let (st, y3) = s
         .post(
@@ -511,7 +520,7 @@ async fn smart_groups_follow_the_device_and_the_register(b: Backend) {
     assert_eq!(y3["members"], json!([]));
     let y3id = y3["id"].as_str().unwrap().to_owned();
     let (_, shared) = s.post("/api/v1/groups", &admin, json!({"name": "Shared", "kind": "smart", "rules": {"ownership": "shared"}})).await;
-    assert_eq!(shared["members"].as_array().unwrap().len(), 3, "nobody holds any device yet: {shared}");
+    assert_eq!(shared["members"].as_array().unwrap().len(), 3, "nobody holds any device yet (the unenrolled one is out): {shared}");
 
     let (st, pupil) = s.post("/api/v1/people", &admin, json!({"kind": "pupil", "name": "Ada Pupil", "year_group": "Y3"})).await;
     assert_eq!(st, StatusCode::CREATED, "{pupil}");
