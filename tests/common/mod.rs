@@ -138,7 +138,9 @@ impl TestServer {
                 let _ = stopped.await;
             }),
         ));
-        let mut client = reqwest::Client::builder();
+        // A connection idle for a while may have been closed by the server by the time it is
+        // reused; the tests are about the server, not about retrying stale connections.
+        let mut client = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_millis(300));
         if opts.tls {
             let ca = reqwest::Certificate::from_pem(&ctx.pki.ca_pem).unwrap();
             client = client.add_root_certificate(ca);
