@@ -28,6 +28,7 @@ use crate::context::Ctx;
 
 pub mod assets;
 pub mod audit;
+pub mod cases;
 pub mod devices;
 pub mod enroll;
 pub mod home;
@@ -63,6 +64,17 @@ pub fn router(ctx: Ctx) -> Router<Ctx> {
         .route("/ui/register/assignments/{id}/end", post(register::end_assignment))
         .route("/ui/register/aups", post(register::publish_aup))
         .route("/ui/register/import", get(register::import_page).post(register::import))
+        .route("/ui/cases", get(cases::list).post(cases::open))
+        .route("/ui/cases/quarantine", get(cases::flow).post(cases::quarantine))
+        .route("/ui/cases/quarantine/confirm", post(cases::confirm))
+        .route("/ui/cases/{id}", get(cases::show))
+        .route("/ui/cases/{id}/actions", post(cases::add_action))
+        .route("/ui/cases/{id}/release-requests", post(cases::request_release))
+        .route("/ui/cases/{id}/requests/{rid}", post(cases::decide))
+        .route("/ui/cases/{id}/custody", get(cases::custody))
+        .route("/ui/cases/{id}/custody.pdf", get(cases::custody_pdf))
+        .route("/ui/cases/{id}/devices/{udid}", get(cases::watch))
+        .route("/ui/cases/{id}/devices/{udid}/progress.json", get(cases::progress_json))
         .route("/ui/audit", get(audit::page))
         .route("/ui/{*rest}", get(not_found).post(not_found))
         .layer(DefaultBodyLimit::max(session::FORM_LIMIT))
