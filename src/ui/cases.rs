@@ -227,11 +227,10 @@ pub async fn flow(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     let mut page = QuarantinePage::new(&s);
     page.case_choice = p.text("case");
     if let Some(udid) = p.get("udid") {
-        let d = ctx
-            .store
-            .device(udid)
-            .await?
-            .ok_or_else(|| UiError::new(StatusCode::NOT_FOUND, "Device not found", "There is no such device. Go back and search again."))?;
+        let d =
+            ctx.store.device(udid).await?.ok_or_else(|| {
+                UiError::new(StatusCode::NOT_FOUND, "Device not found", "There is no such device. Go back and search again.")
+            })?;
         page.step = 2;
         page.hold = ctx.store.legal_hold(udid).await?.map(|(_, n)| n);
         page.device = Some(choice(&ctx, &d).await?);
@@ -291,7 +290,8 @@ pub async fn confirm(State(ctx): State<Ctx>, form: Form) -> UiResult {
         Some("Write down why this device must be quarantined: the justification goes on the case's custody log.")
     } else if page.case_choice.is_empty() {
         Some("Choose the case this is part of, or open a new one.")
-    } else if page.case_choice == "new" && (form.get("kind").is_none() || form.get("summary").is_none() || form.get("case_justification").is_none())
+    } else if page.case_choice == "new"
+        && (form.get("kind").is_none() || form.get("summary").is_none() || form.get("case_justification").is_none())
     {
         Some("To open a new case, choose what it is about and write a summary and why you are opening it.")
     } else {
@@ -312,7 +312,13 @@ pub async fn confirm(State(ctx): State<Ctx>, form: Form) -> UiResult {
     };
     let method = lock_method(&d);
     page.method = method_words(method);
-    page.evidence = vec!["its details (model, serial number, system)", "its security settings", "the apps installed", "the profiles installed", "its certificates"];
+    page.evidence = vec![
+        "its details (model, serial number, system)",
+        "its security settings",
+        "the apps installed",
+        "the profiles installed",
+        "its certificates",
+    ];
     if method == "lost_mode" {
         page.evidence.push("its location");
     }
@@ -414,11 +420,10 @@ pub async fn watch(State(ctx): State<Ctx>, s: Session, Path((id, udid)): Path<(S
     s.require(Permission::Safeguarding)?;
     let id = case_id(&id)?;
     let case = ctx.view_case(&s.actor(), id).await?;
-    let dev = case["devices"]
-        .as_array()
-        .and_then(|a| a.iter().find(|d| d["udid"] == json!(udid)))
-        .cloned()
-        .ok_or_else(|| UiError::new(StatusCode::NOT_FOUND, "Not part of this case", "This device is not quarantined under this case."))?;
+    let dev =
+        case["devices"].as_array().and_then(|a| a.iter().find(|d| d["udid"] == json!(udid))).cloned().ok_or_else(|| {
+            UiError::new(StatusCode::NOT_FOUND, "Not part of this case", "This device is not quarantined under this case.")
+        })?;
     let rows = progress(&ctx, id, &udid).await?;
     let done = rows.iter().all(|r| r.css != "status-wait");
     let device_name = ctx.store.device(&udid).await?.map(|d| display_name(&d)).unwrap_or_else(|| udid.clone());
@@ -520,7 +525,8 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
     let id = case_id(&id)?;
     let c = ctx.view_case(&s.actor(), id).await?;
     let me = s.actor().name;
-    let names: std::collections::HashMap<String, String> = all_devices(&ctx).await?.iter().map(|d| (d.udid.clone(), display_name(d))).collect();
+    let names: std::collections::HashMap<String, String> =
+        all_devices(&ctx).await?.iter().map(|d| (d.udid.clone(), display_name(d))).collect();
     let name = |u: &str| names.get(u).cloned().unwrap_or_else(|| u.to_owned());
     let devices: Vec<CaseDeviceRow> = c["devices"]
         .as_array()
@@ -716,7 +722,16 @@ pub async fn custody(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>)
     let events = r
         .events
         .iter()
-        .map(|e| (text(&e["seq"]), text(&e["at"]), text(&e["kind"]), text(&e["actor"]), text(&e["udid"]), format!("{} {}", text(&e["justification"]), e["detail"])))
+        .map(|e| {
+            (
+                text(&e["seq"]),
+                text(&e["at"]),
+                text(&e["kind"]),
+                text(&e["actor"]),
+                text(&e["udid"]),
+                format!("{} {}", text(&e["justification"]), e["detail"]),
+            )
+        })
         .collect();
     let c = &r.case;
     Ok(render(&CustodyPage {
@@ -728,7 +743,11 @@ pub async fn custody(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>)
         state: c.state.clone(),
         opened: format!("{} by {}", c.opened_at.to_rfc3339(), c.opened_by),
         closed: c.closed_at.map(|t| format!("{} by {}", t.to_rfc3339(), c.closed_by.as_deref().unwrap_or(""))).unwrap_or_default(),
-        references: c.references.as_object().map(|o| o.iter().map(|(k, v)| format!("{k}: {}", text(v))).collect::<Vec<_>>().join("; ")).unwrap_or_default(),
+        references: c
+            .references
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| format!("{k}: {}", text(v))).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default(),
         evidence,
         events,
         generated: ctx.now().to_rfc3339(),
@@ -741,7 +760,10 @@ pub async fn custody_pdf(State(ctx): State<Ctx>, s: Session, Path(id): Path<Stri
     let r = ctx.custody(&s.actor(), id, "pdf").await?;
     let body = r.pdf(&ctx.config.organization);
     Ok((
-        [(CONTENT_TYPE, "application/pdf".to_owned()), (CONTENT_DISPOSITION, format!("attachment; filename=\"case-{}-custody.pdf\"", r.case.number))],
+        [
+            (CONTENT_TYPE, "application/pdf".to_owned()),
+            (CONTENT_DISPOSITION, format!("attachment; filename=\"case-{}-custody.pdf\"", r.case.number)),
+        ],
         body,
     )
         .into_response())

@@ -351,7 +351,10 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         ("Supervised", yes_no(d.supervised)),
         ("Passcode set", yes_no(d.passcode_present)),
         ("Passcode meets policy", yes_no(d.passcode_compliant)),
-        (if d.platform == "macOS" { "FileVault on" } else { "Data protection on" }, yes_no(if d.platform == "macOS" { d.filevault_enabled } else { d.encrypted })),
+        (
+            if d.platform == "macOS" { "FileVault on" } else { "Data protection on" },
+            yes_no(if d.platform == "macOS" { d.filevault_enabled } else { d.encrypted }),
+        ),
         (
             "Storage",
             match (d.storage_available_gb, d.storage_capacity_gb) {

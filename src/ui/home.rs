@@ -70,7 +70,9 @@ pub async fn home(State(ctx): State<Ctx>, s: Session) -> UiResult<Response> {
             )),
             Some(info) => match info.status {
                 "expired" => Some(("notice-bad", super::sentence(info.warning.as_deref().unwrap_or("The push certificate has expired")))),
-                "expiring" => Some(("notice-warn", super::sentence(info.warning.as_deref().unwrap_or("The push certificate expires soon")))),
+                "expiring" => {
+                    Some(("notice-warn", super::sentence(info.warning.as_deref().unwrap_or("The push certificate expires soon"))))
+                }
                 _ => info.apns_error.map(|e| ("notice-bad", format!("Apple refused the push certificate: {e}"))),
             },
         };

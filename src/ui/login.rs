@@ -85,9 +85,7 @@ pub async fn login_submit(State(ctx): State<Ctx>, req: Request) -> Response {
             next,
             username,
             info: None,
-            error: Some(
-                "The login form had expired, or your browser is not accepting cookies from Lanyard. Please try again.".into(),
-            ),
+            error: Some("The login form had expired, or your browser is not accepting cookies from Lanyard. Please try again.".into()),
             locked: false,
         };
         return login_response(&ctx, StatusCode::FORBIDDEN, page);
@@ -121,7 +119,9 @@ pub async fn login_submit(State(ctx): State<Ctx>, req: Request) -> Response {
                     ),
                     true,
                 ),
-                Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "That username and password do not match. Please try again.".into(), false),
+                Error::Unauthorized(_) => {
+                    (StatusCode::UNAUTHORIZED, "That username and password do not match. Please try again.".into(), false)
+                }
                 Error::Forbidden(_) => (StatusCode::FORBIDDEN, "This account is disabled. Ask an admin.".into(), false),
                 other => {
                     tracing::error!(error = %other, "console login");

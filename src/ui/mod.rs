@@ -231,11 +231,15 @@ impl From<crate::error::Error> for UiError {
                     ),
                 )
             }
-            E::Internal(_) => ("Something went wrong", "Lanyard could not do that because of an internal error. It has been logged.".into()),
+            E::Internal(_) => {
+                ("Something went wrong", "Lanyard could not do that because of an internal error. It has been logged.".into())
+            }
             E::Forbidden(m) => ("Not allowed", format!("{} Ask an admin if you need this.", sentence(m))),
             E::NotFound(m) => ("Not found", sentence(m)),
             E::TooManyRequests { message, .. } => ("Too many attempts", sentence(message)),
-            E::Unprocessable { field, message } => ("Please check what you entered", format!("{}: {}", field.replace('_', " "), sentence(message))),
+            E::Unprocessable { field, message } => {
+                ("Please check what you entered", format!("{}: {}", field.replace('_', " "), sentence(message)))
+            }
             E::Conflict { .. } => ("That could not be done", sentence(&e.to_string())),
             _ => ("That could not be done", sentence(&e.to_string())),
         };

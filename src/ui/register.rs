@@ -125,7 +125,10 @@ pub async fn page(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     let mut rows = Vec::new();
     for person in &snap.people {
         let leaver = is_leaver(person, snap.today);
-        if !q.is_empty() && !person.name.to_lowercase().contains(&q) && !person.school_ref.as_deref().unwrap_or("").to_lowercase().contains(&q) {
+        if !q.is_empty()
+            && !person.name.to_lowercase().contains(&q)
+            && !person.school_ref.as_deref().unwrap_or("").to_lowercase().contains(&q)
+        {
             continue;
         }
         if !kind.is_empty() && person.kind.as_str() != kind {
@@ -316,8 +319,9 @@ pub async fn person(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, 
         ("Notes", person.notes.clone().unwrap_or_else(|| "—".into())),
     ];
     let (status, status_css) = state_words(d.signature_status.state);
-    let must_sign =
-        (d.signature_status.state != SignatureState::Current).then(|| d.signature_status.current_aup.as_ref().map(|a| format!("{} (version {})", a.title, a.version))).flatten();
+    let must_sign = (d.signature_status.state != SignatureState::Current)
+        .then(|| d.signature_status.current_aup.as_ref().map(|a| format!("{} (version {})", a.title, a.version)))
+        .flatten();
     let needs_co_signer = person.key_stage.as_deref().and_then(crate::register::KeyStage::parse).is_some_and(|k| k.needs_co_signer());
     let aup_choices = match person.audience {
         Some(aud) => ctx
@@ -325,7 +329,10 @@ pub async fn person(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, 
             .await?
             .into_iter()
             .filter(|a| a.effective_date <= ctx.today())
-            .map(|a| AupChoice { id: a.id.to_string(), label: format!("{} (version {}{})", a.title, a.version, if a.current { ", current" } else { "" }) })
+            .map(|a| AupChoice {
+                id: a.id.to_string(),
+                label: format!("{} (version {}{})", a.title, a.version, if a.current { ", current" } else { "" }),
+            })
             .collect(),
         None => vec![],
     };
@@ -429,7 +436,9 @@ pub async fn grant(State(ctx): State<Ctx>, Path(id): Path<String>, form: Form) -
     s.require(Permission::WriteRegister)?;
     let person_id = uuid_param(&id, "person")?;
     let (udid, system) = match form.get("target") {
-        Some("system") => (None, Some(form.get("system").ok_or_else(|| UiError::field("System", "name the system, e.g. school Wi-Fi"))?.to_owned())),
+        Some("system") => {
+            (None, Some(form.get("system").ok_or_else(|| UiError::field("System", "name the system, e.g. school Wi-Fi"))?.to_owned()))
+        }
         _ => (Some(form.get("udid").ok_or_else(|| UiError::field("Device", "choose a device"))?.to_owned()), None),
     };
     let until = date(&form, "until", "Until")?.map(crate::register::day_start);
@@ -522,7 +531,12 @@ pub async fn import(State(ctx): State<Ctx>, form: Form) -> UiResult {
     };
     let nav = Nav::new(s, "register");
     if csv.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(render(&ImportPage { nav, preview: None, errors: vec![], error: Some("Choose the CSV file exported from your MIS.".into()) }));
+        return Ok(render(&ImportPage {
+            nav,
+            preview: None,
+            errors: vec![],
+            error: Some("Choose the CSV file exported from your MIS.".into()),
+        }));
     }
     let apply = form.get("apply") == Some("yes");
     match ctx.import_people_csv(&s.actor(), &csv, !apply).await {

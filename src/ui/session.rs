@@ -249,7 +249,8 @@ impl IntoResponse for NotLoggedIn {
             return resp;
         }
         let why = self.why.map(ended_message).unwrap_or("You are not logged in.");
-        UiError::new(StatusCode::FORBIDDEN, "Please log in again", &format!("{why} Nothing was done: log in and try again.")).into_response()
+        UiError::new(StatusCode::FORBIDDEN, "Please log in again", &format!("{why} Nothing was done: log in and try again."))
+            .into_response()
     }
 }
 
@@ -322,8 +323,12 @@ impl FromRequest<Ctx> for Form {
         let mut fields = HashMap::new();
         let mut files = HashMap::new();
         let too_large = || {
-            UiError::new(StatusCode::PAYLOAD_TOO_LARGE, "That is too large", "The form or file sent is larger than Lanyard accepts (8 MiB).")
-                .into_response()
+            UiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That is too large",
+                "The form or file sent is larger than Lanyard accepts (8 MiB).",
+            )
+            .into_response()
         };
         if ct.starts_with("multipart/form-data") {
             let mut mp = Multipart::from_request(req, ctx).await.map_err(|_| csrf_refused().into_response())?;
