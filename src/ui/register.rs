@@ -156,7 +156,7 @@ pub async fn page(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
             leaver,
         });
     }
-    rows.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    rows.sort_by_cached_key(|a| a.name.to_lowercase());
     rows.truncate(1000);
     let r = ctx.register_report().await?;
     let figures = Figures {
