@@ -47,6 +47,19 @@ pub struct Quarantined {
     pub push: PushResult,
 }
 
+/// How a device is locked when it is quarantined: `mac_lock` (DeviceLock with a PIN) for a Mac,
+/// `lost_mode` for a supervised iPad or iPhone, `device_lock` otherwise. The console shows it
+/// before the DSL confirms.
+pub fn lock_method(device: &crate::store::DeviceRecord) -> &'static str {
+    if device.platform == "macOS" {
+        "mac_lock"
+    } else if device.supervised == Some(true) {
+        "lost_mode"
+    } else {
+        "device_lock"
+    }
+}
+
 fn six_digit_pin() -> Result<String> {
     let mut b = [0u8; 4];
     openssl::rand::rand_bytes(&mut b).map_err(Error::internal)?;
@@ -78,14 +91,13 @@ impl Lanyard {
         });
         let phone = req.phone_number.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
 
-        let is_mac = device.platform == "macOS";
-        let supervised = device.supervised == Some(true);
-        let (method, lock, pin) = if is_mac {
+        let method = lock_method(&device);
+        let (method, lock, pin) = if method == "mac_lock" {
             let pin = six_digit_pin()?;
             let lock =
                 Command::DeviceLock(DeviceLock { message: Some(message.clone()), phone_number: phone.clone(), pin: Some(pin.clone()) });
             ("mac_lock", lock, Some(pin))
-        } else if supervised {
+        } else if method == "lost_mode" {
             let lock =
                 Command::EnableLostMode(EnableLostMode { message: Some(message.clone()), phone_number: phone.clone(), footnote: None });
             ("lost_mode", lock, None)
