@@ -196,6 +196,17 @@ impl Lanyard {
         })
     }
 
+    /// Retire a device record (and its results). Refused while the device is on legal hold.
+    pub async fn retire_device(&self, actor: &Actor, udid: &str) -> Result<()> {
+        if self.store.device(udid).await?.is_none() {
+            return Err(Error::not_found(format!("no device with UDID {udid}")));
+        }
+        self.ensure_not_on_hold(actor, udid, "delete the device record").await?;
+        self.store.delete_device(udid).await?;
+        self.audit(actor, "device.retire", Some(udid), json!({})).await?;
+        Ok(())
+    }
+
     pub async fn cancel_command(&self, actor: &Actor, uuid: &str) -> Result<u64> {
         let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
         let n = self.store.cancel_command(cmd.seq, self.now()).await?;

@@ -31,12 +31,13 @@ pub mod server;
 pub mod setup;
 pub mod sim;
 pub mod store;
+pub mod ui;
 
 use axum::Router;
 
 use context::Ctx;
 
 /// Every route of every face.
-pub fn routes(_ctx: Ctx) -> Router<Ctx> {
-    api::router()
+pub fn routes(ctx: Ctx) -> Router<Ctx> {
+    api::router().merge(ui::router(ctx))
 }

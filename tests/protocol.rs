@@ -497,3 +497,32 @@ async fn bootstrap_token_round_trip(b: Backend) {
     assert_eq!(s.checkin(&mac, body).await.0, StatusCode::GONE);
     s.stop().await;
 }
+
+/// When Lanyard terminates TLS itself, a device may authenticate with its identity as the TLS
+/// client certificate instead of Mdm-Signature; a certificate bound to another device is refused.
+#[tokio::test]
+async fn tls_client_certificate_authenticates_a_device() {
+    let s = TestServer::start_with(Backend::Sqlite, common::Options { tls: true, ..Default::default() }).await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let other = s.enrolled_device(Kind::Mac).await;
+    let ca = reqwest::Certificate::from_pem(&s.ctx.pki.ca_pem).unwrap();
+    let as_device = |dev: &SimDevice| {
+        let identity =
+            reqwest::Identity::from_pkcs8_pem(&dev.cert.to_pem().unwrap(), &dev.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        reqwest::Client::builder().add_root_certificate(ca.clone()).identity(identity).build().unwrap()
+    };
+    let admin = s.admin().await;
+    let (_, q) =
+        s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "SecurityInfo", "push": false})).await;
+    let resp = as_device(&d).put(s.url("/mdm/connect")).body(d.idle()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(SimDevice::read_command(&body).unwrap().0, q["command_uuid"].as_str().unwrap());
+    // Another device's certificate claiming this UDID: refused, and never with 401.
+    let resp = as_device(&other).put(s.url("/mdm/connect")).body(d.idle()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // No certificate and no signature: 400.
+    let resp = s.client.put(s.url("/mdm/connect")).body(d.idle()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    s.stop().await;
+}

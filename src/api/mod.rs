@@ -12,6 +12,7 @@ use crate::error::Error;
 
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod devices;
 pub mod extract;
 pub mod groups;
@@ -37,7 +38,26 @@ pub fn router() -> Router<Ctx> {
         .route("/enrollment-tokens/{id}", delete(devices::revoke_enrollment_token))
         .route("/devices", get(devices::list_devices))
         .route("/devices.csv", get(devices::devices_csv))
-        .route("/devices/{udid}", get(devices::get_device))
+        .route("/devices/{udid}", get(devices::get_device).delete(cases::retire_device))
+        .route("/devices/{udid}/lock-pin", get(cases::lock_pin))
+        .route("/cases", post(cases::open_case).get(cases::list_cases))
+        .route("/cases/report", get(cases::report))
+        .route("/cases/{id}", get(cases::get_case))
+        .route("/cases/{id}/actions", post(cases::add_action))
+        .route("/cases/{id}/devices", post(cases::quarantine))
+        .route("/cases/{id}/evidence", get(cases::evidence))
+        .route("/cases/{id}/evidence/{item}", get(cases::evidence_item))
+        .route("/cases/{id}/custody", get(cases::custody))
+        .route("/cases/{id}/custody.html", get(cases::custody_html))
+        .route("/cases/{id}/custody.pdf", get(cases::custody_pdf))
+        .route("/cases/{id}/release-requests", post(cases::request_release))
+        .route("/cases/{id}/evidence/dispose-requests", post(cases::request_disposal))
+        .route("/cases/{id}/evidence/dispose-requests/{rid}/approve", post(cases::approve_disposal))
+        .route("/release-requests/{id}/approve", post(cases::approve_request))
+        .route("/release-requests/{id}/reject", post(cases::reject_request))
+        .route("/dispose-requests/{id}/approve", post(cases::approve_request))
+        .route("/dispose-requests/{id}/reject", post(cases::reject_request))
+        .route("/notifications", get(cases::notifications))
         .route("/devices/{udid}/commands", post(devices::device_command).get(devices::device_commands))
         .route("/commands", post(devices::bulk_command))
         .route("/commands/{uuid}", get(devices::get_command).delete(devices::cancel_command))

@@ -52,6 +52,17 @@ impl JwtKey {
         signer.sign_to_vec().expect("HMAC sign")
     }
 
+    /// A MAC with the session key for another purpose (the console's CSRF tokens and idle
+    /// stamps), domain-separated from the JWT signatures by `purpose`.
+    pub fn derive(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        let mut input = Vec::with_capacity(purpose.len() + 1 + data.len());
+        input.extend_from_slice(b"lanyard-derive:");
+        input.extend_from_slice(purpose.as_bytes());
+        input.push(0);
+        input.extend_from_slice(data);
+        self.mac(&input)
+    }
+
     pub fn issue(&self, claims: &Claims) -> String {
         let body = serde_json::to_vec(claims).expect("claims serialise");
         let signing_input = format!("{}.{}", B64.encode(HEADER), B64.encode(body));

@@ -86,6 +86,7 @@ impl Lanyard {
             CheckinMessage::CheckOut(_) => {
                 self.bind_identity(&identity, &udid, false).await?;
                 self.store.check_out(&udid, now).await?;
+                self.on_checkout_during_hold(&udid).await?;
                 tracing::info!(udid, "device checked out (MDM profile removed)");
                 Ok(CheckinReply::Ok)
             }

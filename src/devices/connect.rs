@@ -46,6 +46,9 @@ impl Lanyard {
                 };
                 Metrics::add(counter, 1);
             }
+            if recorded.is_some() {
+                self.on_case_command_result(&udid, command_uuid, status, &plist).await?;
+            }
             match &recorded {
                 Some(done) if report.status == CommandStatus::Acknowledged => {
                     self.apply_inventory(&udid, &done.request_type, &report, now).await?;
@@ -65,8 +68,9 @@ impl Lanyard {
         }
         let include_not_now = report.status == CommandStatus::Idle;
         let next = self.store.next_command(&udid, include_not_now, now).await?;
-        if next.is_some() {
+        if let Some(cmd) = &next {
             Metrics::add(&self.metrics.commands_delivered, 1);
+            self.on_case_command_sent(&udid, &cmd.uuid).await?;
         }
         Ok(next.map(|c| c.payload))
     }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod checkin;
+pub mod compliance;
 pub mod connect;
 pub mod inventory;
 pub mod queue;

@@ -1,12 +1,13 @@
 //! The compliance report (policy 7.5/7.10 encryption off site, 9.5 passcodes): per enrolled
 //! device, from the device's own SecurityInfo and what Lanyard knows it has installed.
 //!
-//! A device is compliant when it is encrypted (FileVault on a Mac; data protection — hardware
-//! encryption with a passcode — on an iPad or iPhone), its passcode meets the installed
-//! profiles (iPad/iPhone), every profile intended for it is installed at the current version,
-//! and a Mac with FileVault on has its recovery key escrowed to Lanyard. A device that has not
-//! yet reported its security state is not compliant (unknown is not safe). SecurityInfo is
-//! asked for again every day (the profiles sweep), so the report stays current.
+//! A device is compliant when its own security state passes the console's rule
+//! ([`crate::devices::compliance::compliance_problems`]: FileVault on a Mac; a passcode, and so
+//! data protection, on an iPad or iPhone; a passcode that meets the policy), every profile
+//! intended for it is installed at the current version, and a Mac with FileVault on has its
+//! recovery key escrowed to Lanyard. A device that has not yet reported its security state is
+//! not compliant here (unknown is not safe; the summary counts it as `security_unknown`).
+//! SecurityInfo is asked for again every day (the profiles sweep), so the report stays current.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::context::Lanyard;
+use crate::devices::compliance::compliance_problems;
 use crate::devices::inventory::csv_cell;
 use crate::error::Result;
 use crate::store::DeviceFilter;
@@ -121,19 +123,13 @@ impl Lanyard {
             let last = page.last().map(|d| d.udid.clone());
             for d in page {
                 let mac = d.platform == "macOS";
-                let mut reasons = Vec::new();
                 let encrypted = if mac { d.filevault_enabled.or(d.encrypted) } else { d.encrypted };
-                match encrypted {
-                    Some(true) => {}
-                    Some(false) => {
-                        reasons.push(if mac { "FileVault is off" } else { "not encrypted (no passcode, so no data protection)" }.to_owned())
-                    }
-                    None => reasons.push("security state not reported yet".to_owned()),
-                }
                 let passcode_compliant =
                     if mac { d.passcode_compliant } else { d.passcode_compliant.or(d.passcode_present.filter(|p| !p)) };
-                if !mac && passcode_compliant == Some(false) {
-                    reasons.push("passcode does not meet the passcode policy".to_owned());
+                // The device's own security state: the console's rule, so both say the same.
+                let mut reasons: Vec<String> = compliance_problems(&d).into_iter().map(str::to_owned).collect();
+                if encrypted.is_none() {
+                    reasons.push("security state not reported yet".to_owned());
                 }
                 let recovery_key_escrowed = mac.then(|| escrowed.contains(&d.udid));
                 if mac && d.filevault_enabled == Some(true) && recovery_key_escrowed == Some(false) {
@@ -194,7 +190,7 @@ impl Lanyard {
                 None => s.security_unknown += 1,
                 Some(true) => {}
             }
-            if r.platform != "macOS" && r.passcode_compliant == Some(false) {
+            if r.passcode_compliant == Some(false) {
                 s.passcode_not_compliant += 1;
             }
             if !r.profiles_installed {

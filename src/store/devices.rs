@@ -196,6 +196,9 @@ pub trait DeviceStore: Send + Sync {
     async fn mark_inventory_requested(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
     async fn update_inventory(&self, udid: &str, inv: &InventoryUpdate) -> StoreResult<()>;
     async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<DeviceRecord>>;
+    /// Remove a device record and its command results (retiring it). Not for devices on hold:
+    /// the service checks first.
+    async fn delete_device(&self, udid: &str) -> StoreResult<bool>;
     /// Which of these UDIDs exist.
     async fn existing_udids(&self, udids: &[String]) -> StoreResult<Vec<String>>;
 }
@@ -513,6 +516,14 @@ macro_rules! impl_device_store {
                 }
                 q.push(" ORDER BY udid LIMIT ").push_bind(f.limit);
                 Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn delete_device(&self, udid: &str) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM command_targets WHERE udid = $1").bind(udid).execute(&mut *tx).await?;
+                let r = sqlx::query("DELETE FROM devices WHERE udid = $1").bind(udid).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(r.rows_affected() == 1)
             }
 
             async fn existing_udids(&self, udids: &[String]) -> $crate::store::StoreResult<Vec<String>> {

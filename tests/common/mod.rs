@@ -3,7 +3,7 @@
 //! Every backend-dependent test is written once and run on both by `backend_tests!`. PostgreSQL
 //! tests need `LANYARD_TEST_POSTGRES_URL` (an admin URL; each test gets its own fresh database);
 //! without it they are skipped, unless `LANYARD_REQUIRE_POSTGRES=1` (CI), where they fail.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub mod browser;
 pub mod device;
 pub mod push;
 
@@ -138,7 +139,9 @@ impl TestServer {
                 let _ = stopped.await;
             }),
         ));
-        let mut client = reqwest::Client::builder();
+        // A connection idle for a while may have been closed by the server by the time it is
+        // reused; the tests are about the server, not about retrying stale connections.
+        let mut client = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_millis(300));
         if opts.tls {
             let ca = reqwest::Certificate::from_pem(&ctx.pki.ca_pem).unwrap();
             client = client.add_root_certificate(ca);

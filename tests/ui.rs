@@ -1,0 +1,591 @@
+//! The web console, tested two ways against the real server on loopback:
+//!
+//! - in a real headless Chromium driven over WebDriver (log in, the enrolment QR code, a DSL
+//!   quarantining a simulated device through the guided flow, an admin facing a legal hold, a
+//!   technician kept out of safeguarding, a form without its CSRF token), saving screenshots
+//!   under `$CARGO_TARGET_DIR/ui-screenshots/`;
+//! - over plain HTTP for the session rules (cookie flags, CSP, CSRF, idle timeout, expiry,
+//!   disabled accounts, lockout), which need no browser.
+
+mod common;
+
+use common::browser::Browser;
+use common::{ADMIN_PASSWORD, Backend, Options, TestServer};
+use lanyard::sim::Kind;
+use reqwest::StatusCode;
+use reqwest::header::{LOCATION, SET_COOKIE};
+use serde_json::json;
+
+/// A console client without a browser: keeps the cookies by hand, follows no redirects.
+struct Console {
+    http: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> String {
+        self.headers.get(LOCATION).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+    /// The first `name="csrf" value="..."` on the page.
+    fn csrf(&self) -> String {
+        let i = self.body.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+        self.body[i..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Console {
+    fn new(s: &TestServer) -> Console {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Console { http, base: s.base.clone(), cookies: vec![] }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn keep(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            let (kv, _) = v.split_once(';').unwrap_or((v, ""));
+            let (k, val) = kv.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), val.to_owned()));
+            }
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let resp = req.header("cookie", self.cookie_header()).send().await.unwrap();
+        self.keep(&resp);
+        Page { status: resp.status(), headers: resp.headers().clone(), body: resp.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let req = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/x-www-form-urlencoded").body(body);
+        self.send(req).await
+    }
+
+    async fn login(&mut self, username: &str, password: &str) -> Page {
+        let page = self.get("/ui/login").await;
+        let csrf = page.csrf();
+        self.post("/ui/login", &[("csrf", &csrf), ("username", username), ("password", password), ("next", "/ui/")]).await
+    }
+}
+
+async fn server() -> TestServer {
+    TestServer::start_with(Backend::Sqlite, Options { manual_clock: false, ..Default::default() }).await
+}
+
+/// An operator with a role and a known password.
+async fn operator(s: &TestServer, username: &str, role: &str) -> String {
+    s.operator(username, role).await;
+    format!("{username}-password-123")
+}
+
+/// A device on legal hold under case 1, quarantined by a DSL through the API.
+async fn quarantined(s: &TestServer) -> (lanyard::sim::SimDevice, String) {
+    s.load_push_cert().await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let dsl = s.operator("dsl-api", "dsl").await;
+    let (st, case) = s
+        .post("/api/v1/cases", &dsl, json!({"kind": "iioc", "summary": "Concern raised by a teacher", "justification": "IIOC procedure"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{case}");
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    let (st, q) = s
+        .post(&format!("/api/v1/cases/{case_id}/devices"), &dsl, json!({"udid": d.udid, "justification": "Quarantine until police advice"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{q}");
+    s.drain(&d).await;
+    (d, case_id)
+}
+
+// ---------------------------------------------------------------- in the browser
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_home_logout_and_lockout() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    s.load_push_cert().await;
+    let _d = s.enrolled_device(Kind::SupervisedIpad).await;
+
+    b.login(&s.base, "admin", "not-the-password").await;
+    let msg = b.text_of("#login-error").await;
+    assert!(msg.contains("do not match"), "{msg}");
+
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    b.find("#count-enrolled").await;
+    assert_eq!(b.text_of("h1").await, "Home");
+    assert_eq!(b.text_of("#count-enrolled").await, "1");
+    assert_eq!(b.text_of("#count-seen-today").await, "1");
+    assert_eq!(b.text_of("#count-non-compliant").await, "0");
+    assert_eq!(b.text_of("#count-open-cases").await, "0");
+    let shot = b.screenshot("home").await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+
+    // Keyboard: the first Tab lands on the skip link.
+    b.execute("document.activeElement.blur()", vec![]).await;
+    let v = b.execute("return getComputedStyle(document.querySelector('.skip')).position", vec![]).await;
+    assert_eq!(v, json!("absolute"));
+
+    // The devices page finds the device by serial, and the device page opens.
+    b.goto(&format!("{}/ui/devices?q=SIM", s.base)).await;
+    let count = b.text_of("#device-count").await;
+    assert!(count.starts_with("1 device"), "{count}");
+    b.click_css("#devices-table tbody a").await;
+    b.find("#commands-table").await;
+
+    // Log out.
+    b.click_css(".who button").await;
+    let info = b.text_of("main p.notice").await;
+    assert!(info.contains("logged out"), "{info}");
+
+    // Ten failures lock the account; the eleventh attempt says so in plain words.
+    for _ in 0..10 {
+        b.login(&s.base, "admin", "wrong-password-again").await;
+        b.find("#login-error").await;
+    }
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    let msg = b.text_of("#login-error").await;
+    assert!(msg.contains("locked"), "{msg}");
+    b.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_enrol_page_shows_a_qr_code() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    s.load_push_cert().await;
+    let pw = operator(&s, "tech", "technician").await;
+    b.login(&s.base, "tech", &pw).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/enroll", s.base)).await;
+    b.type_into("#label", "Year 3 trolley").await;
+    b.type_into("#max_uses", "30").await;
+    b.click_css("#make-token").await;
+    let url = b.text_of("#enroll-url").await;
+    assert!(url.starts_with(&format!("{}/mdm/enroll?token=enr_", s.ctx.public_url)), "{url}");
+    // The QR code is an SVG drawn server-side, and it encodes exactly that URL.
+    let qr = b.find("svg#enroll-qr").await;
+    let svg = b.execute("return arguments[0].outerHTML", vec![Browser::element_arg(&qr).await]).await;
+    // The modules drawn are those of a QR code of the URL shown (same path data).
+    let expected = lanyard::ui::enroll::qr_svg(&url).unwrap();
+    let path_data = |s: &str| s.split(" d=\"").nth(1).map(|d| d.split('"').next().unwrap().to_owned());
+    let rendered = svg.as_str().unwrap();
+    assert!(path_data(rendered).is_some_and(|d| d.len() > 100), "{rendered}");
+    assert_eq!(path_data(rendered), path_data(&expected));
+    let size = b
+        .execute("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", vec![Browser::element_arg(&qr).await])
+        .await;
+    assert!(size[0].as_f64().unwrap() >= 200.0, "the QR code must be large enough to scan: {size}");
+    // The link works: the device gets its enrolment profile.
+    let resp = s.client.get(url.replace(&s.ctx.public_url, &s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    b.screenshot("enrol").await;
+    b.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_dsl_quarantines_a_device_through_the_guided_flow() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    s.load_push_cert().await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let pw = operator(&s, "dsl", "dsl").await;
+
+    b.login(&s.base, "dsl", &pw).await;
+    b.click_css("a[href='/ui/cases/quarantine']").await;
+    // 1. Find the device by its serial number.
+    b.type_into("#q", &d.serial).await;
+    b.click_css("#find-device").await;
+    b.click_css(&format!("[data-choose='{}']", d.udid)).await;
+    // 2. No case is open yet: open one here, and say why.
+    let new_case = b.find("#case-new").await;
+    assert_eq!(b.attr(&new_case, "checked").await.as_deref(), Some("true"));
+    b.click_css("#kind option[value='iioc']").await;
+    b.type_into("#summary", "A pupil reported an image on this iPad").await;
+    b.type_into("#case_justification", "IIOC procedure, section 11").await;
+    b.type_into("#justification", "Quarantine until police advice has been sought").await;
+    b.click_css("#to-confirm").await;
+    // 3. The confirmation says what will happen, in words.
+    let panel = b.text_of("#confirm-panel").await;
+    assert!(panel.contains("Lost Mode"), "{panel}");
+    assert!(panel.contains("legal hold"), "{panel}");
+    assert!(panel.contains("Quarantine until police advice"), "{panel}");
+    assert_eq!(s.ctx.store.legal_hold(&d.udid).await.unwrap(), None, "nothing happens before confirming");
+    b.screenshot("quarantine-confirm").await;
+    b.click_css("#confirm-quarantine").await;
+
+    // 4. Watch: every command is listed, waiting for the device.
+    b.find("#progress-table").await;
+    let hold = b.text_of("#hold-banner").await;
+    assert!(hold.contains("case 1"), "{hold}");
+    let rows = b.find_all("#progress-table tbody tr").await;
+    assert_eq!(rows.len(), 7, "lock + six evidence commands (with the location in Lost Mode)");
+    assert!(b.find_all("#progress-table .status-done").await.is_empty());
+
+    // The simulated iPad connects and answers everything; the page updates by itself.
+    let answered = s.drain(&d).await;
+    assert!(answered.contains(&"EnableLostMode".to_owned()), "{answered:?}");
+    for rt in ["DeviceInformation", "SecurityInfo", "InstalledApplicationList", "ProfileList", "CertificateList", "DeviceLocation"] {
+        assert!(answered.contains(&rt.to_owned()), "{rt} missing from {answered:?}");
+    }
+    b.wait_text("[data-live-summary]", "7 of 7 done", 30).await;
+    assert_eq!(b.find_all("#progress-table .status-done").await.len(), 7);
+    // Each evidence item shows its SHA-256 as it arrives.
+    let hashes = b
+        .execute(
+            "return [...document.querySelectorAll('[data-field=sha256]')].map(e => e.textContent).filter(t => t.length == 64).length",
+            vec![],
+        )
+        .await;
+    assert_eq!(hashes, json!(6));
+    b.screenshot("quarantine-done").await;
+
+    // The custody report lists it all.
+    b.click_css("a[href$='/custody']").await;
+    let events = b.text_of("#custody-events").await;
+    assert!(events.contains("device_quarantined"), "{events}");
+    b.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_sees_erase_disabled_under_hold_and_a_forged_post_is_refused() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    let (d, _case) = quarantined(&s).await;
+
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/devices/{}", s.base, d.udid)).await;
+    let banner = b.text_of("#hold-banner").await;
+    assert!(banner.contains("legal hold under case 1"), "{banner}");
+    let erase = b.find("#action-erase button[type=submit]").await;
+    assert!(!b.enabled(&erase).await, "Erase must be disabled under legal hold");
+    assert_eq!(b.text_of("#reason-erase").await, "Not available: on legal hold under case 1.");
+    for key in ["clear_passcode", "leave_lost_mode"] {
+        let btn = b.find(&format!("#action-{key} button[type=submit]")).await;
+        assert!(!b.enabled(&btn).await, "{key} must be disabled");
+    }
+    let lock = b.find("#action-lock button[type=submit]").await;
+    assert!(b.enabled(&lock).await, "locking is still allowed");
+    b.screenshot("device-on-hold").await;
+
+    // Forge it: enable the button in the page and submit anyway. The server refuses.
+    b.execute(
+        "const f = document.getElementById('action-erase'); f.querySelectorAll('[disabled]').forEach(e => e.disabled = false); \
+         f.querySelector('#confirm-erase').checked = true; f.submit();",
+        vec![],
+    )
+    .await;
+    let title = b.text_of("h1").await;
+    assert_eq!(title, "Refused: the device is on legal hold");
+    let msg = b.text_of("main .notice").await;
+    assert!(msg.contains("legal hold under case 1"), "{msg}");
+
+    // And over plain HTTP with a valid session and CSRF token: 409, nothing queued.
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let page = c.get(&format!("/ui/devices/{}", d.udid)).await;
+    let csrf = page.csrf();
+    let r = c.post(&format!("/ui/devices/{}/actions", d.udid), &[("csrf", &csrf), ("action", "erase"), ("confirm", "on")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let admin = s.admin().await;
+    let (_, cmds) = s.get(&format!("/api/v1/devices/{}/commands", d.udid), &admin).await;
+    assert!(!cmds["items"].as_array().unwrap().iter().any(|c| c["request_type"] == "EraseDevice"), "{cmds}");
+    // The refusals are on the audit log.
+    let (_, audit) = s.get("/api/v1/audit?action=legal_hold.refused", &admin).await;
+    assert!(audit["items"].as_array().unwrap().len() >= 2, "{audit}");
+    b.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_technician_cannot_open_safeguarding_pages() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    let (d, case) = quarantined(&s).await;
+    let pw = operator(&s, "tech", "technician").await;
+    b.login(&s.base, "tech", &pw).await;
+    b.find("#main").await;
+    assert!(b.find_now("nav a[href='/ui/cases']").await.is_none(), "no Safeguarding link for a technician");
+    for path in
+        ["/ui/cases".to_owned(), "/ui/cases/quarantine".to_owned(), format!("/ui/cases/{case}"), format!("/ui/cases/{case}/custody")]
+    {
+        b.goto(&format!("{}{path}", s.base)).await;
+        assert_eq!(b.text_of("h1").await, "Not allowed", "{path}");
+        let msg = b.text_of("main .notice").await;
+        assert!(msg.contains("technician role cannot work on safeguarding cases"), "{msg}");
+    }
+    // The device page shows no quarantine action either.
+    b.goto(&format!("{}/ui/devices/{}", s.base, d.udid)).await;
+    b.find("#hold-banner").await;
+    assert!(b.find_now("#quarantine-link").await.is_none());
+    b.quit().await;
+
+    // Over HTTP: 403 for every safeguarding page and form.
+    let mut c = Console::new(&s);
+    c.login("tech", &pw).await;
+    assert_eq!(c.get("/ui/cases").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.get(&format!("/ui/cases/{case}/devices/{}/progress.json", d.udid)).await.status, StatusCode::FORBIDDEN);
+    let csrf = c.get("/ui/").await.csrf();
+    let r = c.post("/ui/cases", &[("csrf", &csrf), ("kind", "other"), ("summary", "x"), ("case_justification", "y")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_a_form_without_its_csrf_token_is_refused() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/enroll", s.base)).await;
+    b.type_into("#label", "Forged").await;
+    b.execute("document.querySelector('form[action=\"/ui/enroll\"] input[name=csrf]').remove()", vec![]).await;
+    b.click_css("#make-token").await;
+    assert_eq!(b.text_of("h1").await, "This form could not be accepted");
+    assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty(), "nothing was created");
+    b.quit().await;
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------- over HTTP: the session rules
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookie_csp_and_csrf() {
+    let s = server().await;
+    let mut c = Console::new(&s);
+    // Not logged in: pages redirect to the login page, which comes back afterwards.
+    let r = c.get("/ui/devices?q=x").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/ui/login?next=%2Fui%2Fdevices%3Fq%3Dx");
+
+    let login = c.get("/ui/login").await;
+    let csp = login.headers["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(login.headers["x-frame-options"], "DENY");
+    assert!(!login.body.contains("<script>") && !login.body.contains("style="), "no inline script or style");
+
+    // The login form has its own CSRF token.
+    let r = c.post("/ui/login", &[("username", "admin"), ("password", ADMIN_PASSWORD)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let r = c.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/ui/");
+    let set: Vec<String> = r.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    let session = set.iter().find(|v| v.starts_with("__Host-lanyard=")).expect("session cookie");
+    for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(flag), "{flag} missing: {session}");
+    }
+    assert!(!session.contains("Domain"), "{session}");
+
+    let home = c.get("/ui/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert_eq!(home.headers["cache-control"], "no-store");
+    let csrf = home.csrf();
+
+    // Every form POST needs the session's token: missing or wrong is 403 and nothing happens.
+    let r = c.post("/ui/enroll", &[("label", "No token")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c.post("/ui/enroll", &[("csrf", "AAAA"), ("label", "Wrong token")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let other = {
+        let mut c2 = Console::new(&s);
+        c2.login("admin", ADMIN_PASSWORD).await;
+        c2.get("/ui/").await.csrf()
+    };
+    assert_ne!(other, csrf, "tokens are per session");
+    let r = c.post("/ui/enroll", &[("csrf", &other), ("label", "Another session's token")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty());
+    let r = c.post("/ui/enroll", &[("csrf", &csrf), ("label", "Right token")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(s.ctx.list_enrollment_tokens().await.unwrap().len(), 1);
+
+    // Every POST route refuses a missing token (403), whatever the path.
+    for path in [
+        "/ui/logout",
+        "/ui/devices/X/actions",
+        "/ui/enroll/00000000-0000-0000-0000-000000000000/revoke",
+        "/ui/register/people",
+        "/ui/register/aups",
+        "/ui/register/import",
+        "/ui/cases",
+        "/ui/cases/quarantine",
+        "/ui/cases/quarantine/confirm",
+    ] {
+        let r = c.post(path, &[("x", "y")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    // Static assets are served from the binary.
+    let css = c.get("/ui/static/lanyard.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains(":focus-visible"));
+
+    // Log out: the cookie is cleared.
+    let r = c.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(c.cookies.iter().all(|(k, _)| k != "__Host-lanyard"));
+    assert_eq!(c.get("/ui/").await.status, StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_idle_timeout_expiry_and_disabled_accounts() {
+    let s = TestServer::start_with(Backend::Sqlite, Options { manual_clock: true, ..Default::default() }).await;
+    let clock = s.clock.clone().unwrap();
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(c.get("/ui/").await.status, StatusCode::OK);
+    // Activity keeps it alive...
+    clock.advance(chrono::Duration::minutes(25));
+    assert_eq!(c.get("/ui/").await.status, StatusCode::OK);
+    // ...but a poll does not count as activity.
+    clock.advance(chrono::Duration::minutes(20));
+    let poll = c.get("/ui/devices/X/status.json").await;
+    assert_eq!(poll.status, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(11));
+    let r = c.get("/ui/devices").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().ends_with("&why=idle"), "{}", r.location());
+    let login = c.get(&r.location()).await;
+    assert!(login.body.contains("30 minutes without activity"), "{}", login.body);
+
+    // Sessions last an hour at most, however active.
+    c.login("admin", ADMIN_PASSWORD).await;
+    for _ in 0..3 {
+        clock.advance(chrono::Duration::minutes(15));
+        assert_eq!(c.get("/ui/").await.status, StatusCode::OK);
+    }
+    clock.advance(chrono::Duration::minutes(15));
+    let r = c.get("/ui/").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().ends_with("&why=expired"), "{}", r.location());
+
+    // A disabled operator's session stops at once.
+    let pw = operator(&s, "tech", "technician").await;
+    let mut t = Console::new(&s);
+    t.login("tech", &pw).await;
+    assert_eq!(t.get("/ui/devices").await.status, StatusCode::OK);
+    let admin = s.admin().await;
+    let (_, ops) = s.get("/api/v1/operators", &admin).await;
+    let id = ops["items"].as_array().unwrap().iter().find(|o| o["username"] == "tech").unwrap()["id"].as_str().unwrap().to_owned();
+    let (st, _) = s.call(reqwest::Method::PATCH, &format!("/api/v1/operators/{id}"), Some(&admin), Some(json!({"disabled": true}))).await;
+    assert_eq!(st, StatusCode::OK);
+    let r = t.get("/ui/devices").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(r.location().ends_with("&why=disabled"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_for_every_role() {
+    let s = server().await;
+    let (d, case) = quarantined(&s).await;
+    let admin = s.admin().await;
+    let (_, person) = s.post("/api/v1/people", &admin, json!({"kind": "staff", "name": "Ada Teacher"})).await;
+    let pid = person["id"].as_str().unwrap().to_owned();
+    let pages = vec![
+        "/ui/".to_owned(),
+        "/ui/devices".into(),
+        "/ui/devices?sort=seen&dir=desc&compliance=no".into(),
+        format!("/ui/devices/{}", d.udid),
+        "/ui/profiles".into(),
+        "/ui/register".into(),
+        format!("/ui/register/people/{pid}"),
+        "/ui/audit".into(),
+    ];
+    for (role, forbidden) in
+        [("admin", vec![]), ("technician", vec!["/ui/audit"]), ("dsl", vec![]), ("headteacher", vec![]), ("auditor", vec![])]
+    {
+        let pw = if role == "admin" { ADMIN_PASSWORD.to_owned() } else { operator(&s, &format!("{role}1"), role).await };
+        let user = if role == "admin" { "admin".to_owned() } else { format!("{role}1") };
+        let mut c = Console::new(&s);
+        c.login(&user, &pw).await;
+        for p in &pages {
+            let r = c.get(p).await;
+            let want = if forbidden.contains(&p.as_str()) { StatusCode::FORBIDDEN } else { StatusCode::OK };
+            assert_eq!(r.status, want, "{role} {p}: {}", &r.body[..r.body.len().min(400)]);
+            // Every input has a label.
+            for id in r.body.split("<input type=\"").skip(1).filter(|s| !s.starts_with("hidden")) {
+                let id = id.split("id=\"").nth(1).map(|x| x.split('"').next().unwrap()).unwrap_or("");
+                assert!(!id.is_empty() && r.body.contains(&format!("for=\"{id}\"")), "{role} {p}: an input without a label ({id})");
+            }
+        }
+        let sg = c.get(&format!("/ui/cases/{case}")).await.status;
+        let can = matches!(role, "admin" | "dsl" | "headteacher");
+        assert_eq!(sg, if can { StatusCode::OK } else { StatusCode::FORBIDDEN }, "{role}");
+    }
+    // The audit page shows the chain check.
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let r = c.get("/ui/audit").await;
+    assert!(r.body.contains("The log is intact"), "{}", r.body);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_needs_a_second_person_in_the_console() {
+    let s = server().await;
+    let (d, case) = quarantined(&s).await;
+    let dsl_pw = operator(&s, "dsl1", "dsl").await;
+    let head_pw = operator(&s, "head", "headteacher").await;
+    let mut dsl = Console::new(&s);
+    dsl.login("dsl1", &dsl_pw).await;
+    let page = dsl.get(&format!("/ui/cases/{case}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+    let r = dsl
+        .post(
+            &format!("/ui/cases/{case}/release-requests"),
+            &[("csrf", &csrf), ("udid", &d.udid), ("justification", "Police advise no further action"), ("advice_reference", "PC 1234/26")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (_, c) = s.get(&format!("/api/v1/cases/{case}"), &s.operator("dsl2", "dsl").await).await;
+    let rid = c["requests"][0]["id"].as_str().unwrap().to_owned();
+    // The requester cannot approve their own request: the button is disabled, and a forged post is refused.
+    let page = dsl.get(&format!("/ui/cases/{case}")).await;
+    assert!(page.body.contains("You made this request"));
+    let r =
+        dsl.post(&format!("/ui/cases/{case}/requests/{rid}"), &[("csrf", &csrf), ("decision", "approve"), ("justification", "me")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(s.ctx.store.legal_hold(&d.udid).await.unwrap().is_some());
+    // The headteacher approves.
+    let mut head = Console::new(&s);
+    head.login("head", &head_pw).await;
+    let csrf = head.get(&format!("/ui/cases/{case}")).await.csrf();
+    let r = head
+        .post(&format!("/ui/cases/{case}/requests/{rid}"), &[("csrf", &csrf), ("decision", "approve"), ("justification", "Agreed")])
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.ctx.store.legal_hold(&d.udid).await.unwrap().is_none());
+    let answered = s.drain(&d).await;
+    assert!(answered.contains(&"DisableLostMode".to_owned()), "{answered:?}");
+    // The custody report page (and its PDF) render for the DSL.
+    let r = dsl.get(&format!("/ui/cases/{case}/custody")).await;
+    assert!(r.body.contains("release_approved"), "{}", r.body);
+    let pdf = dsl.get(&format!("/ui/cases/{case}/custody.pdf")).await;
+    assert_eq!(pdf.headers["content-type"], "application/pdf");
+    s.stop().await;
+}
