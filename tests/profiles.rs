@@ -598,10 +598,24 @@ async fn legal_hold_keeps_profiles_on_the_device(b: Backend) {
     let (_, view) = s.get(&format!("/api/v1/devices/{}/profiles", d.udid), &admin).await;
     assert_eq!(view["on_legal_hold"], true);
 
-    // Closing the case lifts the hold: the next reconcile removes it.
-    s.ctx.store.close_case(case_id, "operator:dsl", s.ctx.now()).await.unwrap();
-    s.ctx.reconcile_devices(std::slice::from_ref(&d.udid)).await.unwrap();
-    assert_eq!(s.drain(&d).await, ["RemoveProfile"]);
+    // Releasing the device (the DSL asks, the headteacher signs) lifts the hold, and reconcile
+    // catches up at once.
+    let dsl = s.operator("dsl", "dsl").await;
+    let head = s.operator("head", "headteacher").await;
+    let (st, req) = s
+        .post(
+            &format!("/api/v1/cases/{case_id}/release-requests"),
+            &dsl,
+            json!({"justification": "Police advice received: no further action", "advice_reference": "KP-2026-77"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{req}");
+    let (st, done) = s
+        .post(&format!("/api/v1/release-requests/{}/approve", req["id"].as_str().unwrap()), &head, json!({"justification": "Agreed"}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    assert_eq!(done["case_state"], "closed", "{done}");
+    assert_eq!(s.drain(&d).await, ["DisableLostMode", "RemoveProfile"]);
     assert!(!d.installed_profiles().contains(&camera_ident));
     s.stop().await;
 }

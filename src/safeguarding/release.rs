@@ -279,7 +279,13 @@ impl Lanyard {
             self.store.close_case(case_id, &actor.name, now).await?;
             self.case_event(case_id, actor, "case_closed", None, None, json!({"request_id": req.id})).await?;
         }
-        let udids: Vec<String> = commands.iter().filter_map(|c| c["udid"].as_str().map(str::to_owned)).collect();
+        // Profiles reconcile kept on the devices during the hold come off now (unless another
+        // case still holds the device).
+        let reconciled = self.reconcile_devices(&released).await?;
+        let mut udids: Vec<String> = commands.iter().filter_map(|c| c["udid"].as_str().map(str::to_owned)).collect();
+        udids.extend(reconciled.woken);
+        udids.sort();
+        udids.dedup();
         let push =
             if udids.is_empty() { Value::Null } else { serde_json::to_value(self.push_in_background(udids).await).unwrap_or(Value::Null) };
         let mut m = serde_json::Map::new();
