@@ -193,14 +193,23 @@ impl TestServer {
 
     /// One JSON request: (status, JSON body or Null).
     pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
+        let build = || {
+            let mut req = self.client.request(method.clone(), self.url(path));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            req
+        };
+        let resp = match build().send().await {
+            Ok(r) => r,
+            // Under heavy load a pooled keep-alive connection can be closed under a GET; a GET
+            // is safe to send again. Anything else must not be retried behind the test's back.
+            Err(e) if method == Method::GET && e.is_request() => build().send().await.unwrap(),
+            Err(e) => panic!("{method} {path}: {e:?}"),
+        };
         let status = resp.status();
         let text = resp.text().await.unwrap();
         let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
