@@ -238,6 +238,12 @@ impl Browser {
         self.type_into("#username", username).await;
         self.type_into("#password", password).await;
         self.click_css("#login-button").await;
+        // Wait for the form's answer to arrive: a `goto` issued while the POST is still in
+        // flight would be overtaken by its redirect.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.url().await.ends_with("/ui/login") && self.find_now("#login-error").await.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn quit(mut self) {
