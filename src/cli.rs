@@ -1,4 +1,4 @@
-//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`.
+//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,8 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Measure the protocol core: simulated devices with real certificates against a server child process.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +132,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin(cmd) => admin(cmd, config).await,
+        Command::Bench(args) => crate::bench::main(args).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config.database_url).await?;
             let report = crate::audit::verify_chain(store.as_ref()).await?;
