@@ -133,6 +133,12 @@ pub struct PhaseReport {
     pub commands: Option<CommandStats>,
     /// Server CPU time over the run, in cores (1.0 = one core busy all the time).
     pub server_cpu_cores: f64,
+    /// Server CPU time per answered request, in microseconds: unlike req/s, this hardly depends
+    /// on what else the machine is doing.
+    pub server_cpu_us_per_request: f64,
+    /// PostgreSQL only: CPU of the database backends serving the bench database, in cores.
+    pub database_cpu_cores: Option<f64>,
+    pub database_cpu_us_per_request: Option<f64>,
     /// The load generator's (this process's) CPU, in cores.
     pub bench_cpu_cores: f64,
     /// The server's largest VmRSS sampled during the run.
@@ -270,7 +276,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
 
     let mut server = ServerProcess::start(&exe, &dir.path, &env, args.server_log.as_deref())?;
     server.wait_ready(addr).await?;
-    let monitor = Monitor::start(server.pid());
+    let monitor = Monitor::start(server.pid(), &database_url).await?;
     eprintln!(
         "lanyard bench: {backend}, server pid {} on {addr}, data in {}",
         server.pid(),
@@ -508,7 +514,7 @@ async fn idle_run(
     rate: Option<f64>,
     monitor: &Monitor,
 ) -> PhaseReport {
-    let mark = monitor.begin();
+    let mark = monitor.begin().await;
     let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
     let deadline = t0 + duration;
     let mut tasks = Vec::new();
@@ -566,7 +572,7 @@ async fn idle_run(
     }
     let tally = join_tallies(tasks).await;
     let elapsed = t0.elapsed();
-    finish_phase("idle", rate, concurrency, tally, elapsed, monitor, mark)
+    finish_phase("idle", rate, concurrency, tally, elapsed, monitor, mark).await
 }
 
 /// Queue a `DeviceInformation` for every device through the API, then have each device fetch
@@ -605,7 +611,7 @@ async fn commands_run(
     let enqueue_secs = queued.elapsed().as_secs_f64();
     let uuids = Arc::new(uuids);
 
-    let mark = monitor.begin();
+    let mark = monitor.begin().await;
     let n = devices.len();
     let next = Arc::new(AtomicUsize::new(0));
     let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
@@ -659,7 +665,8 @@ async fn commands_run(
         elapsed,
         monitor,
         mark,
-    );
+    )
+    .await;
     // Check the server's records, through the store (an API read of 10,000 results would
     // weigh on the server's peak RSS, which is measured).
     for uuid in uuids.iter() {
@@ -742,7 +749,7 @@ async fn join_tallies(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     all
 }
 
-fn finish_phase(
+async fn finish_phase(
     name: &'static str,
     rate: Option<f64>,
     concurrency: usize,
@@ -751,7 +758,8 @@ fn finish_phase(
     monitor: &Monitor,
     mark: Mark,
 ) -> PhaseReport {
-    let (server_cpu_cores, bench_cpu_cores, server_rss_max_kb) = monitor.end(mark);
+    let u = monitor.end(mark).await;
+    let per_request = |cpu: f64| cpu * 1e6 / tally.requests.max(1) as f64;
     tally.latencies_us.sort_unstable();
     let l = &tally.latencies_us;
     PhaseReport {
@@ -767,9 +775,12 @@ fn finish_phase(
         p99_ms: percentile_ms(l, 0.99),
         max_ms: l.last().map(|&v| v as f64 / 1000.0).unwrap_or(0.0),
         commands: None,
-        server_cpu_cores,
-        bench_cpu_cores,
-        server_rss_max_kb,
+        server_cpu_cores: u.server_cpu / u.wall,
+        server_cpu_us_per_request: per_request(u.server_cpu),
+        database_cpu_cores: u.database_cpu.map(|c| c / u.wall),
+        database_cpu_us_per_request: u.database_cpu.map(per_request),
+        bench_cpu_cores: u.bench_cpu / u.wall,
+        server_rss_max_kb: u.server_rss_max_kb,
         first_error: tally.first_error,
     }
 }
@@ -845,8 +856,14 @@ impl PhaseReport {
             s += &format!(", {} not sent (server behind schedule)", self.unsent);
         }
         s += &format!(
-            "; server CPU {:.2} cores, load generator {:.2} cores, server RSS max {}",
-            self.server_cpu_cores,
+            "; server CPU {:.2} cores ({:.0} us per request)",
+            self.server_cpu_cores, self.server_cpu_us_per_request,
+        );
+        if let (Some(c), Some(us)) = (self.database_cpu_cores, self.database_cpu_us_per_request) {
+            s += &format!(", PostgreSQL {c:.2} cores ({us:.0} us per request)");
+        }
+        s += &format!(
+            ", load generator {:.2} cores, server RSS max {}",
             self.bench_cpu_cores,
             mb(self.server_rss_max_kb)
         );
@@ -1122,11 +1139,14 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Samples the server's VmRSS every 100 ms and reads both processes' CPU time.
+/// Samples the server's VmRSS every 100 ms and reads the CPU time of the server, of this
+/// process and, on PostgreSQL, of the database's backends serving the bench database (they
+/// share the machine, so their CPU is part of the cost of a request).
 struct Monitor {
     pid: u32,
     max_rss_kb: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    postgres: Option<sqlx::PgPool>,
 }
 
 /// Where a run started.
@@ -1134,10 +1154,21 @@ struct Mark {
     at: Instant,
     server_cpu: f64,
     bench_cpu: f64,
+    backends_cpu: BTreeMap<u32, f64>,
+}
+
+/// What a run cost.
+struct Usage {
+    wall: f64,
+    server_cpu: f64,
+    bench_cpu: f64,
+    /// PostgreSQL only.
+    database_cpu: Option<f64>,
+    server_rss_max_kb: u64,
 }
 
 impl Monitor {
-    fn start(pid: u32) -> Monitor {
+    async fn start(pid: u32, database_url: &str) -> Result<Monitor> {
         let max_rss_kb = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (max_rss_kb.clone(), stop.clone());
@@ -1149,35 +1180,78 @@ impl Monitor {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        Monitor {
+        let postgres = if database_url.starts_with("postgres") {
+            Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(database_url)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Monitor {
             pid,
             max_rss_kb,
             stop,
-        }
+            postgres,
+        })
     }
 
-    fn begin(&self) -> Mark {
+    /// CPU seconds of each PostgreSQL backend connected to the bench database (not this one).
+    async fn backends_cpu(&self) -> BTreeMap<u32, f64> {
+        let Some(pool) = &self.postgres else {
+            return BTreeMap::new();
+        };
+        let pids: Vec<(i32,)> = sqlx::query_as(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        pids.into_iter()
+            .map(|(pid,)| (pid as u32, proc_cpu_secs(&format!("/proc/{pid}/stat"))))
+            .collect()
+    }
+
+    async fn begin(&self) -> Mark {
         self.max_rss_kb.store(
             proc_status_kb(self.pid, "VmRSS").unwrap_or(0),
             Ordering::Relaxed,
         );
         Mark {
+            backends_cpu: self.backends_cpu().await,
             at: Instant::now(),
             server_cpu: proc_cpu_secs(&format!("/proc/{}/stat", self.pid)),
             bench_cpu: proc_cpu_secs("/proc/self/stat"),
         }
     }
 
-    /// (server CPU in cores, load generator CPU in cores, server's max VmRSS) since `mark`.
-    fn end(&self, mark: Mark) -> (f64, f64, u64) {
+    async fn end(&self, mark: Mark) -> Usage {
         let wall = mark.at.elapsed().as_secs_f64().max(1e-9);
-        let server = proc_cpu_secs(&format!("/proc/{}/stat", self.pid)) - mark.server_cpu;
-        let bench = proc_cpu_secs("/proc/self/stat") - mark.bench_cpu;
-        let rss = self
+        let server_cpu = proc_cpu_secs(&format!("/proc/{}/stat", self.pid)) - mark.server_cpu;
+        let bench_cpu = proc_cpu_secs("/proc/self/stat") - mark.bench_cpu;
+        let server_rss_max_kb = self
             .max_rss_kb
             .load(Ordering::Relaxed)
             .max(proc_status_kb(self.pid, "VmRSS").unwrap_or(0));
-        (server / wall, bench / wall, rss)
+        let database_cpu = match &self.postgres {
+            None => None,
+            Some(_) => Some(
+                self.backends_cpu()
+                    .await
+                    .iter()
+                    .map(|(pid, cpu)| cpu - mark.backends_cpu.get(pid).copied().unwrap_or(0.0))
+                    .sum(),
+            ),
+        };
+        Usage {
+            wall,
+            server_cpu,
+            bench_cpu,
+            database_cpu,
+            server_rss_max_kb,
+        }
     }
 
     fn stop(&self) {
