@@ -67,6 +67,9 @@ pub enum Scenario {
     Commands,
     /// Both.
     All,
+    /// APNs pushes to --devices devices against the mock APNs (HTTP/2 over TLS on loopback), in
+    /// this process: the push client's own speed, not yet through the server.
+    Push,
 }
 
 /// `lanyard bench [idle|commands|all] [options]`.
@@ -185,6 +188,9 @@ impl Report {
 
 /// `lanyard bench ...` from the command line.
 pub async fn main(args: BenchArgs) -> Result<ExitCode> {
+    if args.scenario == Scenario::Push {
+        return push(args.devices).await;
+    }
     let report = tokio::select! {
         r = run(args) => r?,
         _ = tokio::signal::ctrl_c() => bail!("interrupted; the server was stopped"),
@@ -197,10 +203,33 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
     })
 }
 
+/// `lanyard bench push`: [`crate::push::bench_push`], with the CPU it took.
+async fn push(n: usize) -> Result<ExitCode> {
+    let cpu = proc_cpu_secs("/proc/self/stat");
+    let r = crate::push::bench_push(n).await?;
+    let cpu = proc_cpu_secs("/proc/self/stat") - cpu;
+    println!("push (mock APNs, loopback): {r}");
+    println!(
+        "time to the last push {:.2} s; CPU of the client and the mock together {:.1} s ({:.2} cores); peak RSS of this process {}",
+        r.elapsed.as_secs_f64(),
+        cpu,
+        cpu / r.elapsed.as_secs_f64().max(1e-9),
+        mb(proc_status_kb(std::process::id(), "VmHWM").unwrap_or(0))
+    );
+    Ok(if r.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Run the benchmark and return what it measured.
 pub async fn run(args: BenchArgs) -> Result<Report> {
     let n = args.devices;
     let enrolled = args.enrolled.unwrap_or(n);
+    if args.scenario == Scenario::Push {
+        bail!("the push scenario has no server run: use lanyard bench push");
+    }
     if n == 0 || args.concurrency == 0 {
         bail!("--devices and --concurrency must be at least 1");
     }
