@@ -144,6 +144,9 @@ pub struct PhaseReport {
     pub database_cpu_us_per_request: Option<f64>,
     /// The load generator's (this process's) CPU, in cores.
     pub bench_cpu_cores: f64,
+    /// What every other process on the machine used meanwhile, in cores (the benchmark shares
+    /// the machine: this is what it could not have).
+    pub other_cpu_cores: f64,
     /// The server's largest VmRSS sampled during the run.
     pub server_rss_max_kb: u64,
     pub first_error: Option<String>,
@@ -166,6 +169,11 @@ pub struct CommandStats {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub backend: &'static str,
+    /// CPUs this process may run on.
+    pub cpus: usize,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the runs started and ended.
+    pub load_before: String,
+    pub load_after: String,
     /// Devices enrolled over HTTP (the active ones).
     pub devices: usize,
     /// Devices in the database in all.
@@ -323,6 +331,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         n as f64 / http_enrol_secs
     );
 
+    let load_before = load_average();
     let c = args.concurrency;
     let duration = Duration::from_secs_f64(args.duration);
     let warm_up = Duration::from_secs_f64((args.duration / 5.0).min(2.0));
@@ -352,6 +361,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         }
     }
 
+    let load_after = load_average();
     let server_rss_end_kb = proc_status_kb(server.pid(), "VmRSS").unwrap_or(0);
     let server_peak_rss_kb = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);
     monitor.stop();
@@ -367,6 +377,9 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         server_peak_rss_kb,
         server_rss_end_kb,
         kept_dir: args.keep.then(|| dir.path.clone()),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_before,
+        load_after,
     })
 }
 
@@ -809,6 +822,12 @@ async fn finish_phase(
         database_cpu_cores: u.database_cpu.map(|c| c / u.wall),
         database_cpu_us_per_request: u.database_cpu.map(per_request),
         bench_cpu_cores: u.bench_cpu / u.wall,
+        other_cpu_cores: ((u.machine_busy
+            - u.server_cpu
+            - u.bench_cpu
+            - u.database_cpu.unwrap_or(0.0))
+            / u.wall)
+            .max(0.0),
         server_rss_max_kb: u.server_rss_max_kb,
         first_error: tally.first_error,
     }
@@ -892,8 +911,9 @@ impl PhaseReport {
             s += &format!(", PostgreSQL {c:.2} cores ({us:.0} us per request)");
         }
         s += &format!(
-            ", load generator {:.2} cores, server RSS max {}",
+            ", load generator {:.2} cores, other processes {:.2} cores, server RSS max {}",
             self.bench_cpu_cores,
+            self.other_cpu_cores,
             mb(self.server_rss_max_kb)
         );
         if let Some(c) = &self.commands {
@@ -919,6 +939,11 @@ impl fmt::Display for Report {
             f,
             "lanyard bench: {}, {} devices with real certificates enrolled over HTTP, {} enrolled in all, {} concurrent connections",
             self.backend, self.devices, self.enrolled, self.concurrency
+        )?;
+        writeln!(
+            f,
+            "machine: {} CPUs, load average {} before the runs, {} after",
+            self.cpus, self.load_before, self.load_after
         )?;
         if self.enrolled > self.devices {
             writeln!(
@@ -1184,6 +1209,7 @@ struct Mark {
     server_cpu: f64,
     bench_cpu: f64,
     backends_cpu: BTreeMap<u32, f64>,
+    machine_busy: f64,
 }
 
 /// What a run cost.
@@ -1193,6 +1219,8 @@ struct Usage {
     bench_cpu: f64,
     /// PostgreSQL only.
     database_cpu: Option<f64>,
+    /// Every process on the machine, this run's included.
+    machine_busy: f64,
     server_rss_max_kb: u64,
 }
 
@@ -1253,6 +1281,7 @@ impl Monitor {
             at: Instant::now(),
             server_cpu: proc_cpu_secs(&format!("/proc/{}/stat", self.pid)),
             bench_cpu: proc_cpu_secs("/proc/self/stat"),
+            machine_busy: machine_busy_secs(),
         }
     }
 
@@ -1279,6 +1308,7 @@ impl Monitor {
             server_cpu,
             bench_cpu,
             database_cpu,
+            machine_busy: machine_busy_secs() - mark.machine_busy,
             server_rss_max_kb,
         }
     }
@@ -1286,6 +1316,33 @@ impl Monitor {
     fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU seconds every CPU of the machine has spent busy since boot (`/proc/stat`: all but idle
+/// and iowait).
+fn machine_busy_secs() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = text.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy: f64 =
+        f.iter().take(8).sum::<f64>() - f.get(3).unwrap_or(&0.0) - f.get(4).unwrap_or(&0.0);
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// A `kB` line of `/proc/<pid>/status`, e.g. VmRSS or VmHWM.
