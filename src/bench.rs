@@ -92,12 +92,13 @@ pub struct BenchArgs {
     /// Seconds each Idle run lasts.
     #[arg(long, default_value_t = 20.0)]
     pub duration: f64,
-    /// Idle requests per second offered in the open-loop latency run (0: skip that run).
-    #[arg(long, default_value_t = 5000.0)]
-    pub rate: f64,
-    /// Commands per second offered in the open-loop commands run (0: skip that run).
-    #[arg(long, default_value_t = 2000.0)]
-    pub command_rate: f64,
+    /// Idle requests per second offered in the open-loop latency runs: one run per rate, e.g.
+    /// `--rate 1000,2000,3000` (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "5000")]
+    pub rate: Vec<f64>,
+    /// Commands per second offered in the open-loop commands runs, one run per rate (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    pub command_rate: Vec<f64>,
     /// Database: SQLite in the temporary data directory by default, or the postgres:// URL of
     /// an EMPTY database. (LANYARD_DATABASE_URL is not used here, so a bench can never write
     /// into a school's database.)
@@ -244,7 +245,11 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     if enrolled < n {
         bail!("--enrolled ({enrolled}) must be at least --devices ({n})");
     }
-    if args.duration.is_nan() || args.duration <= 0.0 || args.rate < 0.0 || args.command_rate < 0.0
+    let bad_rate = |r: &f64| r.is_nan() || *r < 0.0;
+    if args.duration.is_nan()
+        || args.duration <= 0.0
+        || args.rate.iter().any(bad_rate)
+        || args.command_rate.iter().any(bad_rate)
     {
         bail!("--duration must be positive, --rate and --command-rate not negative");
     }
@@ -342,19 +347,20 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         let p = idle_run(&devices, addr, c, duration, None, &monitor).await;
         eprintln!("{}", p.line());
         phases.push(p);
-        if args.rate > 0.0 {
-            let p = idle_run(&devices, addr, c, duration, Some(args.rate), &monitor).await;
+        for &rate in args.rate.iter().filter(|r| **r > 0.0) {
+            let p = idle_run(&devices, addr, c, duration, Some(rate), &monitor).await;
             eprintln!("{}", p.line());
             phases.push(p);
         }
     }
     if matches!(args.scenario, Scenario::Commands | Scenario::All) {
         let token = login(addr).await?;
-        let mut rates = vec![None];
-        if args.command_rate > 0.0 {
-            rates.push(Some(args.command_rate));
-        }
-        for rate in rates {
+        let rates = args
+            .command_rate
+            .iter()
+            .filter(|r| **r > 0.0)
+            .map(|r| Some(*r));
+        for rate in std::iter::once(None).chain(rates) {
             let p = commands_run(&ctx, &devices, addr, &token, c, rate, &monitor).await?;
             eprintln!("{}", p.line());
             phases.push(p);
