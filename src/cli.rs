@@ -1,4 +1,4 @@
-//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`.
+//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`, `bench`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,8 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Measure the protocol core: simulated devices with real certificates against a server child process.
+    Bench(crate::bench::BenchArgs),
     /// The school's MDM push certificate (from Apple's Push Certificates Portal).
     #[command(subcommand, name = "push-cert")]
     PushCert(PushCertCommand),
@@ -192,6 +194,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => crate::bench::main(args).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config.database_url).await?;
             let report = crate::audit::verify_chain(store.as_ref()).await?;

@@ -1,0 +1,1231 @@
+//! `lanyard bench`: how fast the protocol core answers devices, measured the way devices load it.
+//!
+//! The server under test is a child process (`lanyard serve` on a loopback port, a temporary data
+//! directory, SQLite or a PostgreSQL database), so that the CPU time and peak RSS it reports are
+//! the server's own and not the load generator's. This process shares the data directory and the
+//! database with it: it issues device identities from the CA directly (as SCEP would, see
+//! [`crate::context::Lanyard::issue_simulated_identity`]) and then enrols every simulated device
+//! over HTTP for real: Authenticate, TokenUpdate, and answering the initial inventory commands.
+//! With `--enrolled M` the devices beyond the active `--devices N` are written straight into the
+//! database through the store (the same `authenticate_device` + `token_update` an HTTP enrolment
+//! runs; no certificate, no inventory), so the server answers over a table of M devices.
+//!
+//! Then, over plain HTTP/1.1 keep-alive connections (one per concurrent device):
+//!
+//! - **idle, max**: a closed loop; every connection sends the next device's Idle as soon as the
+//!   previous answer arrives. Gives the throughput ceiling; latency there is queueing
+//!   (Little's law: mean latency = connections / throughput).
+//! - **idle, at R/s**: an open loop; Idle requests are scheduled at a fixed total rate over the
+//!   same connections and latency is measured from the scheduled time (so a stalled server
+//!   cannot hide its backlog). This is the latency a school sees at that load.
+//! - **commands, max** and **commands, at R/s**: one `DeviceInformation` is queued for every
+//!   active device through the API (`POST /api/v1/commands`, as an admin), then each device sends
+//!   Idle, receives the command, answers it Acknowledged (a fresh, signed report) and receives an
+//!   empty answer. Counted when that last answer arrives; afterwards the store is checked to hold
+//!   every target as acknowledged.
+//!
+//! Each device's Idle body is signed once at enrolment and reused, so the load generator costs
+//! little; every request is still verified in full by the server (signature and chain).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::sim::{Kind, SimDevice};
+use crate::store::{AuthenticateRecord, DeviceFilter};
+
+/// The push topic the simulated devices report.
+const TOPIC: &str = "com.apple.mgmt.External.6f3c1a7e-bench-4c2e-9d1a-lanyardbench";
+const ADMIN_PASSWORD: &str = "lanyard-bench-admin-password";
+/// At most this many UDIDs in one `POST /api/v1/commands` (the API takes 1 MiB of JSON).
+const TARGETS_PER_REQUEST: usize = 10_000;
+/// Connections used to enrol (enrolment writes; more would only queue on the database).
+const ENROL_CONCURRENCY: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Idle check-ins against an empty queue.
+    Idle,
+    /// A command for every device, delivered and acknowledged.
+    Commands,
+    /// Both.
+    All,
+    /// APNs pushes to --devices devices against the mock APNs (HTTP/2 over TLS on loopback), in
+    /// this process: the push client's own speed, not yet through the server.
+    Push,
+}
+
+/// `lanyard bench [idle|commands|all] [options]`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum, default_value = "all")]
+    pub scenario: Scenario,
+    /// Simulated devices with real certificates, enrolled over HTTP; the commands runs queue one
+    /// command for each of them.
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Devices in the database in all (default: --devices). Those beyond --devices are written
+    /// straight into the database through the store before the server starts.
+    #[arg(long)]
+    pub enrolled: Option<usize>,
+    /// Concurrent devices: one HTTP/1.1 keep-alive connection each.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Seconds each Idle run lasts.
+    #[arg(long, default_value_t = 20.0)]
+    pub duration: f64,
+    /// Idle requests per second offered in the open-loop latency runs: one run per rate, e.g.
+    /// `--rate 1000,2000,3000` (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "5000")]
+    pub rate: Vec<f64>,
+    /// Commands per second offered in the open-loop commands runs, one run per rate (0: none).
+    #[arg(long, value_delimiter = ',', default_value = "2000")]
+    pub command_rate: Vec<f64>,
+    /// Database: SQLite in the temporary data directory by default, or the postgres:// URL of
+    /// an EMPTY database. (LANYARD_DATABASE_URL is not used here, so a bench can never write
+    /// into a school's database.)
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// LANYARD_LOG for the server (default: its usual `info`, one line per request, to a file).
+    #[arg(long, value_name = "FILTER")]
+    pub server_log: Option<String>,
+    /// Keep the temporary data directory and the server's log.
+    #[arg(long)]
+    pub keep: bool,
+    /// The lanyard binary to run as the server (default: this one).
+    #[arg(long, hide = true)]
+    pub server_exe: Option<PathBuf>,
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct PhaseReport {
+    /// `idle` or `commands`.
+    pub name: &'static str,
+    /// None: closed loop (as fast as the server answers); Some(r): r per second offered.
+    pub offered_rate: Option<f64>,
+    pub concurrency: usize,
+    /// Requests answered as expected.
+    pub requests: u64,
+    /// Requests that failed or got an unexpected answer.
+    pub errors: u64,
+    /// Open loop only: scheduled but not sent before the deadline (the server fell behind).
+    pub unsent: u64,
+    pub elapsed: Duration,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub commands: Option<CommandStats>,
+    /// Server CPU time over the run, in cores (1.0 = one core busy all the time).
+    pub server_cpu_cores: f64,
+    /// Server CPU time per answered request, in microseconds: unlike req/s, this hardly depends
+    /// on what else the machine is doing.
+    pub server_cpu_us_per_request: f64,
+    /// PostgreSQL only: CPU of the database backends serving the bench database, in cores.
+    pub database_cpu_cores: Option<f64>,
+    pub database_cpu_us_per_request: Option<f64>,
+    /// The load generator's (this process's) CPU, in cores.
+    pub bench_cpu_cores: f64,
+    /// What every other process on the machine used meanwhile, in cores (the benchmark shares
+    /// the machine: this is what it could not have).
+    pub other_cpu_cores: f64,
+    /// The server's largest VmRSS sampled during the run.
+    pub server_rss_max_kb: u64,
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandStats {
+    /// Commands delivered and acknowledged (the device got the empty answer after its report).
+    pub completed: u64,
+    pub per_sec: f64,
+    /// From the Idle being sent (or scheduled) to the empty answer after the acknowledgement.
+    pub round_trip_p50_ms: f64,
+    pub round_trip_p99_ms: f64,
+    /// Targets the store holds as `acknowledged` afterwards.
+    pub verified_acknowledged: u64,
+    /// Seconds `POST /api/v1/commands` took to queue them all.
+    pub enqueue_secs: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub backend: &'static str,
+    /// CPUs this process may run on.
+    pub cpus: usize,
+    /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the runs started and ended.
+    pub load_before: String,
+    pub load_after: String,
+    /// Devices enrolled over HTTP (the active ones).
+    pub devices: usize,
+    /// Devices in the database in all.
+    pub enrolled: usize,
+    pub concurrency: usize,
+    pub store_enrol_secs: f64,
+    pub http_enrol_secs: f64,
+    pub phases: Vec<PhaseReport>,
+    /// VmHWM: the server's peak resident memory over its whole life.
+    pub server_peak_rss_kb: u64,
+    pub server_rss_end_kb: u64,
+    pub kept_dir: Option<PathBuf>,
+}
+
+impl Report {
+    pub fn errors(&self) -> u64 {
+        self.phases.iter().map(|p| p.errors).sum()
+    }
+}
+
+/// `lanyard bench ...` from the command line.
+pub async fn main(args: BenchArgs) -> Result<ExitCode> {
+    if args.scenario == Scenario::Push {
+        return push(args.devices).await;
+    }
+    let report = tokio::select! {
+        r = run(args) => r?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted; the server was stopped"),
+    };
+    println!("{report}");
+    Ok(if report.errors() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `lanyard bench push`: [`crate::push::bench_push`], with the CPU it took.
+async fn push(n: usize) -> Result<ExitCode> {
+    let cpu = proc_cpu_secs("/proc/self/stat");
+    let r = crate::push::bench_push(n).await?;
+    let cpu = proc_cpu_secs("/proc/self/stat") - cpu;
+    println!("push (mock APNs, loopback): {r}");
+    println!(
+        "time to the last push {:.2} s; CPU of the client and the mock together {:.1} s ({:.2} cores); peak RSS of this process {}",
+        r.elapsed.as_secs_f64(),
+        cpu,
+        cpu / r.elapsed.as_secs_f64().max(1e-9),
+        mb(proc_status_kb(std::process::id(), "VmHWM").unwrap_or(0))
+    );
+    Ok(if r.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Run the benchmark and return what it measured.
+pub async fn run(args: BenchArgs) -> Result<Report> {
+    let n = args.devices;
+    let enrolled = args.enrolled.unwrap_or(n);
+    if args.scenario == Scenario::Push {
+        bail!("the push scenario has no server run: use lanyard bench push");
+    }
+    if n == 0 || args.concurrency == 0 {
+        bail!("--devices and --concurrency must be at least 1");
+    }
+    if enrolled < n {
+        bail!("--enrolled ({enrolled}) must be at least --devices ({n})");
+    }
+    let bad_rate = |r: &f64| r.is_nan() || *r < 0.0;
+    if args.duration.is_nan() || args.duration <= 0.0 || args.rate.iter().any(bad_rate) || args.command_rate.iter().any(bad_rate) {
+        bail!("--duration must be positive, --rate and --command-rate not negative");
+    }
+    let exe = match &args.server_exe {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("cannot find the lanyard binary")?,
+    };
+
+    let dir = WorkDir::new(args.keep)?;
+    let data_dir = dir.path.join("data");
+    let config_file = dir.path.join("lanyard.toml");
+    std::fs::write(&config_file, "# lanyard bench: everything comes from the environment\n")?;
+    let (database_url, backend) = match &args.database_url {
+        Some(u) if u.starts_with("postgres") => (u.clone(), "postgres"),
+        Some(u) if u.starts_with("sqlite:") => (u.clone(), "sqlite"),
+        Some(u) => bail!("--database-url must be postgres://... or sqlite://..., not {u:?}"),
+        None => (format!("sqlite://{}", data_dir.join("lanyard.db").display()), "sqlite"),
+    };
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("LANYARD_CONFIG", config_file.display().to_string()),
+        ("LANYARD_DATA_DIR", data_dir.display().to_string()),
+        ("LANYARD_DATABASE_URL", database_url.clone()),
+        ("LANYARD_LISTEN", addr.to_string()),
+        ("LANYARD_TLS", "false".into()),
+        ("LANYARD_HOSTNAME", "localhost".into()),
+        ("LANYARD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+        ("LANYARD_ORGANIZATION", "Lanyard Bench School".into()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+
+    // This process prepares the data directory and database first (CA, migrations, admin), so
+    // the server starts on a finished set-up, as it would on any day but the first.
+    let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
+    let public_url = config.effective_public_url(Some(addr));
+    let ctx = crate::setup::prepare(config, public_url, Arc::new(SystemClock)).await?.ctx;
+    let existing = ctx.store.list_devices(&DeviceFilter { limit: 1, ..Default::default() }).await?;
+    if !existing.is_empty() {
+        bail!("the database already holds devices: give lanyard bench an empty database (e.g. CREATE DATABASE bench2)");
+    }
+
+    let started = Instant::now();
+    if enrolled > n {
+        enrol_through_store(&ctx, enrolled - n).await?;
+    }
+    let store_enrol_secs = started.elapsed().as_secs_f64();
+
+    let mut server = ServerProcess::start(&exe, &dir.path, &env, args.server_log.as_deref())?;
+    server.wait_ready(addr).await?;
+    let monitor = Monitor::start(server.pid(), &database_url).await?;
+    eprintln!("lanyard bench: {backend}, server pid {} on {addr}, data in {}", server.pid(), dir.path.display());
+
+    let started = Instant::now();
+    let devices = match enrol_over_http(&ctx, addr, n).await {
+        Ok(d) => Arc::new(d),
+        Err(e) => bail!("{e:#}\n{}", server.log_tail()),
+    };
+    let http_enrol_secs = started.elapsed().as_secs_f64();
+    eprintln!("enrolled {n} devices over HTTP in {http_enrol_secs:.1} s ({:.0} devices/s)", n as f64 / http_enrol_secs);
+
+    let load_before = load_average();
+    let c = args.concurrency;
+    let duration = Duration::from_secs_f64(args.duration);
+    let warm_up = Duration::from_secs_f64((args.duration / 5.0).min(2.0));
+    let mut phases = Vec::new();
+    // Warm up: connections open, caches filled. Not measured.
+    idle_run(&devices, addr, c, warm_up, None, &monitor).await;
+    if matches!(args.scenario, Scenario::Idle | Scenario::All) {
+        let p = idle_run(&devices, addr, c, duration, None, &monitor).await;
+        eprintln!("{}", p.line());
+        phases.push(p);
+        for &rate in args.rate.iter().filter(|r| **r > 0.0) {
+            let p = idle_run(&devices, addr, c, duration, Some(rate), &monitor).await;
+            eprintln!("{}", p.line());
+            phases.push(p);
+        }
+    }
+    if matches!(args.scenario, Scenario::Commands | Scenario::All) {
+        let token = login(addr).await?;
+        let rates = args.command_rate.iter().filter(|r| **r > 0.0).map(|r| Some(*r));
+        for rate in std::iter::once(None).chain(rates) {
+            let p = commands_run(&ctx, &devices, addr, &token, c, rate, &monitor).await?;
+            eprintln!("{}", p.line());
+            phases.push(p);
+        }
+    }
+
+    let load_after = load_average();
+    let server_rss_end_kb = proc_status_kb(server.pid(), "VmRSS").unwrap_or(0);
+    let server_peak_rss_kb = proc_status_kb(server.pid(), "VmHWM").unwrap_or(0);
+    monitor.stop();
+    server.stop().await;
+    Ok(Report {
+        backend,
+        devices: n,
+        enrolled,
+        concurrency: c,
+        store_enrol_secs,
+        http_enrol_secs,
+        phases,
+        server_peak_rss_kb,
+        server_rss_end_kb,
+        kept_dir: args.keep.then(|| dir.path.clone()),
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_before,
+        load_after,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enrolment
+
+/// A simulated device and its Idle, signed once.
+struct BenchDevice {
+    sim: SimDevice,
+    idle_body: Bytes,
+    idle_sig: HeaderValue,
+}
+
+/// Write `count` enrolled devices straight into the database (see the module doc).
+async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start("enrolling through the store", count, next.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (ctx, next) = (ctx.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+                let udid = format!("{id}{}", &id[..8]);
+                let mut cert = [0u8; 32];
+                let mut token = [0u8; 32];
+                openssl::rand::rand_bytes(&mut cert)?;
+                openssl::rand::rand_bytes(&mut token)?;
+                let now = ctx.now();
+                ctx.store
+                    .authenticate_device(&AuthenticateRecord {
+                        udid: udid.clone(),
+                        serial_number: Some(format!("SIM{}", &id[..9])),
+                        model: Some("MPQ03B/A".into()),
+                        model_name: Some("iPad".into()),
+                        product_name: Some("iPad13,18".into()),
+                        device_name: Some(format!("iPad {}", &id[..4])),
+                        os_version: Some("17.5".into()),
+                        build_version: Some("21F79".into()),
+                        platform: "iPadOS".into(),
+                        topic: TOPIC.into(),
+                        imei: None,
+                        meid: None,
+                        cert_sha256: hex::encode(cert),
+                        enrollment_token_id: None,
+                        at: now,
+                    })
+                    .await?;
+                ctx.store.token_update(&udid, &token, &id, None, false, now).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Issue identities and enrol `n` devices over HTTP: Authenticate, TokenUpdate, then Idle and
+/// acknowledge the initial inventory commands until the queue is empty.
+async fn enrol_over_http(ctx: &Ctx, addr: SocketAddr, n: usize) -> Result<Vec<BenchDevice>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start("enrolling over HTTP", n, done.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..ENROL_CONCURRENCY.min(n) {
+        let (ctx, next, done) = (ctx.clone(), next.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(addr);
+            let mut mine = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                mine.push(enrol_one(&ctx, &mut client).await?);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(mine)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    progress.finish();
+    Ok(all)
+}
+
+async fn enrol_one(ctx: &Ctx, client: &mut Client) -> Result<BenchDevice> {
+    let key = crate::sim::new_key()?;
+    let cert = ctx.issue_simulated_identity(&key, "Lanyard bench device").await?;
+    let sim = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
+    for body in [sim.authenticate(), sim.token_update()] {
+        let sig = header_value(sim.sign(&body))?;
+        let (status, answer) = client.device("/mdm/checkin", body.into(), sig).await?;
+        if status != StatusCode::OK {
+            bail!("check-in of {}: {status} {}", sim.udid, lossy(&answer));
+        }
+    }
+    let idle_body = Bytes::from(sim.idle());
+    let idle_sig = header_value(sim.sign(&idle_body))?;
+    let (mut status, mut answer) = client.device("/mdm/connect", idle_body.clone(), idle_sig.clone()).await?;
+    for _ in 0..16 {
+        if status != StatusCode::OK {
+            bail!("connect of {}: {status} {}", sim.udid, lossy(&answer));
+        }
+        if answer.is_empty() {
+            return Ok(BenchDevice { sim, idle_body, idle_sig });
+        }
+        let (_, _, report) = sim.answer(&answer).ok_or_else(|| anyhow!("not a command: {}", lossy(&answer)))?;
+        let sig = header_value(sim.sign(&report))?;
+        (status, answer) = client.device("/mdm/connect", report.into(), sig).await?;
+    }
+    bail!("{} was still being sent commands after 16", sim.udid)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+/// What one connection measured.
+#[derive(Default)]
+struct Tally {
+    latencies_us: Vec<u32>,
+    round_trips_us: Vec<u32>,
+    requests: u64,
+    errors: u64,
+    unsent: u64,
+    commands: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn error(&mut self, e: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e);
+        }
+    }
+
+    fn merge(&mut self, o: Tally) {
+        self.latencies_us.extend(o.latencies_us);
+        self.round_trips_us.extend(o.round_trips_us);
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.unsent += o.unsent;
+        self.commands += o.commands;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// Idle check-ins for `duration`: closed loop (`rate` None) or `rate` per second offered.
+async fn idle_run(
+    devices: &Arc<Vec<BenchDevice>>,
+    addr: SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    monitor: &Monitor,
+) -> PhaseReport {
+    let mark = monitor.begin().await;
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
+    let deadline = t0 + duration;
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let devices = devices.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(addr);
+            let mut tally = Tally::default();
+            tokio::time::sleep_until(t0).await;
+            for k in 0.. {
+                let i = w + k * concurrency;
+                let start = match rate {
+                    Some(r) => {
+                        let at = t0 + Duration::from_secs_f64(i as f64 / r);
+                        if at >= deadline {
+                            break;
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            // Behind schedule at the deadline: the rest was never sent.
+                            let total = (duration.as_secs_f64() * r).ceil() as usize;
+                            let mine = total.saturating_sub(w).div_ceil(concurrency);
+                            tally.unsent += mine.saturating_sub(k) as u64;
+                            break;
+                        }
+                        tokio::time::sleep_until(at).await;
+                        at
+                    }
+                    None => {
+                        let now = tokio::time::Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        now
+                    }
+                };
+                let d = &devices[i % devices.len()];
+                match client.device("/mdm/connect", d.idle_body.clone(), d.idle_sig.clone()).await {
+                    Ok((StatusCode::OK, body)) if body.is_empty() => {
+                        tally.requests += 1;
+                        tally.latencies_us.push(micros(start.elapsed()));
+                    }
+                    Ok((status, body)) => tally.error(format!("Idle from {}: {status} {}", d.sim.udid, lossy(&body))),
+                    Err(e) => tally.error(format!("Idle from {}: {e:#}", d.sim.udid)),
+                }
+            }
+            tally
+        }));
+    }
+    let tally = join_tallies(tasks).await;
+    let elapsed = t0.elapsed();
+    finish_phase("idle", rate, concurrency, tally, elapsed, monitor, mark).await
+}
+
+/// Queue a `DeviceInformation` for every device through the API, then have each device fetch
+/// and acknowledge it.
+async fn commands_run(
+    ctx: &Ctx,
+    devices: &Arc<Vec<BenchDevice>>,
+    addr: SocketAddr,
+    token: &str,
+    concurrency: usize,
+    rate: Option<f64>,
+    monitor: &Monitor,
+) -> Result<PhaseReport> {
+    let mut api = Client::new(addr);
+    let queued = Instant::now();
+    let mut uuids = HashSet::new();
+    for chunk in devices.chunks(TARGETS_PER_REQUEST) {
+        let body = json!({
+            "targets": chunk.iter().map(|d| d.sim.udid.as_str()).collect::<Vec<_>>(),
+            "command": {
+                "request_type": "DeviceInformation",
+                "Queries": crate::mdm::command::INVENTORY_QUERIES,
+            },
+        });
+        let (status, answer) = api.json(Method::POST, "/api/v1/commands", Some(token), Some(body)).await?;
+        if status != StatusCode::CREATED {
+            bail!("POST /api/v1/commands: {status} {answer}");
+        }
+        let uuid = answer["command_uuid"].as_str().ok_or_else(|| anyhow!("no command_uuid in {answer}"))?;
+        uuids.insert(uuid.to_owned());
+    }
+    let enqueue_secs = queued.elapsed().as_secs_f64();
+    let uuids = Arc::new(uuids);
+
+    let mark = monitor.begin().await;
+    let n = devices.len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut tasks = Vec::new();
+    for w in 0..concurrency.min(n) {
+        let (devices, next, uuids) = (devices.clone(), next.clone(), uuids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::new(addr);
+            let mut tally = Tally::default();
+            tokio::time::sleep_until(t0).await;
+            for k in 0.. {
+                // Closed loop: take the next device. Open loop: device i starts at t0 + i/rate.
+                let (i, start) = match rate {
+                    None => (next.fetch_add(1, Ordering::Relaxed), tokio::time::Instant::now()),
+                    Some(r) => {
+                        let i = w + k * concurrency;
+                        let at = t0 + Duration::from_secs_f64(i as f64 / r);
+                        if i < n {
+                            tokio::time::sleep_until(at).await;
+                        }
+                        (i, at)
+                    }
+                };
+                if i >= n {
+                    break;
+                }
+                let d = &devices[i];
+                match command_round_trip(&mut client, d, &uuids, &mut tally, start).await {
+                    Ok(()) => {
+                        tally.commands += 1;
+                        tally.round_trips_us.push(micros(start.elapsed()));
+                    }
+                    Err(e) => tally.error(format!("{}: {e:#}", d.sim.udid)),
+                }
+            }
+            tally
+        }));
+    }
+    let tally = join_tallies(tasks).await;
+    let elapsed = t0.elapsed();
+    let completed = tally.commands;
+    let (mut round_trips, mut verified) = (tally.round_trips_us.clone(), 0u64);
+    let mut phase = finish_phase("commands", rate, concurrency.min(n), tally, elapsed, monitor, mark).await;
+    // Check the server's records, through the store (an API read of 10,000 results would
+    // weigh on the server's peak RSS, which is measured).
+    for uuid in uuids.iter() {
+        let cmd = ctx.store.command(uuid).await?.ok_or_else(|| anyhow!("command {uuid} is not in the store"))?;
+        verified += ctx.store.command_targets(cmd.seq).await?.iter().filter(|t| t.status == "acknowledged").count() as u64;
+    }
+    round_trips.sort_unstable();
+    phase.commands = Some(CommandStats {
+        completed,
+        per_sec: completed as f64 / elapsed.as_secs_f64(),
+        round_trip_p50_ms: percentile_ms(&round_trips, 0.50),
+        round_trip_p99_ms: percentile_ms(&round_trips, 0.99),
+        verified_acknowledged: verified,
+        enqueue_secs,
+    });
+    if verified != n as u64 {
+        phase.errors += n as u64 - verified.min(n as u64);
+        phase.first_error.get_or_insert_with(|| format!("the store holds {verified} of {n} targets as acknowledged"));
+    }
+    Ok(phase)
+}
+
+/// Idle -> the command -> Acknowledged -> empty. Each request's latency goes into the tally.
+async fn command_round_trip(
+    client: &mut Client,
+    d: &BenchDevice,
+    uuids: &HashSet<String>,
+    tally: &mut Tally,
+    start: tokio::time::Instant,
+) -> Result<()> {
+    let (status, command) = client.device("/mdm/connect", d.idle_body.clone(), d.idle_sig.clone()).await?;
+    tally.latencies_us.push(micros(start.elapsed()));
+    if status != StatusCode::OK || command.is_empty() {
+        bail!("Idle: expected a command, got {status} {}", lossy(&command));
+    }
+    tally.requests += 1;
+    let (uuid, _, report) = d.sim.answer(&command).ok_or_else(|| anyhow!("not a command: {}", lossy(&command)))?;
+    if !uuids.contains(&uuid) {
+        bail!("got command {uuid}, which this run did not queue");
+    }
+    let sig = header_value(d.sim.sign(&report))?;
+    let sent = tokio::time::Instant::now();
+    let (status, next) = client.device("/mdm/connect", report.into(), sig).await?;
+    tally.latencies_us.push(micros(sent.elapsed()));
+    if status != StatusCode::OK || !next.is_empty() {
+        bail!("Acknowledged: expected an empty answer, got {status} {}", lossy(&next));
+    }
+    tally.requests += 1;
+    Ok(())
+}
+
+async fn join_tallies(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+    let mut all = Tally::default();
+    for t in tasks {
+        match t.await {
+            Ok(t) => all.merge(t),
+            Err(e) => all.error(format!("load generator task failed: {e}")),
+        }
+    }
+    all
+}
+
+async fn finish_phase(
+    name: &'static str,
+    rate: Option<f64>,
+    concurrency: usize,
+    mut tally: Tally,
+    elapsed: Duration,
+    monitor: &Monitor,
+    mark: Mark,
+) -> PhaseReport {
+    let u = monitor.end(mark).await;
+    let per_request = |cpu: f64| cpu * 1e6 / tally.requests.max(1) as f64;
+    tally.latencies_us.sort_unstable();
+    let l = &tally.latencies_us;
+    PhaseReport {
+        name,
+        offered_rate: rate,
+        concurrency,
+        requests: tally.requests,
+        errors: tally.errors,
+        unsent: tally.unsent,
+        elapsed,
+        requests_per_sec: tally.requests as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile_ms(l, 0.50),
+        p99_ms: percentile_ms(l, 0.99),
+        max_ms: l.last().map(|&v| v as f64 / 1000.0).unwrap_or(0.0),
+        commands: None,
+        server_cpu_cores: u.server_cpu / u.wall,
+        server_cpu_us_per_request: per_request(u.server_cpu),
+        database_cpu_cores: u.database_cpu.map(|c| c / u.wall),
+        database_cpu_us_per_request: u.database_cpu.map(per_request),
+        bench_cpu_cores: u.bench_cpu / u.wall,
+        other_cpu_cores: ((u.machine_busy - u.server_cpu - u.bench_cpu - u.database_cpu.unwrap_or(0.0)) / u.wall).max(0.0),
+        server_rss_max_kb: u.server_rss_max_kb,
+        first_error: tally.first_error,
+    }
+}
+
+/// The `p` quantile (nearest rank) of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
+    sorted_us[rank - 1] as f64 / 1000.0
+}
+
+async fn login(addr: SocketAddr) -> Result<String> {
+    let (status, body) = Client::new(addr)
+        .json(Method::POST, "/api/v1/auth/login", None, Some(json!({"username": "admin", "password": ADMIN_PASSWORD})))
+        .await?;
+    if status != StatusCode::OK {
+        bail!("admin login: {status} {body}");
+    }
+    Ok(body["token"].as_str().ok_or_else(|| anyhow!("no token in {body}"))?.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+
+impl PhaseReport {
+    fn title(&self) -> String {
+        match self.offered_rate {
+            None => format!("{} (max)", self.name),
+            Some(r) => format!("{} (at {r:.0}/s)", self.name),
+        }
+    }
+
+    /// One line, e.g. `idle (max): 256 concurrent, 60000 requests in 20.0 s, 3000 req/s, ...`.
+    pub fn line(&self) -> String {
+        let mut s = format!("{:<18} {} concurrent, ", self.title() + ":", self.concurrency);
+        if let Some(c) = &self.commands {
+            s += &format!(
+                "{} commands delivered and acknowledged in {:.1} s, {:.0} commands/s ({:.0} req/s), round trip p50 {:.1} ms, p99 {:.1} ms; per request ",
+                c.completed,
+                self.elapsed.as_secs_f64(),
+                c.per_sec,
+                self.requests_per_sec,
+                c.round_trip_p50_ms,
+                c.round_trip_p99_ms,
+            );
+        } else {
+            s += &format!("{} requests in {:.1} s, {:.0} req/s, ", self.requests, self.elapsed.as_secs_f64(), self.requests_per_sec);
+        }
+        s += &format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; errors {}", self.p50_ms, self.p99_ms, self.max_ms, self.errors);
+        if self.unsent > 0 {
+            s += &format!(", {} not sent (server behind schedule)", self.unsent);
+        }
+        s += &format!("; server CPU {:.2} cores ({:.0} us per request)", self.server_cpu_cores, self.server_cpu_us_per_request,);
+        if let (Some(c), Some(us)) = (self.database_cpu_cores, self.database_cpu_us_per_request) {
+            s += &format!(", PostgreSQL {c:.2} cores ({us:.0} us per request)");
+        }
+        s += &format!(
+            ", load generator {:.2} cores, other processes {:.2} cores, server RSS max {}",
+            self.bench_cpu_cores,
+            self.other_cpu_cores,
+            mb(self.server_rss_max_kb)
+        );
+        if let Some(c) = &self.commands {
+            s += &format!("; queued by the API in {:.2} s, {} acknowledged in the store", c.enqueue_secs, c.verified_acknowledged);
+        }
+        if let Some(e) = &self.first_error {
+            s += &format!("\n    first error: {e}");
+        }
+        s
+    }
+}
+
+fn mb(kb: u64) -> String {
+    format!("{:.0} MB", kb as f64 / 1024.0)
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "lanyard bench: {}, {} devices with real certificates enrolled over HTTP, {} enrolled in all, {} concurrent connections",
+            self.backend, self.devices, self.enrolled, self.concurrency
+        )?;
+        writeln!(f, "machine: {} CPUs, load average {} before the runs, {} after", self.cpus, self.load_before, self.load_after)?;
+        if self.enrolled > self.devices {
+            writeln!(
+                f,
+                "{:<18} {} devices written through the store in {:.1} s",
+                "enrol (store):",
+                self.enrolled - self.devices,
+                self.store_enrol_secs
+            )?;
+        }
+        writeln!(
+            f,
+            "{:<18} {} devices in {:.1} s ({:.0} devices/s; Authenticate, TokenUpdate, 3 inventory commands each)",
+            "enrol (HTTP):",
+            self.devices,
+            self.http_enrol_secs,
+            self.devices as f64 / self.http_enrol_secs
+        )?;
+        for p in &self.phases {
+            writeln!(f, "{}", p.line())?;
+        }
+        write!(f, "server peak RSS (VmHWM, whole run): {}; at the end {}", mb(self.server_peak_rss_kb), mb(self.server_rss_end_kb))?;
+        if let Some(d) = &self.kept_dir {
+            write!(f, "\nkept: {} (server.log inside)", d.display())?;
+        }
+        if self.phases.iter().any(|p| p.offered_rate.is_none()) {
+            write!(
+                f,
+                "\n(max runs are closed loops: every connection always has a request in flight, so their latency is queueing, about connections / throughput)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client: hyper over one keep-alive connection, reconnecting when the server closes it.
+
+struct Client {
+    addr: SocketAddr,
+    host: HeaderValue,
+    tx: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Client {
+        Client { addr, host: HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"), tx: None }
+    }
+
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)> {
+        if self.tx.as_ref().is_none_or(|t| t.is_closed()) {
+            let stream = TcpStream::connect(self.addr).await?;
+            stream.set_nodelay(true)?;
+            let (tx, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.tx = Some(tx);
+        }
+        let tx = self.tx.as_mut().expect("connected above");
+        let sent = async {
+            tx.ready().await?;
+            let resp = tx.send_request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        }
+        .await;
+        if sent.is_err() {
+            self.tx = None;
+        }
+        sent
+    }
+
+    /// A signed device request (`/mdm/checkin` or `/mdm/connect`).
+    async fn device(&mut self, path: &'static str, body: Bytes, signature: HeaderValue) -> Result<(StatusCode, Bytes)> {
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(path)
+            .header(header::HOST, self.host.clone())
+            .header(header::CONTENT_TYPE, "application/x-apple-aspen-mdm")
+            .header("mdm-signature", signature)
+            .body(Full::new(body))?;
+        self.send(req).await
+    }
+
+    async fn json(&mut self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Result<(StatusCode, Value)> {
+        let mut req = Request::builder().method(method).uri(path).header(header::HOST, self.host.clone());
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(serde_json::to_vec(&b)?)
+            }
+            None => Bytes::new(),
+        };
+        let (status, bytes) = self.send(req.body(Full::new(body))?).await?;
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(lossy(&bytes)));
+        Ok((status, v))
+    }
+}
+
+fn header_value(s: String) -> Result<HeaderValue> {
+    Ok(HeaderValue::try_from(s)?)
+}
+
+fn lossy(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    s.chars().take(300).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process, and what /proc says about it.
+
+struct ServerProcess {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn start(exe: &Path, dir: &Path, env: &BTreeMap<String, String>, log_filter: Option<&str>) -> Result<ServerProcess> {
+        let log = dir.join("server.log");
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("serve").current_dir(dir).stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("LANYARD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env);
+        if let Some(f) = log_filter {
+            cmd.env("LANYARD_LOG", f);
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {} serve", exe.display()))?;
+        Ok(ServerProcess { child: Some(child), log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    async fn wait_ready(&mut self, addr: SocketAddr) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut client = Client::new(addr);
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("the server exited ({status}) before it answered\n{}", self.log_tail());
+            }
+            if let Ok((StatusCode::OK, _)) = client.json(Method::GET, "/healthz", None, None).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not answer /healthz within 60 s\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!("server log ({}), last lines:\n{}", self.log.display(), lines[lines.len().saturating_sub(20)..].join("\n"))
+    }
+
+    /// SIGTERM, and SIGKILL if it has not drained in 10 seconds.
+    async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Samples the server's VmRSS every 100 ms and reads the CPU time of the server, of this
+/// process and, on PostgreSQL, of the database's backends serving the bench database (they
+/// share the machine, so their CPU is part of the cost of a request).
+struct Monitor {
+    pid: u32,
+    max_rss_kb: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    postgres: Option<sqlx::PgPool>,
+}
+
+/// Where a run started.
+struct Mark {
+    at: Instant,
+    server_cpu: f64,
+    bench_cpu: f64,
+    backends_cpu: BTreeMap<u32, f64>,
+    machine_busy: f64,
+}
+
+/// What a run cost.
+struct Usage {
+    wall: f64,
+    server_cpu: f64,
+    bench_cpu: f64,
+    /// PostgreSQL only.
+    database_cpu: Option<f64>,
+    /// Every process on the machine, this run's included.
+    machine_busy: f64,
+    server_rss_max_kb: u64,
+}
+
+impl Monitor {
+    async fn start(pid: u32, database_url: &str) -> Result<Monitor> {
+        let max_rss_kb = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (max_rss_kb.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                if let Some(rss) = proc_status_kb(pid, "VmRSS") {
+                    m.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let postgres = if database_url.starts_with("postgres") {
+            Some(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(database_url).await?)
+        } else {
+            None
+        };
+        Ok(Monitor { pid, max_rss_kb, stop, postgres })
+    }
+
+    /// CPU seconds of each PostgreSQL backend connected to the bench database (not this one).
+    async fn backends_cpu(&self) -> BTreeMap<u32, f64> {
+        let Some(pool) = &self.postgres else {
+            return BTreeMap::new();
+        };
+        let pids: Vec<(i32,)> =
+            sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default();
+        pids.into_iter().map(|(pid,)| (pid as u32, proc_cpu_secs(&format!("/proc/{pid}/stat")))).collect()
+    }
+
+    async fn begin(&self) -> Mark {
+        self.max_rss_kb.store(proc_status_kb(self.pid, "VmRSS").unwrap_or(0), Ordering::Relaxed);
+        Mark {
+            backends_cpu: self.backends_cpu().await,
+            at: Instant::now(),
+            server_cpu: proc_cpu_secs(&format!("/proc/{}/stat", self.pid)),
+            bench_cpu: proc_cpu_secs("/proc/self/stat"),
+            machine_busy: machine_busy_secs(),
+        }
+    }
+
+    async fn end(&self, mark: Mark) -> Usage {
+        let wall = mark.at.elapsed().as_secs_f64().max(1e-9);
+        let server_cpu = proc_cpu_secs(&format!("/proc/{}/stat", self.pid)) - mark.server_cpu;
+        let bench_cpu = proc_cpu_secs("/proc/self/stat") - mark.bench_cpu;
+        let server_rss_max_kb = self.max_rss_kb.load(Ordering::Relaxed).max(proc_status_kb(self.pid, "VmRSS").unwrap_or(0));
+        let database_cpu = match &self.postgres {
+            None => None,
+            Some(_) => {
+                Some(self.backends_cpu().await.iter().map(|(pid, cpu)| cpu - mark.backends_cpu.get(pid).copied().unwrap_or(0.0)).sum())
+            }
+        };
+        Usage { wall, server_cpu, bench_cpu, database_cpu, machine_busy: machine_busy_secs() - mark.machine_busy, server_rss_max_kb }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// CPU seconds every CPU of the machine has spent busy since boot (`/proc/stat`: all but idle
+/// and iowait).
+fn machine_busy_secs() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = text.lines().next().and_then(|l| l.strip_prefix("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<f64> = cpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy: f64 = f.iter().take(8).sum::<f64>() - f.get(3).unwrap_or(&0.0) - f.get(4).unwrap_or(&0.0);
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// A `kB` line of `/proc/<pid>/status`, e.g. VmRSS or VmHWM.
+fn proc_status_kb(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+}
+
+/// User + system CPU seconds from a `/proc/.../stat` file (0 if unreadable).
+fn proc_cpu_secs(path: &str) -> f64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A temporary directory, removed at the end unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn new(keep: bool) -> Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("lanyard-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path)?;
+        Ok(WorkDir { path, keep })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A progress line on stderr every two seconds.
+struct Progress {
+    stop: Arc<AtomicBool>,
+}
+
+impl Progress {
+    fn start(what: &'static str, total: usize, done: Arc<AtomicUsize>) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let d = done.load(Ordering::Relaxed).min(total);
+                eprintln!("{what}: {d}/{total} ({:.0}/s)", d as f64 / started.elapsed().as_secs_f64());
+            }
+        });
+        Progress { stop }
+    }
+
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile_ms(&v, 0.50), 50.0);
+        assert_eq!(percentile_ms(&v, 0.99), 99.0);
+        assert_eq!(percentile_ms(&v, 1.0), 100.0);
+        assert_eq!(percentile_ms(&[], 0.5), 0.0);
+        assert_eq!(percentile_ms(&[7000], 0.99), 7.0);
+    }
+
+    #[test]
+    fn reads_its_own_proc_files() {
+        let pid = std::process::id();
+        assert!(proc_status_kb(pid, "VmRSS").unwrap() > 0);
+        assert!(proc_status_kb(pid, "VmHWM").unwrap() > 0);
+        assert!(proc_cpu_secs("/proc/self/stat") >= 0.0);
+    }
+}

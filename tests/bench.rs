@@ -1,0 +1,77 @@
+//! `lanyard bench` end to end, small and quick, so that the benchmark cannot silently rot. It
+//! checks that every run completes and reports sane values, never how fast they are (debug
+//! build, shared machine).
+
+#[allow(unused_macros)]
+mod common;
+
+use std::path::PathBuf;
+
+use common::Backend;
+use lanyard::bench::{BenchArgs, Report, Scenario};
+
+fn args(database_url: Option<String>) -> BenchArgs {
+    BenchArgs {
+        scenario: Scenario::All,
+        devices: 20,
+        enrolled: Some(60),
+        concurrency: 4,
+        duration: 1.0,
+        rate: vec![200.0],
+        command_rate: vec![100.0],
+        database_url,
+        server_log: None,
+        keep: false,
+        server_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_lanyard"))),
+    }
+}
+
+fn check(r: &Report) {
+    let shown = r.to_string();
+    assert_eq!(r.errors(), 0, "{shown}");
+    assert_eq!((r.devices, r.enrolled, r.concurrency), (20, 60, 4));
+    let names: Vec<(&str, Option<f64>)> = r.phases.iter().map(|p| (p.name, p.offered_rate)).collect();
+    assert_eq!(names, [("idle", None), ("idle", Some(200.0)), ("commands", None), ("commands", Some(100.0))], "{shown}");
+    for p in &r.phases {
+        assert!(p.requests > 0, "{shown}");
+        assert!(p.requests_per_sec > 0.0, "{shown}");
+        assert!(p.p50_ms > 0.0 && p.p50_ms <= p.p99_ms && p.p99_ms <= p.max_ms, "{shown}");
+        assert!(p.server_rss_max_kb > 0, "{shown}");
+        assert!(p.server_cpu_cores > 0.0, "{shown}");
+        if p.name == "commands" {
+            let c = p.commands.as_ref().expect("command stats");
+            assert_eq!(c.completed, 20, "{shown}");
+            assert_eq!(c.verified_acknowledged, 20, "{shown}");
+            assert_eq!(p.requests, 40, "{shown}");
+            assert!(c.round_trip_p50_ms <= c.round_trip_p99_ms, "{shown}");
+        } else {
+            assert!(p.commands.is_none());
+        }
+    }
+    // The open-loop Idle run sends what it is offered (200/s for a second) unless it falls
+    // behind, which would show as unsent requests, not as errors.
+    let paced = &r.phases[1];
+    assert_eq!(paced.requests + paced.unsent, 200, "{shown}");
+    assert!(r.server_peak_rss_kb >= r.phases[0].server_rss_max_kb, "{shown}");
+    assert!(shown.contains("idle (max):") && shown.contains("server peak RSS"), "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_end_to_end_on_sqlite() {
+    let r = lanyard::bench::run(args(None)).await.unwrap();
+    assert_eq!(r.backend, "sqlite");
+    check(&r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_end_to_end_on_postgres() {
+    let Some(Backend::Postgres(url)) = Backend::postgres().await else {
+        return;
+    };
+    let r = lanyard::bench::run(args(Some(url.clone()))).await.unwrap();
+    assert_eq!(r.backend, "postgres");
+    check(&r);
+    // A second run on the same database is refused: its figures would not be comparable.
+    let e = lanyard::bench::run(args(Some(url))).await.unwrap_err();
+    assert!(e.to_string().contains("empty database"), "{e}");
+}
