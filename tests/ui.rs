@@ -361,7 +361,7 @@ async fn browser_a_form_without_its_csrf_token_is_refused() {
     b.type_into("#label", "Forged").await;
     b.execute("document.querySelector('form[action=\"/ui/enroll\"] input[name=csrf]').remove()", vec![]).await;
     b.click_css("#make-token").await;
-    assert_eq!(b.text_of("h1").await, "This form could not be accepted");
+    b.wait_for_text("h1", "This form could not be accepted").await;
     assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty(), "nothing was created");
     b.quit().await;
     s.stop().await;

@@ -178,9 +178,34 @@ impl Browser {
         self.cmd(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.as_str().unwrap_or("").to_owned()
     }
 
+    /// The text of the first element matching `css`. If the page changes between finding the
+    /// element and reading it (a navigation in flight), find it again.
     pub async fn text_of(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.text(&e).await
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let e = self.find(css).await;
+            match self.try_cmd(reqwest::Method::GET, &format!("/element/{}/text", e.0), json!({})).await {
+                Ok(v) => return v.as_str().unwrap_or("").to_owned(),
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(err) => panic!("cannot read the text of {css}: {err}"),
+            }
+        }
+    }
+
+    /// Wait until the first element matching `css` reads `expected` (after a click that
+    /// navigates, the old page may still be showing for a moment).
+    pub async fn wait_for_text(&self, css: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.text_of(css).await;
+            if got == expected {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("{css} reads {got:?}, expected {expected:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn enabled(&self, e: &Element) -> bool {
