@@ -67,6 +67,9 @@ pub enum Scenario {
     Commands,
     /// Both.
     All,
+    /// The cost of each step of an Idle and of a command, timed in this process (no HTTP, no
+    /// server child): plist parsing, each part of the signature check, each query.
+    Steps,
     /// APNs pushes to --devices devices against the mock APNs (HTTP/2 over TLS on loopback), in
     /// this process: the push client's own speed, not yet through the server.
     Push,
@@ -200,6 +203,9 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
     if args.scenario == Scenario::Push {
         return push(args.devices).await;
     }
+    if args.scenario == Scenario::Steps {
+        return steps(args.database_url.as_deref()).await;
+    }
     let report = tokio::select! {
         r = run(args) => r?,
         _ = tokio::signal::ctrl_c() => bail!("interrupted; the server was stopped"),
@@ -224,12 +230,200 @@ async fn push(n: usize) -> Result<ExitCode> {
     Ok(if r.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// `lanyard bench steps`: time each step of the device path, one after the other, in this
+/// process, on an enrolled device (SQLite in a temporary directory, or `database_url`).
+async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
+    use crate::mdm::cms::verify_mdm_signature;
+    use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::{X509, X509PurposeId, X509StoreContext};
+
+    const N: u32 = 2000;
+    let dir = WorkDir::new(false)?;
+    let config_file = dir.path.join("lanyard.toml");
+    std::fs::write(&config_file, "")?;
+    let mut env = BTreeMap::new();
+    env.insert(
+        "LANYARD_DATA_DIR".to_owned(),
+        dir.path.join("data").display().to_string(),
+    );
+    env.insert(
+        "LANYARD_DATABASE_URL".to_owned(),
+        database_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
+    );
+    env.insert(
+        "LANYARD_ADMIN_PASSWORD".to_owned(),
+        ADMIN_PASSWORD.to_owned(),
+    );
+    let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
+    let ctx = crate::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock))
+        .await?
+        .ctx;
+    // Devices enrolled through the services: one for the Idle steps, M to command once each.
+    const M: usize = 200;
+    let mut sims = Vec::new();
+    for _ in 0..=M {
+        let key = crate::sim::new_key()?;
+        let cert = ctx
+            .issue_simulated_identity(&key, "Lanyard bench device")
+            .await?;
+        let d = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
+        for body in [d.authenticate(), d.token_update()] {
+            ctx.checkin(&body, Some(&d.sign(&body)), None).await?;
+        }
+        drain(&ctx, &d).await?;
+        sims.push(d);
+    }
+    let d = &sims[0];
+    let body = d.idle();
+    let sig = d.sign(&body);
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sig)?;
+    let cert_der = d.cert.to_der()?;
+    let spki = d.cert.public_key()?.public_key_to_der()?;
+    let p7 = Pkcs7::from_der(&der)?;
+    let none = Stack::new()?;
+    let empty = X509StoreBuilder::new()?.build();
+    let mut b = X509StoreBuilder::new()?;
+    b.add_cert(ctx.pki.ca_cert.clone())?;
+    b.set_purpose(X509PurposeId::ANY)?;
+    b.set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
+    let ca_store = b.build();
+    let sha = crate::enrollment::cert_sha256(&d.cert)?;
+
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+    macro_rules! time {
+        ($name:expr, $e:expr) => {{
+            let t = Instant::now();
+            for _ in 0..N {
+                let _ = std::hint::black_box($e);
+            }
+            rows.push(($name, t.elapsed().as_secs_f64() * 1e6 / N as f64));
+        }};
+    }
+    time!("parse the Idle plist", crate::mdm::report::parse(&body));
+    time!(
+        "verify_mdm_signature, in all",
+        verify_mdm_signature(&body, &sig, &ctx.pki.ca_cert)
+    );
+    time!(
+        "- parse the CMS (with its certificate)",
+        Pkcs7::from_der(&der)
+    );
+    time!("  - parse the certificate alone", X509::from_der(&cert_der));
+    time!(
+        "    - decode its public key alone",
+        openssl::pkey::PKey::public_key_from_der(&spki)
+    );
+    time!(
+        "- check the signature over the body",
+        p7.verify(
+            &none,
+            &empty,
+            Some(&body),
+            None,
+            Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED,
+        )
+    );
+    time!("- check the chain to the CA", {
+        let mut c = X509StoreContext::new()?;
+        c.init(&ca_store, &d.cert, &none, |c| c.verify_cert())
+    });
+    time!(
+        "SHA-256 of the certificate",
+        crate::enrollment::cert_sha256(&d.cert)
+    );
+    time!(
+        "device_by_cert (query)",
+        ctx.store.device_by_cert(&sha).await
+    );
+    time!(
+        "next_command, empty queue (query)",
+        ctx.store.next_command(&d.udid, true, ctx.now()).await
+    );
+    time!(
+        "connect: an Idle, in all",
+        ctx.connect(&body, Some(&sig), None).await
+    );
+    // A command for each of M devices, queued (not timed), then Idle -> the command, and
+    // Acknowledged -> empty.
+    let cmd = crate::mdm::command::Command::DeviceInformation(
+        crate::mdm::command::DeviceInformation::inventory(),
+    );
+    let (mut deliver, mut ack) = (0.0, 0.0);
+    for c in &sims[1..] {
+        ctx.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None)
+            .await?;
+        let idle = c.idle();
+        let idle_sig = c.sign(&idle);
+        let t = Instant::now();
+        let command = ctx
+            .connect(&idle, Some(&idle_sig), None)
+            .await?
+            .ok_or_else(|| anyhow!("no command queued"))?;
+        deliver += t.elapsed().as_secs_f64();
+        let (_, _, report) = c.answer(&command).ok_or_else(|| anyhow!("not a command"))?;
+        let report_sig = c.sign(&report);
+        let t = Instant::now();
+        if ctx
+            .connect(&report, Some(&report_sig), None)
+            .await?
+            .is_some()
+        {
+            bail!("a second command was handed out");
+        }
+        ack += t.elapsed().as_secs_f64();
+    }
+    rows.push((
+        "connect: an Idle that gets a command",
+        deliver * 1e6 / M as f64,
+    ));
+    rows.push((
+        "connect: Acknowledged (DeviceInformation)",
+        ack * 1e6 / M as f64,
+    ));
+    // A device with a long history: 1,000 finished commands.
+    let old = &sims[1];
+    for _ in 0..1000 {
+        ctx.queue_command("bench", &cmd, std::slice::from_ref(&old.udid), None)
+            .await?;
+        drain(&ctx, old).await?;
+    }
+    time!(
+        "next_command, empty, 1,000 finished (query)",
+        ctx.store.next_command(&old.udid, true, ctx.now()).await
+    );
+
+    println!(
+        "lanyard bench steps: {}, OpenSSL {}, {N} times each, one after the other",
+        ctx.store.backend(),
+        openssl::version::version()
+    );
+    for (name, us) in rows {
+        println!("{name:<46} {us:>9.1} us");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Idle, then acknowledge everything the server hands out, through the services.
+async fn drain(ctx: &Ctx, d: &SimDevice) -> Result<()> {
+    let idle = d.idle();
+    let mut next = ctx.connect(&idle, Some(&d.sign(&idle)), None).await?;
+    while let Some(cmd) = next {
+        let (_, _, report) = d.answer(&cmd).ok_or_else(|| anyhow!("not a command"))?;
+        next = ctx.connect(&report, Some(&d.sign(&report)), None).await?;
+    }
+    Ok(())
+}
+
 /// Run the benchmark and return what it measured.
 pub async fn run(args: BenchArgs) -> Result<Report> {
     let n = args.devices;
     let enrolled = args.enrolled.unwrap_or(n);
-    if args.scenario == Scenario::Push {
-        bail!("the push scenario has no server run: use lanyard bench push");
+    if matches!(args.scenario, Scenario::Push | Scenario::Steps) {
+        bail!("the push and steps scenarios have no server run: use lanyard bench push|steps");
     }
     if n == 0 || args.concurrency == 0 {
         bail!("--devices and --concurrency must be at least 1");

@@ -157,8 +157,12 @@ macro_rules! impl_command_store {
                      AND t.status IN ('queued', 'sent', 'not_now') AND (t.expires_at IS NULL OR t.expires_at > $2) \
                      ORDER BY t.command_seq LIMIT 1"
                 } else {
+                    // Spelled with the full IN list so that the partial index on pending
+                    // targets (migration 0008) applies: SQLite only uses a partial index when
+                    // the query repeats its condition.
                     "SELECT t.command_seq, t.status FROM command_targets t WHERE t.udid = $1 \
-                     AND t.status IN ('queued', 'sent') AND (t.expires_at IS NULL OR t.expires_at > $2) \
+                     AND t.status IN ('queued', 'sent', 'not_now') AND t.status <> 'not_now' \
+                     AND (t.expires_at IS NULL OR t.expires_at > $2) \
                      ORDER BY t.command_seq LIMIT 1"
                 };
                 let Some((seq, status)): Option<(i64, String)> =
