@@ -244,32 +244,20 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
     let config_file = dir.path.join("lanyard.toml");
     std::fs::write(&config_file, "")?;
     let mut env = BTreeMap::new();
-    env.insert(
-        "LANYARD_DATA_DIR".to_owned(),
-        dir.path.join("data").display().to_string(),
-    );
+    env.insert("LANYARD_DATA_DIR".to_owned(), dir.path.join("data").display().to_string());
     env.insert(
         "LANYARD_DATABASE_URL".to_owned(),
-        database_url
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
+        database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
     );
-    env.insert(
-        "LANYARD_ADMIN_PASSWORD".to_owned(),
-        ADMIN_PASSWORD.to_owned(),
-    );
+    env.insert("LANYARD_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned());
     let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
-    let ctx = crate::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock))
-        .await?
-        .ctx;
+    let ctx = crate::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
     // Devices enrolled through the services: one for the Idle steps, M to command once each.
     const M: usize = 200;
     let mut sims = Vec::new();
     for _ in 0..=M {
         let key = crate::sim::new_key()?;
-        let cert = ctx
-            .issue_simulated_identity(&key, "Lanyard bench device")
-            .await?;
+        let cert = ctx.issue_simulated_identity(&key, "Lanyard bench device").await?;
         let d = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
         for body in [d.authenticate(), d.token_update()] {
             ctx.checkin(&body, Some(&d.sign(&body)), None).await?;
@@ -304,103 +292,52 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
         }};
     }
     time!("parse the Idle plist", crate::mdm::report::parse(&body));
-    time!(
-        "verify_mdm_signature, in all",
-        verify_mdm_signature(&body, &sig, &ctx.pki.ca_cert)
-    );
-    time!(
-        "- parse the CMS (with its certificate)",
-        Pkcs7::from_der(&der)
-    );
+    time!("verify_mdm_signature, in all", verify_mdm_signature(&body, &sig, &ctx.pki.ca_cert));
+    time!("- parse the CMS (with its certificate)", Pkcs7::from_der(&der));
     time!("  - parse the certificate alone", X509::from_der(&cert_der));
-    time!(
-        "    - decode its public key alone",
-        openssl::pkey::PKey::public_key_from_der(&spki)
-    );
+    time!("    - decode its public key alone", openssl::pkey::PKey::public_key_from_der(&spki));
     time!(
         "- check the signature over the body",
-        p7.verify(
-            &none,
-            &empty,
-            Some(&body),
-            None,
-            Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED,
-        )
+        p7.verify(&none, &empty, Some(&body), None, Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED,)
     );
     time!("- check the chain to the CA", {
         let mut c = X509StoreContext::new()?;
         c.init(&ca_store, &d.cert, &none, |c| c.verify_cert())
     });
-    time!(
-        "SHA-256 of the certificate",
-        crate::enrollment::cert_sha256(&d.cert)
-    );
-    time!(
-        "device_by_cert (query)",
-        ctx.store.device_by_cert(&sha).await
-    );
-    time!(
-        "next_command, empty queue (query)",
-        ctx.store.next_command(&d.udid, true, ctx.now()).await
-    );
-    time!(
-        "connect: an Idle, in all",
-        ctx.connect(&body, Some(&sig), None).await
-    );
+    time!("SHA-256 of the certificate", crate::enrollment::cert_sha256(&d.cert));
+    time!("device_by_cert (query)", ctx.store.device_by_cert(&sha).await);
+    time!("next_command, empty queue (query)", ctx.store.next_command(&d.udid, true, ctx.now()).await);
+    time!("connect: an Idle, in all", ctx.connect(&body, Some(&sig), None).await);
     // A command for each of M devices, queued (not timed), then Idle -> the command, and
     // Acknowledged -> empty.
-    let cmd = crate::mdm::command::Command::DeviceInformation(
-        crate::mdm::command::DeviceInformation::inventory(),
-    );
+    let cmd = crate::mdm::command::Command::DeviceInformation(crate::mdm::command::DeviceInformation::inventory());
     let (mut deliver, mut ack) = (0.0, 0.0);
     for c in &sims[1..] {
-        ctx.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None)
-            .await?;
+        ctx.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None).await?;
         let idle = c.idle();
         let idle_sig = c.sign(&idle);
         let t = Instant::now();
-        let command = ctx
-            .connect(&idle, Some(&idle_sig), None)
-            .await?
-            .ok_or_else(|| anyhow!("no command queued"))?;
+        let command = ctx.connect(&idle, Some(&idle_sig), None).await?.ok_or_else(|| anyhow!("no command queued"))?;
         deliver += t.elapsed().as_secs_f64();
         let (_, _, report) = c.answer(&command).ok_or_else(|| anyhow!("not a command"))?;
         let report_sig = c.sign(&report);
         let t = Instant::now();
-        if ctx
-            .connect(&report, Some(&report_sig), None)
-            .await?
-            .is_some()
-        {
+        if ctx.connect(&report, Some(&report_sig), None).await?.is_some() {
             bail!("a second command was handed out");
         }
         ack += t.elapsed().as_secs_f64();
     }
-    rows.push((
-        "connect: an Idle that gets a command",
-        deliver * 1e6 / M as f64,
-    ));
-    rows.push((
-        "connect: Acknowledged (DeviceInformation)",
-        ack * 1e6 / M as f64,
-    ));
+    rows.push(("connect: an Idle that gets a command", deliver * 1e6 / M as f64));
+    rows.push(("connect: Acknowledged (DeviceInformation)", ack * 1e6 / M as f64));
     // A device with a long history: 1,000 finished commands.
     let old = &sims[1];
     for _ in 0..1000 {
-        ctx.queue_command("bench", &cmd, std::slice::from_ref(&old.udid), None)
-            .await?;
+        ctx.queue_command("bench", &cmd, std::slice::from_ref(&old.udid), None).await?;
         drain(&ctx, old).await?;
     }
-    time!(
-        "next_command, empty, 1,000 finished (query)",
-        ctx.store.next_command(&old.udid, true, ctx.now()).await
-    );
+    time!("next_command, empty, 1,000 finished (query)", ctx.store.next_command(&old.udid, true, ctx.now()).await);
 
-    println!(
-        "lanyard bench steps: {}, OpenSSL {}, {N} times each, one after the other",
-        ctx.store.backend(),
-        openssl::version::version()
-    );
+    println!("lanyard bench steps: {}, OpenSSL {}, {N} times each, one after the other", ctx.store.backend(), openssl::version::version());
     for (name, us) in rows {
         println!("{name:<46} {us:>9.1} us");
     }
