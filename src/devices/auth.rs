@@ -2,9 +2,6 @@
 //! from an identity our CA issued, and that identity must be the one bound to the device.
 
 use openssl::x509::X509;
-use openssl::x509::X509StoreContext;
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::verify::X509VerifyFlags;
 
 use crate::context::Lanyard;
 use crate::enrollment::cert_sha256;
@@ -59,16 +56,7 @@ impl Lanyard {
     }
 
     fn chains_to_ca(&self, cert: &X509) -> bool {
-        let verify = || -> std::result::Result<bool, openssl::error::ErrorStack> {
-            let mut b = X509StoreBuilder::new()?;
-            b.add_cert(self.pki.ca_cert.clone())?;
-            b.set_flags(X509VerifyFlags::PARTIAL_CHAIN)?;
-            let store = b.build();
-            let chain = openssl::stack::Stack::new()?;
-            let mut ctx = X509StoreContext::new()?;
-            ctx.init(&store, cert, &chain, |c| c.verify_cert())
-        };
-        verify().unwrap_or(false)
+        crate::mdm::cms::chains_to(cert, &self.pki.ca_cert)
     }
 
     /// The device this identity speaks for, given the UDID the message names.

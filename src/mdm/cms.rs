@@ -113,6 +113,18 @@ pub fn verify_mdm_signature(body: &[u8], header_b64: &str, ca: &X509) -> Result<
     }
 }
 
+/// Whether `cert` chains to `ca` alone (any purpose): the check `verify_mdm_signature` makes,
+/// for a certificate that arrived without a signature (a TLS client certificate).
+pub fn chains_to(cert: &X509, ca: &X509) -> bool {
+    let verify = || -> Result<bool, ErrorStack> {
+        let store = ca_store(ca)?;
+        let chain = Stack::new()?;
+        let mut ctx = X509StoreContext::new()?;
+        ctx.init(&store, cert, &chain, |c| c.verify_cert())
+    };
+    verify().unwrap_or(false)
+}
+
 /// A store trusting only `ca`, accepting a leaf of any purpose. `ca` is a trust anchor even
 /// when it is an intermediate (partial chains allowed), so the issuing CA is always enough.
 fn ca_store(ca: &X509) -> Result<X509Store, ErrorStack> {

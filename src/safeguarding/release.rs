@@ -41,6 +41,26 @@ pub fn request_json(r: CaseRequestRecord) -> Value {
     })
 }
 
+/// A new, undecided request.
+fn pending(case_id: Uuid, kind: &str, requested_by: String, at: chrono::DateTime<chrono::Utc>, justification: &str) -> CaseRequestRecord {
+    CaseRequestRecord {
+        id: Uuid::new_v4(),
+        case_id,
+        kind: kind.into(),
+        udid: None,
+        state: "pending".into(),
+        requested_by,
+        requested_at: at,
+        justification: justification.to_owned(),
+        advice_reference: None,
+        restore_access: false,
+        confirmation: None,
+        decided_by: None,
+        decided_at: None,
+        decision_justification: None,
+    }
+}
+
 /// Two-person requests must come from people, not scripts.
 fn person(p: &Principal) -> Result<String> {
     match p.operator_id() {
@@ -64,20 +84,10 @@ impl Lanyard {
             }
         }
         let rec = CaseRequestRecord {
-            id: Uuid::new_v4(),
-            case_id,
-            kind: "release".into(),
             udid: r.udid.clone(),
-            state: "pending".into(),
-            requested_by: who,
-            requested_at: self.now(),
-            justification: justification.clone(),
             advice_reference: Some(advice.clone()),
             restore_access: r.restore_access,
-            confirmation: None,
-            decided_by: None,
-            decided_at: None,
-            decision_justification: None,
+            ..pending(case_id, "release", who, self.now(), &justification)
         };
         self.store.put_case_request(&rec).await?;
         let actor = p.actor();
@@ -106,22 +116,8 @@ impl Lanyard {
                 "evidence cannot be disposed of while the case is open: release the devices and close the case first",
             ));
         }
-        let rec = CaseRequestRecord {
-            id: Uuid::new_v4(),
-            case_id,
-            kind: "dispose".into(),
-            udid: None,
-            state: "pending".into(),
-            requested_by: who,
-            requested_at: self.now(),
-            justification: justification.clone(),
-            advice_reference: None,
-            restore_access: false,
-            confirmation: Some(confirmation.clone()),
-            decided_by: None,
-            decided_at: None,
-            decision_justification: None,
-        };
+        let rec =
+            CaseRequestRecord { confirmation: Some(confirmation.clone()), ..pending(case_id, "dispose", who, self.now(), &justification) };
         self.store.put_case_request(&rec).await?;
         let actor = p.actor();
         self.case_event(
