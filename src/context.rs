@@ -18,6 +18,8 @@ pub struct Lanyard {
     pub public_url: String,
     pub pusher: crate::pushing::Pusher,
     pub metrics: crate::metrics::Metrics,
+    /// Device certificates that passed the full signature check (see `mdm::signers`).
+    pub signers: crate::mdm::signers::SignerCache,
 }
 
 pub type Ctx = Arc<Lanyard>;

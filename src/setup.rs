@@ -31,6 +31,7 @@ pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) 
         public_url,
         pusher: Default::default(),
         metrics: Default::default(),
+        signers: Default::default(),
     });
     let first_admin = ctx.ensure_first_admin().await?;
     // The school baseline (profiles/*.mobileconfig), on a fresh installation only.

@@ -1,17 +1,14 @@
 //! Device authentication: the `Mdm-Signature` header (or the TLS client certificate) must come
 //! from an identity our CA issued, and that identity must be the one bound to the device.
 
-use openssl::x509::X509;
-
 use crate::context::Lanyard;
-use crate::enrollment::cert_sha256;
 use crate::error::{Error, Result};
-use crate::mdm::cms::{SignatureError, verify_mdm_signature};
+use crate::mdm::cms::SignatureError;
 use crate::store::DeviceRecord;
 
 /// A verified device identity certificate.
 pub struct DeviceIdentity {
-    pub cert: X509,
+    /// SHA-256 of the certificate's DER, hex: what binds it to a device.
     pub sha256: String,
 }
 
@@ -20,8 +17,8 @@ const MAX_RENEWALS: usize = 16;
 
 impl Lanyard {
     fn verify_signer_inner(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<DeviceIdentity> {
-        let cert = match (signature, tls_cert) {
-            (Some(sig), _) => verify_mdm_signature(body, sig, &self.pki.ca_cert).map_err(|e| {
+        let sha256 = match (signature, tls_cert) {
+            (Some(sig), _) => self.signers.verify(body, sig, &self.pki.ca_cert).map_err(|e| {
                 tracing::warn!(error = %e, "device authentication failed");
                 match e {
                     SignatureError::NotBase64(_) | SignatureError::NotCms(_) | SignatureError::Missing => {
@@ -30,20 +27,16 @@ impl Lanyard {
                     _ => Error::Forbidden(format!("Mdm-Signature: {e}")),
                 }
             })?,
-            (None, Some(der)) => {
-                let cert = X509::from_der(der).map_err(|_| Error::BadRequest("unreadable client certificate".into()))?;
-                if !self.chains_to_ca(&cert) {
-                    tracing::warn!("device authentication failed: TLS client certificate is not from our CA");
-                    return Err(Error::Forbidden("client certificate is not from this server's CA".into()));
-                }
-                cert
-            }
+            (None, Some(der)) => self.signers.verify_client_cert(der, &self.pki.ca_cert).ok_or_else(|| {
+                tracing::warn!("device authentication failed: TLS client certificate is unreadable or not from our CA");
+                Error::Forbidden("client certificate is not from this server's CA".into())
+            })?,
             (None, None) => {
                 tracing::warn!("device authentication failed: no Mdm-Signature and no client certificate");
                 return Err(Error::BadRequest("missing Mdm-Signature header".into()));
             }
         };
-        Ok(DeviceIdentity { sha256: cert_sha256(&cert)?, cert })
+        Ok(DeviceIdentity { sha256: hex::encode(sha256) })
     }
 
     /// Verify the message's signer (the signature over the exact body, and a chain to our CA),
@@ -53,10 +46,6 @@ impl Lanyard {
         let r = self.verify_signer_inner(body, signature, tls_cert);
         let _ = openssl::error::ErrorStack::get();
         r
-    }
-
-    fn chains_to_ca(&self, cert: &X509) -> bool {
-        crate::mdm::cms::chains_to(cert, &self.pki.ca_cert)
     }
 
     /// The device this identity speaks for, given the UDID the message names.

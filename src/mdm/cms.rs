@@ -77,7 +77,12 @@ pub fn verify_mdm_signature(body: &[u8], header_b64: &str, ca: &X509) -> Result<
         return Err(SignatureError::Missing);
     }
     let der = BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))?;
-    let p7 = Pkcs7::from_der(&der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
+    verify_detached_der(body, &der, ca)
+}
+
+/// [`verify_mdm_signature`] after the base64: `der` is the CMS SignedData itself.
+pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, SignatureError> {
+    let p7 = Pkcs7::from_der(der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
     if p7.signed().is_none() {
         return Err(SignatureError::NotCms("not a SignedData structure".into()));
     }

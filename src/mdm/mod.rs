@@ -11,6 +11,8 @@
 //!   against Apple's schema, and encoded as the XML plist a device expects.
 //! - [`cms`]: CMS (PKCS#7) signatures: the `Mdm-Signature` header that authenticates every
 //!   device request, and signed configuration profiles.
+//! - [`signers`]: the same check made cheaper for certificates that passed it before, reading
+//!   the CMS structure with [`der`].
 //! - [`enrollment`]: the enrolment profile (root CA, SCEP and MDM payloads).
 //!
 //! Apple's key names are kept wherever a value crosses the wire; Rust field names are the same
@@ -19,8 +21,10 @@
 pub mod checkin;
 pub mod cms;
 pub mod command;
+mod der;
 pub mod enrollment;
 pub mod report;
+pub mod signers;
 mod value;
 
 #[cfg(test)]

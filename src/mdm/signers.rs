@@ -1,0 +1,391 @@
+//! Device signatures checked against certificates already verified once.
+//!
+//! Every device request carries its identity certificate inside the `Mdm-Signature`, and
+//! OpenSSL 3.0 spends most of a full check decoding that certificate (its public key above all:
+//! about 100 µs of the 215 µs, see BENCHMARKS.md). A device sends the same certificate for a
+//! year, so [`SignerCache`] remembers each certificate that passed the full check
+//! ([`verify_detached_der`]: the signature over the body, and the chain to our CA) by the SHA-256
+//! of its DER, with its decoded public key and validity period.
+//!
+//! A request signed with a remembered certificate is then checked without decoding it: the CMS
+//! structure is split with [`super::der`], the certificate the signer info names (issuer and
+//! serial number) is found among those embedded, looked up by hash, its validity period checked
+//! against the clock, and the signature checked with the remembered key over the signed
+//! attributes, whose message digest must be the body's. Anything this path does not recognise,
+//! and every failure, goes to the full check, which gives the answer and the error. So this
+//! path can only accept a signature made over this body with the key of a certificate that the
+//! full check accepted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::hash::{MessageDigest, hash};
+use openssl::pkey::{Id, PKey, Public};
+use openssl::sign::Verifier;
+use openssl::x509::X509;
+
+use super::cms::{SignatureError, chains_to, verify_detached_der};
+use super::der::{self, OCTET_STRING, OID, Reader, SEQUENCE, SET, Tlv, context};
+
+/// How many certificates are remembered: more than the devices of any one school. A full cache
+/// forgets an arbitrary entry; that device's next request takes the full check again.
+pub const DEFAULT_CAPACITY: usize = 20_000;
+
+/// A certificate that passed the full check.
+struct Known {
+    key: PKey<Public>,
+    not_before: i64,
+    not_after: i64,
+}
+
+/// The certificates devices have authenticated with, and how often each path was taken.
+pub struct SignerCache {
+    known: Mutex<HashMap<[u8; 32], Arc<Known>>>,
+    capacity: usize,
+    /// Requests checked with a remembered certificate.
+    pub hits: AtomicU64,
+    /// Requests that took the full check.
+    pub misses: AtomicU64,
+}
+
+impl Default for SignerCache {
+    fn default() -> Self {
+        SignerCache::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl SignerCache {
+    pub fn new(capacity: usize) -> Self {
+        SignerCache { known: Mutex::new(HashMap::new()), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// Checks an `Mdm-Signature` header over `body`: the signature, and that the signer chains
+    /// to `ca`. Returns the SHA-256 of the signer certificate's DER.
+    pub fn verify(&self, body: &[u8], header_b64: &str, ca: &X509) -> Result<[u8; 32], SignatureError> {
+        let header = header_b64.trim();
+        if header.is_empty() {
+            return Err(SignatureError::Missing);
+        }
+        let der = BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))?;
+        if let Some(sha256) = self.verify_known(body, &der, unix_now()) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(sha256);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let cert = verify_detached_der(body, &der, ca)?;
+        self.remember(&cert)
+    }
+
+    /// Checks a TLS client certificate (DER) chains to `ca`. Returns its SHA-256, or None if
+    /// it is unreadable or not from our CA.
+    pub fn verify_client_cert(&self, der: &[u8], ca: &X509) -> Option<[u8; 32]> {
+        let sha256 = openssl::sha::sha256(der);
+        if self.lookup(&sha256, unix_now()).is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Some(sha256);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let cert = X509::from_der(der).ok()?;
+        if !chains_to(&cert, ca) {
+            return None;
+        }
+        self.remember(&cert).ok()
+    }
+
+    fn remember(&self, cert: &X509) -> Result<[u8; 32], SignatureError> {
+        let sha256 = openssl::sha::sha256(&cert.to_der()?);
+        let known = Known { key: cert.public_key()?, not_before: unix(cert.not_before())?, not_after: unix(cert.not_after())? };
+        let mut map = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity
+            && let Some(victim) = map.keys().next().copied()
+        {
+            map.remove(&victim);
+        }
+        map.insert(sha256, Arc::new(known));
+        Ok(sha256)
+    }
+
+    fn lookup(&self, sha256: &[u8; 32], now: i64) -> Option<Arc<Known>> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(sha256).cloned()?;
+        (known.not_before <= now && now <= known.not_after).then_some(known)
+    }
+
+    /// The fast path: Some(hash of the signer certificate) only if the signature verifies with
+    /// a remembered certificate that is valid at `now`.
+    fn verify_known(&self, body: &[u8], der: &[u8], now: i64) -> Option<[u8; 32]> {
+        let parts = SignedParts::split(der)?;
+        let sha256 = openssl::sha::sha256(parts.signer_cert);
+        let known = self.lookup(&sha256, now)?;
+        let md = digest_algorithm(parts.digest_algorithm)?;
+        if !signature_fits_key(parts.signature_algorithm, known.key.id()) {
+            return None;
+        }
+        let mut verifier = Verifier::new(md, &known.key).ok()?;
+        match parts.signed_attributes {
+            Some(attrs) => {
+                let digest = message_digest(attrs)?;
+                if hash(md, body).ok()?.as_ref() != digest {
+                    return None;
+                }
+                // The signature covers the attributes encoded as a SET (RFC 5652 §5.4): the
+                // same octets with the universal SET tag in place of [0].
+                let mut signed = attrs.raw.to_vec();
+                signed[0] = SET;
+                verifier.update(&signed).ok()?;
+            }
+            None => verifier.update(body).ok()?,
+        }
+        let ok = verifier.verify(parts.signature).unwrap_or(false);
+        if !ok {
+            // A failed check leaves errors on OpenSSL's per-thread queue; the full check that
+            // follows starts clean.
+            let _ = openssl::error::ErrorStack::get();
+        }
+        ok.then_some(sha256)
+    }
+}
+
+/// The pieces of a detached CMS SignedData with one signer that the fast path needs.
+struct SignedParts<'a> {
+    signer_cert: &'a [u8],
+    digest_algorithm: Tlv<'a>,
+    signed_attributes: Option<Tlv<'a>>,
+    signature_algorithm: Tlv<'a>,
+    signature: &'a [u8],
+}
+
+const OID_SIGNED_DATA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02];
+const OID_DATA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01];
+const OID_MESSAGE_DIGEST: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x04];
+
+impl<'a> SignedParts<'a> {
+    fn split(der: &'a [u8]) -> Option<SignedParts<'a>> {
+        let mut top = Reader::new(der);
+        let content_info = top.expect(SEQUENCE)?;
+        let mut ci = content_info.children();
+        if ci.expect(OID)?.content != OID_SIGNED_DATA {
+            return None;
+        }
+        let signed_data = ci.expect(context(0))?.children().expect(SEQUENCE)?;
+        let mut sd = signed_data.children();
+        sd.expect(der::INTEGER)?;
+        sd.expect(SET)?;
+        let encap = sd.expect(SEQUENCE)?;
+        let mut e = encap.children();
+        if e.expect(OID)?.content != OID_DATA || !e.is_empty() {
+            return None; // not detached: the full check will say so
+        }
+        let certificates = sd.optional(context(0))?;
+        sd.optional(context(1));
+        let mut signer_infos = sd.expect(SET)?.children();
+        let signer_info = signer_infos.expect(SEQUENCE)?;
+        if !signer_infos.is_empty() {
+            return None;
+        }
+        let mut si = signer_info.children();
+        si.expect(der::INTEGER)?;
+        let mut sid = si.expect(SEQUENCE)?.children();
+        let (issuer, serial) = (sid.expect(SEQUENCE)?, sid.expect(der::INTEGER)?);
+        let digest_algorithm = si.expect(SEQUENCE)?;
+        let signed_attributes = si.optional(context(0));
+        let signature_algorithm = si.expect(SEQUENCE)?;
+        let signature = si.expect(OCTET_STRING)?.content;
+        let mut certs = certificates.children();
+        let signer_cert = std::iter::from_fn(|| certs.next_tlv()).find(|c| names(c, issuer, serial))?.raw;
+        Some(SignedParts { signer_cert, digest_algorithm, signed_attributes, signature_algorithm, signature })
+    }
+}
+
+/// Whether this certificate has this issuer and serial number (as encoded).
+fn names(cert: &Tlv, issuer: Tlv, serial: Tlv) -> bool {
+    let check = || -> Option<bool> {
+        let mut tbs = cert.children().expect(SEQUENCE)?.children();
+        tbs.optional(context(0));
+        let cert_serial = tbs.expect(der::INTEGER)?;
+        tbs.expect(SEQUENCE)?;
+        let cert_issuer = tbs.expect(SEQUENCE)?;
+        Some(cert_serial.raw == serial.raw && cert_issuer.raw == issuer.raw)
+    };
+    cert.tag == SEQUENCE && check().unwrap_or(false)
+}
+
+/// The messageDigest attribute's value.
+fn message_digest<'a>(attrs: Tlv<'a>) -> Option<&'a [u8]> {
+    let mut r = attrs.children();
+    while let Some(attr) = r.next_tlv() {
+        let mut a = attr.children();
+        if a.expect(OID)?.content == OID_MESSAGE_DIGEST {
+            let mut values = a.expect(SET)?.children();
+            let value = values.expect(OCTET_STRING)?.content;
+            return values.is_empty().then_some(value);
+        }
+    }
+    None
+}
+
+fn algorithm_oid<'a>(alg: Tlv<'a>) -> Option<&'a [u8]> {
+    Some(alg.children().expect(OID)?.content)
+}
+
+fn digest_algorithm(alg: Tlv) -> Option<MessageDigest> {
+    match algorithm_oid(alg)? {
+        [0x2B, 0x0E, 0x03, 0x02, 0x1A] => Some(MessageDigest::sha1()),
+        [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, n] => match n {
+            1 => Some(MessageDigest::sha256()),
+            2 => Some(MessageDigest::sha384()),
+            3 => Some(MessageDigest::sha512()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// PKCS #1 v1.5 for RSA keys and ECDSA for EC keys; anything else (RSA-PSS, say) takes the
+/// full check.
+fn signature_fits_key(alg: Tlv, key: Id) -> bool {
+    const RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01];
+    const EC_KEY: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+    const ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04];
+    let Some(oid) = algorithm_oid(alg) else { return false };
+    match key {
+        Id::RSA => oid.strip_prefix(RSA).is_some_and(|n| matches!(n, [1] | [5] | [11] | [12] | [13])),
+        Id::EC => oid == EC_KEY || oid.strip_prefix(ECDSA).is_some_and(|n| matches!(n, [1] | [3, 2] | [3, 3] | [3, 4])),
+        _ => false,
+    }
+}
+
+fn unix(t: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
+    let d = Asn1Time::from_unix(0)?.diff(t)?;
+    Ok(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mdm::cms::sign_detached;
+    use crate::mdm::testutil::{Identity, Leaf, make_ca, make_leaf};
+
+    const BODY: &[u8] = b"<plist><dict><key>Status</key><string>Idle</string></dict></plist>";
+
+    fn header(body: &[u8], id: &Identity) -> String {
+        BASE64.encode(sign_detached(body, &id.cert, &id.key).expect("sign"))
+    }
+
+    fn counts(c: &SignerCache) -> (u64, u64) {
+        (c.hits.load(Ordering::Relaxed), c.misses.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn second_request_from_a_known_certificate_skips_the_full_check() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        let first = cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+        assert_eq!(first, openssl::sha::sha256(&device.cert.to_der().unwrap()));
+        assert_eq!(counts(&cache), (0, 1));
+        let other = b"<plist><dict><key>Status</key><string>Acknowledged</string></dict></plist>";
+        assert_eq!(cache.verify(other, &header(other, &device), &ca.cert).expect("second"), first);
+        assert_eq!(counts(&cache), (1, 1));
+    }
+
+    #[test]
+    fn known_certificate_does_not_excuse_a_bad_signature() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+
+        // The same signature over a changed body.
+        let h = header(BODY, &device);
+        let e = cache.verify(b"<plist>tampered</plist>", &h, &ca.cert).unwrap_err();
+        assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
+
+        // A flipped bit in the signature value (the last bytes of the DER).
+        let mut der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
+        let n = der.len();
+        der[n - 3] ^= 0x01;
+        let e = cache.verify(BODY, &BASE64.encode(&der), &ca.cert).unwrap_err();
+        assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
+        assert_eq!(counts(&cache).0, 0, "no request may pass the fast path");
+    }
+
+    #[test]
+    fn certificates_from_another_ca_are_never_remembered() {
+        let (ours, theirs) = (make_ca("Lanyard Test CA"), make_ca("Lanyard Test CA"));
+        let stranger = make_leaf(&theirs, "stranger", Leaf::Device);
+        let cache = SignerCache::default();
+        for _ in 0..2 {
+            let e = cache.verify(BODY, &header(BODY, &stranger), &ours.cert).unwrap_err();
+            assert!(matches!(e, SignatureError::Untrusted { .. }), "{e}");
+        }
+        assert_eq!(counts(&cache), (0, 2));
+        assert!(cache.verify_client_cert(&stranger.cert.to_der().unwrap(), &ours.cert).is_none());
+    }
+
+    #[test]
+    fn fast_path_refuses_outside_the_validity_period() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+        let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
+        let now = unix_now();
+        assert!(cache.verify_known(BODY, &der, now).is_some());
+        assert!(cache.verify_known(BODY, &der, now + 3 * 365 * 86_400).is_none(), "expired");
+        assert!(cache.verify_known(BODY, &der, now - 3 * 86_400).is_none(), "not yet valid");
+    }
+
+    #[test]
+    fn indefinite_length_outer_layers_are_read_as_devices_send_them() {
+        // Re-encode the outer ContentInfo and SignedData with indefinite lengths, as Apple's
+        // encoder does, keeping the signed attributes and certificates as they are.
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+        let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
+        let ci = Reader::new(&der).expect(SEQUENCE).unwrap();
+        let mut c = ci.children();
+        let oid = c.expect(OID).unwrap();
+        let explicit = c.expect(context(0)).unwrap();
+        let sd = explicit.children().expect(SEQUENCE).unwrap();
+        let mut ber = vec![0x30, 0x80];
+        ber.extend(oid.raw);
+        ber.extend([0xA0, 0x80, 0x30, 0x80]);
+        ber.extend(sd.content);
+        ber.extend([0, 0, 0, 0, 0, 0]);
+        assert!(cache.verify_known(BODY, &ber, unix_now()).is_some());
+        assert!(cache.verify_known(b"other", &ber, unix_now()).is_none());
+    }
+
+    #[test]
+    fn client_certificates_are_remembered_after_the_chain_check() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        let der = device.cert.to_der().unwrap();
+        assert_eq!(cache.verify_client_cert(&der, &ca.cert), Some(openssl::sha::sha256(&der)));
+        assert_eq!(cache.verify_client_cert(&der, &ca.cert), Some(openssl::sha::sha256(&der)));
+        assert_eq!(counts(&cache), (1, 1));
+        assert!(cache.verify_client_cert(b"not a certificate", &ca.cert).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_forgets_instead_of_growing() {
+        let ca = make_ca("Lanyard Test CA");
+        let cache = SignerCache::new(2);
+        for i in 0..4 {
+            let d = make_leaf(&ca, &format!("device {i}"), Leaf::Device);
+            cache.verify(BODY, &header(BODY, &d), &ca.cert).expect("verify");
+        }
+        assert_eq!(cache.known.lock().unwrap().len(), 2);
+    }
+}
