@@ -18,7 +18,15 @@ impl Lanyard {
         let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
         let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
-        let device = self.bind_identity(&identity, &udid, false).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+        let device = match self.store.device_session(&identity.sha256).await? {
+            Some(session) if session.udid == udid => session,
+            _ => {
+                // Not bound to this device: the full rules (another device's certificate, or a
+                // renewal that moves the binding).
+                self.bind_identity(&identity, &udid, false).await?;
+                self.store.device_session(&identity.sha256).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?
+            }
+        };
         if report.ids.is_user_channel() {
             // No user-channel commands yet.
             return Ok(None);
@@ -46,7 +54,7 @@ impl Lanyard {
                 };
                 Metrics::add(counter, 1);
             }
-            if recorded.is_some() {
+            if recorded.as_ref().is_some_and(|r| r.for_case) {
                 self.on_case_command_result(&udid, command_uuid, status, &plist).await?;
             }
             match &recorded {
@@ -67,10 +75,15 @@ impl Lanyard {
             }
         }
         let include_not_now = report.status == CommandStatus::Idle;
+        if include_not_now && !device.pending {
+            return Ok(None);
+        }
         let next = self.store.next_command(&udid, include_not_now, now).await?;
         if let Some(cmd) = &next {
             Metrics::add(&self.metrics.commands_delivered, 1);
-            self.on_case_command_sent(&udid, &cmd.uuid).await?;
+            if cmd.for_case {
+                self.on_case_command_sent(&udid, &cmd.uuid).await?;
+            }
         }
         Ok(next.map(|c| c.payload))
     }

@@ -370,7 +370,7 @@ impl Lanyard {
             None => rules_of(&g),
         };
         if let (Some(new), true) = (&new_rules, rules.is_some()) {
-            let (desired, _) = self.smart_evaluation(None).await?;
+            let desired = self.smart_evaluation(None).await?.map(|(facts, _)| facts).unwrap_or_default();
             let members: BTreeSet<String> = self.store.group_members(g.id).await?.into_iter().collect();
             let leaving: Vec<String> = members.iter().filter(|u| !desired.get(*u).is_some_and(|f| new.matches(f))).cloned().collect();
             self.ensure_none_on_hold(actor, &leaving, "change smart group rules").await?;
@@ -525,9 +525,16 @@ impl Lanyard {
         Ok(ChangeOutcome::Done(()))
     }
 
-    /// The facts smart rules look at, for every enrolled device (or one), and the live smart
-    /// groups with their rules.
-    async fn smart_evaluation(&self, only: Option<&str>) -> Result<(HashMap<String, DeviceFacts>, Vec<(Uuid, SmartRules)>)> {
+    /// The facts the enrolled devices (all, or one) and the rules of the smart groups; None
+    /// if the school has no smart groups (then no device can be in one).
+    async fn smart_evaluation(&self, only: Option<&str>) -> Result<Option<(HashMap<String, DeviceFacts>, Vec<(Uuid, SmartRules)>)>> {
+        let smart: Vec<_> = self.store.list_groups().await?.into_iter().filter(|g| g.kind == "smart").collect();
+        if smart.is_empty() {
+            // No smart groups: no live smart memberships either, and nothing to work out (this
+            // runs after every DeviceInformation answer).
+            return Ok(None);
+        }
+        let groups = smart.iter().filter_map(|g| rules_of(g).map(|r| (g.id, r))).collect();
         let now = self.now();
         let mut holders: HashMap<String, HolderRow> = HashMap::new();
         for h in self.store.current_holders(now).await? {
@@ -550,22 +557,16 @@ impl Lanyard {
             }
         }
         let facts = devices.iter().map(|d| (d.udid.clone(), DeviceFacts::of(d, holders.get(&d.udid).cloned()))).collect();
-        let groups = self
-            .store
-            .list_groups()
-            .await?
-            .into_iter()
-            .filter(|g| g.kind == "smart")
-            .filter_map(|g| rules_of(&g).map(|r| (g.id, r)))
-            .collect();
-        Ok((facts, groups))
+        Ok(Some((facts, groups)))
     }
 
     /// Bring smart groups' memberships up to date (all enrolled devices, or one), writing the
     /// changes to the membership history. Returns the devices whose memberships changed.
     /// Enrolled devices only: a device that unenrols leaves its smart groups.
     pub async fn refresh_smart_groups(&self, only: Option<&str>) -> Result<Vec<String>> {
-        let (facts, groups) = self.smart_evaluation(only).await?;
+        let Some((facts, groups)) = self.smart_evaluation(only).await? else {
+            return Ok(Vec::new());
+        };
         let current: BTreeSet<(Uuid, String)> =
             self.store.smart_memberships().await?.into_iter().filter(|(_, u)| only.is_none_or(|o| o == u)).collect();
         let mut desired = BTreeSet::new();

@@ -66,6 +66,8 @@ pub struct NextCommand {
     pub uuid: String,
     pub request_type: String,
     pub payload: Vec<u8>,
+    /// Queued under a safeguarding case: its delivery goes on the case's record.
+    pub for_case: bool,
 }
 
 /// What a report changed.
@@ -73,6 +75,8 @@ pub struct NextCommand {
 pub struct RecordedResult {
     pub request_type: String,
     pub command_seq: i64,
+    /// Queued under a safeguarding case: its result goes on the case's record.
+    pub for_case: bool,
 }
 
 pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
@@ -152,29 +156,29 @@ macro_rules! impl_command_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::NextCommand>> {
                 // Read first: an Idle with nothing queued must not take the write lock.
+                // One read, which is all an Idle with nothing queued costs: no write lock.
                 let sql = if include_not_now {
-                    "SELECT t.command_seq, t.status FROM command_targets t WHERE t.udid = $1 \
+                    "SELECT t.command_seq, t.status, c.uuid, c.request_type, c.payload, \
+                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = c.uuid) \
+                     FROM command_targets t JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 \
                      AND t.status IN ('queued', 'sent', 'not_now') AND (t.expires_at IS NULL OR t.expires_at > $2) \
                      ORDER BY t.command_seq LIMIT 1"
                 } else {
                     // Spelled with the full IN list so that the partial index on pending
                     // targets (migration 0008) applies: SQLite only uses a partial index when
                     // the query repeats its condition.
-                    "SELECT t.command_seq, t.status FROM command_targets t WHERE t.udid = $1 \
+                    "SELECT t.command_seq, t.status, c.uuid, c.request_type, c.payload, \
+                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = c.uuid) \
+                     FROM command_targets t JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 \
                      AND t.status IN ('queued', 'sent', 'not_now') AND t.status <> 'not_now' \
                      AND (t.expires_at IS NULL OR t.expires_at > $2) \
                      ORDER BY t.command_seq LIMIT 1"
                 };
-                let Some((seq, status)): Option<(i64, String)> =
+                let Some((seq, status, uuid, request_type, payload, for_case)): Option<(i64, String, String, String, Vec<u8>, bool)> =
                     sqlx::query_as(sql).bind(udid).bind(now).fetch_optional(&self.pool).await?
                 else {
                     return Ok(None);
                 };
-                let (uuid, request_type, payload): (String, String, Vec<u8>) =
-                    sqlx::query_as("SELECT uuid, request_type, payload FROM commands WHERE seq = $1")
-                        .bind(seq)
-                        .fetch_one(&self.pool)
-                        .await?;
                 if status != "sent" {
                     sqlx::query(
                         "UPDATE command_targets SET status = 'sent', sent_at = $3, updated_at = $3 \
@@ -186,7 +190,7 @@ macro_rules! impl_command_store {
                     .execute(&self.pool)
                     .await?;
                 }
-                Ok(Some($crate::store::NextCommand { seq, uuid, request_type, payload }))
+                Ok(Some($crate::store::NextCommand { seq, uuid, request_type, payload, for_case }))
             }
 
             async fn record_result(
@@ -198,8 +202,13 @@ macro_rules! impl_command_store {
                 json: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
-                let Some((seq, request_type)): Option<(i64, String)> =
-                    sqlx::query_as("SELECT seq, request_type FROM commands WHERE uuid = $1").bind(command_uuid).fetch_optional(&self.pool).await?
+                let Some((seq, request_type, for_case)): Option<(i64, String, bool)> = sqlx::query_as(
+                    "SELECT seq, request_type, EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = commands.uuid) \
+                     FROM commands WHERE uuid = $1",
+                )
+                .bind(command_uuid)
+                .fetch_optional(&self.pool)
+                .await?
                 else {
                     return Ok(None);
                 };
@@ -219,7 +228,7 @@ macro_rules! impl_command_store {
                 .bind(finished)
                 .execute(&self.pool)
                 .await?;
-                Ok((r.rows_affected() == 1).then_some($crate::store::RecordedResult { request_type, command_seq: seq }))
+                Ok((r.rows_affected() == 1).then_some($crate::store::RecordedResult { request_type, command_seq: seq, for_case }))
             }
 
             async fn command(&self, uuid: &str) -> $crate::store::StoreResult<Option<$crate::store::CommandRecord>> {

@@ -50,6 +50,17 @@ pub struct IssuedCertRecord {
     pub renewed_from: Option<String>,
 }
 
+/// What a device's connect request needs to know about it: who it is, when it was last seen
+/// and pushed, and whether anything is pending for it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceSession {
+    pub udid: String,
+    pub last_seen_at: DateTime<Utc>,
+    pub last_push_at: Option<DateTime<Utc>>,
+    /// A target of this device is queued, sent or not_now (possibly expired).
+    pub pending: bool,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRecord {
     pub udid: String,
@@ -175,6 +186,9 @@ pub trait DeviceStore: Send + Sync {
 
     async fn device(&self, udid: &str) -> StoreResult<Option<DeviceRecord>>;
     async fn device_by_cert(&self, cert_sha256: &str) -> StoreResult<Option<DeviceRecord>>;
+    /// The device bound to this certificate, as a connect request needs it: the one query an
+    /// Idle with nothing pending costs.
+    async fn device_session(&self, cert_sha256: &str) -> StoreResult<Option<DeviceSession>>;
     /// Record an Authenticate: create or refresh the device, bind the certificate, forget the
     /// previous enrolment's push token and cancel what was queued for it.
     async fn authenticate_device(&self, rec: &AuthenticateRecord) -> StoreResult<()>;
@@ -312,6 +326,19 @@ macro_rules! impl_device_store {
 
             async fn device_by_cert(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceRecord>> {
                 Ok(sqlx::query_as("SELECT * FROM devices WHERE cert_sha256 = $1").bind(h).fetch_optional(&self.pool).await?)
+            }
+
+            async fn device_session(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceSession>> {
+                // The status list repeats the partial index's condition (migration 0008) so
+                // that SQLite uses it.
+                Ok(sqlx::query_as(
+                    "SELECT d.udid, d.last_seen_at, d.last_push_at, EXISTS (SELECT 1 FROM command_targets t \
+                       WHERE t.udid = d.udid AND t.status IN ('queued', 'sent', 'not_now')) AS pending \
+                     FROM devices d WHERE d.cert_sha256 = $1",
+                )
+                .bind(h)
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             async fn authenticate_device(&self, r: &$crate::store::AuthenticateRecord) -> $crate::store::StoreResult<()> {

@@ -22,7 +22,8 @@ pub mod sqlite;
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{
-    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord, PushCertRecord,
+    AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
+    PushCertRecord,
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
 pub use profiles::{
