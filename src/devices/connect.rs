@@ -4,6 +4,8 @@
 //! oldest pending command. A command answered NotNow is skipped for the rest of this
 //! connection and offered again at the device's next Idle.
 
+use std::sync::atomic::Ordering;
+
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::mdm::report::{self, CommandStatus};
@@ -36,6 +38,10 @@ impl Lanyard {
         if answered_push || (now - device.last_seen_at).num_seconds() >= LAST_SEEN_RESOLUTION_SECS {
             self.store.touch_device(&udid, now).await?;
         }
+        // Commands queued while this report is handled (a reconcile after a ProfileList, say)
+        // go out in this same answer.
+        let queued_before = self.metrics.commands_queued.load(Ordering::Relaxed);
+        let mut answered_pending = false;
         if report.status != CommandStatus::Idle {
             let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
             let status = match report.status {
@@ -46,6 +52,7 @@ impl Lanyard {
             let json = report.to_json();
             let plist = body.to_vec();
             let recorded = self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await?;
+            answered_pending = recorded.is_some();
             if recorded.is_some() {
                 let counter = match report.status {
                     CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
@@ -74,10 +81,14 @@ impl Lanyard {
                 self.profiles_after_report(&udid, command_uuid, &done.request_type, &report).await;
             }
         }
-        let include_not_now = report.status == CommandStatus::Idle;
-        if include_not_now && !device.pending {
+        // Ask for the next command only if one can be there: pending before this report
+        // (besides the one it answered), or queued since. A command queued by another instance
+        // meanwhile is not missed: queueing pushes the device.
+        let others_pending = device.pending - i64::from(answered_pending) > 0;
+        if !others_pending && self.metrics.commands_queued.load(Ordering::Relaxed) == queued_before {
             return Ok(None);
         }
+        let include_not_now = report.status == CommandStatus::Idle;
         let next = self.store.next_command(&udid, include_not_now, now).await?;
         if let Some(cmd) = &next {
             Metrics::add(&self.metrics.commands_delivered, 1);

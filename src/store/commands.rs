@@ -155,41 +155,43 @@ macro_rules! impl_command_store {
                 include_not_now: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::NextCommand>> {
-                // Read first: an Idle with nothing queued must not take the write lock.
-                // One read, which is all an Idle with nothing queued costs: no write lock.
+                // One statement: pick the oldest pending target and mark it sent (keeping the
+                // first sent_at when it is handed over again). The service calls this only when
+                // something is pending, so an Idle with nothing queued never writes. The status
+                // lists repeat the partial index's condition (migration 0008): SQLite only uses
+                // a partial index when the query does.
                 let sql = if include_not_now {
-                    "SELECT t.command_seq, t.status, c.uuid, c.request_type, c.payload, \
-                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = c.uuid) \
-                     FROM command_targets t JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 \
-                     AND t.status IN ('queued', 'sent', 'not_now') AND (t.expires_at IS NULL OR t.expires_at > $2) \
-                     ORDER BY t.command_seq LIMIT 1"
+                    "UPDATE command_targets SET status = 'sent', \
+                           sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
+                           updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
+                         WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
+                           WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
+                           AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) \
+                         RETURNING command_seq, \
+                           (SELECT c.uuid FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           (SELECT c.payload FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           EXISTS (SELECT 1 FROM case_commands cc JOIN commands c ON c.uuid = cc.command_uuid \
+                             WHERE c.seq = command_targets.command_seq)"
                 } else {
-                    // Spelled with the full IN list so that the partial index on pending
-                    // targets (migration 0008) applies: SQLite only uses a partial index when
-                    // the query repeats its condition.
-                    "SELECT t.command_seq, t.status, c.uuid, c.request_type, c.payload, \
-                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = c.uuid) \
-                     FROM command_targets t JOIN commands c ON c.seq = t.command_seq WHERE t.udid = $1 \
-                     AND t.status IN ('queued', 'sent', 'not_now') AND t.status <> 'not_now' \
-                     AND (t.expires_at IS NULL OR t.expires_at > $2) \
-                     ORDER BY t.command_seq LIMIT 1"
+                    "UPDATE command_targets SET status = 'sent', \
+                           sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
+                           updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
+                         WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
+                           WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') AND t.status <> 'not_now' \
+                           AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) \
+                         RETURNING command_seq, \
+                           (SELECT c.uuid FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           (SELECT c.payload FROM commands c WHERE c.seq = command_targets.command_seq), \
+                           EXISTS (SELECT 1 FROM case_commands cc JOIN commands c ON c.uuid = cc.command_uuid \
+                             WHERE c.seq = command_targets.command_seq)"
                 };
-                let Some((seq, status, uuid, request_type, payload, for_case)): Option<(i64, String, String, String, Vec<u8>, bool)> =
-                    sqlx::query_as(sql).bind(udid).bind(now).fetch_optional(&self.pool).await?
+                let Some((seq, uuid, request_type, payload, for_case)): Option<(i64, String, String, Vec<u8>, bool)> =
+                    sqlx::query_as(sql).bind(udid).bind(now).bind(now).fetch_optional(&self.pool).await?
                 else {
                     return Ok(None);
                 };
-                if status != "sent" {
-                    sqlx::query(
-                        "UPDATE command_targets SET status = 'sent', sent_at = $3, updated_at = $3 \
-                         WHERE udid = $1 AND command_seq = $2 AND status IN ('queued', 'not_now')",
-                    )
-                    .bind(udid)
-                    .bind(seq)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?;
-                }
                 Ok(Some($crate::store::NextCommand { seq, uuid, request_type, payload, for_case }))
             }
 
@@ -202,33 +204,28 @@ macro_rules! impl_command_store {
                 json: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
-                let Some((seq, request_type, for_case)): Option<(i64, String, bool)> = sqlx::query_as(
-                    "SELECT seq, request_type, EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = commands.uuid) \
-                     FROM commands WHERE uuid = $1",
-                )
-                .bind(command_uuid)
-                .fetch_optional(&self.pool)
-                .await?
-                else {
-                    return Ok(None);
-                };
+                // One statement: only a pending target changes, so a duplicate report (or one
+                // for an unknown command) returns nothing and changes nothing.
                 let finished = status != "not_now";
-                let r = sqlx::query(
+                let row: Option<(i64, String, bool)> = sqlx::query_as(
                     "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
                      completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
                      not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
-                     WHERE udid = $1 AND command_seq = $2 AND status IN ('queued', 'sent', 'not_now')",
+                     WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
+                     AND status IN ('queued', 'sent', 'not_now') \
+                     RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
+                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2)",
                 )
                 .bind(udid)
-                .bind(seq)
+                .bind(command_uuid)
                 .bind(status)
                 .bind(plist)
                 .bind(json)
                 .bind(now)
                 .bind(finished)
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
-                Ok((r.rows_affected() == 1).then_some($crate::store::RecordedResult { request_type, command_seq: seq, for_case }))
+                Ok(row.map(|(command_seq, request_type, for_case)| $crate::store::RecordedResult { request_type, command_seq, for_case }))
             }
 
             async fn command(&self, uuid: &str) -> $crate::store::StoreResult<Option<$crate::store::CommandRecord>> {

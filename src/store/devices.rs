@@ -57,8 +57,8 @@ pub struct DeviceSession {
     pub udid: String,
     pub last_seen_at: DateTime<Utc>,
     pub last_push_at: Option<DateTime<Utc>>,
-    /// A target of this device is queued, sent or not_now (possibly expired).
-    pub pending: bool,
+    /// How many of this device's targets are queued, sent or not_now (expired ones too).
+    pub pending: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -332,7 +332,7 @@ macro_rules! impl_device_store {
                 // The status list repeats the partial index's condition (migration 0008) so
                 // that SQLite uses it.
                 Ok(sqlx::query_as(
-                    "SELECT d.udid, d.last_seen_at, d.last_push_at, EXISTS (SELECT 1 FROM command_targets t \
+                    "SELECT d.udid, d.last_seen_at, d.last_push_at, (SELECT COUNT(*) FROM command_targets t \
                        WHERE t.udid = d.udid AND t.status IN ('queued', 'sent', 'not_now')) AS pending \
                      FROM devices d WHERE d.cert_sha256 = $1",
                 )
