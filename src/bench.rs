@@ -305,7 +305,9 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
         c.init(&ca_store, &d.cert, &none, |c| c.verify_cert())
     });
     time!("SHA-256 of the certificate", crate::enrollment::cert_sha256(&d.cert));
+    time!("SignerCache::verify, a known certificate", ctx.signers.verify(&body, &sig, &ctx.pki.ca_cert));
     time!("device_by_cert (query)", ctx.store.device_by_cert(&sha).await);
+    time!("device_session (query)", ctx.store.device_session(&sha).await);
     time!("next_command, empty queue (query)", ctx.store.next_command(&d.udid, true, ctx.now()).await);
     time!("connect: an Idle, in all", ctx.connect(&body, Some(&sig), None).await);
     // A command for each of M devices, queued (not timed), then Idle -> the command, and
@@ -329,6 +331,16 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
     }
     rows.push(("connect: an Idle that gets a command", deliver * 1e6 / M as f64));
     rows.push(("connect: Acknowledged (DeviceInformation)", ack * 1e6 / M as f64));
+    // The parts of an acknowledgement that can be repeated.
+    let c = &sims[1];
+    let (_, _, answer) = c.answer(&cmd.to_plist("0B7C2F5E-0000-4000-8000-000000000001")).ok_or_else(|| anyhow!("not a command"))?;
+    let answer_sig = c.sign(&answer);
+    let parsed = crate::mdm::report::parse(&answer)?;
+    time!("- parse the DeviceInformation answer", crate::mdm::report::parse(&answer));
+    time!("- its JSON view", parsed.to_json().to_string());
+    time!("- SignerCache::verify, the answer", ctx.signers.verify(&answer, &answer_sig, &ctx.pki.ca_cert));
+    time!("- apply_inventory (query)", ctx.apply_inventory(&c.udid, "DeviceInformation", &parsed, ctx.now()).await);
+    time!("- smart groups (list_groups query)", ctx.refresh_smart_groups(Some(&c.udid)).await);
     // A device with a long history: 1,000 finished commands.
     let old = &sims[1];
     for _ in 0..1000 {
