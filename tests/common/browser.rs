@@ -174,6 +174,12 @@ impl Browser {
         self.cmd(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({"text": text}))).await;
     }
 
+    /// Choose a file in a file input (`<input type=file>`), as a person picking it would.
+    pub async fn upload(&self, css: &str, file: &std::path::Path) {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({"text": file.display().to_string()}))).await;
+    }
+
     pub async fn text(&self, e: &Element) -> String {
         self.cmd(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.as_str().unwrap_or("").to_owned()
     }
