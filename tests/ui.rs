@@ -2,10 +2,13 @@
 //!
 //! - in a real headless Chromium driven over WebDriver (log in, the enrolment QR code, a DSL
 //!   quarantining a simulated device through the guided flow, an admin facing a legal hold, a
-//!   technician kept out of safeguarding, a form without its CSRF token), saving screenshots
-//!   under `$CARGO_TARGET_DIR/ui-screenshots/`;
+//!   technician kept out of safeguarding, a form without its CSRF token, uploading a profile and
+//!   assigning it to a group, a filtering change proposed by one person and approved by
+//!   another, raw evidence viewed with a justification), saving screenshots under
+//!   `$CARGO_TARGET_DIR/ui-screenshots/`;
 //! - over plain HTTP for the session rules (cookie flags, CSP, CSRF, idle timeout, expiry,
-//!   disabled accounts, lockout), which need no browser.
+//!   disabled accounts, lockout), which need no browser, and for the profile, evidence, PIN
+//!   and disposal forms (refusals in words, roles, CSRF, the audit log).
 
 mod common;
 
@@ -79,6 +82,33 @@ impl Console {
         self.send(req).await
     }
 
+    /// A `multipart/form-data` post, as a browser sends a form with a file input.
+    async fn post_multipart(&mut self, path: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> Page {
+        let boundary = "lanyard-test-boundary-7d2b5c0e";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+        }
+        if let Some((name, file_name, bytes)) = file {
+            body.extend(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\n\
+                     Content-Type: application/x-apple-aspen-config\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend(bytes);
+            body.extend(b"\r\n");
+        }
+        body.extend(format!("--{boundary}--\r\n").as_bytes());
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        self.send(req).await
+    }
+
     async fn login(&mut self, username: &str, password: &str) -> Page {
         let page = self.get("/ui/login").await;
         let csrf = page.csrf();
@@ -98,8 +128,13 @@ async fn operator(s: &TestServer, username: &str, role: &str) -> String {
 
 /// A device on legal hold under case 1, quarantined by a DSL through the API.
 async fn quarantined(s: &TestServer) -> (lanyard::sim::SimDevice, String) {
+    quarantined_as(s, Kind::SupervisedIpad).await
+}
+
+/// A device of `kind` on legal hold under case 1 (a Mac is locked with a PIN).
+async fn quarantined_as(s: &TestServer, kind: Kind) -> (lanyard::sim::SimDevice, String) {
     s.load_push_cert().await;
-    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let d = s.enrolled_device(kind).await;
     let dsl = s.operator("dsl-api", "dsl").await;
     let (st, case) = s
         .post("/api/v1/cases", &dsl, json!({"kind": "iioc", "summary": "Concern raised by a teacher", "justification": "IIOC procedure"}))
@@ -587,5 +622,559 @@ async fn release_needs_a_second_person_in_the_console() {
     assert!(r.body.contains("release_approved"), "{}", r.body);
     let pdf = dsl.get(&format!("/ui/cases/{case}/custody.pdf")).await;
     assert_eq!(pdf.headers["content-type"], "application/pdf");
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------- profiles, evidence, PINs
+
+/// A restrictions profile (AirDrop off), as a technician would upload it.
+const AIRDROP: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>PayloadType</key><string>Configuration</string><key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>uk.sch.test.restrictions</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000001</string>
+<key>PayloadDisplayName</key><string>Test restrictions</string>
+<key>PayloadContent</key><array><dict>
+<key>PayloadType</key><string>com.apple.applicationaccess</string><key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>uk.sch.test.restrictions.a</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>
+<key>allowAirDrop</key><false/>
+</dict></array></dict></plist>"#;
+
+/// The same profile missing a payload's PayloadUUID.
+fn airdrop_broken() -> String {
+    AIRDROP.replace("<key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>", "")
+}
+
+/// The baseline KS2 filter with `site` added to its deny-list.
+fn ks2_with_denied(site: &str) -> Vec<u8> {
+    let (_, xml) = lanyard::profiles::BASELINE.iter().find(|(s, _)| *s == "ks2-web-filtered").unwrap();
+    let mut v: plist::Value = plist::from_bytes(xml.as_bytes()).unwrap();
+    let payload = v.as_dictionary_mut().unwrap().get_mut("PayloadContent").unwrap().as_array_mut().unwrap()[0].as_dictionary_mut().unwrap();
+    payload.get_mut("DenyListURLs").unwrap().as_array_mut().unwrap().push(site.into());
+    let mut out = Vec::new();
+    v.to_writer_xml(&mut out).unwrap();
+    out
+}
+
+/// The audit entries of `action` (a prefix), newest first.
+async fn audit(s: &TestServer, action: &str) -> Vec<serde_json::Value> {
+    let admin = s.admin().await;
+    let (st, page) = s.get(&format!("/api/v1/audit?action={action}"), &admin).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_technician_uploads_a_profile_and_assigns_it_to_a_group() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    s.load_push_cert().await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let pw = operator(&s, "tech", "technician").await;
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.mobileconfig");
+    std::fs::write(&broken, airdrop_broken()).unwrap();
+    let good = dir.path().join("airdrop-off.mobileconfig");
+    std::fs::write(&good, AIRDROP).unwrap();
+
+    b.login(&s.base, "tech", &pw).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/profiles", s.base)).await;
+    // A broken file is refused in plain words, naming the payload and the key; nothing is saved.
+    b.upload("#upload-file", &broken).await;
+    b.click_css("#upload-button").await;
+    let err = b.wait_text("#form-error", "missing PayloadUUID", 15).await;
+    assert!(err.contains("Payload 1 (com.apple.applicationaccess): missing PayloadUUID") && err.contains("Nothing was changed"), "{err}");
+    assert!(s.ctx.store.profile_by_name("broken").await.unwrap().is_none());
+    // The real file, named after the file.
+    b.upload("#upload-file", &good).await;
+    b.click_css("#upload-button").await;
+    b.wait_text("#done", "Uploaded", 15).await;
+    let p = s.ctx.store.profile_by_name("airdrop-off").await.unwrap().expect("the profile is saved");
+    let pid = p.id.to_string();
+    assert_eq!(b.text_of(&format!("#groups-{pid}")).await, "Not assigned to any group");
+
+    // Make a group and put the iPad in it by its serial number.
+    b.type_into("#group-name", "Year 3").await;
+    b.click_css("#make-group").await;
+    b.wait_text("#done", "The group is made", 15).await;
+    let g = s.ctx.store.group_by_name("Year 3").await.unwrap().expect("the group is made");
+    b.type_into(&format!("#gm-{}", g.id), &d.serial).await;
+    b.click_css(&format!("#add-members-{}", g.id)).await;
+    b.wait_text("#done", "Added to the group", 15).await;
+    assert_eq!(s.ctx.store.group_members(g.id).await.unwrap(), vec![d.udid.clone()]);
+
+    // Assign the profile to the group.
+    b.click_css(&format!("#assign-open-{pid}")).await;
+    b.click_css(&format!("#ag-{pid} option[value='{}']", g.id)).await;
+    b.click_css(&format!("#assign-button-{pid}")).await;
+    b.wait_text("#done", "Assigned", 15).await;
+    assert_eq!(b.text_of(&format!("#groups-{pid}")).await, "Year 3");
+    b.execute("document.getElementById('p-' + arguments[0]).scrollIntoView()", vec![json!(pid)]).await;
+    b.screenshot("profiles").await;
+
+    // The device page compares what its groups say with what it has: missing until the iPad
+    // answers, then matching.
+    let verdict = "#profiles-table tr[data-identifier='uk.sch.test.restrictions'] [data-field=verdict]";
+    b.goto(&format!("{}/ui/devices/{}", s.base, d.udid)).await;
+    assert_eq!(b.text_of(verdict).await, "Missing");
+    let answered = s.drain(&d).await;
+    assert!(answered.contains(&"InstallProfile".to_owned()), "{answered:?}");
+    b.goto(&format!("{}/ui/devices/{}", s.base, d.udid)).await;
+    assert_eq!(b.text_of(verdict).await, "Matching");
+    let summary = b.text_of("#profile-summary").await;
+    assert!(summary.starts_with("1 matching, 0 missing"), "{summary}");
+    b.execute("document.getElementById('profiles').scrollIntoView()", vec![]).await;
+    b.screenshot("device-profiles").await;
+    b.quit().await;
+
+    // Each step is in the audit log, under the technician's name, as through the API.
+    for action in ["profile.create", "group.create", "group.members.add", "group.profile.assign"] {
+        let items = audit(&s, action).await;
+        assert!(items.iter().any(|e| e["action"] == action && e["actor"] == "operator:tech"), "{action}: {items:?}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_filtering_change_is_proposed_then_approved_by_a_second_person() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    let dsl_pw = operator(&s, "dsl", "dsl").await;
+    let ks2 = s.ctx.store.profile_by_name("ks2-web-filtered").await.unwrap().expect("baseline");
+    let pid = ks2.id.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ks2.mobileconfig");
+    std::fs::write(&file, ks2_with_denied("example.com")).unwrap();
+
+    // An admin proposes a new version of the KS2 filter, with a reason and a risk assessment.
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/profiles", s.base)).await;
+    assert!(b.text_of("#no-pending").await.contains("None"));
+    b.click_css(&format!("#version-open-{pid}")).await;
+    b.upload(&format!("#vf-{pid}"), &file).await;
+    b.type_into(&format!("#vr-{pid}"), "Pupils found example.com").await;
+    b.type_into(&format!("#vk-{pid}"), "RA-2026-014").await;
+    b.click_css(&format!("#version-button-{pid}")).await;
+    b.wait_text("#done", "only been proposed", 15).await;
+    assert_eq!(s.ctx.store.profile(ks2.id).await.unwrap().unwrap().version, 1, "nothing is deployed yet");
+    let changes = s.ctx.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    let cid = changes[0].id.to_string();
+
+    // The change in words: what is blocked now, before and after, why, and the risk assessment.
+    assert_eq!(b.text_of(&format!("#diff-{cid}")).await, "Now blocked: example.com");
+    let panel = b.text_of(&format!("#c-{cid}")).await;
+    assert!(panel.contains("New version of ks2-web-filtered"), "{panel}");
+    assert!(panel.contains("Pupils found example.com") && panel.contains("RA-2026-014"), "{panel}");
+    let blocked = ks2_blocked_count(&s).await;
+    let row = b
+        .execute(
+            "return [...document.querySelectorAll('#c-' + arguments[0] + ' table.before-after tbody tr')].map(r => [...r.children].map(c => c.textContent))",
+            vec![json!(cid)],
+        )
+        .await;
+    assert!(row.as_array().unwrap().contains(&json!(["Sites blocked", blocked.to_string(), (blocked + 1).to_string()])), "{row}");
+    b.execute("document.getElementById('c-' + arguments[0]).scrollIntoView()", vec![json!(cid)]).await;
+    b.screenshot("filtering-change-proposed").await;
+
+    // The proposer cannot approve it: the buttons are disabled, and a forged post gets the
+    // service's refusal.
+    let approve = b.find(&format!("#approve-{cid}")).await;
+    assert!(!b.enabled(&approve).await, "the proposer's approve button is disabled");
+    assert!(b.text_of(&format!("#own-{cid}")).await.contains("a different person must approve"));
+    b.execute(
+        "const f = document.getElementById('decide-' + arguments[0]); f.querySelectorAll('[disabled]').forEach(e => e.disabled = false); \
+         f.querySelector('textarea').value = 'I approve my own'; document.getElementById('approve-' + arguments[0]).click();",
+        vec![json!(cid)],
+    )
+    .await;
+    let err = b.wait_text("#form-error", "second person", 15).await;
+    assert!(err.contains("proposed this change: a second person (dsl, headteacher or admin) must decide it"), "{err}");
+    assert_eq!(s.ctx.filtering_change_view(changes[0].id).await.unwrap().state, "proposed");
+    assert_eq!(s.ctx.store.profile(ks2.id).await.unwrap().unwrap().version, 1);
+
+    // The DSL approves it: deployed as version 2.
+    b.click_css(".who button").await;
+    b.find("#username").await;
+    b.login(&s.base, "dsl", &dsl_pw).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/profiles", s.base)).await;
+    assert!(b.find_now(&format!("#own-{cid}")).await.is_none());
+    b.type_into(&format!("#cj-{cid}"), "Risk assessed; consistent with policy 7.3.2").await;
+    b.click_css(&format!("#approve-{cid}")).await;
+    b.wait_text("#done", "Approved", 15).await;
+    let p = s.ctx.store.profile(ks2.id).await.unwrap().unwrap();
+    assert_eq!(p.version, 2);
+    assert!(b.text_of(&format!("#filter-{pid}")).await.contains("example.com"));
+    let row = b.text_of(&format!("#h-{cid}")).await;
+    assert!(row.contains("Approved and deployed") && row.contains("operator:dsl"), "{row}");
+    b.quit().await;
+
+    let proposed = audit(&s, "filtering.propose").await;
+    assert!(
+        proposed.iter().any(|e| e["actor"] == "operator:admin" && e["details"]["risk_assessment_ref"] == "RA-2026-014"),
+        "{proposed:?}"
+    );
+    let approved = audit(&s, "filtering.approve").await;
+    assert_eq!(approved.len(), 1, "{approved:?}");
+    assert_eq!(approved[0]["actor"], "operator:dsl");
+    s.stop().await;
+}
+
+/// How many sites the live KS2 filter blocks.
+async fn ks2_blocked_count(s: &TestServer) -> usize {
+    let p = s.ctx.list_profile_views(Some("ks2-web-filtered")).await.unwrap();
+    p[0].filtering.as_ref().unwrap().denied.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_dsl_views_raw_evidence_with_a_justification() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    let (d, case) = quarantined(&s).await;
+    let case_id: uuid::Uuid = case.parse().unwrap();
+    let pw = operator(&s, "dsl", "dsl").await;
+    let evidence = s.ctx.store.case_evidence(case_id).await.unwrap();
+    let item = evidence.iter().find(|e| e.request_type == "DeviceInformation").expect("device details are evidence");
+    let sha = item.sha256.clone().expect("received");
+
+    b.login(&s.base, "dsl", &pw).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/cases/{case}", s.base)).await;
+    let table = b.text_of("#evidence-table").await;
+    assert!(table.contains(&sha), "{table}");
+    assert_eq!(b.find_all("#evidence-table tbody tr").await.len(), evidence.len());
+    b.click_css(&format!("#view-open-{}", item.id)).await;
+    b.type_into(&format!("#ej-{}", item.id), "The police asked for the serial number").await;
+    b.click_css(&format!("#view-{}", item.id)).await;
+    b.wait_for_text("h1", "Evidence: Read device details").await;
+    let raw = b.text_of("#evidence-raw").await;
+    assert!(raw.contains("<plist") && raw.contains(&d.serial), "{raw}");
+    assert_eq!(b.text_of("#evidence-sha256").await, sha);
+    let shown = b.text_of("#shown-sha256").await;
+    assert!(shown.starts_with(&sha) && shown.contains("unchanged"), "{shown}");
+    b.screenshot("evidence-raw").await;
+    b.quit().await;
+
+    // Recorded on the case's custody log and in the audit log, with the reason.
+    let events = s.ctx.store.case_events(case_id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "evidence_viewed"
+            && e.actor == "operator:dsl"
+            && e.justification.as_deref() == Some("The police asked for the serial number")),
+        "{events:?}"
+    );
+    let viewed = audit(&s, "case.evidence.view").await;
+    assert!(
+        viewed.iter().any(|e| e["actor"] == "operator:dsl" && e["details"]["justification"] == "The police asked for the serial number"),
+        "{viewed:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_console_forms_need_their_csrf_token_and_the_right_role() {
+    let s = server().await;
+    let (mac, case) = quarantined_as(&s, Kind::Mac).await;
+    let case_id: uuid::Uuid = case.parse().unwrap();
+    let item = s.ctx.store.case_evidence(case_id).await.unwrap().into_iter().find(|e| e.raw.is_some()).expect("evidence");
+    let admin_token = s.admin().await;
+    let (st, g) = s.post("/api/v1/groups", &admin_token, json!({"name": "Year 5", "kind": "static"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let camera = s.ctx.store.profile_by_name("pupil-camera-off").await.unwrap().unwrap().id.to_string();
+    let profiles_before = s.ctx.store.list_profiles().await.unwrap().len();
+
+    // Every new form refuses a post without the session's token (403) and does nothing.
+    let mut admin = Console::new(&s);
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let paths = [
+        "/ui/profiles".to_owned(),
+        "/ui/profiles/baseline".into(),
+        "/ui/profiles/groups".into(),
+        format!("/ui/profiles/groups/{gid}/members"),
+        format!("/ui/profiles/groups/{gid}/members/{}/remove", mac.udid),
+        format!("/ui/profiles/changes/{}", uuid::Uuid::new_v4()),
+        format!("/ui/profiles/{camera}/versions"),
+        format!("/ui/profiles/{camera}/delete"),
+        format!("/ui/profiles/{camera}/groups"),
+        format!("/ui/profiles/{camera}/groups/{gid}/remove"),
+        format!("/ui/cases/{case}/dispose-requests"),
+        format!("/ui/cases/{case}/evidence/{}", item.id),
+        format!("/ui/cases/{case}/devices/{}/lock-pin", mac.udid),
+    ];
+    let fields = [
+        ("name", "forged"),
+        ("stem", "staff-web"),
+        ("group_id", gid.as_str()),
+        ("devices", mac.serial.as_str()),
+        ("decision", "approve"),
+        ("justification", "forged"),
+        ("confirmation", "forged"),
+        ("reason", "forged"),
+        ("risk_assessment_ref", "forged"),
+    ];
+    for p in &paths {
+        let r = admin.post(p, &fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{p}");
+        assert!(r.body.contains("missing its security token"), "{p}: {}", r.body);
+        let r = admin.post_multipart(p, &fields, Some(("file", "a.mobileconfig", AIRDROP.as_bytes()))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{p} (multipart)");
+    }
+    assert_eq!(s.ctx.store.list_profiles().await.unwrap().len(), profiles_before);
+    assert!(s.ctx.store.group_members(gid.parse().unwrap()).await.unwrap().is_empty());
+    assert!(s.ctx.store.group_profile_ids(gid.parse().unwrap()).await.unwrap().is_empty());
+    let events = s.ctx.store.case_events(case_id).await.unwrap();
+    assert!(!events.iter().any(|e| ["evidence_viewed", "lock_pin_revealed", "disposal_requested"].contains(&e.kind.as_str())));
+    for action in
+        ["profile.", "group.members.", "group.profile.", "filtering.", "case.evidence.view", "case.lock_pin.reveal", "case.dispose.request"]
+    {
+        let items = audit(&s, action).await;
+        assert!(!items.iter().any(|e| e["actor"] == "operator:admin"), "{action}: {items:?}");
+    }
+
+    // A technician, with a good token, is kept out of the evidence, the PIN and disposal, and
+    // cannot decide a filtering change; an auditor cannot upload.
+    let pw = operator(&s, "tech", "technician").await;
+    let mut tech = Console::new(&s);
+    tech.login("tech", &pw).await;
+    let csrf = tech.get("/ui/").await.csrf();
+    for p in [
+        format!("/ui/cases/{case}/evidence/{}", item.id),
+        format!("/ui/cases/{case}/devices/{}/lock-pin", mac.udid),
+        format!("/ui/cases/{case}/dispose-requests"),
+    ] {
+        let r = tech.post(&p, &[("csrf", &csrf), ("justification", "curious"), ("confirmation", "nobody")]).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{p}");
+        assert!(r.body.contains("technician role cannot work on safeguarding cases"), "{p}: {}", r.body);
+    }
+    let r = tech
+        .post(
+            &format!("/ui/profiles/changes/{}", uuid::Uuid::new_v4()),
+            &[("csrf", &csrf), ("decision", "approve"), ("justification", "x")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let gov_pw = operator(&s, "gov", "auditor").await;
+    let mut gov = Console::new(&s);
+    gov.login("gov", &gov_pw).await;
+    let page = gov.get("/ui/profiles").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("upload-form"), "no upload form for an auditor");
+    let r = gov.post_multipart("/ui/profiles", &[("csrf", &page.csrf())], Some(("file", "airdrop.mobileconfig", AIRDROP.as_bytes()))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.ctx.store.list_profiles().await.unwrap().len(), profiles_before);
+    let events = s.ctx.store.case_events(case_id).await.unwrap();
+    assert!(!events.iter().any(|e| ["evidence_viewed", "lock_pin_revealed"].contains(&e.kind.as_str())), "{events:?}");
+
+    // The DSL reveals the Mac's PIN with a reason (and not without one).
+    let dsl_pw = operator(&s, "dsl", "dsl").await;
+    let mut dsl = Console::new(&s);
+    dsl.login("dsl", &dsl_pw).await;
+    let page = dsl.get(&format!("/ui/cases/{case}")).await;
+    assert!(page.body.contains("id=\"pin-form-1\""), "the case page offers the Mac's PIN");
+    let csrf = page.csrf();
+    let pin_path = format!("/ui/cases/{case}/devices/{}/lock-pin", mac.udid);
+    let r = dsl.post(&pin_path, &[("csrf", &csrf), ("justification", "   ")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(audit(&s, "case.lock_pin.reveal").await.is_empty());
+    let r = dsl.post(&pin_path, &[("csrf", &csrf), ("justification", "The police will examine the Mac")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let pin = r.body.split("id=\"lock-pin\">").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert!(pin.len() == 6 && pin.chars().all(|c| c.is_ascii_digit()), "{pin}");
+    let dsl_token = s.login("dsl", &dsl_pw).await;
+    let (st, api) = s.get(&format!("/api/v1/devices/{}/lock-pin?justification=checking", mac.udid), &dsl_token).await;
+    assert_eq!(st, StatusCode::OK, "{api}");
+    assert_eq!(api["pin"], json!(pin), "the same PIN as the API's");
+    let reveals = audit(&s, "case.lock_pin.reveal").await;
+    assert!(
+        reveals.iter().any(|e| e["actor"] == "operator:dsl" && e["details"]["justification"] == "The police will examine the Mac"),
+        "{reveals:?}"
+    );
+    let events = s.ctx.store.case_events(case_id).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "lock_pin_revealed" && e.justification.as_deref() == Some("The police will examine the Mac")));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_disposal_needs_a_closed_case_and_a_second_person() {
+    let s = server().await;
+    let (_d, case) = quarantined(&s).await;
+    let case_id: uuid::Uuid = case.parse().unwrap();
+    let dsl_pw = operator(&s, "dsl1", "dsl").await;
+    let head_pw = operator(&s, "head", "headteacher").await;
+    let mut dsl = Console::new(&s);
+    dsl.login("dsl1", &dsl_pw).await;
+    let mut head = Console::new(&s);
+    head.login("head", &head_pw).await;
+    let case_page = format!("/ui/cases/{case}");
+    let dispose = [("justification", "No further action; retention period over"), ("confirmation", "PC 1234, Thames Valley Police")];
+
+    // Not while the case is open: no form, and a forged post gets the service's refusal.
+    let page = dsl.get(&case_page).await;
+    assert!(!page.body.contains("request-disposal"));
+    let csrf = page.csrf();
+    let r = dsl.post(&format!("{case_page}/dispose-requests"), &[&[("csrf", csrf.as_str())][..], &dispose[..]].concat()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(r.body.contains("while the case is open"), "{}", r.body);
+
+    // Release everything (which closes the case), two people.
+    let r = dsl
+        .post(
+            &format!("{case_page}/release-requests"),
+            &[("csrf", &csrf), ("udid", "all"), ("justification", "Police advise no further action"), ("advice_reference", "PC 1234/26")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let rid = s.ctx.store.case_requests(case_id).await.unwrap()[0].id;
+    let hcsrf = head.get(&case_page).await.csrf();
+    let r =
+        head.post(&format!("{case_page}/requests/{rid}"), &[("csrf", &hcsrf), ("decision", "approve"), ("justification", "Agreed")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(s.ctx.store.case(case_id).await.unwrap().unwrap().state, "closed");
+
+    // Closed: the DSL asks; they cannot approve their own; the headteacher approves.
+    let page = dsl.get(&case_page).await;
+    assert!(page.body.contains("id=\"request-disposal\""), "the closed case offers disposal");
+    let r = dsl.post(&format!("{case_page}/dispose-requests"), &[&[("csrf", csrf.as_str())][..], &dispose[..]].concat()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().contains("done=dispose_requested"), "{}", r.location());
+    let req = s.ctx.store.case_requests(case_id).await.unwrap().into_iter().find(|r| r.kind == "dispose").expect("the request");
+    let page = dsl.get(&case_page).await;
+    assert!(page.body.contains("Approve the disposal") && page.body.contains("You made this request"));
+    let r =
+        dsl.post(&format!("{case_page}/requests/{}", req.id), &[("csrf", &csrf), ("decision", "approve"), ("justification", "mine")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("A different person must approve: you made this request"), "{}", r.body);
+    assert!(s.ctx.store.case_evidence(case_id).await.unwrap().iter().all(|e| e.disposed_at.is_none()), "nothing disposed of yet");
+    let r = head
+        .post(
+            &format!("{case_page}/requests/{}", req.id),
+            &[("csrf", &hcsrf), ("decision", "approve"), ("justification", "Confirmed with the police")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().contains("done=disposed"), "{}", r.location());
+    let evidence = s.ctx.store.case_evidence(case_id).await.unwrap();
+    assert!(!evidence.is_empty() && evidence.iter().all(|e| e.disposed_at.is_some()), "all disposed of");
+    let page = dsl.get(&case_page).await;
+    assert!(page.body.contains("Disposed of: its SHA-256 stays in the custody log."));
+    assert!(!page.body.contains("id=\"request-disposal\""));
+    let r = dsl.post(&format!("{case_page}/evidence/{}", evidence[0].id), &[("csrf", &csrf), ("justification", "one more look")]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+
+    let requested = audit(&s, "case.dispose.request").await;
+    assert!(requested.iter().any(|e| e["actor"] == "operator:dsl1"), "{requested:?}");
+    let approved = audit(&s, "case.dispose.approve").await;
+    assert!(approved.iter().any(|e| e["actor"] == "operator:head"), "{approved:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_forms_show_refusals_in_words_and_are_audited() {
+    let s = server().await;
+    let tech_pw = operator(&s, "tech", "technician").await;
+    let dsl_pw = operator(&s, "dsl", "dsl").await;
+    let mut tech = Console::new(&s);
+    tech.login("tech", &tech_pw).await;
+    let csrf = tech.get("/ui/profiles").await.csrf();
+    let count = || async { s.ctx.store.list_profiles().await.unwrap().len() };
+    let before = count().await;
+
+    // Refusals are shown on the page, in words, and nothing is saved.
+    let r = tech.post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "no-file")], None).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("The file: Choose the .mobileconfig file to upload."), "{}", r.body);
+    let r =
+        tech.post_multipart("/ui/profiles", &[("csrf", &csrf)], Some(("file", "broken.mobileconfig", airdrop_broken().as_bytes()))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("missing PayloadUUID") && r.body.contains("Nothing was changed."), "{}", r.body);
+    let r = tech
+        .post_multipart(
+            "/ui/profiles",
+            &[("csrf", &csrf), ("name", "no spaces please")],
+            Some(("file", "a.mobileconfig", AIRDROP.as_bytes())),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Name: 1-100 letters"), "{}", r.body);
+    assert_eq!(count().await, before);
+
+    let r = tech
+        .post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "airdrop-off")], Some(("file", "a.mobileconfig", AIRDROP.as_bytes())))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with("/ui/profiles?done=uploaded#p-"), "{}", r.location());
+    assert_eq!(count().await, before + 1);
+    let r = tech
+        .post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "airdrop-again")], Some(("file", "a.mobileconfig", AIRDROP.as_bytes())))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.body.contains("already used by profile"), "{}", r.body);
+
+    // A filtering profile's new version needs a reason and a risk assessment reference; then it
+    // is only proposed.
+    let ks2 = s.ctx.store.profile_by_name("ks2-web-filtered").await.unwrap().unwrap().id;
+    let edited = ks2_with_denied("example.org");
+    let path = format!("/ui/profiles/{ks2}/versions");
+    let r =
+        tech.post_multipart(&path, &[("csrf", &csrf), ("risk_assessment_ref", "RA-1")], Some(("file", "ks2.mobileconfig", &edited))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Reason for the change: This is required for a filtering change."), "{}", r.body);
+    let r =
+        tech.post_multipart(&path, &[("csrf", &csrf), ("reason", "Block example.org")], Some(("file", "ks2.mobileconfig", &edited))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Risk assessment reference: This is required for a filtering change."), "{}", r.body);
+    assert!(s.ctx.list_filtering_changes(None, None, None, 10).await.unwrap().is_empty());
+    let r = tech
+        .post_multipart(
+            &path,
+            &[("csrf", &csrf), ("reason", "Block example.org"), ("risk_assessment_ref", "RA-2026-020")],
+            Some(("file", "ks2.mobileconfig", &edited)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location().starts_with("/ui/profiles?done=proposed#c-"), "{}", r.location());
+    let change = s.ctx.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap().remove(0);
+
+    // The DSL rejects it (a reason is needed for that too): nothing changes.
+    let mut dsl = Console::new(&s);
+    dsl.login("dsl", &dsl_pw).await;
+    let page = dsl.get("/ui/profiles").await;
+    assert!(page.body.contains("Now blocked: example.org"), "{}", page.body);
+    let dcsrf = page.csrf();
+    let decide = format!("/ui/profiles/changes/{}", change.id);
+    let r = dsl.post(&decide, &[("csrf", &dcsrf), ("decision", "reject")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("Your reason for deciding: A written justification is required."), "{}", r.body);
+    let r = dsl.post(&decide, &[("csrf", &dcsrf), ("decision", "reject"), ("justification", "Not risk assessed properly")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(s.ctx.filtering_change_view(change.id).await.unwrap().state, "rejected");
+    assert_eq!(s.ctx.store.profile(ks2).await.unwrap().unwrap().version, 1);
+    let page = dsl.get("/ui/profiles").await;
+    assert!(page.body.contains("<strong>Rejected</strong>"), "the decision is in the recent changes");
+
+    // Deleting a baseline profile offers it back from the baseline.
+    let camera = s.ctx.store.profile_by_name("pupil-camera-off").await.unwrap().unwrap().id;
+    let r = tech.post(&format!("/ui/profiles/{camera}/delete"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.ctx.store.profile_by_name("pupil-camera-off").await.unwrap().is_none());
+    let page = tech.get("/ui/profiles").await;
+    assert!(page.body.contains("id=\"baseline-pupil-camera-off\""), "offered from the baseline");
+    let r = tech.post("/ui/profiles/baseline", &[("csrf", &csrf), ("stem", "pupil-camera-off")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(s.ctx.store.profile_by_name("pupil-camera-off").await.unwrap().is_some());
+
+    // The audit log has each console action, by whom, as the API path records it.
+    for (action, actor) in [
+        ("profile.create", "operator:tech"),
+        ("filtering.propose", "operator:tech"),
+        ("filtering.reject", "operator:dsl"),
+        ("profile.delete", "operator:tech"),
+    ] {
+        let items = audit(&s, action).await;
+        assert!(items.iter().any(|e| e["action"] == action && e["actor"] == actor), "{action}: {items:?}");
+    }
     s.stop().await;
 }

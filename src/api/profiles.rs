@@ -230,7 +230,8 @@ pub async fn profile_status(State(ctx): State<Ctx>, p: Principal, Path(id): Path
 
 // ---- filtering change control ----
 
-fn require_filtering_reader(p: &Principal) -> Result<()> {
+/// Who may read filtering changes (the console's profiles page uses the same rule).
+pub fn require_filtering_reader(p: &Principal) -> Result<()> {
     if p.role.allows(Permission::ReadFilteringHistory) || p.role.allows(Permission::ManageProfiles) {
         Ok(())
     } else {
@@ -302,8 +303,9 @@ pub struct Decision {
     justification: Option<String>,
 }
 
-/// The second person must be a person: an operator's own login, not an API token.
-fn require_second_person(p: &Principal) -> Result<()> {
+/// The second person must be a person: an operator's own login, not an API token. The console
+/// checks its decisions with this too.
+pub fn require_second_person(p: &Principal) -> Result<()> {
     p.require(Permission::ApproveSecondPerson)?;
     if p.operator_id().is_none() {
         return Err(Error::Forbidden("a filtering change is decided by a person: log in as an operator, not with an API token".into()));

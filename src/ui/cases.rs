@@ -4,7 +4,9 @@
 //! - "Quarantine a device" as one guided flow: find the device, choose or open the case, write
 //!   the justification, confirm (nothing happens before this), then watch each command and
 //!   evidence item arrive (`/ui/cases/{id}/devices/{udid}`, polling a same-origin JSON);
-//! - a case page: its devices, release requests and the second person's approval, notes;
+//! - a case page: its devices, its evidence (each item viewable raw with a written reason),
+//!   release and disposal requests and the second person's approval, a Mac's lock PIN revealed
+//!   with a written reason, notes;
 //! - the chain-of-custody report, printable.
 //!
 //! Everything goes through the safeguarding services (`src/safeguarding/`): reading a case, its
@@ -27,7 +29,7 @@ use crate::commands::effective_status;
 use crate::context::{Ctx, Lanyard};
 use crate::safeguarding::cases::{ACTION_KINDS, KINDS, NewCase};
 use crate::safeguarding::quarantine::{QuarantineRequest, lock_method};
-use crate::safeguarding::release::ReleaseRequest;
+use crate::safeguarding::release::{DisposeRequest, ReleaseRequest};
 use crate::store::DeviceRecord;
 
 pub fn kind_words(kind: &str) -> &'static str {
@@ -488,6 +490,19 @@ struct RequestRow {
     mine: bool,
     pending: bool,
     decided: String,
+    dispose: bool,
+}
+
+struct EvidenceRow {
+    id: String,
+    what: &'static str,
+    request_type: String,
+    device: String,
+    received: String,
+    sha256: String,
+    viewable: bool,
+    disposed: bool,
+    note: &'static str,
 }
 
 struct EventRow {
@@ -518,6 +533,11 @@ struct CasePage {
     action_kinds: Vec<(&'static str, &'static str)>,
     can_approve: bool,
     done: Option<&'static str>,
+    evidence: Vec<EvidenceRow>,
+    /// Macs held under this case with a lock PIN: (udid, name).
+    mac_locks: Vec<(String, String)>,
+    /// Closed, with evidence not yet disposed of.
+    disposable: bool,
 }
 
 pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p: Params) -> UiResult {
@@ -573,6 +593,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
                 } else {
                     format!("{} by {}: {}", s("state"), s("decided_by"), s("decision_justification"))
                 },
+                dispose: s("kind") == "dispose",
             }
         })
         .collect();
@@ -601,10 +622,48 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
             }
         })
         .collect();
+    // The evidence list, read as `GET /api/v1/cases/{id}/evidence` reads it (logged on the case).
+    let evidence: Vec<EvidenceRow> = ctx
+        .list_evidence(&s.actor(), id)
+        .await?
+        .iter()
+        .map(|e| {
+            let received = e["received_at"].as_str().and_then(|t| t.parse().ok()).map(when);
+            let disposed = !e["disposed_at"].is_null();
+            EvidenceRow {
+                id: e["id"].as_str().unwrap_or("").to_owned(),
+                what: command_words(e["request_type"].as_str().unwrap_or("")),
+                request_type: e["request_type"].as_str().unwrap_or("").to_owned(),
+                device: name(e["udid"].as_str().unwrap_or("")),
+                viewable: received.is_some() && !disposed,
+                disposed,
+                received: received.unwrap_or_default(),
+                sha256: e["sha256"].as_str().unwrap_or("").to_owned(),
+                note: if disposed { "Disposed of: its SHA-256 stays in the custody log." } else { "Not received yet." },
+            }
+        })
+        .collect();
+    let mac_locks = c["devices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["method"] == "mac_lock" && d["state"] == "held")
+        .map(|d| {
+            let udid = d["udid"].as_str().unwrap_or("").to_owned();
+            (udid.clone(), name(&udid))
+        })
+        .collect();
+    let state = c["state"].as_str().unwrap_or("").to_owned();
+    let disposable = state != "open" && evidence.iter().any(|e| !e.disposed);
     let done = p.get("done").and_then(|d| {
         Some(match d {
             "opened" => "The case is open. Only safeguarding staff can see it, and every time it is read is recorded on it.",
             "requested" => "Your request is recorded. A different DSL or the headteacher must approve it before anything changes.",
+            "dispose_requested" => {
+                "Your request to dispose of the evidence is recorded. A different DSL or the headteacher must approve it before \
+                 anything is deleted."
+            }
+            "disposed" => "Approved: the evidence has been disposed of. Its SHA-256 hashes stay in the custody log.",
             "approved" => "Approved: the release is being carried out.",
             "rejected" => "Rejected: nothing changes.",
             "noted" => "Added to the case.",
@@ -616,7 +675,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
         id: id.to_string(),
         number: c["number"].as_i64().unwrap_or_default(),
         kind: kind_words(c["kind"].as_str().unwrap_or("")),
-        state: c["state"].as_str().unwrap_or("").to_owned(),
+        state,
         summary: c["summary"].as_str().unwrap_or("").to_owned(),
         justification: c["justification"].as_str().unwrap_or("").to_owned(),
         references,
@@ -633,6 +692,9 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
         action_kinds: ACTION_KINDS.iter().map(|k| (*k, action_words(k))).collect(),
         can_approve: s.can(Permission::ApproveSecondPerson),
         done,
+        evidence,
+        mac_locks,
+        disposable,
     }))
 }
 
@@ -672,8 +734,99 @@ pub async fn decide(State(ctx): State<Ctx>, Path((id, rid)): Path<(String, Strin
         Some("reject") => false,
         _ => return Err(UiError::bad_form()),
     };
-    ctx.approve_case_request(&s.principal, rid, form.raw("justification"), approve).await?;
-    Ok(Redirect::to(&format!("/ui/cases/{id}?done={}#requests", if approve { "approved" } else { "rejected" })).into_response())
+    let out = ctx.approve_case_request(&s.principal, rid, form.raw("justification"), approve).await?;
+    let done = match (approve, out["kind"].as_str()) {
+        (false, _) => "rejected",
+        (true, Some("dispose")) => "disposed",
+        (true, _) => "approved",
+    };
+    Ok(Redirect::to(&format!("/ui/cases/{id}?done={done}#requests")).into_response())
+}
+
+/// Ask to dispose of a closed case's evidence (`POST /api/v1/cases/{id}/evidence/dispose-requests`);
+/// a different DSL or the headteacher approves it through [`decide`].
+pub async fn request_disposal(State(ctx): State<Ctx>, Path(id): Path<String>, form: Form) -> UiResult {
+    let s = &form.session;
+    s.require(Permission::Safeguarding)?;
+    let id = case_id(&id)?;
+    let r = DisposeRequest { justification: form.raw("justification").to_owned(), confirmation: form.raw("confirmation").to_owned() };
+    ctx.request_disposal(&s.principal, id, r).await?;
+    Ok(Redirect::to(&format!("/ui/cases/{id}?done=dispose_requested#requests")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "evidence.html")]
+struct EvidencePage {
+    nav: Nav,
+    case_id: String,
+    case_number: i64,
+    what: &'static str,
+    request_type: String,
+    device: String,
+    received: String,
+    sha256: String,
+    shown_sha256: String,
+    bytes: usize,
+    raw: String,
+    justification: String,
+}
+
+/// One evidence item, raw, for a written reason (`GET /api/v1/cases/{id}/evidence/{item}`):
+/// the service records the viewing, with the reason, on the case and in the audit log. A POST,
+/// so the reason is not left in the browser's history.
+pub async fn view_evidence(State(ctx): State<Ctx>, Path((id, item)): Path<(String, String)>, form: Form) -> UiResult {
+    let s = &form.session;
+    s.require(Permission::Safeguarding)?;
+    let id = case_id(&id)?;
+    let item = uuid_param(&item, "evidence item")?;
+    let (e, raw) = ctx.view_evidence(&s.actor(), id, item, form.raw("justification")).await?;
+    let case_number = ctx.store.case(id).await?.map(|c| c.number).unwrap_or_default();
+    let device = ctx.store.device(&e.udid).await?.map(|d| display_name(&d)).unwrap_or_else(|| e.udid.clone());
+    Ok(render(&EvidencePage {
+        nav: Nav::new(s, "cases"),
+        case_id: id.to_string(),
+        case_number,
+        what: command_words(&e.request_type),
+        device,
+        received: e.received_at.map(when).unwrap_or_default(),
+        sha256: e.sha256.clone().unwrap_or_default(),
+        shown_sha256: hex::encode(openssl::sha::sha256(&raw)),
+        bytes: raw.len(),
+        raw: String::from_utf8_lossy(&raw).into_owned(),
+        justification: form.raw("justification").trim().to_owned(),
+        request_type: e.request_type,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "lock_pin.html")]
+struct LockPinPage {
+    nav: Nav,
+    case_id: String,
+    case_number: i64,
+    device: String,
+    pin: String,
+}
+
+/// A Mac's lock PIN, for a written reason (`GET /api/v1/devices/{udid}/lock-pin`): the same
+/// role rule (safeguarding roles) and the same service, which records it on the case.
+pub async fn lock_pin(State(ctx): State<Ctx>, Path((_id, udid)): Path<(String, String)>, form: Form) -> UiResult {
+    let s = &form.session;
+    s.require(Permission::Safeguarding)?;
+    let v = ctx.reveal_lock_pin(&s.actor(), &udid, form.raw("justification")).await?;
+    let held_under = v["case_id"].as_str().and_then(|c| Uuid::parse_str(c).ok());
+    let case = match held_under {
+        Some(c) => ctx.store.case(c).await?,
+        None => None,
+    };
+    let device = ctx.store.device(&udid).await?.map(|d| display_name(&d)).unwrap_or_else(|| udid.clone());
+    Ok(render(&LockPinPage {
+        nav: Nav::new(s, "cases"),
+        case_id: held_under.map(|c| c.to_string()).unwrap_or_default(),
+        case_number: case.map(|c| c.number).unwrap_or_default(),
+        device,
+        pin: v["pin"].as_str().unwrap_or("").to_owned(),
+    }))
 }
 
 // ---- the custody report ----

@@ -16,6 +16,7 @@ use crate::commands::effective_status;
 use crate::context::{Ctx, Lanyard};
 use crate::devices::compliance::compliance_problems;
 use crate::error::Result;
+use crate::profiles::reconcile::DeviceProfiles;
 use crate::safeguarding::FORBIDDEN_UNDER_HOLD;
 use crate::store::{DeviceFilter, DeviceRecord};
 
@@ -278,6 +279,61 @@ struct Action {
     with_message: bool,
 }
 
+/// One profile on the device page: what its groups say against what the device reported.
+struct ProfileMatch {
+    name: String,
+    identifier: String,
+    via: String,
+    /// `Matching`, `Missing`, `Out of date` or `Extra`.
+    verdict: &'static str,
+    css: &'static str,
+    detail: String,
+}
+
+fn profile_matches(v: &DeviceProfiles) -> Vec<ProfileMatch> {
+    let failure = |identifier: &str| {
+        v.failed.iter().find(|f| f.identifier == identifier && f.action == "install").and_then(|f| f.error.clone()).unwrap_or_default()
+    };
+    let mut rows: Vec<ProfileMatch> = v
+        .intended
+        .iter()
+        .map(|i| {
+            let (verdict, css, detail) = match i.state.as_str() {
+                "installed" => ("Matching", "status-done", format!("Version {} is installed, as its groups say.", i.version)),
+                "outdated" => ("Out of date", "status-wait", format!("An older version is installed; version {} should be.", i.version)),
+                "pending_install" => {
+                    ("Missing", "status-wait", "Not installed yet: it has been sent and Lanyard is waiting for the device.".into())
+                }
+                "install_failed" => {
+                    let why = failure(&i.identifier);
+                    let why = if why.is_empty() { String::new() } else { format!(" It said: {why}") };
+                    ("Missing", "status-bad", format!("Not installed: the device refused it.{why}"))
+                }
+                _ => ("Missing", "status-bad", "Not installed.".into()),
+            };
+            ProfileMatch { name: i.name.clone(), identifier: i.identifier.clone(), via: i.via.join(", "), verdict, css, detail }
+        })
+        .collect();
+    for p in v.installed.iter().filter(|p| !p.intended) {
+        let detail = if !p.managed_by_lanyard {
+            "Not installed by Lanyard (by hand, at enrolment or by another system), so Lanyard leaves it alone."
+        } else if v.on_legal_hold {
+            "No group asks for it any more; it stays while the device is on legal hold."
+        } else {
+            "No group asks for it any more: Lanyard is removing it."
+        };
+        rows.push(ProfileMatch {
+            name: p.name.clone().or_else(|| p.display_name.clone()).unwrap_or_else(|| "(no name)".into()),
+            identifier: p.identifier.clone(),
+            via: String::new(),
+            verdict: "Extra",
+            css: if p.managed_by_lanyard { "status-wait" } else { "status-neutral" },
+            detail: detail.into(),
+        });
+    }
+    rows
+}
+
 #[derive(Template)]
 #[template(path = "device.html")]
 struct DevicePage {
@@ -290,7 +346,9 @@ struct DevicePage {
     hold: Option<i64>,
     holders: Vec<HolderRow>,
     access: Vec<HolderRow>,
-    installed_profiles: Vec<(String, String)>,
+    profile_rows: Vec<ProfileMatch>,
+    profile_groups: Vec<String>,
+    profile_counts: (usize, usize, usize),
     profiles_reported: Option<String>,
     commands: Vec<CommandRow>,
     any_pending: bool,
@@ -391,23 +449,20 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         })
         .collect();
 
-    // Installed profiles, from the last ProfileList the device answered.
-    let mut installed_profiles = Vec::new();
+    // When the device last answered ProfileList (what "installed" below is from).
     let mut profiles_reported = None;
     for r in ctx.store.latest_results(&udid).await? {
-        if r.request_type != "ProfileList" {
-            continue;
-        }
-        profiles_reported = Some(when(r.target.updated_at));
-        let v: Value = r.target.result_json.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or(Value::Null);
-        if let Some(list) = v.get("ProfileList").and_then(Value::as_array) {
-            for p in list {
-                let name = p.get("PayloadDisplayName").and_then(Value::as_str).unwrap_or("(no name)").to_owned();
-                let id = p.get("PayloadIdentifier").and_then(Value::as_str).unwrap_or("").to_owned();
-                installed_profiles.push((name, id));
-            }
+        if r.request_type == "ProfileList" {
+            profiles_reported = Some(when(r.target.updated_at));
         }
     }
+    // Intended (from its groups) against installed, from the same view as
+    // `GET /api/v1/devices/{udid}/profiles`.
+    let view = ctx.device_profiles_view(&udid).await?;
+    let profile_rows = profile_matches(&view);
+    let count = |v: &str| profile_rows.iter().filter(|r| r.verdict == v).count();
+    let profile_counts = (count("Matching"), count("Missing") + count("Out of date"), count("Extra"));
+    let profile_groups = view.groups.iter().map(|g| g.name.clone()).collect();
 
     let commands = command_rows(&ctx, &udid).await?;
     let any_pending = commands.iter().any(|c| c.css == "status-wait");
@@ -496,7 +551,9 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         hold,
         holders,
         access,
-        installed_profiles,
+        profile_rows,
+        profile_groups,
+        profile_counts,
         profiles_reported,
         commands,
         any_pending,

@@ -174,6 +174,12 @@ impl Browser {
         self.cmd(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({"text": text}))).await;
     }
 
+    /// Choose a file in a file input (`<input type=file>`), as a person picking it would.
+    pub async fn upload(&self, css: &str, file: &std::path::Path) {
+        let e = self.find(css).await;
+        self.cmd(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({"text": file.display().to_string()}))).await;
+    }
+
     pub async fn text(&self, e: &Element) -> String {
         self.cmd(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.as_str().unwrap_or("").to_owned()
     }
@@ -230,12 +236,18 @@ impl Browser {
         self.try_cmd(reqwest::Method::POST, "/alert/accept", json!({})).await.is_ok()
     }
 
-    /// Wait until `css`'s text contains `want` (up to `secs`).
+    /// Wait until `css`'s text contains `want` (up to `secs`). The element may belong to the
+    /// page a click is navigating away from, and go stale under us: then look again.
     pub async fn wait_text(&self, css: &str, want: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let t = match self.find_now(css).await {
-                Some(e) => self.text(&e).await,
+                Some(e) => self
+                    .try_cmd(reqwest::Method::GET, &format!("/element/{}/text", e.0), json!({}))
+                    .await
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 None => String::new(),
             };
             if t.contains(want) {
