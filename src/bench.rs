@@ -48,6 +48,7 @@ use tokio::net::TcpStream;
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::context::Ctx;
+use crate::push::{MockApns, MockConfig};
 use crate::sim::{Kind, SimDevice};
 use crate::store::{AuthenticateRecord, DeviceFilter};
 
@@ -71,8 +72,13 @@ pub enum Scenario {
     /// server child): plist parsing, each part of the signature check, each query.
     Steps,
     /// APNs pushes to --devices devices against the mock APNs (HTTP/2 over TLS on loopback), in
-    /// this process: the push client's own speed, not yet through the server.
+    /// this process: the push client's own speed alone.
     Push,
+    /// Pushes through the server: `POST /api/v1/push` for every enrolled device (--enrolled,
+    /// e.g. 100,000) with the server's own APNs client against the mock APNs, while the
+    /// --devices devices keep sending Idle check-ins (at the first --rate, 0 for as fast as
+    /// they can) until the last push is answered.
+    PushServer,
 }
 
 /// `lanyard bench [idle|commands|all] [options]`.
@@ -138,6 +144,7 @@ pub struct PhaseReport {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub commands: Option<CommandStats>,
+    pub pushes: Option<PushStats>,
     /// Server CPU time over the run, in cores (1.0 = one core busy all the time).
     pub server_cpu_cores: f64,
     /// Server CPU time per answered request, in microseconds: unlike req/s, this hardly depends
@@ -168,6 +175,24 @@ pub struct CommandStats {
     pub verified_acknowledged: u64,
     /// Seconds `POST /api/v1/commands` took to queue them all.
     pub enqueue_secs: f64,
+}
+
+/// What `POST /api/v1/push` did in a push-server run.
+#[derive(Debug, Clone)]
+pub struct PushStats {
+    /// Devices asked for, over `requests` API requests sent at once.
+    pub targets: usize,
+    pub requests: usize,
+    /// What the server's answers summed up to.
+    pub delivered: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Pushes the mock APNs accepted.
+    pub received: usize,
+    /// From the first request to the mock accepting the last push.
+    pub secs_to_last_push: f64,
+    /// From the first request to the last answer (the server records every outcome first).
+    pub secs_to_last_answer: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -401,7 +426,17 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     };
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // The push-server scenario: Apple's side is the mock APNs in this process, and the server
+    // gets a push certificate it trusts.
+    let apns = match args.scenario {
+        Scenario::PushServer => Some(start_mock_apns(&dir.path).await?),
+        _ => None,
+    };
     let mut env = BTreeMap::new();
+    if let Some(a) = &apns {
+        env.insert("LANYARD_APNS_URL".to_owned(), a.mock.url());
+        env.insert("LANYARD_APNS_CA_FILE".to_owned(), a.ca_file.display().to_string());
+    }
     for (k, v) in [
         ("LANYARD_CONFIG", config_file.display().to_string()),
         ("LANYARD_DATA_DIR", data_dir.display().to_string()),
@@ -423,6 +458,11 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     let existing = ctx.store.list_devices(&DeviceFilter { limit: 1, ..Default::default() }).await?;
     if !existing.is_empty() {
         bail!("the database already holds devices: give lanyard bench an empty database (e.g. CREATE DATABASE bench2)");
+    }
+    if let Some(a) = &apns {
+        let actor = crate::auth::Actor { name: "cli".into(), ip: None };
+        let upload = crate::push_cert::PushCertUpload::Pem { cert_pem: a.cert_pem.clone(), key_pem: a.key_pem.clone() };
+        ctx.load_push_cert(&actor, upload, false).await?;
     }
 
     let started = Instant::now();
@@ -460,6 +500,13 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
             eprintln!("{}", p.line());
             phases.push(p);
         }
+    }
+    if let Some(a) = &apns {
+        let token = login(addr).await?;
+        let rate = args.rate.first().copied().filter(|r| *r > 0.0);
+        let p = push_run(&ctx, &devices, addr, &token, c, rate, &monitor, &a.mock).await?;
+        eprintln!("{}", p.line());
+        phases.push(p);
     }
     if matches!(args.scenario, Scenario::Commands | Scenario::All) {
         let token = login(addr).await?;
@@ -654,17 +701,35 @@ async fn idle_run(
     rate: Option<f64>,
     monitor: &Monitor,
 ) -> PhaseReport {
+    idle_until(devices, addr, concurrency, duration, rate, monitor, "idle", None).await
+}
+
+/// [`idle_run`], ending early when `stop` is set.
+#[allow(clippy::too_many_arguments)]
+async fn idle_until(
+    devices: &Arc<Vec<BenchDevice>>,
+    addr: SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    monitor: &Monitor,
+    name: &'static str,
+    stop: Option<Arc<AtomicBool>>,
+) -> PhaseReport {
     let mark = monitor.begin().await;
     let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
     let deadline = t0 + duration;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let devices = devices.clone();
+        let (devices, stop) = (devices.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = Client::new(addr);
             let mut tally = Tally::default();
             tokio::time::sleep_until(t0).await;
             for k in 0.. {
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    break;
+                }
                 let i = w + k * concurrency;
                 let start = match rate {
                     Some(r) => {
@@ -705,7 +770,112 @@ async fn idle_run(
     }
     let tally = join_tallies(tasks).await;
     let elapsed = t0.elapsed();
-    finish_phase("idle", rate, concurrency, tally, elapsed, monitor, mark).await
+    finish_phase(name, rate, concurrency, tally, elapsed, monitor, mark).await
+}
+
+/// The mock APNs of a push-server run, and the push certificate the server is given.
+struct BenchApns {
+    mock: MockApns,
+    ca_file: PathBuf,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+async fn start_mock_apns(dir: &Path) -> Result<BenchApns> {
+    let (cert, key, ca, _) = crate::push::testing::try_test_push_certificate(TOPIC, 365)?;
+    let mut config = MockConfig::new(ca);
+    config.record = false;
+    let mock = MockApns::start_with(config).await?;
+    let ca_file = dir.join("mock-apns-ca.pem");
+    std::fs::write(&ca_file, mock.ca_pem())?;
+    Ok(BenchApns { mock, ca_file, cert_pem: cert.to_pem()?, key_pem: key.private_key_to_pem_pkcs8()? })
+}
+
+/// How many devices one `POST /api/v1/push` names: its body stays under the API's 1 MiB.
+const PUSH_TARGETS_PER_REQUEST: usize = 20_000;
+
+/// Push every enrolled device through `POST /api/v1/push` (all requests at once), while the
+/// active devices keep checking in; the check-ins stop when the last answer arrives.
+#[allow(clippy::too_many_arguments)]
+async fn push_run(
+    ctx: &Ctx,
+    devices: &Arc<Vec<BenchDevice>>,
+    addr: SocketAddr,
+    token: &str,
+    concurrency: usize,
+    rate: Option<f64>,
+    monitor: &Monitor,
+    mock: &MockApns,
+) -> Result<PhaseReport> {
+    let mut udids = Vec::new();
+    let mut filter = DeviceFilter { enrolled: Some(true), limit: 1000, ..Default::default() };
+    loop {
+        let page = ctx.store.list_devices(&filter).await?;
+        let Some(last) = page.last().map(|d| d.udid.clone()) else { break };
+        udids.extend(page.into_iter().map(|d| d.udid));
+        filter.after_udid = Some(last);
+    }
+    let before = mock.count();
+    let stop = Arc::new(AtomicBool::new(false));
+    let idle = idle_until(devices, addr, concurrency, Duration::from_secs(600), rate, monitor, "idle while pushing", Some(stop.clone()));
+    let pushes = async {
+        let started = Instant::now();
+        let requests: Vec<_> = udids
+            .chunks(PUSH_TARGETS_PER_REQUEST)
+            .map(|chunk| {
+                let (body, token) = (json!({ "targets": chunk }), token.to_owned());
+                tokio::spawn(async move {
+                    let (status, answer) = Client::new(addr).json(Method::POST, "/api/v1/push", Some(&token), Some(body)).await?;
+                    if status != StatusCode::OK {
+                        bail!("POST /api/v1/push: {status} {answer}");
+                    }
+                    Ok::<_, anyhow::Error>(answer)
+                })
+            })
+            .collect();
+        let answers = async {
+            let mut out = Vec::new();
+            for r in requests {
+                out.push(r.await.map_err(anyhow::Error::from).and_then(|a| a));
+            }
+            out
+        };
+        let watch = async {
+            while mock.count() < before + udids.len() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            started.elapsed()
+        };
+        let (answers, to_last_push) = tokio::join!(answers, async { tokio::time::timeout(Duration::from_secs(600), watch).await.ok() });
+        let to_last_answer = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        let mut stats = PushStats {
+            targets: udids.len(),
+            requests: answers.len(),
+            delivered: 0,
+            failed: 0,
+            skipped: 0,
+            received: mock.count() - before,
+            secs_to_last_push: to_last_push.unwrap_or(to_last_answer).as_secs_f64(),
+            secs_to_last_answer: to_last_answer.as_secs_f64(),
+        };
+        for a in answers {
+            let a = a?;
+            let n = |k: &str| a[k].as_u64().unwrap_or(0) as usize;
+            stats.delivered += n("delivered");
+            stats.failed += n("failed");
+            stats.skipped += n("skipped");
+        }
+        Ok::<_, anyhow::Error>(stats)
+    };
+    let (mut phase, stats) = tokio::join!(idle, pushes);
+    let stats = stats?;
+    if stats.delivered != stats.targets {
+        phase.errors += (stats.targets - stats.delivered) as u64;
+        phase.first_error.get_or_insert(format!("{} of {} pushes not delivered", stats.targets - stats.delivered, stats.targets));
+    }
+    phase.pushes = Some(stats);
+    Ok(phase)
 }
 
 /// Queue a `DeviceInformation` for every device through the API, then have each device fetch
@@ -872,6 +1042,7 @@ async fn finish_phase(
         p99_ms: percentile_ms(l, 0.99),
         max_ms: l.last().map(|&v| v as f64 / 1000.0).unwrap_or(0.0),
         commands: None,
+        pushes: None,
         server_cpu_cores: u.server_cpu / u.wall,
         server_cpu_us_per_request: per_request(u.server_cpu),
         database_cpu_cores: u.database_cpu.map(|c| c / u.wall),
@@ -915,7 +1086,24 @@ impl PhaseReport {
 
     /// One line, e.g. `idle (max): 256 concurrent, 60000 requests in 20.0 s, 3000 req/s, ...`.
     pub fn line(&self) -> String {
-        let mut s = format!("{:<18} {} concurrent, ", self.title() + ":", self.concurrency);
+        let mut s = String::new();
+        if let Some(p) = &self.pushes {
+            s += &format!(
+                "{:<18} {} devices in {} requests at once: the mock APNs accepted {} pushes, the last {:.2} s after the first request \
+                 ({:.0} pushes/s); last answer after {:.2} s: {} delivered, {} failed, {} skipped\n",
+                "push (server):",
+                p.targets,
+                p.requests,
+                p.received,
+                p.secs_to_last_push,
+                p.received as f64 / p.secs_to_last_push.max(1e-9),
+                p.secs_to_last_answer,
+                p.delivered,
+                p.failed,
+                p.skipped,
+            );
+        }
+        s += &format!("{:<18} {} concurrent, ", self.title() + ":", self.concurrency);
         if let Some(c) = &self.commands {
             s += &format!(
                 "{} commands delivered and acknowledged in {:.1} s, {:.0} commands/s ({:.0} req/s), round trip p50 {:.1} ms, p99 {:.1} ms; per request ",

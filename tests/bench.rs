@@ -75,3 +75,27 @@ async fn bench_runs_end_to_end_on_postgres() {
     let e = lanyard::bench::run(args(Some(url))).await.unwrap_err();
     assert!(e.to_string().contains("empty database"), "{e}");
 }
+
+/// Issue 4's benchmark through the server: every enrolled device pushed by `POST /api/v1/push`
+/// (the server's own APNs client, the mock APNs in the bench process) while devices check in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_through_the_server_reaches_every_device_while_check_ins_go_on() {
+    let mut a = args(None);
+    a.scenario = Scenario::PushServer;
+    a.enrolled = Some(21_000);
+    a.rate = vec![100.0];
+    let r = lanyard::bench::run(a).await.unwrap();
+    let shown = r.to_string();
+    assert_eq!(r.errors(), 0, "{shown}");
+    assert_eq!(r.phases.len(), 1, "{shown}");
+    let p = &r.phases[0];
+    let s = p.pushes.as_ref().expect("push stats");
+    // 21,000 devices: two API requests (at most 20,000 each), all answered by the mock.
+    assert_eq!((s.targets, s.requests, s.delivered, s.failed, s.skipped), (21_000, 2, 21_000, 0, 0), "{shown}");
+    assert_eq!(s.received, 21_000, "{shown}");
+    assert!(s.secs_to_last_push > 0.0 && s.secs_to_last_push <= s.secs_to_last_answer, "{shown}");
+    // The devices were answered all along: Idle check-ins went on during the pushes.
+    assert_eq!(p.name, "idle while pushing", "{shown}");
+    assert!(p.requests > 0 && p.p50_ms <= p.p99_ms, "{shown}");
+    assert!(shown.contains("21000 devices in 2 requests at once"), "{shown}");
+}
