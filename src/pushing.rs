@@ -22,10 +22,22 @@ pub const SWEEP_BATCH: i64 = 500;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The APNs client for the current push certificate, rebuilt when the certificate changes.
-#[derive(Default)]
 pub struct Pusher {
     client: Mutex<Option<(String, ApnsClient)>>,
+    /// One batch of pushes on the wire at a time, however many callers: a push to the whole
+    /// school goes out batch by batch, so devices checking in meanwhile (and a technician's
+    /// single push) wait for one batch at most, not behind thousands of queued streams.
+    sending: tokio::sync::Semaphore,
 }
+
+impl Default for Pusher {
+    fn default() -> Self {
+        Pusher { client: Mutex::new(None), sending: tokio::sync::Semaphore::new(1) }
+    }
+}
+
+/// Devices per batch (see [`Pusher::sending`]).
+const PUSH_BATCH: usize = 2_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushSummary {
@@ -97,10 +109,14 @@ impl Lanyard {
     /// Send to devices already marked as pushed, and record each answer.
     async fn send_pushes(&self, client: &ApnsClient, targets: Vec<PushTarget>) -> Result<PushSummary> {
         let udids: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
-        let items = targets.into_iter().map(|t| (t.push_token, t.push_magic)).collect();
-        let started = Instant::now();
-        let outcomes = client.push_many(items, PUSH_CONCURRENCY).await;
-        self.metrics.observe_push_latency(started.elapsed());
+        let items: Vec<(Vec<u8>, String)> = targets.into_iter().map(|t| (t.push_token, t.push_magic)).collect();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for batch in items.chunks(PUSH_BATCH) {
+            let _turn = self.pusher.sending.acquire().await.map_err(Error::internal)?;
+            let started = Instant::now();
+            outcomes.extend(client.push_many(batch.to_vec(), PUSH_CONCURRENCY).await);
+            self.metrics.observe_push_latency(started.elapsed());
+        }
         let mut groups: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
         let mut cert_problem = None;
         for (udid, o) in udids.into_iter().zip(&outcomes) {

@@ -76,7 +76,8 @@ macro_rules! impl_push_store {
             }
 
             async fn mark_pushed(&self, udids: &[String], at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                // One statement per 500 devices, each its own transaction: a push to the whole
+                // school must not hold SQLite's write lock while devices check in.
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET last_push_at = ");
                     q.push_bind(at).push(", pushes_unanswered = pushes_unanswered + 1, pushes_sent = pushes_sent + 1 WHERE udid IN (");
@@ -85,9 +86,8 @@ macro_rules! impl_push_store {
                         sep.push_bind(u.clone());
                     }
                     q.push(")");
-                    q.build().execute(&mut *tx).await?;
+                    q.build().execute(&self.pool).await?;
                 }
-                tx.commit().await?;
                 Ok(())
             }
 
@@ -98,7 +98,7 @@ macro_rules! impl_push_store {
                 token_dead: bool,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                // Per 500 devices, as in mark_pushed.
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET last_push_outcome = ");
                     q.push_bind(outcome.to_owned());
@@ -111,9 +111,8 @@ macro_rules! impl_push_store {
                         sep.push_bind(u.clone());
                     }
                     q.push(")");
-                    q.build().execute(&mut *tx).await?;
+                    q.build().execute(&self.pool).await?;
                 }
-                tx.commit().await?;
                 Ok(())
             }
 
