@@ -470,10 +470,15 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
     let cat_access: Vec<_> = h["access"].as_array().unwrap().iter().filter(|a| a["via"] == "group").collect();
     assert_eq!(cat_access.len(), 1);
     assert_eq!(time(&cat_access[0]["until"]), t3, "{h}");
-    // A device nobody was ever given is simply empty.
-    let (st, h) = s.get("/api/v1/devices/NEVER-SEEN/holders", &admin).await;
+    // An enrolled device nobody was ever given is simply empty.
+    let fresh = s.enrolled_device(lanyard::sim::Kind::SupervisedIpad).await;
+    let (st, h) = s.get(&format!("/api/v1/devices/{}/holders", fresh.udid), &admin).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!((h["holders"].clone(), h["access"].clone()), (json!([]), json!([])));
+    // A UDID neither enrolled nor in the register is a mistake worth saying so (a typo would
+    // otherwise look like "nobody ever had it").
+    let (st, h) = s.get("/api/v1/devices/NEVER-SEEN/holders", &admin).await;
+    assert_eq!(assert_error(st, &h, StatusCode::NOT_FOUND), "not_found", "{h}");
     s.stop().await;
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::PersonKind;
 use super::grants::grant_kind;
 use crate::context::Lanyard;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::GrantRecord;
 
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +82,11 @@ impl Lanyard {
         group_ids.sort();
         group_ids.dedup();
         let device_grants = self.store.grants_for_udid(udid).await?;
+        if assignments.is_empty() && memberships.is_empty() && device_grants.is_empty() && self.store.device(udid).await?.is_none() {
+            // Neither enrolled nor ever in the register: most likely a mistyped UDID, which an
+            // empty answer would hide.
+            return Err(Error::not_found(format!("no device with UDID {udid}, and the register has no record of it")));
+        }
         let group_grants = self.store.grants_for_groups(&group_ids).await?;
 
         let mut periods: Vec<Period> = Vec::new();
