@@ -78,7 +78,7 @@ impl Lanyard {
             if let Some(done) = &recorded {
                 // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault
                 // escrow, smart groups. Any commands it queues go out in this same answer.
-                self.profiles_after_report(&udid, command_uuid, &done.request_type, &report).await;
+                self.profiles_after_report(&udid, command_uuid, done, &report).await;
             }
         }
         // Ask for the next command only if one can be there: pending before this report

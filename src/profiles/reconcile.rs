@@ -28,7 +28,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::mdm::command::{Command, InstallProfile, ProfileList, RemoveProfile};
 use crate::mdm::report::{CommandReport, CommandStatus};
-use crate::store::{DeviceProfileRecord, ProfileCommandRecord, ProfileCommandState, ScheduleRecord};
+use crate::store::{DeviceProfileRecord, ProfileCommandRecord, ProfileCommandState, RecordedResult, ScheduleRecord};
 
 /// How far back reconcile reads the commands it queued.
 const COMMAND_HISTORY: Duration = Duration::days(30);
@@ -315,13 +315,21 @@ impl Lanyard {
     /// A device answered a command: keep Lanyard's view of its profiles, escrow a FileVault
     /// key, keep smart groups current, and reconcile. Called for every recorded result; errors
     /// are logged, never returned to the device (its report is already stored).
-    pub async fn profiles_after_report(&self, udid: &str, command_uuid: &str, request_type: &str, report: &CommandReport) {
-        if let Err(e) = self.profiles_after_report_inner(udid, command_uuid, request_type, report).await {
+    pub async fn profiles_after_report(&self, udid: &str, command_uuid: &str, done: &RecordedResult, report: &CommandReport) {
+        let request_type = done.request_type.as_str();
+        if let Err(e) = self.profiles_after_report_inner(udid, command_uuid, done, report).await {
             tracing::error!(udid, command_uuid, request_type, error = %e, "profiles: could not process a device's report");
         }
     }
 
-    async fn profiles_after_report_inner(&self, udid: &str, command_uuid: &str, request_type: &str, report: &CommandReport) -> Result<()> {
+    async fn profiles_after_report_inner(
+        &self,
+        udid: &str,
+        command_uuid: &str,
+        done: &RecordedResult,
+        report: &CommandReport,
+    ) -> Result<()> {
+        let request_type = done.request_type.as_str();
         if !report.status.is_final() {
             return Ok(());
         }
@@ -388,7 +396,7 @@ impl Lanyard {
                 self.reconcile_devices(&[udid.to_owned()]).await?;
             }
             "SecurityInfo" if acknowledged => self.escrow_filevault_key(udid, report).await?,
-            "DeviceInformation" if acknowledged && !self.refresh_smart_groups(Some(udid)).await?.is_empty() => {
+            "DeviceInformation" if acknowledged && done.smart_groups && !self.refresh_smart_groups(Some(udid)).await?.is_empty() => {
                 self.reconcile_devices(&[udid.to_owned()]).await?;
             }
             _ => {}

@@ -77,6 +77,9 @@ pub struct RecordedResult {
     pub command_seq: i64,
     /// Queued under a safeguarding case: its result goes on the case's record.
     pub for_case: bool,
+    /// The school has live smart groups (read in the same statement: after a DeviceInformation
+    /// answer their memberships are worked out again, and most schools have none).
+    pub smart_groups: bool,
 }
 
 pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
@@ -207,14 +210,15 @@ macro_rules! impl_command_store {
                 // One statement: only a pending target changes, so a duplicate report (or one
                 // for an unknown command) returns nothing and changes nothing.
                 let finished = status != "not_now";
-                let row: Option<(i64, String, bool)> = sqlx::query_as(
+                let row: Option<(i64, String, bool, bool)> = sqlx::query_as(
                     "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
                      completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
                      not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
                      WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
                      AND status IN ('queued', 'sent', 'not_now') \
                      RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
-                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2)",
+                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
+                       EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL)",
                 )
                 .bind(udid)
                 .bind(command_uuid)
@@ -225,7 +229,12 @@ macro_rules! impl_command_store {
                 .bind(finished)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(command_seq, request_type, for_case)| $crate::store::RecordedResult { request_type, command_seq, for_case }))
+                Ok(row.map(|(command_seq, request_type, for_case, smart_groups)| $crate::store::RecordedResult {
+                    request_type,
+                    command_seq,
+                    for_case,
+                    smart_groups,
+                }))
             }
 
             async fn command(&self, uuid: &str) -> $crate::store::StoreResult<Option<$crate::store::CommandRecord>> {
