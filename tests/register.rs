@@ -656,6 +656,7 @@ async fn roles_read_and_write(b: Backend) {
     assert_eq!(st, StatusCode::CREATED, "{body}");
 
     // The auditor reads everything and changes nothing.
+    let ipad = s.enrolled_device(lanyard::sim::Kind::SupervisedIpad).await;
     for path in [
         "/api/v1/people".to_owned(),
         format!("/api/v1/people/{pid}"),
@@ -663,7 +664,7 @@ async fn roles_read_and_write(b: Backend) {
         "/api/v1/register/due".into(),
         "/api/v1/register/report".into(),
         "/api/v1/register/export.csv".into(),
-        "/api/v1/devices/IPAD-1/holders".into(),
+        format!("/api/v1/devices/{}/holders", ipad.udid),
     ] {
         for tok in [&auditor, &dsl, &head, &tech] {
             let resp = s.client.get(s.url(&path)).bearer_auth(tok).send().await.unwrap();
