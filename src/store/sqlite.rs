@@ -21,8 +21,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let n = std::env::var("LANYARD_SQLITE_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-        let pool = SqlitePoolOptions::new().max_connections(n).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
         Self::MIGRATOR.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
