@@ -53,32 +53,27 @@ impl Lanyard {
             let plist = body.to_vec();
             let recorded = self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await?;
             answered_pending = recorded.is_some();
-            if recorded.is_some() {
-                let counter = match report.status {
-                    CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
-                    CommandStatus::NotNow => &self.metrics.commands_not_now,
-                    _ => &self.metrics.commands_errored,
-                };
-                Metrics::add(counter, 1);
-            }
-            if recorded.as_ref().is_some_and(|r| r.for_case) {
-                self.on_case_command_result(&udid, command_uuid, status, &plist).await?;
-            }
             match &recorded {
-                Some(done) if report.status == CommandStatus::Acknowledged => {
-                    self.apply_inventory(&udid, &done.request_type, &report, now).await?;
-                }
-                Some(_) => {
-                    if let Some(err) = report.error_summary() {
+                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
+                Some(done) => {
+                    let counter = match report.status {
+                        CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
+                        CommandStatus::NotNow => &self.metrics.commands_not_now,
+                        _ => &self.metrics.commands_errored,
+                    };
+                    Metrics::add(counter, 1);
+                    if done.for_case {
+                        self.on_case_command_result(&udid, command_uuid, status, &plist).await?;
+                    }
+                    if report.status == CommandStatus::Acknowledged {
+                        self.apply_inventory(&udid, &done.request_type, &report, now).await?;
+                    } else if let Some(err) = report.error_summary() {
                         tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
                     }
+                    // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault
+                    // escrow, smart groups. Any commands it queues go out in this same answer.
+                    self.profiles_after_report(&udid, command_uuid, done, &report).await;
                 }
-                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
-            }
-            if let Some(done) = &recorded {
-                // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault
-                // escrow, smart groups. Any commands it queues go out in this same answer.
-                self.profiles_after_report(&udid, command_uuid, done, &report).await;
             }
         }
         // Ask for the next command only if one can be there: pending before this report
