@@ -365,7 +365,7 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
     time!("- its JSON view", parsed.to_json().to_string());
     time!("- SignerCache::verify, the answer", ctx.signers.verify(&answer, &answer_sig, &ctx.pki.ca_cert));
     time!("- apply_inventory (query)", ctx.apply_inventory(&c.udid, "DeviceInformation", &parsed, ctx.now()).await);
-    time!("- smart groups (list_groups query)", ctx.refresh_smart_groups(Some(&c.udid)).await);
+    time!("- refresh_smart_groups, none defined (list_groups query)", ctx.refresh_smart_groups(Some(&c.udid)).await);
     // A device with a long history: 1,000 finished commands.
     let old = &sims[1];
     for _ in 0..1000 {

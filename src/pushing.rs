@@ -109,12 +109,16 @@ impl Lanyard {
     /// Send to devices already marked as pushed, and record each answer.
     async fn send_pushes(&self, client: &ApnsClient, targets: Vec<PushTarget>) -> Result<PushSummary> {
         let udids: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
-        let items: Vec<(Vec<u8>, String)> = targets.into_iter().map(|t| (t.push_token, t.push_magic)).collect();
-        let mut outcomes = Vec::with_capacity(items.len());
-        for batch in items.chunks(PUSH_BATCH) {
+        let mut outcomes = Vec::with_capacity(targets.len());
+        let mut items = targets.into_iter().map(|t| (t.push_token, t.push_magic));
+        loop {
+            let batch: Vec<(Vec<u8>, String)> = items.by_ref().take(PUSH_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
             let _turn = self.pusher.sending.acquire().await.map_err(Error::internal)?;
             let started = Instant::now();
-            outcomes.extend(client.push_many(batch.to_vec(), PUSH_CONCURRENCY).await);
+            outcomes.extend(client.push_many(batch, PUSH_CONCURRENCY).await);
             self.metrics.observe_push_latency(started.elapsed());
         }
         let mut groups: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
