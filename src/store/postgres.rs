@@ -14,7 +14,15 @@ impl PgStore {
     pub(crate) const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        // No ping before each query (sqlx's default): it is a round trip of its own to the
+        // connection, as dear as the query; a broken connection still fails the query and
+        // sqlx's check when a connection is given back closes it.
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
         // Several instances may start at once: migrations take sqlx's advisory lock.
         Self::MIGRATOR.run(&pool).await?;
         Ok(PgStore { pool })

@@ -21,7 +21,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        // No ping before each query (sqlx's default): it is a round trip of its own to the
+        // connection, as dear as the query; a broken connection still fails the query and
+        // sqlx's check when a connection is given back closes it.
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts).await?;
         Self::MIGRATOR.run(&pool).await?;
         Ok(SqliteStore { pool })
     }
