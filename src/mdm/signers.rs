@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
-use openssl::hash::{MessageDigest, hash};
-use openssl::pkey::{Id, PKey, Public};
-use openssl::sign::Verifier;
+use openssl::ec::EcKey;
+use openssl::ecdsa::EcdsaSig;
+use openssl::pkey::{Id, Public};
+use openssl::rsa::{Padding, Rsa};
 use openssl::x509::X509;
 
 use super::cms::{SignatureError, chains_to, verify_detached_der};
@@ -37,9 +38,19 @@ pub const DEFAULT_CAPACITY: usize = 20_000;
 
 /// A certificate that passed the full check.
 struct Known {
-    key: PKey<Public>,
+    key: KnownKey,
     not_before: i64,
     not_after: i64,
+}
+
+/// The certificate's public key, held for OpenSSL's key-specific calls (`RSA_public_decrypt`,
+/// `ECDSA_do_verify`): OpenSSL 3.0's generic EVP verification looks its algorithms up by name
+/// on every call, under locks, which cost more than the arithmetic once both cores are busy.
+enum KnownKey {
+    Rsa(Rsa<Public>),
+    Ec(EcKey<Public>),
+    /// Another kind of key: always the full check.
+    Other,
 }
 
 /// The certificates devices have authenticated with, and how often each path was taken.
@@ -98,7 +109,13 @@ impl SignerCache {
 
     fn remember(&self, cert: &X509) -> Result<[u8; 32], SignatureError> {
         let sha256 = openssl::sha::sha256(&cert.to_der()?);
-        let known = Known { key: cert.public_key()?, not_before: unix(cert.not_before())?, not_after: unix(cert.not_after())? };
+        let key = cert.public_key()?;
+        let key = match key.id() {
+            Id::RSA => KnownKey::Rsa(key.rsa()?),
+            Id::EC => KnownKey::Ec(key.ec_key()?),
+            _ => KnownKey::Other,
+        };
+        let known = Known { key, not_before: unix(cert.not_before())?, not_after: unix(cert.not_after())? };
         let mut map = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity
             && let Some(victim) = map.keys().next().copied()
@@ -121,25 +138,32 @@ impl SignerCache {
         let sha256 = openssl::sha::sha256(parts.signer_cert);
         let known = self.lookup(&sha256, now)?;
         let md = digest_algorithm(parts.digest_algorithm)?;
-        if !signature_fits_key(parts.signature_algorithm, known.key.id()) {
-            return None;
-        }
-        let mut verifier = Verifier::new(md, &known.key).ok()?;
-        match parts.signed_attributes {
+        let digest = match parts.signed_attributes {
             Some(attrs) => {
-                let digest = message_digest(attrs)?;
-                if hash(md, body).ok()?.as_ref() != digest {
+                if md.digest(body).as_slice() != message_digest(attrs)? {
                     return None;
                 }
                 // The signature covers the attributes encoded as a SET (RFC 5652 §5.4): the
                 // same octets with the universal SET tag in place of [0].
                 let mut signed = attrs.raw.to_vec();
                 signed[0] = SET;
-                verifier.update(&signed).ok()?;
+                md.digest(&signed)
             }
-            None => verifier.update(body).ok()?,
-        }
-        let ok = verifier.verify(parts.signature).unwrap_or(false);
+            None => md.digest(body),
+        };
+        let ok = match &known.key {
+            KnownKey::Rsa(rsa) if signature_is(parts.signature_algorithm, SignatureKind::Rsa) => {
+                // PKCS #1 v1.5 (RFC 8017 §8.2.2): the recovered block must be exactly the
+                // DigestInfo we expect, byte for byte.
+                let mut recovered = vec![0; rsa.size() as usize];
+                let expected = [md.digest_info_prefix(), digest.as_slice()].concat();
+                rsa.public_decrypt(parts.signature, &mut recovered, Padding::PKCS1).is_ok_and(|n| recovered[..n] == expected[..])
+            }
+            KnownKey::Ec(ec) if signature_is(parts.signature_algorithm, SignatureKind::Ecdsa) => {
+                EcdsaSig::from_der(parts.signature).and_then(|sig| sig.verify(&digest, ec)).unwrap_or(false)
+            }
+            _ => return None,
+        };
         if !ok {
             // A failed check leaves errors on OpenSSL's per-thread queue; the full check that
             // follows starts clean.
@@ -231,30 +255,70 @@ fn algorithm_oid<'a>(alg: Tlv<'a>) -> Option<&'a [u8]> {
     Some(alg.children().expect(OID)?.content)
 }
 
-fn digest_algorithm(alg: Tlv) -> Option<MessageDigest> {
+/// The digests CMS signers use, computed with OpenSSL's direct functions (no algorithm lookup).
+#[derive(Clone, Copy)]
+enum Digest {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Digest {
+    fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Digest::Sha1 => openssl::sha::sha1(data).to_vec(),
+            Digest::Sha256 => openssl::sha::sha256(data).to_vec(),
+            Digest::Sha384 => openssl::sha::sha384(data).to_vec(),
+            Digest::Sha512 => openssl::sha::sha512(data).to_vec(),
+        }
+    }
+
+    /// The DER of a PKCS #1 DigestInfo up to the digest itself (RFC 8017 §9.2, note 1).
+    fn digest_info_prefix(self) -> &'static [u8] {
+        match self {
+            Digest::Sha1 => &[0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14],
+            Digest::Sha256 => {
+                &[0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
+            }
+            Digest::Sha384 => {
+                &[0x30, 0x41, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
+            }
+            Digest::Sha512 => {
+                &[0x30, 0x51, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
+            }
+        }
+    }
+}
+
+fn digest_algorithm(alg: Tlv) -> Option<Digest> {
     match algorithm_oid(alg)? {
-        [0x2B, 0x0E, 0x03, 0x02, 0x1A] => Some(MessageDigest::sha1()),
+        [0x2B, 0x0E, 0x03, 0x02, 0x1A] => Some(Digest::Sha1),
         [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, n] => match n {
-            1 => Some(MessageDigest::sha256()),
-            2 => Some(MessageDigest::sha384()),
-            3 => Some(MessageDigest::sha512()),
+            1 => Some(Digest::Sha256),
+            2 => Some(Digest::Sha384),
+            3 => Some(Digest::Sha512),
             _ => None,
         },
         _ => None,
     }
 }
 
+enum SignatureKind {
+    Rsa,
+    Ecdsa,
+}
+
 /// PKCS #1 v1.5 for RSA keys and ECDSA for EC keys; anything else (RSA-PSS, say) takes the
 /// full check.
-fn signature_fits_key(alg: Tlv, key: Id) -> bool {
+fn signature_is(alg: Tlv, kind: SignatureKind) -> bool {
     const RSA: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01];
     const EC_KEY: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
     const ECDSA: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04];
     let Some(oid) = algorithm_oid(alg) else { return false };
-    match key {
-        Id::RSA => oid.strip_prefix(RSA).is_some_and(|n| matches!(n, [1] | [5] | [11] | [12] | [13])),
-        Id::EC => oid == EC_KEY || oid.strip_prefix(ECDSA).is_some_and(|n| matches!(n, [1] | [3, 2] | [3, 3] | [3, 4])),
-        _ => false,
+    match kind {
+        SignatureKind::Rsa => oid.strip_prefix(RSA).is_some_and(|n| matches!(n, [1] | [5] | [11] | [12] | [13])),
+        SignatureKind::Ecdsa => oid == EC_KEY || oid.strip_prefix(ECDSA).is_some_and(|n| matches!(n, [1] | [3, 2] | [3, 3] | [3, 4])),
     }
 }
 
@@ -271,7 +335,7 @@ fn unix_now() -> i64 {
 mod tests {
     use super::*;
     use crate::mdm::cms::sign_detached;
-    use crate::mdm::testutil::{Identity, Leaf, make_ca, make_leaf};
+    use crate::mdm::testutil::{Identity, Leaf, make_ca, make_ec_leaf, make_leaf};
 
     const BODY: &[u8] = b"<plist><dict><key>Status</key><string>Idle</string></dict></plist>";
 
@@ -283,28 +347,43 @@ mod tests {
         (c.hits.load(Ordering::Relaxed), c.misses.load(Ordering::Relaxed))
     }
 
+    /// The same device with each kind of key the fast path handles: RSA (iPads) and P-256.
+    fn devices(ca: &Identity) -> [Identity; 2] {
+        [make_leaf(ca, "device", Leaf::Device), make_ec_leaf(ca, "device", Leaf::Device)]
+    }
+
     #[test]
     fn second_request_from_a_known_certificate_skips_the_full_check() {
         let ca = make_ca("Lanyard Test CA");
-        let device = make_leaf(&ca, "device", Leaf::Device);
+        for device in devices(&ca) {
+            second_request_skips_the_full_check(&ca, &device);
+        }
+    }
+
+    fn second_request_skips_the_full_check(ca: &Identity, device: &Identity) {
         let cache = SignerCache::default();
-        let first = cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+        let first = cache.verify(BODY, &header(BODY, device), &ca.cert).expect("first");
         assert_eq!(first, openssl::sha::sha256(&device.cert.to_der().unwrap()));
         assert_eq!(counts(&cache), (0, 1));
         let other = b"<plist><dict><key>Status</key><string>Acknowledged</string></dict></plist>";
-        assert_eq!(cache.verify(other, &header(other, &device), &ca.cert).expect("second"), first);
+        assert_eq!(cache.verify(other, &header(other, device), &ca.cert).expect("second"), first);
         assert_eq!(counts(&cache), (1, 1));
     }
 
     #[test]
     fn known_certificate_does_not_excuse_a_bad_signature() {
         let ca = make_ca("Lanyard Test CA");
-        let device = make_leaf(&ca, "device", Leaf::Device);
+        for device in devices(&ca) {
+            bad_signature_is_refused(&ca, &device);
+        }
+    }
+
+    fn bad_signature_is_refused(ca: &Identity, device: &Identity) {
         let cache = SignerCache::default();
-        cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
+        cache.verify(BODY, &header(BODY, device), &ca.cert).expect("first");
 
         // The same signature over a changed body.
-        let h = header(BODY, &device);
+        let h = header(BODY, device);
         let e = cache.verify(b"<plist>tampered</plist>", &h, &ca.cert).unwrap_err();
         assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
 

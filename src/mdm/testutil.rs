@@ -104,9 +104,18 @@ pub(crate) enum Leaf {
     Intermediate,
 }
 
-/// A certificate issued by `ca`.
+/// A certificate issued by `ca`, with an RSA 2048 key as iPads make from the SCEP payload.
 pub(crate) fn make_leaf(ca: &Identity, cn: &str, kind: Leaf) -> Identity {
-    let key = rsa_key();
+    make_leaf_with_key(ca, cn, kind, rsa_key())
+}
+
+/// A certificate issued by `ca` for a P-256 key (what `lanyard bench`'s simulated devices use).
+pub(crate) fn make_ec_leaf(ca: &Identity, cn: &str, kind: Leaf) -> Identity {
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).expect("group");
+    make_leaf_with_key(ca, cn, kind, PKey::from_ec_key(openssl::ec::EcKey::generate(&group).expect("ec")).expect("pkey"))
+}
+
+fn make_leaf_with_key(ca: &Identity, cn: &str, kind: Leaf, key: PKey<Private>) -> Identity {
     let mut b = builder(cn, &key);
     b.set_issuer_name(ca.cert.subject_name()).expect("issuer");
     let mut bc = BasicConstraints::new();
