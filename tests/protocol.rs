@@ -375,9 +375,20 @@ async fn renewed_identity_keeps_the_enrolment(b: Backend) {
     let old_sha = lanyard::enrollment::cert_sha256(&d.cert).unwrap();
     let new_sha = lanyard::enrollment::cert_sha256(&renewed).unwrap();
     s.raw_sql(&[&format!("UPDATE issued_certificates SET renewed_from = '{old_sha}' WHERE sha256 = '{new_sha}'")]).await;
+    // A command handed over under the old certificate is answered under the new one.
+    let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "SecurityInfo"})).await;
+    let uuid = q["command_uuid"].as_str().unwrap();
+    let (st, cmd) = s.connect(&d, d.idle()).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(SimDevice::read_command(&cmd).unwrap().0, uuid);
     let (old_cert, old_key, udid) = (d.cert.clone(), d.key.clone(), d.udid.clone());
     let d2 = SimDevice { cert: renewed, key, ..d };
-    let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d2.udid), &admin, json!({"request_type": "SecurityInfo"})).await;
+    let (_, _, answer) = d2.answer(&cmd).unwrap();
+    let (st, next) = s.connect(&d2, answer).await;
+    assert_eq!((st, next.len()), (StatusCode::OK, 0));
+    let (_, view) = s.get(&format!("/api/v1/commands/{uuid}"), &admin).await;
+    assert_eq!(view["targets"][0]["status"], "acknowledged", "{view}");
+    let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d2.udid), &admin, json!({"request_type": "ProfileList"})).await;
     let (st, cmd) = s.connect(&d2, d2.idle()).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(SimDevice::read_command(&cmd).unwrap().0, q["command_uuid"].as_str().unwrap());

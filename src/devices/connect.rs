@@ -6,10 +6,14 @@
 
 use std::sync::atomic::Ordering;
 
+use chrono::{DateTime, Utc};
+
 use crate::context::Lanyard;
+use crate::devices::auth::DeviceIdentity;
 use crate::error::{Error, Result};
-use crate::mdm::report::{self, CommandStatus};
+use crate::mdm::report::{self, CommandReport, CommandStatus};
 use crate::metrics::Metrics;
+use crate::store::{DeviceSession, RecordedResult};
 
 /// Only write `last_seen_at` when it is older than this: the busiest path stays read-only.
 const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
@@ -20,67 +24,53 @@ impl Lanyard {
         let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
         let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
-        let device = match self.store.device_session(&identity.sha256).await? {
-            Some(session) if session.udid == udid => session,
-            _ => {
-                // Not bound to this device: the full rules (another device's certificate, or a
-                // renewal that moves the binding).
-                self.bind_identity(&identity, &udid, false).await?;
-                self.store.device_session(&identity.sha256).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?
+        let now = self.now();
+        // Commands queued while this report is handled (a reconcile after a ProfileList, say)
+        // go out in this same answer.
+        let queued_before = self.metrics.commands_queued.load(Ordering::Relaxed);
+        // No user-channel commands yet: those reports are authenticated and answered empty.
+        let answers_command = report.status != CommandStatus::Idle && !report.ids.is_user_channel();
+
+        // Most answers come with the certificate bound to the device, and recording the result
+        // checks that binding and reads the device in the same statement. Otherwise (an Idle,
+        // a renewed certificate, a duplicate report) the device is looked up first.
+        let first_try = match answers_command {
+            true => self.record_report(&udid, &identity, &report, body, now).await?,
+            false => None,
+        };
+        let (device, recorded, others_pending) = match first_try {
+            Some(done) => (done.session.clone(), Some(done.clone()), done.session.pending),
+            None => {
+                let device = self.connecting_device(&identity, &udid).await?;
+                if report.ids.is_user_channel() {
+                    return Ok(None);
+                }
+                // Bound just now (a renewal), or a duplicate or unknown command: None again.
+                let recorded = match answers_command {
+                    true => self.record_report(&udid, &identity, &report, body, now).await?,
+                    false => None,
+                };
+                let others = device.pending - i64::from(recorded.is_some());
+                (device, recorded, others)
             }
         };
-        if report.ids.is_user_channel() {
-            // No user-channel commands yet.
-            return Ok(None);
-        }
-        let now = self.now();
         let answered_push = device.last_push_at.is_some_and(|p| p >= device.last_seen_at);
         if answered_push || (now - device.last_seen_at).num_seconds() >= LAST_SEEN_RESOLUTION_SECS {
             self.store.touch_device(&udid, now).await?;
         }
-        // Commands queued while this report is handled (a reconcile after a ProfileList, say)
-        // go out in this same answer.
-        let queued_before = self.metrics.commands_queued.load(Ordering::Relaxed);
-        let mut answered_pending = false;
-        if report.status != CommandStatus::Idle {
-            let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
-            let status = match report.status {
-                CommandStatus::Acknowledged => "acknowledged",
-                CommandStatus::NotNow => "not_now",
-                _ => "error",
-            };
-            let json = report.to_json();
-            let plist = body.to_vec();
-            let recorded = self.store.record_result(&udid, command_uuid, status, &plist, &json.to_string(), now).await?;
-            answered_pending = recorded.is_some();
-            match &recorded {
-                None => tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored"),
-                Some(done) => {
-                    let counter = match report.status {
-                        CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
-                        CommandStatus::NotNow => &self.metrics.commands_not_now,
-                        _ => &self.metrics.commands_errored,
-                    };
-                    Metrics::add(counter, 1);
-                    if done.for_case {
-                        self.on_case_command_result(&udid, command_uuid, status, &plist).await?;
-                    }
-                    if report.status == CommandStatus::Acknowledged {
-                        self.apply_inventory(&udid, &done.request_type, &report, now).await?;
-                    } else if let Some(err) = report.error_summary() {
-                        tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
-                    }
-                    // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault
-                    // escrow, smart groups. Any commands it queues go out in this same answer.
-                    self.profiles_after_report(&udid, command_uuid, done, &report).await;
-                }
+        match &recorded {
+            Some(done) => self.after_result(&udid, &report, body, done, now).await?,
+            None if answers_command => {
+                let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
+                tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored");
             }
+            None => {}
         }
+
         // Ask for the next command only if one can be there: pending before this report
         // (besides the one it answered), or queued since. A command queued by another instance
         // meanwhile is not missed: queueing pushes the device.
-        let others_pending = device.pending - i64::from(answered_pending) > 0;
-        if !others_pending && self.metrics.commands_queued.load(Ordering::Relaxed) == queued_before {
+        if others_pending <= 0 && self.metrics.commands_queued.load(Ordering::Relaxed) == queued_before {
             return Ok(None);
         }
         let include_not_now = report.status == CommandStatus::Idle;
@@ -92,5 +82,66 @@ impl Lanyard {
             }
         }
         Ok(next.map(|c| c.payload))
+    }
+
+    /// The device this certificate is bound to, which must be the one the report names; a
+    /// certificate not bound to it goes through the full rules (another device's certificate,
+    /// or a renewal that moves the binding).
+    async fn connecting_device(&self, identity: &DeviceIdentity, udid: &str) -> Result<DeviceSession> {
+        match self.store.device_session(&identity.sha256).await? {
+            Some(session) if session.udid == udid => Ok(session),
+            _ => {
+                self.bind_identity(identity, udid, false).await?;
+                self.store.device_session(&identity.sha256).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))
+            }
+        }
+    }
+
+    /// Store the report as the result of its command, if the certificate is bound to the device
+    /// and the command is pending for it.
+    async fn record_report(
+        &self,
+        udid: &str,
+        identity: &DeviceIdentity,
+        report: &CommandReport,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<RecordedResult>> {
+        let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
+        let json = report.to_json().to_string();
+        Ok(self.store.record_result(udid, &identity.sha256, command_uuid, status_of(report), body, &json, now).await?)
+    }
+
+    /// What a recorded result sets off: metrics, the case record, the inventory, profiles.
+    async fn after_result(&self, udid: &str, report: &CommandReport, body: &[u8], done: &RecordedResult, now: DateTime<Utc>) -> Result<()> {
+        let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
+        let status = status_of(report);
+        let counter = match report.status {
+            CommandStatus::Acknowledged => &self.metrics.commands_acknowledged,
+            CommandStatus::NotNow => &self.metrics.commands_not_now,
+            _ => &self.metrics.commands_errored,
+        };
+        Metrics::add(counter, 1);
+        if done.for_case {
+            self.on_case_command_result(udid, command_uuid, status, body).await?;
+        }
+        if report.status == CommandStatus::Acknowledged {
+            self.apply_inventory(udid, &done.request_type, report, now).await?;
+        } else if let Some(err) = report.error_summary() {
+            tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");
+        }
+        // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault escrow,
+        // smart groups. Any commands it queues go out in this same answer.
+        self.profiles_after_report(udid, command_uuid, done, report).await;
+        Ok(())
+    }
+}
+
+/// The target status a report leaves its command in.
+fn status_of(report: &CommandReport) -> &'static str {
+    match report.status {
+        CommandStatus::Acknowledged => "acknowledged",
+        CommandStatus::NotNow => "not_now",
+        _ => "error",
     }
 }

@@ -80,6 +80,8 @@ pub struct RecordedResult {
     /// The school has live smart groups (read in the same statement: after a DeviceInformation
     /// answer their memberships are worked out again, and most schools have none).
     pub smart_groups: bool,
+    /// The device, read in the same statement; its `pending` leaves out the answered command.
+    pub session: crate::store::DeviceSession,
 }
 
 pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
@@ -91,11 +93,13 @@ pub trait CommandStore: Send + Sync {
     /// The oldest pending command for the device, marked `sent`. `include_not_now` is true at
     /// Idle (commands the device deferred are offered again) and false after any other report.
     async fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Option<NextCommand>>;
-    /// Record a device's answer. None if there is no such pending target (unknown command, or a
-    /// duplicate report of a finished one): nothing changes then.
+    /// Record a device's answer, if `cert_sha256` is the certificate bound to the device. None
+    /// if it is not, or there is no such pending target (unknown command, or a duplicate report
+    /// of a finished one): nothing changes then.
     async fn record_result(
         &self,
         udid: &str,
+        cert_sha256: &str,
         command_uuid: &str,
         status: &str,
         plist: &[u8],
@@ -201,24 +205,35 @@ macro_rules! impl_command_store {
             async fn record_result(
                 &self,
                 udid: &str,
+                cert_sha256: &str,
                 command_uuid: &str,
                 status: &str,
                 plist: &[u8],
                 json: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
-                // One statement: only a pending target changes, so a duplicate report (or one
-                // for an unknown command) returns nothing and changes nothing.
+                // One statement, the only one most answers need: only a pending target of the
+                // device the certificate is bound to changes, so a duplicate report (or one for
+                // an unknown command, or with another certificate) returns nothing and changes
+                // nothing. It also reads what the rest of the request needs: the device's
+                // session (the other pending targets: the answered one is left out, as it may or
+                // may not be seen as updated) and whether any smart group exists.
                 let finished = status != "not_now";
-                let row: Option<(i64, String, bool, bool)> = sqlx::query_as(
+                type Row = (i64, String, bool, bool, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, i64);
+                let row: Option<Row> = sqlx::query_as(
                     "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
                      completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
                      not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
                      WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
                      AND status IN ('queued', 'sent', 'not_now') \
+                     AND EXISTS (SELECT 1 FROM devices d WHERE d.udid = $1 AND d.cert_sha256 = $8) \
                      RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
                        EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
-                       EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL)",
+                       EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL), \
+                       (SELECT d.last_seen_at FROM devices d WHERE d.udid = $1), \
+                       (SELECT d.last_push_at FROM devices d WHERE d.udid = $1), \
+                       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
+                         AND t.command_seq <> command_targets.command_seq)",
                 )
                 .bind(udid)
                 .bind(command_uuid)
@@ -227,13 +242,17 @@ macro_rules! impl_command_store {
                 .bind(json)
                 .bind(now)
                 .bind(finished)
+                .bind(cert_sha256)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(command_seq, request_type, for_case, smart_groups)| $crate::store::RecordedResult {
-                    request_type,
-                    command_seq,
-                    for_case,
-                    smart_groups,
+                Ok(row.map(|(command_seq, request_type, for_case, smart_groups, last_seen_at, last_push_at, pending)| {
+                    $crate::store::RecordedResult {
+                        request_type,
+                        command_seq,
+                        for_case,
+                        smart_groups,
+                        session: $crate::store::DeviceSession { udid: udid.to_owned(), last_seen_at, last_push_at, pending },
+                    }
                 }))
             }
 
