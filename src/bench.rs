@@ -20,14 +20,20 @@
 //!   cannot hide its backlog). This is the latency a school sees at that load.
 //! - **commands, max** and **commands, at R/s**: one `DeviceInformation` is queued for every
 //!   active device through the API (`POST /api/v1/commands`, as an admin), then each device sends
-//!   Idle, receives the command, answers it Acknowledged (a fresh, signed report) and receives an
-//!   empty answer. Counted when that last answer arrives; afterwards the store is checked to hold
-//!   every target as acknowledged.
+//!   Idle, receives the command, checks it is the one queued for it, answers it Acknowledged (its
+//!   own signed report for that command UUID) and receives an empty answer. Counted when that
+//!   last answer arrives; afterwards the store is checked to hold every target as acknowledged.
 //!
-//! Each device's Idle body is signed once at enrolment and reused, so the load generator costs
-//! little; every request is still verified in full by the server (signature and chain).
+//! The simulated devices sign with RSA 2048 keys by default, as iPads and Macs do with the key
+//! the SCEP payload has them make (`--device-key p256` for P-256). RSA keys are slow to make
+//! and to sign with, so the load generator must not do either in the measured runs: devices
+//! share a few keys (each device has its own certificate, which is what the server knows it
+//! by), each device's Idle body is signed once at enrolment and reused, and each answer to the
+//! queued command is signed after queueing, before the run starts. Every request is still
+//! checked by the server as any other: the signature over the body, with a certificate that
+//! chains to the CA and is bound to the device.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,12 +48,15 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::context::Ctx;
+use crate::mdm::command::{Command, DeviceInformation};
 use crate::push::{MockApns, MockConfig};
 use crate::sim::{Kind, SimDevice};
 use crate::store::{AuthenticateRecord, DeviceFilter};
@@ -59,6 +68,60 @@ const ADMIN_PASSWORD: &str = "lanyard-bench-admin-password";
 const TARGETS_PER_REQUEST: usize = 10_000;
 /// Connections used to enrol (enrolment writes; more would only queue on the database).
 const ENROL_CONCURRENCY: usize = 64;
+/// RSA keys the simulated devices share (making one takes about a tenth of a second).
+const SHARED_RSA_KEYS: usize = 16;
+
+/// The kind of key the simulated devices sign with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceKey {
+    /// RSA 2048, as iPads and Macs make for the SCEP payload's `Keysize` 2048.
+    Rsa2048,
+    /// P-256: quicker for the load generator to sign with, dearer for the server to verify.
+    P256,
+}
+
+impl fmt::Display for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceKey::Rsa2048 => "RSA 2048",
+            DeviceKey::P256 => "P-256",
+        })
+    }
+}
+
+/// Keys for the simulated devices: P-256 keys are made fresh for each; RSA keys are shared out
+/// from a few made at the start.
+struct DeviceKeys {
+    kind: DeviceKey,
+    rsa: Vec<PKey<Private>>,
+    next: AtomicUsize,
+}
+
+impl DeviceKeys {
+    async fn new(kind: DeviceKey) -> Result<DeviceKeys> {
+        let mut rsa = Vec::new();
+        if kind == DeviceKey::Rsa2048 {
+            let makers: Vec<_> = (0..2)
+                .map(|_| {
+                    tokio::task::spawn_blocking(|| -> Result<Vec<PKey<Private>>> {
+                        (0..SHARED_RSA_KEYS / 2).map(|_| Ok(PKey::from_rsa(Rsa::generate(2048)?)?)).collect()
+                    })
+                })
+                .collect();
+            for m in makers {
+                rsa.extend(m.await??);
+            }
+        }
+        Ok(DeviceKeys { kind, rsa, next: AtomicUsize::new(0) })
+    }
+
+    fn key(&self) -> Result<PKey<Private>> {
+        match self.kind {
+            DeviceKey::P256 => Ok(crate::sim::new_key()?),
+            DeviceKey::Rsa2048 => Ok(self.rsa[self.next.fetch_add(1, Ordering::Relaxed) % self.rsa.len()].clone()),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -119,6 +182,9 @@ pub struct BenchArgs {
     /// Keep the temporary data directory and the server's log.
     #[arg(long)]
     pub keep: bool,
+    /// The simulated devices' keys: `rsa2048` as real iPads and Macs, or `p256`.
+    #[arg(long, value_enum, default_value = "rsa2048")]
+    pub device_key: DeviceKey,
     /// The lanyard binary to run as the server (default: this one).
     #[arg(long, hide = true)]
     pub server_exe: Option<PathBuf>,
@@ -198,6 +264,7 @@ pub struct PushStats {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub backend: &'static str,
+    pub device_key: DeviceKey,
     /// CPUs this process may run on.
     pub cpus: usize,
     /// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the runs started and ended.
@@ -229,7 +296,7 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
         return push(args.devices).await;
     }
     if args.scenario == Scenario::Steps {
-        return steps(args.database_url.as_deref()).await;
+        return steps(args.database_url.as_deref(), args.device_key).await;
     }
     let report = tokio::select! {
         r = run(args) => r?,
@@ -257,7 +324,7 @@ async fn push(n: usize) -> Result<ExitCode> {
 
 /// `lanyard bench steps`: time each step of the device path, one after the other, in this
 /// process, on an enrolled device (SQLite in a temporary directory, or `database_url`).
-async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
+async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<ExitCode> {
     use crate::mdm::cms::verify_mdm_signature;
     use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
     use openssl::stack::Stack;
@@ -279,9 +346,10 @@ async fn steps(database_url: Option<&str>) -> Result<ExitCode> {
     let ctx = crate::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
     // Devices enrolled through the services: one for the Idle steps, M to command once each.
     const M: usize = 200;
+    let keys = DeviceKeys::new(device_key).await?;
     let mut sims = Vec::new();
     for _ in 0..=M {
-        let key = crate::sim::new_key()?;
+        let key = keys.key()?;
         let cert = ctx.issue_simulated_identity(&key, "Lanyard bench device").await?;
         let d = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
         for body in [d.authenticate(), d.token_update()] {
@@ -476,8 +544,9 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     let monitor = Monitor::start(server.pid(), &database_url).await?;
     eprintln!("lanyard bench: {backend}, server pid {} on {addr}, data in {}", server.pid(), dir.path.display());
 
+    let keys = Arc::new(DeviceKeys::new(args.device_key).await?);
     let started = Instant::now();
-    let devices = match enrol_over_http(&ctx, addr, n).await {
+    let devices = match enrol_over_http(&ctx, &keys, addr, n).await {
         Ok(d) => Arc::new(d),
         Err(e) => bail!("{e:#}\n{}", server.log_tail()),
     };
@@ -525,6 +594,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     server.stop().await;
     Ok(Report {
         backend,
+        device_key: args.device_key,
         devices: n,
         enrolled,
         concurrency: c,
@@ -599,18 +669,18 @@ async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
 
 /// Issue identities and enrol `n` devices over HTTP: Authenticate, TokenUpdate, then Idle and
 /// acknowledge the initial inventory commands until the queue is empty.
-async fn enrol_over_http(ctx: &Ctx, addr: SocketAddr, n: usize) -> Result<Vec<BenchDevice>> {
+async fn enrol_over_http(ctx: &Ctx, keys: &Arc<DeviceKeys>, addr: SocketAddr, n: usize) -> Result<Vec<BenchDevice>> {
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start("enrolling over HTTP", n, done.clone());
     let mut tasks = Vec::new();
     for _ in 0..ENROL_CONCURRENCY.min(n) {
-        let (ctx, next, done) = (ctx.clone(), next.clone(), done.clone());
+        let (ctx, keys, next, done) = (ctx.clone(), keys.clone(), next.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = Client::new(addr);
             let mut mine = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < n {
-                mine.push(enrol_one(&ctx, &mut client).await?);
+                mine.push(enrol_one(&ctx, &mut client, keys.key()?).await?);
                 done.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok(mine)
@@ -624,8 +694,7 @@ async fn enrol_over_http(ctx: &Ctx, addr: SocketAddr, n: usize) -> Result<Vec<Be
     Ok(all)
 }
 
-async fn enrol_one(ctx: &Ctx, client: &mut Client) -> Result<BenchDevice> {
-    let key = crate::sim::new_key()?;
+async fn enrol_one(ctx: &Ctx, client: &mut Client, key: PKey<Private>) -> Result<BenchDevice> {
     let cert = ctx.issue_simulated_identity(&key, "Lanyard bench device").await?;
     let sim = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
     for body in [sim.authenticate(), sim.token_update()] {
@@ -879,7 +948,8 @@ async fn push_run(
 }
 
 /// Queue a `DeviceInformation` for every device through the API, then have each device fetch
-/// and acknowledge it.
+/// and acknowledge it. Each device's answer is made and signed between the two, so that the
+/// measured run does no signing (see the module doc).
 async fn commands_run(
     ctx: &Ctx,
     devices: &Arc<Vec<BenchDevice>>,
@@ -891,7 +961,7 @@ async fn commands_run(
 ) -> Result<PhaseReport> {
     let mut api = Client::new(addr);
     let queued = Instant::now();
-    let mut uuids = HashSet::new();
+    let mut uuids = Vec::new();
     for chunk in devices.chunks(TARGETS_PER_REQUEST) {
         let body = json!({
             "targets": chunk.iter().map(|d| d.sim.udid.as_str()).collect::<Vec<_>>(),
@@ -905,10 +975,10 @@ async fn commands_run(
             bail!("POST /api/v1/commands: {status} {answer}");
         }
         let uuid = answer["command_uuid"].as_str().ok_or_else(|| anyhow!("no command_uuid in {answer}"))?;
-        uuids.insert(uuid.to_owned());
+        uuids.push(uuid.to_owned());
     }
     let enqueue_secs = queued.elapsed().as_secs_f64();
-    let uuids = Arc::new(uuids);
+    let answers = Arc::new(signed_answers(devices, &uuids).await?);
 
     let mark = monitor.begin().await;
     let n = devices.len();
@@ -916,7 +986,7 @@ async fn commands_run(
     let t0 = tokio::time::Instant::now() + Duration::from_millis(20);
     let mut tasks = Vec::new();
     for w in 0..concurrency.min(n) {
-        let (devices, next, uuids) = (devices.clone(), next.clone(), uuids.clone());
+        let (devices, next, answers) = (devices.clone(), next.clone(), answers.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = Client::new(addr);
             let mut tally = Tally::default();
@@ -938,7 +1008,7 @@ async fn commands_run(
                     break;
                 }
                 let d = &devices[i];
-                match command_round_trip(&mut client, d, &uuids, &mut tally, start).await {
+                match command_round_trip(&mut client, d, &answers[i], &mut tally, start).await {
                     Ok(()) => {
                         tally.commands += 1;
                         tally.round_trips_us.push(micros(start.elapsed()));
@@ -976,11 +1046,48 @@ async fn commands_run(
     Ok(phase)
 }
 
+/// A device's answer to the command queued for it: the command's UUID, the report and its
+/// `Mdm-Signature`.
+struct SignedAnswer {
+    uuid: String,
+    body: Bytes,
+    signature: HeaderValue,
+}
+
+/// Each device's Acknowledged answer to the `DeviceInformation` queued for it (`uuids[k]` went
+/// to the k-th chunk of devices), signed on all cores at once.
+async fn signed_answers(devices: &Arc<Vec<BenchDevice>>, uuids: &[String]) -> Result<Vec<SignedAnswer>> {
+    let n = devices.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = n.div_ceil(threads).max(1);
+    let mut makers = Vec::new();
+    for from in (0..n).step_by(per_thread) {
+        let (devices, uuids) = (devices.clone(), uuids.to_vec());
+        makers.push(tokio::task::spawn_blocking(move || -> Result<Vec<SignedAnswer>> {
+            (from..(from + per_thread).min(n))
+                .map(|i| {
+                    let uuid = &uuids[i / TARGETS_PER_REQUEST];
+                    let command = Command::DeviceInformation(DeviceInformation::inventory()).to_plist(uuid);
+                    let sim = &devices[i].sim;
+                    let (_, _, report) = sim.answer(&command).ok_or_else(|| anyhow!("the simulated device cannot answer {uuid}"))?;
+                    let signature = header_value(sim.sign(&report))?;
+                    Ok(SignedAnswer { uuid: uuid.clone(), body: report.into(), signature })
+                })
+                .collect()
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for m in makers {
+        all.extend(m.await??);
+    }
+    Ok(all)
+}
+
 /// Idle -> the command -> Acknowledged -> empty. Each request's latency goes into the tally.
 async fn command_round_trip(
     client: &mut Client,
     d: &BenchDevice,
-    uuids: &HashSet<String>,
+    answer: &SignedAnswer,
     tally: &mut Tally,
     start: tokio::time::Instant,
 ) -> Result<()> {
@@ -990,13 +1097,12 @@ async fn command_round_trip(
         bail!("Idle: expected a command, got {status} {}", lossy(&command));
     }
     tally.requests += 1;
-    let (uuid, _, report) = d.sim.answer(&command).ok_or_else(|| anyhow!("not a command: {}", lossy(&command)))?;
-    if !uuids.contains(&uuid) {
-        bail!("got command {uuid}, which this run did not queue");
+    let (uuid, request_type, _) = SimDevice::read_command(&command).ok_or_else(|| anyhow!("not a command: {}", lossy(&command)))?;
+    if uuid != answer.uuid || request_type != "DeviceInformation" {
+        bail!("got {request_type} {uuid}, expected the DeviceInformation {} this run queued for the device", answer.uuid);
     }
-    let sig = header_value(d.sim.sign(&report))?;
     let sent = tokio::time::Instant::now();
-    let (status, next) = client.device("/mdm/connect", report.into(), sig).await?;
+    let (status, next) = client.device("/mdm/connect", answer.body.clone(), answer.signature.clone()).await?;
     tally.latencies_us.push(micros(sent.elapsed()));
     if status != StatusCode::OK || !next.is_empty() {
         bail!("Acknowledged: expected an empty answer, got {status} {}", lossy(&next));
@@ -1149,8 +1255,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "lanyard bench: {}, {} devices with real certificates enrolled over HTTP, {} enrolled in all, {} concurrent connections",
-            self.backend, self.devices, self.enrolled, self.concurrency
+            "lanyard bench: {}, {} devices with real certificates ({} keys) enrolled over HTTP, {} enrolled in all, {} concurrent connections",
+            self.backend, self.devices, self.device_key, self.enrolled, self.concurrency
         )?;
         writeln!(f, "machine: {} CPUs, load average {} before the runs, {} after", self.cpus, self.load_before, self.load_after)?;
         if self.enrolled > self.devices {

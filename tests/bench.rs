@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::Backend;
-use lanyard::bench::{BenchArgs, Report, Scenario};
+use lanyard::bench::{BenchArgs, DeviceKey, Report, Scenario};
 
 fn args(database_url: Option<String>) -> BenchArgs {
     BenchArgs {
@@ -23,6 +23,7 @@ fn args(database_url: Option<String>) -> BenchArgs {
         server_log: None,
         keep: false,
         server_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_lanyard"))),
+        device_key: DeviceKey::Rsa2048,
     }
 }
 
