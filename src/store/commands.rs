@@ -86,6 +86,63 @@ pub struct RecordedResult {
 
 pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
 
+/// How [`NEXT_COMMAND`] and [`NEXT_COMMAND_NOT_DEFERRED`] begin: the status list repeats the
+/// partial index's condition (migration 0008), as SQLite only uses a partial index when the
+/// query does.
+macro_rules! next_command_head {
+    () => {
+        "UPDATE command_targets SET status = 'sent', \
+       sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
+       updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
+     WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
+       WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') "
+    };
+}
+
+/// What [`NEXT_COMMAND`] and [`NEXT_COMMAND_NOT_DEFERRED`] return.
+macro_rules! next_command_returning {
+    () => {
+        "RETURNING command_seq, \
+           (SELECT c.uuid FROM commands c WHERE c.seq = command_targets.command_seq), \
+           (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
+           (SELECT c.payload FROM commands c WHERE c.seq = command_targets.command_seq), \
+           EXISTS (SELECT 1 FROM case_commands cc JOIN commands c ON c.uuid = cc.command_uuid \
+             WHERE c.seq = command_targets.command_seq)"
+    };
+}
+
+/// Hand over the device's (`$1`) oldest pending target, deferred ones included, at `$3`,
+/// skipping those expired at `$2`. See `next_command` in [`impl_command_store`].
+pub(crate) const NEXT_COMMAND: &str = concat!(
+    next_command_head!(),
+    "AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) ",
+    next_command_returning!()
+);
+
+/// [`NEXT_COMMAND`] without the targets the device answered NotNow.
+pub(crate) const NEXT_COMMAND_NOT_DEFERRED: &str = concat!(
+    next_command_head!(),
+    "AND t.status <> 'not_now' AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) ",
+    next_command_returning!()
+);
+
+/// Record the device's (`$1`, bound to certificate `$8`) answer to command `$2`: status `$3`,
+/// the plist `$4` and its JSON `$5` at `$6`; `$7` is false for NotNow. See `record_result` in
+/// [`impl_command_store`].
+pub(crate) const RECORD_RESULT: &str = "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
+     completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
+     not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
+     WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
+     AND status IN ('queued', 'sent', 'not_now') \
+     AND EXISTS (SELECT 1 FROM devices d WHERE d.udid = $1 AND d.cert_sha256 = $8) \
+     RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
+       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
+       EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL), \
+       (SELECT d.last_seen_at FROM devices d WHERE d.udid = $1), \
+       (SELECT d.last_push_at FROM devices d WHERE d.udid = $1), \
+       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
+         AND t.command_seq <> command_targets.command_seq)";
+
 #[async_trait::async_trait]
 pub trait CommandStore: Send + Sync {
     /// Store the command and queue it for every target, in one transaction.
@@ -162,38 +219,17 @@ macro_rules! impl_command_store {
                 include_not_now: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::NextCommand>> {
+                if let Some(db) = self.inline()
+                    && let $crate::store::inline::Ran::Done(done) = db.next_command(udid, include_not_now, now)?
+                {
+                    return Ok(done);
+                }
                 // One statement: pick the oldest pending target and mark it sent (keeping the
                 // first sent_at when it is handed over again). The service calls this only when
                 // something is pending, so an Idle with nothing queued never writes. The status
                 // lists repeat the partial index's condition (migration 0008): SQLite only uses
                 // a partial index when the query does.
-                let sql = if include_not_now {
-                    "UPDATE command_targets SET status = 'sent', \
-                           sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
-                           updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
-                         WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
-                           WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
-                           AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) \
-                         RETURNING command_seq, \
-                           (SELECT c.uuid FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           (SELECT c.payload FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           EXISTS (SELECT 1 FROM case_commands cc JOIN commands c ON c.uuid = cc.command_uuid \
-                             WHERE c.seq = command_targets.command_seq)"
-                } else {
-                    "UPDATE command_targets SET status = 'sent', \
-                           sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
-                           updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
-                         WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
-                           WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') AND t.status <> 'not_now' \
-                           AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.command_seq LIMIT 1) \
-                         RETURNING command_seq, \
-                           (SELECT c.uuid FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           (SELECT c.payload FROM commands c WHERE c.seq = command_targets.command_seq), \
-                           EXISTS (SELECT 1 FROM case_commands cc JOIN commands c ON c.uuid = cc.command_uuid \
-                             WHERE c.seq = command_targets.command_seq)"
-                };
+                let sql = if include_not_now { $crate::store::commands::NEXT_COMMAND } else { $crate::store::commands::NEXT_COMMAND_NOT_DEFERRED };
                 let Some((seq, uuid, request_type, payload, for_case)): Option<(i64, String, String, Vec<u8>, bool)> =
                     sqlx::query_as(sql).bind(udid).bind(now).bind(now).fetch_optional(&self.pool).await?
                 else {
@@ -212,6 +248,11 @@ macro_rules! impl_command_store {
                 json: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
+                if let Some(db) = self.inline()
+                    && let $crate::store::inline::Ran::Done(done) = db.record_result(udid, cert_sha256, command_uuid, status, plist, json, now)?
+                {
+                    return Ok(done);
+                }
                 // One statement, the only one most answers need: only a pending target of the
                 // device the certificate is bound to changes, so a duplicate report (or one for
                 // an unknown command, or with another certificate) returns nothing and changes
@@ -220,21 +261,7 @@ macro_rules! impl_command_store {
                 // may not be seen as updated) and whether any smart group exists.
                 let finished = status != "not_now";
                 type Row = (i64, String, bool, bool, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, i64);
-                let row: Option<Row> = sqlx::query_as(
-                    "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
-                     completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
-                     not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
-                     WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
-                     AND status IN ('queued', 'sent', 'not_now') \
-                     AND EXISTS (SELECT 1 FROM devices d WHERE d.udid = $1 AND d.cert_sha256 = $8) \
-                     RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
-                       EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
-                       EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL), \
-                       (SELECT d.last_seen_at FROM devices d WHERE d.udid = $1), \
-                       (SELECT d.last_push_at FROM devices d WHERE d.udid = $1), \
-                       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
-                         AND t.command_seq <> command_targets.command_seq)",
-                )
+                let row: Option<Row> = sqlx::query_as($crate::store::commands::RECORD_RESULT)
                 .bind(udid)
                 .bind(command_uuid)
                 .bind(status)

@@ -5,6 +5,28 @@ use uuid::Uuid;
 
 use super::StoreResult;
 
+/// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]). The
+/// status list repeats the partial index's condition (migration 0008) so that SQLite uses it.
+pub(crate) const DEVICE_SESSION: &str = "SELECT d.udid, d.last_seen_at, d.last_push_at, (SELECT COUNT(*) FROM command_targets t \
+       WHERE t.udid = d.udid AND t.status IN ('queued', 'sent', 'not_now')) AS pending \
+     FROM devices d WHERE d.cert_sha256 = $1";
+
+/// Device `$1` was seen at `$2`.
+pub(crate) const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2, pushes_unanswered = 0 WHERE udid = $1";
+
+/// Device `$1`'s inventory: `$2`... in the order of [`InventoryUpdate`]'s fields; NULL keeps
+/// what is there.
+pub(crate) const UPDATE_INVENTORY: &str = "UPDATE devices SET serial_number = COALESCE($2, serial_number), model = COALESCE($3, model), \
+                     model_name = COALESCE($4, model_name), product_name = COALESCE($5, product_name), device_name = COALESCE($6, device_name), \
+                     os_version = COALESCE($7, os_version), build_version = COALESCE($8, build_version), platform = COALESCE($9, platform), \
+                     imei = COALESCE($10, imei), meid = COALESCE($11, meid), wifi_mac = COALESCE($12, wifi_mac), \
+                     bluetooth_mac = COALESCE($13, bluetooth_mac), supervised = COALESCE($14, supervised), encrypted = COALESCE($15, encrypted), \
+                     passcode_present = COALESCE($16, passcode_present), passcode_compliant = COALESCE($17, passcode_compliant), \
+                     filevault_enabled = COALESCE($18, filevault_enabled), storage_capacity_gb = COALESCE($19, storage_capacity_gb), \
+                     storage_available_gb = COALESCE($20, storage_available_gb), battery_level = COALESCE($21, battery_level), \
+                     info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
+                     WHERE udid = $1";
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushCertRecord {
     pub topic: String,
@@ -329,13 +351,12 @@ macro_rules! impl_device_store {
             }
 
             async fn device_session(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceSession>> {
-                // The status list repeats the partial index's condition (migration 0008) so
-                // that SQLite uses it.
-                Ok(sqlx::query_as(
-                    "SELECT d.udid, d.last_seen_at, d.last_push_at, (SELECT COUNT(*) FROM command_targets t \
-                       WHERE t.udid = d.udid AND t.status IN ('queued', 'sent', 'not_now')) AS pending \
-                     FROM devices d WHERE d.cert_sha256 = $1",
-                )
+                if let Some(db) = self.inline()
+                    && let $crate::store::inline::Ran::Done(done) = db.device_session(h)?
+                {
+                    return Ok(done);
+                }
+                Ok(sqlx::query_as($crate::store::devices::DEVICE_SESSION)
                 .bind(h)
                 .fetch_optional(&self.pool)
                 .await?)
@@ -466,7 +487,12 @@ macro_rules! impl_device_store {
             }
 
             async fn touch_device(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE devices SET last_seen_at = $2, pushes_unanswered = 0 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
+                if let Some(db) = self.inline()
+                    && let $crate::store::inline::Ran::Done(done) = db.touch_device(udid, at)?
+                {
+                    return Ok(done);
+                }
+                sqlx::query($crate::store::devices::TOUCH_DEVICE).bind(udid).bind(at).execute(&self.pool).await?;
                 Ok(())
             }
 
@@ -476,18 +502,12 @@ macro_rules! impl_device_store {
             }
 
             async fn update_inventory(&self, udid: &str, i: &$crate::store::InventoryUpdate) -> $crate::store::StoreResult<()> {
-                sqlx::query(
-                    "UPDATE devices SET serial_number = COALESCE($2, serial_number), model = COALESCE($3, model), \
-                     model_name = COALESCE($4, model_name), product_name = COALESCE($5, product_name), device_name = COALESCE($6, device_name), \
-                     os_version = COALESCE($7, os_version), build_version = COALESCE($8, build_version), platform = COALESCE($9, platform), \
-                     imei = COALESCE($10, imei), meid = COALESCE($11, meid), wifi_mac = COALESCE($12, wifi_mac), \
-                     bluetooth_mac = COALESCE($13, bluetooth_mac), supervised = COALESCE($14, supervised), encrypted = COALESCE($15, encrypted), \
-                     passcode_present = COALESCE($16, passcode_present), passcode_compliant = COALESCE($17, passcode_compliant), \
-                     filevault_enabled = COALESCE($18, filevault_enabled), storage_capacity_gb = COALESCE($19, storage_capacity_gb), \
-                     storage_available_gb = COALESCE($20, storage_available_gb), battery_level = COALESCE($21, battery_level), \
-                     info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
-                     WHERE udid = $1",
-                )
+                if let Some(db) = self.inline()
+                    && let $crate::store::inline::Ran::Done(done) = db.update_inventory(udid, i)?
+                {
+                    return Ok(done);
+                }
+                sqlx::query($crate::store::devices::UPDATE_INVENTORY)
                 .bind(udid)
                 .bind(&i.serial_number)
                 .bind(&i.model)

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 pub mod audit;
 pub mod commands;
 pub mod devices;
+pub mod inline;
 pub mod operators;
 pub mod postgres;
 pub mod profiles;
@@ -45,6 +46,9 @@ pub enum StoreError {
     NotFound,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the statements [`inline`] runs without sqlx.
+    #[error("database error: {0}")]
+    Embedded(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -9,6 +9,8 @@ use sqlx::{Sqlite, SqlitePool};
 
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The device path's statements, without sqlx's thread hand-overs (none in memory).
+    inline: Option<super::inline::InlineSqlite>,
 }
 
 impl SqliteStore {
@@ -24,13 +26,20 @@ impl SqliteStore {
         // No ping before each query (sqlx's default): it is a round trip of its own to the
         // connection, as dear as the query; a broken connection still fails the query and
         // sqlx's check when a connection is given back closes it.
-        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.clone()).await?;
         Self::MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let file = opts.get_filename();
+        let in_memory = file.as_os_str() == ":memory:" || url.contains("mode=memory");
+        let inline = (!in_memory).then(|| super::inline::InlineSqlite::new(file.to_path_buf()));
+        Ok(SqliteStore { pool, inline })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(crate) fn inline(&self) -> Option<&super::inline::InlineSqlite> {
+        self.inline.as_ref()
     }
 }
 

@@ -1,0 +1,365 @@
+//! SQLite's device-path statements, run on the calling thread.
+//!
+//! sqlx gives every SQLite connection a thread of its own and hands each statement to it and
+//! each row back, so every query costs two thread switches. On the device path (an Idle, a
+//! command handed over and answered) those switches cost more than the statements themselves
+//! (`perf`: half the server's CPU went to scheduling), so the handful of statements every
+//! device request runs are run here instead, with rusqlite, over connections of their own to
+//! the same database file (WAL: readers never wait; writers take turns).
+//!
+//! The SQL is the store's own (the constants in [`super::devices`] and [`super::commands`]),
+//! and the sqlx path stays: a statement that would have to wait for another writer for more
+//! than [`MAX_WAIT`] gives up before changing anything and the caller runs it through sqlx,
+//! which waits without holding up a runtime thread. An in-memory database (tests) has no file
+//! to share and uses sqlx alone.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use rusqlite::types::{FromSqlError, ToSql, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
+
+use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
+use super::devices::{DEVICE_SESSION, TOUCH_DEVICE, UPDATE_INVENTORY};
+use super::{DeviceSession, InventoryUpdate, NextCommand, StoreError, StoreResult};
+
+/// How long a statement may hold up a runtime thread waiting for the write lock.
+const MAX_WAIT: Duration = Duration::from_millis(2);
+/// Idle connections kept (statements run on runtime threads: one or two per core in use).
+const KEEP: usize = 8;
+
+/// Connections for the device path's statements.
+pub struct InlineSqlite {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// What a statement run here came to.
+pub enum Ran<T> {
+    Done(T),
+    /// Another writer held the lock for longer than [`MAX_WAIT`]; nothing changed.
+    Busy,
+}
+
+impl InlineSqlite {
+    /// For the database file at `path` (already created and migrated).
+    pub fn new(path: std::path::PathBuf) -> Self {
+        InlineSqlite { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        // As the sqlx connections: WAL is the file's own setting, these are per connection.
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        conn.busy_handler(Some(wait_briefly))?;
+        Ok(conn)
+    }
+
+    /// Run `f` on an idle connection (or a new one), then keep the connection for the next.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<Ran<T>> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.open().map_err(embedded)?,
+        };
+        let result = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < KEEP {
+            idle.push(conn);
+        }
+        drop(idle);
+        match result {
+            Ok(v) => Ok(Ran::Done(v)),
+            Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) => Ok(Ran::Busy),
+            Err(e) => Err(embedded(e)),
+        }
+    }
+
+    pub fn device_session(&self, cert_sha256: &str) -> StoreResult<Ran<Option<DeviceSession>>> {
+        self.with(|c| {
+            first_row(c, DEVICE_SESSION, &[&cert_sha256], |r| {
+                Ok(DeviceSession { udid: r.get(0)?, last_seen_at: time(r, 1)?, last_push_at: opt_time(r, 2)?, pending: r.get(3)? })
+            })
+        })
+    }
+
+    pub fn touch_device(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<Ran<()>> {
+        self.with(|c| run(c, TOUCH_DEVICE, &[&udid, &text(at)]))
+    }
+
+    pub fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Ran<Option<NextCommand>>> {
+        let sql = if include_not_now { NEXT_COMMAND } else { NEXT_COMMAND_NOT_DEFERRED };
+        let now = text(now);
+        self.with(|c| {
+            first_row(c, sql, &[&udid, &now, &now], |r| {
+                Ok(NextCommand { seq: r.get(0)?, uuid: r.get(1)?, request_type: r.get(2)?, payload: r.get(3)?, for_case: r.get(4)? })
+            })
+        })
+    }
+
+    /// `record_result`'s statement; the row as [`super::CommandStore::record_result`] reads it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_result(
+        &self,
+        udid: &str,
+        cert_sha256: &str,
+        command_uuid: &str,
+        status: &str,
+        plist: &[u8],
+        json: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Ran<Option<super::RecordedResult>>> {
+        let finished = status != "not_now";
+        let now = text(now);
+        self.with(|c| {
+            first_row(c, RECORD_RESULT, &[&udid, &command_uuid, &status, &plist, &json, &now, &finished, &cert_sha256], |r| {
+                Ok(super::RecordedResult {
+                    command_seq: r.get(0)?,
+                    request_type: r.get(1)?,
+                    for_case: r.get(2)?,
+                    smart_groups: r.get(3)?,
+                    session: DeviceSession {
+                        udid: udid.to_owned(),
+                        last_seen_at: time(r, 4)?,
+                        last_push_at: opt_time(r, 5)?,
+                        pending: r.get(6)?,
+                    },
+                })
+            })
+        })
+    }
+
+    pub fn update_inventory(&self, udid: &str, i: &InventoryUpdate) -> StoreResult<Ran<()>> {
+        let (info, security) = (i.info_updated_at.map(text), i.security_updated_at.map(text));
+        self.with(|c| {
+            run(
+                c,
+                UPDATE_INVENTORY,
+                &[
+                    &udid,
+                    &i.serial_number,
+                    &i.model,
+                    &i.model_name,
+                    &i.product_name,
+                    &i.device_name,
+                    &i.os_version,
+                    &i.build_version,
+                    &i.platform,
+                    &i.imei,
+                    &i.meid,
+                    &i.wifi_mac,
+                    &i.bluetooth_mac,
+                    &i.supervised,
+                    &i.encrypted,
+                    &i.passcode_present,
+                    &i.passcode_compliant,
+                    &i.filevault_enabled,
+                    &i.storage_capacity_gb,
+                    &i.storage_available_gb,
+                    &i.battery_level,
+                    &info,
+                    &security,
+                ],
+            )
+        })
+    }
+}
+
+/// The busy handler: a few quick retries, then short sleeps, up to [`MAX_WAIT`] in all (the
+/// device path's writes hold the lock for tens of microseconds).
+fn wait_briefly(attempt: i32) -> bool {
+    const YIELDS: i32 = 4;
+    const SLEEP: Duration = Duration::from_micros(50);
+    match attempt {
+        a if a < YIELDS => std::thread::yield_now(),
+        a if SLEEP * (a - YIELDS) as u32 <= MAX_WAIT => std::thread::sleep(SLEEP),
+        _ => return false,
+    }
+    true
+}
+
+/// Binds `$1`, `$2`... by name, as sqlx does: the store's SQL may use them out of order.
+fn prepare<'c>(c: &'c Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    for index in 1..=stmt.parameter_count() {
+        let n = stmt.parameter_name(index).and_then(|name| name.strip_prefix('$')).and_then(|n| n.parse::<usize>().ok());
+        let arg = n.and_then(|n| args.get(n.wrapping_sub(1))).ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
+        stmt.raw_bind_parameter(index, arg)?;
+    }
+    Ok(stmt)
+}
+
+fn run(c: &Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<()> {
+    prepare(c, sql, args)?.raw_execute().map(drop)
+}
+
+/// The first row (the statements here return at most one), read to the end so that the
+/// statement completes.
+fn first_row<T>(c: &Connection, sql: &str, args: &[&dyn ToSql], read: impl Fn(&Row) -> rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
+    let mut stmt = prepare(c, sql, args)?;
+    let mut rows = stmt.raw_query();
+    let mut first = None;
+    while let Some(row) = rows.next()? {
+        if first.is_none() {
+            first = Some(read(row)?);
+        }
+    }
+    Ok(first)
+}
+
+/// A timestamp as sqlx writes it to SQLite, so that the two paths' values compare and sort
+/// alike.
+fn text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn time(r: &Row, i: usize) -> rusqlite::Result<DateTime<Utc>> {
+    r.get_ref(i)?.as_str().map_err(|e| conversion(i, e)).and_then(|s| parse_time(s).ok_or_else(|| conversion(i, FromSqlError::InvalidType)))
+}
+
+fn opt_time(r: &Row, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    match r.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        _ => time(r, i).map(Some),
+    }
+}
+
+/// What sqlx reads back: RFC 3339, or SQLite's own `YYYY-MM-DD HH:MM:SS[.fff]` in UTC.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%F %T%.f", "%FT%T%.f"].iter().find_map(|f| NaiveDateTime::parse_from_str(s, f).ok()).map(|n| n.and_utc())
+}
+
+fn conversion(i: usize, e: FromSqlError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn embedded(e: rusqlite::Error) -> StoreError {
+    StoreError::Embedded(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{AuthenticateRecord, CommandStore, DeviceStore, NewCommand};
+
+    const UDID: &str = "00008020-INLINE-TEST";
+
+    async fn store_with_a_queued_command(dir: &std::path::Path) -> (SqliteStore, DateTime<Utc>) {
+        let store = SqliteStore::connect(&format!("sqlite://{}", dir.join("lanyard.db").display())).await.unwrap();
+        let at = Utc::now();
+        let device = AuthenticateRecord {
+            udid: UDID.into(),
+            serial_number: Some("SERIAL1".into()),
+            model: None,
+            model_name: None,
+            product_name: None,
+            device_name: None,
+            os_version: None,
+            build_version: None,
+            platform: "iPadOS".into(),
+            topic: "com.apple.mgmt.External.test".into(),
+            imei: None,
+            meid: None,
+            cert_sha256: "aa".into(),
+            enrollment_token_id: None,
+            at,
+        };
+        store.authenticate_device(&device).await.unwrap();
+        let cmd = NewCommand {
+            uuid: "CMD-1".into(),
+            request_type: "DeviceInformation".into(),
+            payload: b"<plist/>".to_vec(),
+            fields: "{}".into(),
+            created_by: "test".into(),
+            created_at: at,
+            expires_at: Some(at + chrono::Duration::hours(1)),
+        };
+        store.enqueue(&cmd, &[UDID.to_owned()]).await.unwrap();
+        (store, at)
+    }
+
+    fn done<T>(r: StoreResult<Ran<T>>) -> T {
+        match r.unwrap() {
+            Ran::Done(v) => v,
+            Ran::Busy => panic!("busy with no other writer"),
+        }
+    }
+
+    #[tokio::test]
+    async fn statements_here_and_through_sqlx_read_and_write_the_same_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, at) = store_with_a_queued_command(dir.path()).await;
+        let inline = store.inline().expect("a file database runs the device path in place");
+
+        let here = done(inline.device_session("aa")).expect("bound");
+        let via_sqlx: DeviceSession = sqlx::query_as(DEVICE_SESSION).bind("aa").fetch_one(store.pool()).await.unwrap();
+        assert_eq!((here.udid.as_str(), here.last_seen_at, here.last_push_at, here.pending), (UDID, via_sqlx.last_seen_at, None, 1));
+        assert_eq!(here.last_seen_at, at, "sqlx's timestamp reads back exactly");
+        assert!(done(inline.device_session("unknown")).is_none());
+
+        // NEXT_COMMAND names $3 before $1 and $2: parameters are bound by name.
+        let sent_at = at + chrono::Duration::seconds(5);
+        let cmd = done(inline.next_command(UDID, true, sent_at)).expect("the queued command");
+        assert_eq!((cmd.uuid.as_str(), cmd.request_type.as_str(), cmd.for_case), ("CMD-1", "DeviceInformation", false));
+        let target = &store.command_targets(cmd.seq).await.unwrap()[0];
+        assert_eq!((target.status.as_str(), target.sent_at), ("sent", Some(sent_at)), "written here, read by sqlx");
+
+        // Another certificate records nothing.
+        let answer = |cert| inline.record_result(UDID, cert, "CMD-1", "acknowledged", b"<plist/>", "{}", sent_at);
+        assert!(done(answer("bb")).is_none());
+        assert_eq!(store.command_targets(cmd.seq).await.unwrap()[0].status, "sent");
+        let recorded = done(answer("aa")).expect("recorded");
+        assert_eq!((recorded.request_type.as_str(), recorded.for_case, recorded.smart_groups), ("DeviceInformation", false, false));
+        assert_eq!((recorded.session.pending, recorded.session.last_seen_at), (0, at));
+        assert_eq!(store.command_targets(cmd.seq).await.unwrap()[0].status, "acknowledged");
+        assert!(done(answer("aa")).is_none(), "a duplicate report changes nothing");
+
+        let inventory = InventoryUpdate {
+            device_name: Some("Trolley 3 #14".into()),
+            supervised: Some(true),
+            battery_level: Some(0.5),
+            info_updated_at: Some(sent_at),
+            ..Default::default()
+        };
+        done(inline.update_inventory(UDID, &inventory));
+        done(inline.touch_device(UDID, sent_at));
+        let device = store.device(UDID).await.unwrap().unwrap();
+        assert_eq!(
+            (device.device_name.as_deref(), device.supervised, device.serial_number.as_deref()),
+            (Some("Trolley 3 #14"), Some(true), Some("SERIAL1"))
+        );
+        assert_eq!((device.last_seen_at, device.info_updated_at), (sent_at, Some(sent_at)));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_would_wait_long_is_handed_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, at) = store_with_a_queued_command(dir.path()).await;
+        let inline = store.inline().unwrap();
+        let other = Connection::open(dir.path().join("lanyard.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        let later = at + chrono::Duration::minutes(5);
+        assert!(matches!(inline.touch_device(UDID, later).unwrap(), Ran::Busy));
+        assert!(started.elapsed() < Duration::from_millis(200), "held a runtime thread for {:?}", started.elapsed());
+        // Readers never wait in WAL mode.
+        assert!(done(inline.device_session("aa")).is_some());
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(store.device(UDID).await.unwrap().unwrap().last_seen_at, at, "nothing changed");
+        done(inline.touch_device(UDID, later));
+        assert_eq!(store.device(UDID).await.unwrap().unwrap().last_seen_at, later);
+    }
+
+    #[test]
+    fn timestamps_read_back_as_written() {
+        let t = Utc::now();
+        assert_eq!(parse_time(&text(t)), Some(t));
+        assert_eq!(parse_time("2026-11-22 10:00:00").map(|t| t.to_rfc3339()), Some("2026-11-22T10:00:00+00:00".to_owned()));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}
