@@ -13,12 +13,12 @@ use axum::extract::connect_info::Connected;
 use axum::http::Request;
 use axum::serve::{IncomingStream, Listener};
 use openssl::ssl::{AlpnError, Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_openssl::SslStream;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{OnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::context::Ctx;
@@ -128,15 +128,41 @@ pub fn app(ctx: Ctx) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+            let (method, path) = (req.method(), req.uri().path());
+            match path.starts_with("/mdm/") {
+                true => tracing::debug_span!("request", request_id = %id, %method, path),
+                false => tracing::info_span!("request", request_id = %id, %method, path),
+            }
         })
-        .on_response(DefaultOnResponse::new().level(Level::INFO));
+        .on_response(LogResponse);
     crate::routes(ctx.clone()).route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track)).with_state(ctx).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(trace)
             .layer(PropagateRequestIdLayer::x_request_id()),
     )
+}
+
+/// One line per answered request: at info for people and scripts (the console, the API), at
+/// debug for devices' protocol requests that succeed (their span is a debug span), which come
+/// by the thousand an hour from a school's iPads and would bury everything else. A device
+/// request that fails is logged at info (4xx) or error (5xx) like any other.
+#[derive(Clone, Copy)]
+struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(self, response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+        let status = response.status().as_u16();
+        let latency_ms = latency.as_millis() as u64;
+        let device = span.metadata().is_none_or(|m| *m.level() == Level::DEBUG);
+        if status >= 500 {
+            tracing::error!(parent: span, status, latency_ms, "finished processing request");
+        } else if status >= 400 || !device {
+            tracing::info!(parent: span, status, latency_ms, "finished processing request");
+        } else {
+            tracing::debug!(parent: span, status, latency_ms, "finished processing request");
+        }
+    }
 }
 
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -194,11 +220,22 @@ pub fn shutdown_signal() -> Shutdown {
     })
 }
 
+/// Connections waiting to be accepted. The usual 128 overflows when a trolley of iPads answers
+/// a push at once, and a dropped connection attempt costs the device a second (the first SYN
+/// retransmission); the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Bind every configured address.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut v = Vec::new();
     for a in addrs {
-        v.push(TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))?);
+        let listen = || -> std::io::Result<TcpListener> {
+            let socket = if a.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            socket.bind(*a)?;
+            socket.listen(LISTEN_BACKLOG)
+        };
+        v.push(listen().with_context(|| format!("cannot listen on {a}"))?);
     }
     Ok(v)
 }
