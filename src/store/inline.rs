@@ -179,6 +179,24 @@ fn wait_briefly(attempt: i32) -> bool {
     true
 }
 
+/// The busy handler of sqlx's own SQLite connections (they run on threads of their own, so
+/// they may wait): short sleeps for up to about 10 s. SQLite's default handler sleeps longer
+/// and longer (up to 100 ms a time), and a writer that sleeps that long keeps missing the moments
+/// the lock is free between the device path's short writes: it starved for a second and more.
+pub(crate) fn patient_busy_handler(db: std::ptr::NonNull<rusqlite::ffi::sqlite3>) {
+    unsafe extern "C" fn retry(_: *mut std::ffi::c_void, attempt: std::ffi::c_int) -> std::ffi::c_int {
+        const QUICK: i32 = 20;
+        let pause = if attempt < QUICK { Duration::from_micros(50) } else { Duration::from_micros(200) };
+        std::thread::sleep(pause);
+        std::ffi::c_int::from(attempt < QUICK + 50_000)
+    }
+    // SAFETY: `db` is an open connection handle held locked by the caller, and `retry` neither
+    // unwinds nor touches the connection.
+    unsafe {
+        rusqlite::ffi::sqlite3_busy_handler(db.as_ptr(), Some(retry), std::ptr::null_mut());
+    }
+}
+
 /// Binds `$1`, `$2`... by name, as sqlx does: the store's SQL may use them out of order.
 fn prepare<'c>(c: &'c Connection, sql: &str, args: &[&dyn ToSql]) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
     let mut stmt = c.prepare_cached(sql)?;

@@ -21,12 +21,23 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Replaced once connected by `patient_busy_handler`: the same 10 s, shorter sleeps.
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         // No ping before each query (sqlx's default): it is a round trip of its own to the
         // connection, as dear as the query; a broken connection still fails the query and
         // sqlx's check when a connection is given back closes it.
-        let pool = SqlitePoolOptions::new().max_connections(8).test_before_acquire(false).connect_with(opts.clone()).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    super::inline::patient_busy_handler(conn.lock_handle().await?.as_raw_handle());
+                    Ok(())
+                })
+            })
+            .connect_with(opts.clone())
+            .await?;
         Self::MIGRATOR.run(&pool).await?;
         let file = opts.get_filename();
         let in_memory = file.as_os_str() == ":memory:" || url.contains("mode=memory");
