@@ -13,6 +13,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod der;
 pub mod devices;
 pub mod enrollment;
 pub mod error;

@@ -12,7 +12,7 @@
 //! - [`cms`]: CMS (PKCS#7) signatures: the `Mdm-Signature` header that authenticates every
 //!   device request, and signed configuration profiles.
 //! - [`signers`]: the same check made cheaper for certificates that passed it before, reading
-//!   the CMS structure with [`der`].
+//!   the CMS structure with [`crate::der`].
 //! - [`enrollment`]: the enrolment profile (root CA, SCEP and MDM payloads).
 //!
 //! Apple's key names are kept wherever a value crosses the wire; Rust field names are the same
@@ -21,7 +21,6 @@
 pub mod checkin;
 pub mod cms;
 pub mod command;
-mod der;
 pub mod enrollment;
 pub mod report;
 pub mod signers;

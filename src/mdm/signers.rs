@@ -30,7 +30,7 @@ use openssl::rsa::{Padding, Rsa};
 use openssl::x509::X509;
 
 use super::cms::{SignatureError, chains_to, verify_detached_der};
-use super::der::{self, OCTET_STRING, OID, Reader, SEQUENCE, SET, Tlv, context};
+use crate::der::{self, OCTET_STRING, OID, Reader, SEQUENCE, SET, Tlv, context};
 
 /// How many certificates are remembered: more than the devices of any one school. A full cache
 /// forgets an arbitrary entry; that device's next request takes the full check again.

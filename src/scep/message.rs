@@ -109,8 +109,8 @@ fn decrypt_envelope(envelope_der: &[u8], ca_cert: &X509, ca_key: &PKey<Private>)
         return Err(ScepError::Malformed("pkiMessage has no pkcsPKIEnvelope".into()));
     }
     let envelope = CmsContentInfo::from_der(envelope_der).map_err(|e| ScepError::Malformed(format!("pkcsPKIEnvelope is not CMS: {e}")))?;
-    // OpenSSL re-encodes in DER (the client may have sent BER), which our
-    // small DER reader understands.
+    // Read from OpenSSL's DER re-encoding: the client may have sent BER beyond what
+    // crate::der reads (constructed strings, say).
     let reencoded = envelope.to_der().ctx("re-encoding the pkcsPKIEnvelope")?;
     let cipher = der::enveloped_content_cipher_oid(&reencoded)
         .map(ContentCipher::from_oid)

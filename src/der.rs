@@ -1,10 +1,11 @@
 //! A small reader for the ASN.1 encodings CMS arrives in (DER, and the BER that Apple's devices
 //! use for the outer layers of an `Mdm-Signature`: indefinite lengths on constructed values).
 //!
-//! Just enough to split a CMS SignedData into its parts without OpenSSL decoding the
-//! certificates inside it (see [`super::signers`]). It never panics and never guesses: anything
+//! Just enough to find the parts of a CMS structure OpenSSL has no getter for, or would decode
+//! at length: the parts of a device's SignedData ([`crate::mdm::signers`]) and the cipher of a
+//! SCEP client's EnvelopedData ([`crate::scep`]). It never panics and never guesses: anything
 //! it does not read exactly (multi-byte tags, a length past the end, nesting deeper than
-//! [`MAX_DEPTH`]) is `None`, and the caller then hands the whole message to OpenSSL.
+//! [`MAX_DEPTH`]) is `None`, and the caller then leaves the message to OpenSSL or refuses it.
 
 pub const INTEGER: u8 = 0x02;
 pub const OCTET_STRING: u8 = 0x04;
