@@ -72,12 +72,16 @@ pub enum CmsError {
 /// CA that issues device identities; it is trusted as an anchor even if it is itself an
 /// intermediate. Chain certificates inside the signature are used as untrusted intermediates.
 pub fn verify_mdm_signature(body: &[u8], header_b64: &str, ca: &X509) -> Result<X509, SignatureError> {
+    verify_detached_der(body, &decode_header(header_b64)?, ca)
+}
+
+/// The DER inside an `Mdm-Signature` header value.
+pub fn decode_header(header_b64: &str) -> Result<Vec<u8>, SignatureError> {
     let header = header_b64.trim();
     if header.is_empty() {
         return Err(SignatureError::Missing);
     }
-    let der = BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))?;
-    verify_detached_der(body, &der, ca)
+    BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))
 }
 
 /// [`verify_mdm_signature`] after the base64: `der` is the CMS SignedData itself.

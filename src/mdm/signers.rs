@@ -20,8 +20,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::ec::EcKey;
 use openssl::ecdsa::EcdsaSig;
@@ -29,7 +27,7 @@ use openssl::pkey::{Id, Public};
 use openssl::rsa::{Padding, Rsa};
 use openssl::x509::X509;
 
-use super::cms::{SignatureError, chains_to, verify_detached_der};
+use super::cms::{SignatureError, chains_to, decode_header, verify_detached_der};
 use crate::der::{self, OCTET_STRING, OID, Reader, SEQUENCE, SET, Tlv, context};
 
 /// How many certificates are remembered: more than the devices of any one school. A full cache
@@ -77,11 +75,7 @@ impl SignerCache {
     /// Checks an `Mdm-Signature` header over `body`: the signature, and that the signer chains
     /// to `ca`. Returns the SHA-256 of the signer certificate's DER.
     pub fn verify(&self, body: &[u8], header_b64: &str, ca: &X509) -> Result<[u8; 32], SignatureError> {
-        let header = header_b64.trim();
-        if header.is_empty() {
-            return Err(SignatureError::Missing);
-        }
-        let der = BASE64.decode(header).map_err(|e| SignatureError::NotBase64(e.to_string()))?;
+        let der = decode_header(header_b64)?;
         if let Some(sha256) = self.verify_known(body, &der, unix_now()) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(sha256);
@@ -333,6 +327,9 @@ fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+
     use super::*;
     use crate::mdm::cms::sign_detached;
     use crate::mdm::testutil::{Identity, Leaf, make_ca, make_ec_leaf, make_leaf};
