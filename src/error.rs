@@ -117,7 +117,7 @@ impl From<crate::store::StoreError> for Error {
             StoreError::Conflict(what) => Error::conflict("conflict", what),
             StoreError::NotFound => Error::not_found("not found"),
             StoreError::Database(e) => Error::Internal(anyhow::Error::new(e)),
-            StoreError::Embedded(e) => Error::Internal(anyhow::anyhow!("database error: {e}")),
+            StoreError::Embedded(e) => Error::Internal(anyhow::Error::new(e)),
         }
     }
 }

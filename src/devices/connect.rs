@@ -13,7 +13,7 @@ use crate::devices::auth::DeviceIdentity;
 use crate::error::{Error, Result};
 use crate::mdm::report::{self, CommandReport, CommandStatus};
 use crate::metrics::Metrics;
-use crate::store::{DeviceSession, RecordedResult};
+use crate::store::{DeviceAnswer, DeviceSession, RecordedResult};
 
 /// Only write `last_seen_at` when it is older than this: the busiest path stays read-only.
 const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
@@ -34,21 +34,35 @@ impl Lanyard {
         // Most answers come with the certificate bound to the device, and recording the result
         // checks that binding and reads the device in the same statement. Otherwise (an Idle,
         // a renewed certificate, a duplicate report) the device is looked up first.
-        let first_try = match answers_command {
-            true => self.record_report(&udid, &identity, &report, body, now).await?,
-            false => None,
+        let json = answers_command.then(|| report.to_json().to_string());
+        let answer = json.as_deref().map(|json| DeviceAnswer {
+            udid: &udid,
+            cert_sha256: &identity.sha256,
+            command_uuid: report.command_uuid.as_deref().unwrap_or_default(),
+            status: status_of(&report),
+            plist: body,
+            json,
+            at: now,
+        });
+        let first_try = match &answer {
+            Some(a) => self.store.record_result(a).await?,
+            None => None,
         };
         let (device, recorded, others_pending) = match first_try {
-            Some(done) => (done.session.clone(), Some(done.clone()), done.session.pending),
+            Some(done) => {
+                let device = done.session.clone();
+                let others = device.pending;
+                (device, Some(done), others)
+            }
             None => {
                 let device = self.connecting_device(&identity, &udid).await?;
                 if report.ids.is_user_channel() {
                     return Ok(None);
                 }
                 // Bound just now (a renewal), or a duplicate or unknown command: None again.
-                let recorded = match answers_command {
-                    true => self.record_report(&udid, &identity, &report, body, now).await?,
-                    false => None,
+                let recorded = match &answer {
+                    Some(a) => self.store.record_result(a).await?,
+                    None => None,
                 };
                 let others = device.pending - i64::from(recorded.is_some());
                 (device, recorded, others)
@@ -95,21 +109,6 @@ impl Lanyard {
                 self.store.device_session(&identity.sha256).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))
             }
         }
-    }
-
-    /// Store the report as the result of its command, if the certificate is bound to the device
-    /// and the command is pending for it.
-    async fn record_report(
-        &self,
-        udid: &str,
-        identity: &DeviceIdentity,
-        report: &CommandReport,
-        body: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<Option<RecordedResult>> {
-        let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
-        let json = report.to_json().to_string();
-        Ok(self.store.record_result(udid, &identity.sha256, command_uuid, status_of(report), body, &json, now).await?)
     }
 
     /// What a recorded result sets off: metrics, the case record, the inventory, profiles.

@@ -86,6 +86,39 @@ pub struct RecordedResult {
 
 pub const PENDING: [&str; 3] = ["queued", "sent", "not_now"];
 
+/// A device's answer to a command, as [`CommandStore::record_result`] stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceAnswer<'a> {
+    pub udid: &'a str,
+    /// The certificate the answer was signed with: only the one bound to the device records.
+    pub cert_sha256: &'a str,
+    pub command_uuid: &'a str,
+    /// `acknowledged`, `error` or `not_now`.
+    pub status: &'a str,
+    /// The report as the device sent it, and its JSON view.
+    pub plist: &'a [u8],
+    pub json: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+impl DeviceAnswer<'_> {
+    /// Whether the answer ends delivery (anything but NotNow).
+    pub fn finished(&self) -> bool {
+        self.status != "not_now"
+    }
+}
+
+/// What [`RECORD_RESULT`] returns, in its order.
+pub(crate) type RecordedRow = (i64, String, bool, bool, DateTime<Utc>, Option<DateTime<Utc>>, i64);
+
+impl RecordedResult {
+    pub(crate) fn from_row(udid: &str, row: RecordedRow) -> Self {
+        let (command_seq, request_type, for_case, smart_groups, last_seen_at, last_push_at, pending) = row;
+        let session = crate::store::DeviceSession { udid: udid.to_owned(), last_seen_at, last_push_at, pending };
+        RecordedResult { request_type, command_seq, for_case, smart_groups, session }
+    }
+}
+
 /// How [`NEXT_COMMAND`] and [`NEXT_COMMAND_NOT_DEFERRED`] begin: the status list repeats the
 /// partial index's condition (migration 0008), as SQLite only uses a partial index when the
 /// query does.
@@ -150,19 +183,10 @@ pub trait CommandStore: Send + Sync {
     /// The oldest pending command for the device, marked `sent`. `include_not_now` is true at
     /// Idle (commands the device deferred are offered again) and false after any other report.
     async fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Option<NextCommand>>;
-    /// Record a device's answer, if `cert_sha256` is the certificate bound to the device. None
-    /// if it is not, or there is no such pending target (unknown command, or a duplicate report
-    /// of a finished one): nothing changes then.
-    async fn record_result(
-        &self,
-        udid: &str,
-        cert_sha256: &str,
-        command_uuid: &str,
-        status: &str,
-        plist: &[u8],
-        json: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<RecordedResult>>;
+    /// Record a device's answer, if it was signed with the certificate bound to the device.
+    /// None if it was not, or there is no such pending target (unknown command, or a duplicate
+    /// report of a finished one): nothing changes then.
+    async fn record_result(&self, answer: &DeviceAnswer<'_>) -> StoreResult<Option<RecordedResult>>;
     async fn command(&self, uuid: &str) -> StoreResult<Option<CommandRecord>>;
     async fn command_targets(&self, seq: i64) -> StoreResult<Vec<TargetRecord>>;
     /// Newest first, before `before_seq`.
@@ -226,9 +250,7 @@ macro_rules! impl_command_store {
                 }
                 // One statement: pick the oldest pending target and mark it sent (keeping the
                 // first sent_at when it is handed over again). The service calls this only when
-                // something is pending, so an Idle with nothing queued never writes. The status
-                // lists repeat the partial index's condition (migration 0008): SQLite only uses
-                // a partial index when the query does.
+                // something is pending, so an Idle with nothing queued never writes.
                 let sql = if include_not_now { $crate::store::commands::NEXT_COMMAND } else { $crate::store::commands::NEXT_COMMAND_NOT_DEFERRED };
                 let Some((seq, uuid, request_type, payload, for_case)): Option<(i64, String, String, Vec<u8>, bool)> =
                     sqlx::query_as(sql).bind(udid).bind(now).bind(now).fetch_optional(&self.pool).await?
@@ -240,16 +262,10 @@ macro_rules! impl_command_store {
 
             async fn record_result(
                 &self,
-                udid: &str,
-                cert_sha256: &str,
-                command_uuid: &str,
-                status: &str,
-                plist: &[u8],
-                json: &str,
-                now: chrono::DateTime<chrono::Utc>,
+                a: &$crate::store::commands::DeviceAnswer<'_>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
                 if let Some(db) = self.inline()
-                    && let $crate::store::inline::Ran::Done(done) = db.record_result(udid, cert_sha256, command_uuid, status, plist, json, now)?
+                    && let $crate::store::inline::Ran::Done(done) = db.record_result(a)?
                 {
                     return Ok(done);
                 }
@@ -259,28 +275,18 @@ macro_rules! impl_command_store {
                 // nothing. It also reads what the rest of the request needs: the device's
                 // session (the other pending targets: the answered one is left out, as it may or
                 // may not be seen as updated) and whether any smart group exists.
-                let finished = status != "not_now";
-                type Row = (i64, String, bool, bool, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>, i64);
-                let row: Option<Row> = sqlx::query_as($crate::store::commands::RECORD_RESULT)
-                .bind(udid)
-                .bind(command_uuid)
-                .bind(status)
-                .bind(plist)
-                .bind(json)
-                .bind(now)
-                .bind(finished)
-                .bind(cert_sha256)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(|(command_seq, request_type, for_case, smart_groups, last_seen_at, last_push_at, pending)| {
-                    $crate::store::RecordedResult {
-                        request_type,
-                        command_seq,
-                        for_case,
-                        smart_groups,
-                        session: $crate::store::DeviceSession { udid: udid.to_owned(), last_seen_at, last_push_at, pending },
-                    }
-                }))
+                let row: Option<$crate::store::commands::RecordedRow> = sqlx::query_as($crate::store::commands::RECORD_RESULT)
+                    .bind(a.udid)
+                    .bind(a.command_uuid)
+                    .bind(a.status)
+                    .bind(a.plist)
+                    .bind(a.json)
+                    .bind(a.at)
+                    .bind(a.finished())
+                    .bind(a.cert_sha256)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|r| $crate::store::RecordedResult::from_row(a.udid, r)))
             }
 
             async fn command(&self, uuid: &str) -> $crate::store::StoreResult<Option<$crate::store::CommandRecord>> {

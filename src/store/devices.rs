@@ -17,15 +17,15 @@ pub(crate) const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2, pus
 /// Device `$1`'s inventory: `$2`... in the order of [`InventoryUpdate`]'s fields; NULL keeps
 /// what is there.
 pub(crate) const UPDATE_INVENTORY: &str = "UPDATE devices SET serial_number = COALESCE($2, serial_number), model = COALESCE($3, model), \
-                     model_name = COALESCE($4, model_name), product_name = COALESCE($5, product_name), device_name = COALESCE($6, device_name), \
-                     os_version = COALESCE($7, os_version), build_version = COALESCE($8, build_version), platform = COALESCE($9, platform), \
-                     imei = COALESCE($10, imei), meid = COALESCE($11, meid), wifi_mac = COALESCE($12, wifi_mac), \
-                     bluetooth_mac = COALESCE($13, bluetooth_mac), supervised = COALESCE($14, supervised), encrypted = COALESCE($15, encrypted), \
-                     passcode_present = COALESCE($16, passcode_present), passcode_compliant = COALESCE($17, passcode_compliant), \
-                     filevault_enabled = COALESCE($18, filevault_enabled), storage_capacity_gb = COALESCE($19, storage_capacity_gb), \
-                     storage_available_gb = COALESCE($20, storage_available_gb), battery_level = COALESCE($21, battery_level), \
-                     info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
-                     WHERE udid = $1";
+     model_name = COALESCE($4, model_name), product_name = COALESCE($5, product_name), device_name = COALESCE($6, device_name), \
+     os_version = COALESCE($7, os_version), build_version = COALESCE($8, build_version), platform = COALESCE($9, platform), \
+     imei = COALESCE($10, imei), meid = COALESCE($11, meid), wifi_mac = COALESCE($12, wifi_mac), \
+     bluetooth_mac = COALESCE($13, bluetooth_mac), supervised = COALESCE($14, supervised), encrypted = COALESCE($15, encrypted), \
+     passcode_present = COALESCE($16, passcode_present), passcode_compliant = COALESCE($17, passcode_compliant), \
+     filevault_enabled = COALESCE($18, filevault_enabled), storage_capacity_gb = COALESCE($19, storage_capacity_gb), \
+     storage_available_gb = COALESCE($20, storage_available_gb), battery_level = COALESCE($21, battery_level), \
+     info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
+     WHERE udid = $1";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushCertRecord {

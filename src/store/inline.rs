@@ -22,7 +22,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 
 use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
 use super::devices::{DEVICE_SESSION, TOUCH_DEVICE, UPDATE_INVENTORY};
-use super::{DeviceSession, InventoryUpdate, NextCommand, StoreError, StoreResult};
+use super::{DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
 
 /// How long a statement may hold up a runtime thread waiting for the write lock: the device
 /// path's own writes hold it for tens of microseconds; a longer holder is a transaction
@@ -65,7 +65,7 @@ impl InlineSqlite {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(c) => c,
-            None => self.open().map_err(embedded)?,
+            None => self.open()?,
         };
         let result = f(&conn);
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -76,7 +76,7 @@ impl InlineSqlite {
         match result {
             Ok(v) => Ok(Ran::Done(v)),
             Err(e) if matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)) => Ok(Ran::Busy),
-            Err(e) => Err(embedded(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -103,33 +103,13 @@ impl InlineSqlite {
     }
 
     /// `record_result`'s statement; the row as [`super::CommandStore::record_result`] reads it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_result(
-        &self,
-        udid: &str,
-        cert_sha256: &str,
-        command_uuid: &str,
-        status: &str,
-        plist: &[u8],
-        json: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Ran<Option<super::RecordedResult>>> {
-        let finished = status != "not_now";
-        let now = text(now);
+    pub fn record_result(&self, a: &DeviceAnswer<'_>) -> StoreResult<Ran<Option<RecordedResult>>> {
+        let (at, finished) = (text(a.at), a.finished());
+        let args: [&dyn ToSql; 8] = [&a.udid, &a.command_uuid, &a.status, &a.plist, &a.json, &at, &finished, &a.cert_sha256];
         self.with(|c| {
-            first_row(c, RECORD_RESULT, &[&udid, &command_uuid, &status, &plist, &json, &now, &finished, &cert_sha256], |r| {
-                Ok(super::RecordedResult {
-                    command_seq: r.get(0)?,
-                    request_type: r.get(1)?,
-                    for_case: r.get(2)?,
-                    smart_groups: r.get(3)?,
-                    session: DeviceSession {
-                        udid: udid.to_owned(),
-                        last_seen_at: time(r, 4)?,
-                        last_push_at: opt_time(r, 5)?,
-                        pending: r.get(6)?,
-                    },
-                })
+            first_row(c, RECORD_RESULT, &args, |r| {
+                let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, time(r, 4)?, opt_time(r, 5)?, r.get(6)?);
+                Ok(RecordedResult::from_row(a.udid, row))
             })
         })
     }
@@ -259,10 +239,6 @@ fn conversion(i: usize, e: FromSqlError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
 }
 
-fn embedded(e: rusqlite::Error) -> StoreError {
-    StoreError::Embedded(e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +308,18 @@ mod tests {
         assert_eq!((target.status.as_str(), target.sent_at), ("sent", Some(sent_at)), "written here, read by sqlx");
 
         // Another certificate records nothing.
-        let answer = |cert| inline.record_result(UDID, cert, "CMD-1", "acknowledged", b"<plist/>", "{}", sent_at);
+        let answer = |cert_sha256| {
+            let a = DeviceAnswer {
+                udid: UDID,
+                cert_sha256,
+                command_uuid: "CMD-1",
+                status: "acknowledged",
+                plist: b"<plist/>",
+                json: "{}",
+                at: sent_at,
+            };
+            inline.record_result(&a)
+        };
         assert!(done(answer("bb")).is_none());
         assert_eq!(store.command_targets(cmd.seq).await.unwrap()[0].status, "sent");
         let recorded = done(answer("aa")).expect("recorded");

@@ -21,7 +21,7 @@ pub mod safeguarding;
 pub mod sqlite;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
-pub use commands::{CommandRecord, CommandStore, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
+pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
     PushCertRecord,
@@ -48,7 +48,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     /// From the statements [`inline`] runs without sqlx.
     #[error("database error: {0}")]
-    Embedded(String),
+    Embedded(#[from] rusqlite::Error),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
