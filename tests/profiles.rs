@@ -213,18 +213,9 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     assert_eq!(s.ctx.load_baseline_profiles().await.unwrap(), 0);
 
     // Upload a raw .mobileconfig.
-    let wifi = br#"<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0"><dict>
-<key>PayloadType</key><string>Configuration</string><key>PayloadVersion</key><integer>1</integer>
-<key>PayloadIdentifier</key><string>uk.sch.test.restrictions</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000001</string>
-<key>PayloadDisplayName</key><string>Test restrictions</string>
-<key>PayloadContent</key><array><dict>
-<key>PayloadType</key><string>com.apple.applicationaccess</string><key>PayloadVersion</key><integer>1</integer>
-<key>PayloadIdentifier</key><string>uk.sch.test.restrictions.a</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>
-<key>allowAirDrop</key><false/>
-</dict></array></dict></plist>"#;
+    let airdrop = common::AIRDROP_PROFILE.as_bytes();
     let (st, p) =
-        raw(&s, &tech, Method::POST, "/api/v1/profiles?name=airdrop-off", "application/x-apple-aspen-config", wifi.to_vec()).await;
+        raw(&s, &tech, Method::POST, "/api/v1/profiles?name=airdrop-off", "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(st, StatusCode::CREATED, "{p}");
     assert_eq!((p["name"].as_str(), p["version"].as_i64()), (Some("airdrop-off"), Some(1)));
     assert_eq!(p["payload_types"], json!(["com.apple.applicationaccess"]));
@@ -232,7 +223,7 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     let id = p["id"].as_str().unwrap().to_owned();
 
     // JSON with base64, of a profile already signed (verified and unwrapped).
-    let signed = s.ctx.signed_for_devices(&wifi.to_vec().replace_id()).unwrap();
+    let signed = s.ctx.signed_for_devices(&airdrop.to_vec().replace_id()).unwrap();
     let (st, p2) = s.post("/api/v1/profiles", &tech, json!({"name": "signed-upload", "mobileconfig_base64": B64.encode(&signed)})).await;
     assert_eq!(st, StatusCode::CREATED, "{p2}");
     assert_eq!(p2["identifier"], "uk.sch.test.other");
@@ -245,35 +236,35 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     assert_eq!(p3["identifier"], "uk.sch.lanyard.profile.built-camera");
 
     // Refusals name the payload and the key; names and identifiers are unique.
-    let broken = String::from_utf8(wifi.to_vec())
-        .unwrap()
-        .replace("<key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>", "");
+    let broken = common::airdrop_profile_broken();
     let (st, e) = raw(&s, &tech, Method::POST, "/api/v1/profiles?name=broken", "application/octet-stream", broken.into_bytes()).await;
     assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "invalid_field");
     assert_eq!(e["field"], "mobileconfig");
     assert!(e["error"].as_str().unwrap().contains("payload 1 (com.apple.applicationaccess): missing PayloadUUID"), "{e}");
     let (st, e) =
-        raw(&s, &tech, Method::POST, "/api/v1/profiles?name=airdrop-off", "application/x-apple-aspen-config", wifi.to_vec()).await;
+        raw(&s, &tech, Method::POST, "/api/v1/profiles?name=airdrop-off", "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "profile_name_taken");
-    let (st, e) = raw(&s, &tech, Method::POST, "/api/v1/profiles?name=copy", "application/x-apple-aspen-config", wifi.to_vec()).await;
+    let (st, e) = raw(&s, &tech, Method::POST, "/api/v1/profiles?name=copy", "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "identifier_taken");
-    let (st, e) = raw(&s, &tech, Method::POST, "/api/v1/profiles", "application/x-apple-aspen-config", wifi.to_vec()).await;
+    let (st, e) = raw(&s, &tech, Method::POST, "/api/v1/profiles", "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("name")));
     let (st, _) = raw(&s, &tech, Method::POST, "/api/v1/profiles?name=x", "text/plain", b"hello".to_vec()).await;
     assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (st, _) = raw(&s, &auditor, Method::POST, "/api/v1/profiles?name=nope", "application/x-apple-aspen-config", wifi.to_vec()).await;
+    let (st, _) = raw(&s, &auditor, Method::POST, "/api/v1/profiles?name=nope", "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Every change is a new version; old versions stay readable.
-    let v2 = String::from_utf8(wifi.to_vec()).unwrap().replace("<false/>", "<true/>");
+    let v2 = String::from_utf8(airdrop.to_vec()).unwrap().replace("<false/>", "<true/>");
     let (st, up) =
         raw(&s, &tech, Method::PUT, &format!("/api/v1/profiles/{id}"), "application/x-apple-aspen-config", v2.into_bytes()).await;
     assert_eq!(st, StatusCode::OK, "{up}");
     assert_eq!(up["version"], 2);
-    let (st, e) = raw(&s, &tech, Method::PUT, &format!("/api/v1/profiles/{id}"), "application/x-apple-aspen-config", wifi.to_vec()).await;
+    let (st, e) =
+        raw(&s, &tech, Method::PUT, &format!("/api/v1/profiles/{id}"), "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(st, StatusCode::OK, "going back is a change too: {e}");
     assert_eq!(e["version"], 3);
-    let (st, e) = raw(&s, &tech, Method::PUT, &format!("/api/v1/profiles/{id}"), "application/x-apple-aspen-config", wifi.to_vec()).await;
+    let (st, e) =
+        raw(&s, &tech, Method::PUT, &format!("/api/v1/profiles/{id}"), "application/x-apple-aspen-config", airdrop.to_vec()).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "no_change");
     let (_, detail) = s.get(&format!("/api/v1/profiles/{id}"), &auditor).await;
     assert_eq!(detail["versions"].as_array().unwrap().len(), 3, "{detail}");
@@ -382,7 +373,7 @@ async fn reconcile_installs_and_removes_only_lanyards_profiles(b: Backend) {
     let d = s.enrolled_device(Kind::SupervisedIpad).await;
     let other = s.enrolled_device(Kind::SupervisedIpad).await;
     // Someone installed a profile by hand; Lanyard learns of it from the next ProfileList.
-    d.install_by_hand("com.example.home-wifi", "Home Wi-Fi");
+    d.install_by_hand("com.example.home-airdrop", "Home Wi-Fi");
     let (st, _) = s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "ProfileList"})).await;
     assert_eq!(st, StatusCode::CREATED);
     assert_eq!(s.drain(&d).await, ["ProfileList"]);
@@ -409,7 +400,7 @@ async fn reconcile_installs_and_removes_only_lanyards_profiles(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{view}");
     assert_eq!(view["intended"].as_array().unwrap().len(), 2, "{view}");
     assert!(view["intended"].as_array().unwrap().iter().all(|i| i["state"] == "installed"), "{view}");
-    let by_hand = view["installed"].as_array().unwrap().iter().find(|i| i["identifier"] == "com.example.home-wifi").unwrap();
+    let by_hand = view["installed"].as_array().unwrap().iter().find(|i| i["identifier"] == "com.example.home-airdrop").unwrap();
     assert_eq!(by_hand["managed_by_lanyard"], false);
     assert!(view["installed"].as_array().unwrap().iter().any(|i| i["identifier"] == SIM_ENROLLMENT_PROFILE));
     assert_eq!(view["pending"].as_array().unwrap().len(), 0);
@@ -421,7 +412,7 @@ async fn reconcile_installs_and_removes_only_lanyards_profiles(b: Backend) {
     s.drain(&d).await;
     let installed = d.installed_profiles();
     assert!(!installed.contains(&camera_ident), "{installed:?}");
-    assert!(installed.contains(&restrictions_ident) && installed.contains(&"com.example.home-wifi".to_owned()), "{installed:?}");
+    assert!(installed.contains(&restrictions_ident) && installed.contains(&"com.example.home-airdrop".to_owned()), "{installed:?}");
 
     // A new version reaches the device.
     let (_, _, xml) = get_bytes(&s, &tech, &format!("/api/v1/profiles/{restrictions}/mobileconfig")).await;
@@ -444,7 +435,7 @@ async fn reconcile_installs_and_removes_only_lanyards_profiles(b: Backend) {
     // Leaving the group removes the group's profiles; membership history is kept.
     assert_eq!(delete(&s, &tech, &format!("/api/v1/groups/{g}/members/{}", d.udid)).await.0, StatusCode::NO_CONTENT);
     s.drain(&d).await;
-    assert_eq!(d.installed_profiles(), [SIM_ENROLLMENT_PROFILE.to_owned(), "com.example.home-wifi".to_owned()]);
+    assert_eq!(d.installed_profiles(), [SIM_ENROLLMENT_PROFILE.to_owned(), "com.example.home-airdrop".to_owned()]);
     let history = s.ctx.store.memberships_for_udid(&d.udid).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].group_id.to_string(), g);

@@ -627,23 +627,6 @@ async fn release_needs_a_second_person_in_the_console() {
 
 // ---------------------------------------------------------------- profiles, evidence, PINs
 
-/// A restrictions profile (AirDrop off), as a technician would upload it.
-const AIRDROP: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<plist version="1.0"><dict>
-<key>PayloadType</key><string>Configuration</string><key>PayloadVersion</key><integer>1</integer>
-<key>PayloadIdentifier</key><string>uk.sch.test.restrictions</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000001</string>
-<key>PayloadDisplayName</key><string>Test restrictions</string>
-<key>PayloadContent</key><array><dict>
-<key>PayloadType</key><string>com.apple.applicationaccess</string><key>PayloadVersion</key><integer>1</integer>
-<key>PayloadIdentifier</key><string>uk.sch.test.restrictions.a</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>
-<key>allowAirDrop</key><false/>
-</dict></array></dict></plist>"#;
-
-/// The same profile missing a payload's PayloadUUID.
-fn airdrop_broken() -> String {
-    AIRDROP.replace("<key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>", "")
-}
-
 /// The baseline KS2 filter with `site` added to its deny-list.
 fn ks2_with_denied(site: &str) -> Vec<u8> {
     let (_, xml) = lanyard::profiles::BASELINE.iter().find(|(s, _)| *s == "ks2-web-filtered").unwrap();
@@ -672,9 +655,9 @@ async fn browser_technician_uploads_a_profile_and_assigns_it_to_a_group() {
     let pw = operator(&s, "tech", "technician").await;
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.mobileconfig");
-    std::fs::write(&broken, airdrop_broken()).unwrap();
+    std::fs::write(&broken, common::airdrop_profile_broken()).unwrap();
     let good = dir.path().join("airdrop-off.mobileconfig");
-    std::fs::write(&good, AIRDROP).unwrap();
+    std::fs::write(&good, common::AIRDROP_PROFILE).unwrap();
 
     b.login(&s.base, "tech", &pw).await;
     b.find("#main").await;
@@ -919,7 +902,7 @@ async fn new_console_forms_need_their_csrf_token_and_the_right_role() {
         let r = admin.post(p, &fields).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{p}");
         assert!(r.body.contains("missing its security token"), "{p}: {}", r.body);
-        let r = admin.post_multipart(p, &fields, Some(("file", "a.mobileconfig", AIRDROP.as_bytes()))).await;
+        let r = admin.post_multipart(p, &fields, Some(("file", "a.mobileconfig", common::AIRDROP_PROFILE.as_bytes()))).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{p} (multipart)");
     }
     assert_eq!(s.ctx.store.list_profiles().await.unwrap().len(), profiles_before);
@@ -962,7 +945,13 @@ async fn new_console_forms_need_their_csrf_token_and_the_right_role() {
     let page = gov.get("/ui/profiles").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.body.contains("upload-form"), "no upload form for an auditor");
-    let r = gov.post_multipart("/ui/profiles", &[("csrf", &page.csrf())], Some(("file", "airdrop.mobileconfig", AIRDROP.as_bytes()))).await;
+    let r = gov
+        .post_multipart(
+            "/ui/profiles",
+            &[("csrf", &page.csrf())],
+            Some(("file", "airdrop.mobileconfig", common::AIRDROP_PROFILE.as_bytes())),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(s.ctx.store.list_profiles().await.unwrap().len(), profiles_before);
     let events = s.ctx.store.case_events(case_id).await.unwrap();
@@ -1086,15 +1075,20 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
     let r = tech.post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "no-file")], None).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("The file: Choose the .mobileconfig file to upload."), "{}", r.body);
-    let r =
-        tech.post_multipart("/ui/profiles", &[("csrf", &csrf)], Some(("file", "broken.mobileconfig", airdrop_broken().as_bytes()))).await;
+    let r = tech
+        .post_multipart(
+            "/ui/profiles",
+            &[("csrf", &csrf)],
+            Some(("file", "broken.mobileconfig", common::airdrop_profile_broken().as_bytes())),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("missing PayloadUUID") && r.body.contains("Nothing was changed."), "{}", r.body);
     let r = tech
         .post_multipart(
             "/ui/profiles",
             &[("csrf", &csrf), ("name", "no spaces please")],
-            Some(("file", "a.mobileconfig", AIRDROP.as_bytes())),
+            Some(("file", "a.mobileconfig", common::AIRDROP_PROFILE.as_bytes())),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -1102,13 +1096,21 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
     assert_eq!(count().await, before);
 
     let r = tech
-        .post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "airdrop-off")], Some(("file", "a.mobileconfig", AIRDROP.as_bytes())))
+        .post_multipart(
+            "/ui/profiles",
+            &[("csrf", &csrf), ("name", "airdrop-off")],
+            Some(("file", "a.mobileconfig", common::AIRDROP_PROFILE.as_bytes())),
+        )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().starts_with("/ui/profiles?done=uploaded#p-"), "{}", r.location());
     assert_eq!(count().await, before + 1);
     let r = tech
-        .post_multipart("/ui/profiles", &[("csrf", &csrf), ("name", "airdrop-again")], Some(("file", "a.mobileconfig", AIRDROP.as_bytes())))
+        .post_multipart(
+            "/ui/profiles",
+            &[("csrf", &csrf), ("name", "airdrop-again")],
+            Some(("file", "a.mobileconfig", common::AIRDROP_PROFILE.as_bytes())),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.body.contains("already used by profile"), "{}", r.body);

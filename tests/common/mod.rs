@@ -21,6 +21,23 @@ pub mod push;
 
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
 
+/// A restrictions profile (AirDrop off), as a technician would upload it.
+pub const AIRDROP_PROFILE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict>
+<key>PayloadType</key><string>Configuration</string><key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>uk.sch.test.restrictions</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000001</string>
+<key>PayloadDisplayName</key><string>Test restrictions</string>
+<key>PayloadContent</key><array><dict>
+<key>PayloadType</key><string>com.apple.applicationaccess</string><key>PayloadVersion</key><integer>1</integer>
+<key>PayloadIdentifier</key><string>uk.sch.test.restrictions.a</string><key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>
+<key>allowAirDrop</key><false/>
+</dict></array></dict></plist>"#;
+
+/// The same profile missing a payload's PayloadUUID.
+pub fn airdrop_profile_broken() -> String {
+    AIRDROP_PROFILE.replace("<key>PayloadUUID</key><string>6C1D8E52-0000-4000-8000-000000000002</string>", "")
+}
+
 #[derive(Clone, Debug)]
 pub enum Backend {
     Sqlite,
