@@ -20,6 +20,7 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use rusqlite::types::{FromSqlError, ToSql, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 
+use super::checkpoint::Checkpointer;
 use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
 use super::devices::{DEVICE_SESSION, TOUCH_DEVICE, UPDATE_INVENTORY};
 use super::{DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
@@ -37,6 +38,8 @@ const KEEP: usize = 8;
 pub struct InlineSqlite {
     path: std::path::PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Declared after `idle`: the connections go before the checkpointer they hand work to.
+    checkpointer: Option<Checkpointer>,
 }
 
 /// What a statement run here came to.
@@ -49,7 +52,10 @@ pub enum Ran<T> {
 impl InlineSqlite {
     /// For the database file at `path` (already created and migrated).
     pub fn new(path: std::path::PathBuf) -> Self {
-        InlineSqlite { path, idle: Mutex::new(Vec::new()) }
+        let checkpointer = Checkpointer::start(path.clone())
+            .inspect_err(|e| tracing::warn!("no checkpoint thread ({e}): the device path's commits will checkpoint"))
+            .ok();
+        InlineSqlite { path, idle: Mutex::new(Vec::new()), checkpointer }
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -57,6 +63,9 @@ impl InlineSqlite {
         // As the sqlx connections: WAL is the file's own setting, these are per connection.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
         conn.busy_handler(Some(wait_briefly))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.watch(&conn);
+        }
         Ok(conn)
     }
 

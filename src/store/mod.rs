@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 pub mod audit;
 pub mod commands;
 pub mod devices;
+mod checkpoint;
 pub mod inline;
 pub mod operators;
 pub mod postgres;
