@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub mod audit;
+mod checkpoint;
 pub mod commands;
 pub mod devices;
-mod checkpoint;
 pub mod inline;
 pub mod operators;
 pub mod postgres;
