@@ -119,16 +119,18 @@ impl RecordedResult {
     }
 }
 
-/// How [`NEXT_COMMAND`] and [`NEXT_COMMAND_NOT_DEFERRED`] begin: the status list repeats the
-/// partial index's condition (migration 0008), as SQLite only uses a partial index when the
-/// query does.
+/// How [`NEXT_COMMAND`] and [`NEXT_COMMAND_NOT_DEFERRED`] begin.
 macro_rules! next_command_head {
     () => {
-        "UPDATE command_targets SET status = 'sent', \
-       sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
-       updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
-     WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
-       WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') "
+        concat!(
+            "UPDATE command_targets SET status = 'sent', \
+               sent_at = CASE WHEN status = 'sent' THEN sent_at ELSE $3 END, \
+               updated_at = CASE WHEN status = 'sent' THEN updated_at ELSE $3 END \
+             WHERE udid = $1 AND command_seq = (SELECT t.command_seq FROM command_targets t \
+               WHERE t.udid = $1 AND ",
+            super::pending!("t."),
+            " "
+        )
     };
 }
 
@@ -162,19 +164,22 @@ pub(crate) const NEXT_COMMAND_NOT_DEFERRED: &str = concat!(
 /// Record the device's (`$1`, bound to certificate `$8`) answer to command `$2`: status `$3`,
 /// the plist `$4` and its JSON `$5` at `$6`; `$7` is false for NotNow. See `record_result` in
 /// [`impl_command_store`].
-pub(crate) const RECORD_RESULT: &str = "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
+pub(crate) const RECORD_RESULT: &str = concat!(
+    "UPDATE command_targets SET status = $3, result_plist = $4, result_json = $5, updated_at = $6, \
      completed_at = CASE WHEN $7 THEN $6 ELSE completed_at END, \
      not_now_count = not_now_count + CASE WHEN $7 THEN 0 ELSE 1 END \
-     WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) \
-     AND status IN ('queued', 'sent', 'not_now') \
-     AND EXISTS (SELECT 1 FROM devices d WHERE d.udid = $1 AND d.cert_sha256 = $8) \
+     WHERE udid = $1 AND command_seq = (SELECT c.seq FROM commands c WHERE c.uuid = $2) AND ",
+    super::pending!(""),
+    " AND EXISTS (SELECT 1 FROM devices d WHERE d.udid = $1 AND d.cert_sha256 = $8) \
      RETURNING command_seq, (SELECT c.request_type FROM commands c WHERE c.seq = command_targets.command_seq), \
        EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
        EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL), \
        (SELECT d.last_seen_at FROM devices d WHERE d.udid = $1), \
        (SELECT d.last_push_at FROM devices d WHERE d.udid = $1), \
-       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND t.status IN ('queued', 'sent', 'not_now') \
-         AND t.command_seq <> command_targets.command_seq)";
+       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND ",
+    super::pending!("t."),
+    " AND t.command_seq <> command_targets.command_seq)"
+);
 
 #[async_trait::async_trait]
 pub trait CommandStore: Send + Sync {
@@ -341,8 +346,11 @@ macro_rules! impl_command_store {
 
             async fn pending_count(&self, udid: &str, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<i64> {
                 let (n,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM command_targets WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now') \
-                     AND (expires_at IS NULL OR expires_at > $2)",
+                    concat!(
+                        "SELECT COUNT(*) FROM command_targets WHERE udid = $1 AND ",
+                        $crate::store::pending!(""),
+                        " AND (expires_at IS NULL OR expires_at > $2)"
+                    ),
                 )
                 .bind(udid)
                 .bind(now)

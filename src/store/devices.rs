@@ -5,11 +5,13 @@ use uuid::Uuid;
 
 use super::StoreResult;
 
-/// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]). The
-/// status list repeats the partial index's condition (migration 0008) so that SQLite uses it.
-pub(crate) const DEVICE_SESSION: &str = "SELECT d.udid, d.last_seen_at, d.last_push_at, (SELECT COUNT(*) FROM command_targets t \
-       WHERE t.udid = d.udid AND t.status IN ('queued', 'sent', 'not_now')) AS pending \
-     FROM devices d WHERE d.cert_sha256 = $1";
+/// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]).
+pub(crate) const DEVICE_SESSION: &str = concat!(
+    "SELECT d.udid, d.last_seen_at, d.last_push_at, \
+       (SELECT COUNT(*) FROM command_targets t WHERE t.udid = d.udid AND ",
+    super::pending!("t."),
+    ") AS pending FROM devices d WHERE d.cert_sha256 = $1"
+);
 
 /// Device `$1` was seen at `$2`.
 pub(crate) const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2, pushes_unanswered = 0 WHERE udid = $1";
@@ -396,10 +398,10 @@ macro_rules! impl_device_store {
                 .bind(&r.cert_sha256)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 \
-                     WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now')",
-                )
+                sqlx::query(concat!(
+                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE udid = $1 AND ",
+                    $crate::store::pending!("")
+                ))
                 .bind(&r.udid)
                 .bind(r.at)
                 .execute(&mut *tx)
@@ -460,9 +462,10 @@ macro_rules! impl_device_store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE udid = $1 AND status IN ('queued', 'sent', 'not_now')",
-                )
+                sqlx::query(concat!(
+                    "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE udid = $1 AND ",
+                    $crate::store::pending!("")
+                ))
                 .bind(udid)
                 .bind(at)
                 .execute(&mut *tx)

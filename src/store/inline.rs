@@ -396,6 +396,38 @@ mod tests {
         assert_eq!(store.device(UDID).await.unwrap().unwrap().last_seen_at, later);
     }
 
+    /// SQLite builds a temporary b-tree for a three-value `IN` list, including the one in a
+    /// partial index's condition that it checks on each status change; the device path's
+    /// statements should build none but the one `RETURNING` needs, and find pending targets
+    /// through the partial index (its condition repeated word for word).
+    #[tokio::test]
+    async fn device_path_statements_use_the_pending_index_and_no_temporary_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, _) = store_with_a_queued_command(dir.path()).await;
+        let c = Connection::open(dir.path().join("lanyard.db")).unwrap();
+        let plan = |sql: &str, explain: &str, col: usize| -> Vec<String> {
+            let mut stmt = c.prepare(&format!("{explain} {sql}")).unwrap();
+            let n = stmt.parameter_count();
+            let args: Vec<Option<String>> = vec![None; n];
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(col)).unwrap();
+            rows.map(Result::unwrap).collect()
+        };
+        for (name, sql, returning) in [
+            ("DEVICE_SESSION", DEVICE_SESSION, 0),
+            ("NEXT_COMMAND", NEXT_COMMAND, 1),
+            ("NEXT_COMMAND_NOT_DEFERRED", NEXT_COMMAND_NOT_DEFERRED, 1),
+            ("RECORD_RESULT", RECORD_RESULT, 1),
+        ] {
+            let temporary = plan(sql, "EXPLAIN", 1).iter().filter(|op| *op == "OpenEphemeral").count();
+            assert_eq!(temporary, returning, "{name} builds {temporary} temporary tables");
+            let steps = plan(sql, "EXPLAIN QUERY PLAN", 3);
+            assert!(steps.iter().any(|s| s.contains("command_targets_pending")), "{name} does not use the pending index: {steps:?}");
+            // (RECORD_RESULT scans the live groups, a handful of rows, for a smart one.)
+            let scans_many = |s: &&String| ["SCAN command_targets", "SCAN t ", "SCAN devices", "SCAN d "].iter().any(|p| s.starts_with(p));
+            assert!(!steps.iter().any(|s| scans_many(&s)), "{name} scans targets or devices: {steps:?}");
+        }
+    }
+
     #[test]
     fn timestamps_read_back_as_written() {
         let t = Utc::now();

@@ -128,6 +128,17 @@ pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Readiness check shared by both backends: reachable, and every embedded migration applied.
+/// SQL that holds for a pending target (queued, handed over, or deferred by NotNow), with
+/// `$t` the table's alias and dot, or "". It is word for word the condition of the partial
+/// index `command_targets_pending` (migration 0009): SQLite only uses a partial index for a
+/// query that repeats its condition.
+macro_rules! pending {
+    ($t:literal) => {
+        concat!("(", $t, "status IN ('queued', 'sent') OR ", $t, "status = 'not_now')")
+    };
+}
+pub(crate) use pending;
+
 macro_rules! impl_health {
     ($store:ty, $name:literal) => {
         #[async_trait::async_trait]

@@ -147,9 +147,12 @@ macro_rules! impl_push_store {
 
             async fn expire_due(&self, now: chrono::DateTime<chrono::Utc>, limit: i64) -> $crate::store::StoreResult<u64> {
                 let r = sqlx::query(
-                    "UPDATE command_targets SET status = 'expired', updated_at = $1 WHERE (udid, command_seq) IN \
-                     (SELECT udid, command_seq FROM command_targets WHERE status IN ('queued', 'sent', 'not_now') \
-                      AND expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)",
+                    concat!(
+                        "UPDATE command_targets SET status = 'expired', updated_at = $1 WHERE (udid, command_seq) IN \
+                         (SELECT udid, command_seq FROM command_targets WHERE ",
+                        $crate::store::pending!(""),
+                        " AND expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2)"
+                    ),
                 )
                 .bind(now)
                 .bind(limit)
@@ -175,8 +178,11 @@ macro_rules! impl_push_store {
 
             async fn queue_stats(&self, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<$crate::store::QueueStats> {
                 let (pending, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(queued_at) FROM command_targets WHERE status IN ('queued', 'sent', 'not_now') \
-                     AND (expires_at IS NULL OR expires_at > $1)",
+                    concat!(
+                        "SELECT COUNT(*), MIN(queued_at) FROM command_targets WHERE ",
+                        $crate::store::pending!(""),
+                        " AND (expires_at IS NULL OR expires_at > $1)"
+                    ),
                 )
                 .bind(now)
                 .fetch_one(&self.pool)
