@@ -35,6 +35,10 @@ impl Lanyard {
         // checks that binding and reads the device in the same statement. Otherwise (an Idle,
         // a renewed certificate, a duplicate report) the device is looked up first.
         let json = answers_command.then(|| report.to_json().to_string());
+        // A DeviceInformation answer's inventory is stored with the answer.
+        let inventory = (answers_command && report.status == CommandStatus::Acknowledged)
+            .then(|| crate::devices::inventory::device_information_update(&report, now))
+            .flatten();
         let answer = json.as_deref().map(|json| DeviceAnswer {
             udid: &udid,
             cert_sha256: &identity.sha256,
@@ -43,6 +47,7 @@ impl Lanyard {
             plist: body,
             json,
             at: now,
+            inventory: inventory.as_ref(),
         });
         let first_try = match &answer {
             Some(a) => self.store.record_result(a).await?,
@@ -73,7 +78,7 @@ impl Lanyard {
             self.store.touch_device(&udid, now).await?;
         }
         match &recorded {
-            Some(done) => self.after_result(&udid, &report, body, done, now).await?,
+            Some(done) => self.after_result(&udid, &report, body, done, inventory.is_some(), now).await?,
             None if answers_command => {
                 let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
                 tracing::debug!(udid, command_uuid, "report for no pending command (duplicate or unknown); ignored");
@@ -112,7 +117,17 @@ impl Lanyard {
     }
 
     /// What a recorded result sets off: metrics, the case record, the inventory, profiles.
-    async fn after_result(&self, udid: &str, report: &CommandReport, body: &[u8], done: &RecordedResult, now: DateTime<Utc>) -> Result<()> {
+    /// `inventory_stored`: the answer carried device information, stored with it if the
+    /// command was a DeviceInformation.
+    async fn after_result(
+        &self,
+        udid: &str,
+        report: &CommandReport,
+        body: &[u8],
+        done: &RecordedResult,
+        inventory_stored: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let command_uuid = report.command_uuid.as_deref().unwrap_or_default();
         let status = status_of(report);
         let counter = match report.status {
@@ -124,7 +139,8 @@ impl Lanyard {
         if done.for_case {
             self.on_case_command_result(udid, command_uuid, status, body).await?;
         }
-        if report.status == CommandStatus::Acknowledged {
+        let stored = inventory_stored && done.request_type == "DeviceInformation";
+        if report.status == CommandStatus::Acknowledged && !stored {
             self.apply_inventory(udid, &done.request_type, report, now).await?;
         } else if let Some(err) = report.error_summary() {
             tracing::info!(udid, command_uuid, status, error = %err, "command failed on the device");

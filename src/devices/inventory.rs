@@ -149,38 +149,43 @@ pub fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
+/// What an acknowledged DeviceInformation answer sets in the device record; None if the
+/// report holds no `QueryResponses`.
+pub fn device_information_update(report: &CommandReport, now: DateTime<Utc>) -> Option<InventoryUpdate> {
+    let i = report.device_information()?;
+    let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
+    let gb = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
+    Some(InventoryUpdate {
+        serial_number: i.serial_number,
+        model: i.model,
+        model_name: i.model_name,
+        product_name: i.product_name.clone(),
+        device_name: i.device_name,
+        os_version: i.os_version,
+        build_version: i.build_version,
+        platform: i.product_name.as_ref().map(|_| platform.to_owned()),
+        imei: i.imei,
+        meid: i.meid,
+        wifi_mac: i.wifi_mac,
+        bluetooth_mac: i.bluetooth_mac,
+        supervised: i.is_supervised,
+        storage_capacity_gb: gb(i.device_capacity),
+        storage_available_gb: gb(i.available_device_capacity),
+        battery_level: i.battery_level,
+        info_updated_at: Some(now),
+        ..Default::default()
+    })
+}
+
 impl Lanyard {
     /// Fold an acknowledged DeviceInformation or SecurityInfo into the device record.
     pub async fn apply_inventory(&self, udid: &str, request_type: &str, report: &CommandReport, now: DateTime<Utc>) -> Result<()> {
         let mut inv = InventoryUpdate::default();
         match request_type {
-            "DeviceInformation" => {
-                let Some(i) = report.device_information() else {
-                    return Ok(());
-                };
-                let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
-                let gb = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
-                inv = InventoryUpdate {
-                    serial_number: i.serial_number,
-                    model: i.model,
-                    model_name: i.model_name,
-                    product_name: i.product_name.clone(),
-                    device_name: i.device_name,
-                    os_version: i.os_version,
-                    build_version: i.build_version,
-                    platform: i.product_name.as_ref().map(|_| platform.to_owned()),
-                    imei: i.imei,
-                    meid: i.meid,
-                    wifi_mac: i.wifi_mac,
-                    bluetooth_mac: i.bluetooth_mac,
-                    supervised: i.is_supervised,
-                    storage_capacity_gb: gb(i.device_capacity),
-                    storage_available_gb: gb(i.available_device_capacity),
-                    battery_level: i.battery_level,
-                    info_updated_at: Some(now),
-                    ..inv
-                };
-            }
+            "DeviceInformation" => match device_information_update(report, now) {
+                Some(update) => inv = update,
+                None => return Ok(()),
+            },
             "SecurityInfo" => {
                 let Some(s) = report.security_info() else {
                     return Ok(());

@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, Utc};
 
+use std::sync::LazyLock;
+
 use super::StoreResult;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -99,6 +101,9 @@ pub struct DeviceAnswer<'a> {
     pub plist: &'a [u8],
     pub json: &'a str,
     pub at: DateTime<Utc>,
+    /// The device information an acknowledged answer carries: recorded with the answer, in
+    /// the same statement or transaction, if the command answered was a DeviceInformation.
+    pub inventory: Option<&'a super::InventoryUpdate>,
 }
 
 impl DeviceAnswer<'_> {
@@ -180,6 +185,40 @@ pub(crate) const RECORD_RESULT: &str = concat!(
     super::pending!("t."),
     " AND t.command_seq <> command_targets.command_seq)"
 );
+
+/// [`RECORD_RESULT`] and, if the command answered is a DeviceInformation, [`UPDATE_INVENTORY`]
+/// in one statement, for PostgreSQL (one round trip instead of two for every inventory
+/// answer): `$1` the device, `$2`...`$23` the inventory, `$24`...`$30` RECORD_RESULT's
+/// `$2`...`$8`. It returns RECORD_RESULT's row.
+///
+/// [`UPDATE_INVENTORY`]: super::devices::UPDATE_INVENTORY
+pub(crate) static RECORD_RESULT_WITH_INVENTORY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH recorded (command_seq, request_type, for_case, smart_groups, last_seen_at, last_push_at, pending) AS ({}), \
+         inventory AS ({} AND EXISTS (SELECT 1 FROM recorded WHERE recorded.request_type = 'DeviceInformation')) \
+         SELECT * FROM recorded",
+        shift_params(RECORD_RESULT, 22),
+        super::devices::UPDATE_INVENTORY
+    )
+});
+
+/// `sql` with its parameters `$2` and up renumbered `by` higher (`$1` stays).
+fn shift_params(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        match rest[..digits].parse::<usize>() {
+            Ok(n) if n >= 2 => out.push_str(&(n + by).to_string()),
+            _ => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
 
 #[async_trait::async_trait]
 pub trait CommandStore: Send + Sync {
@@ -280,17 +319,45 @@ macro_rules! impl_command_store {
                 // nothing. It also reads what the rest of the request needs: the device's
                 // session (the other pending targets: the answered one is left out, as it may or
                 // may not be seen as updated) and whether any smart group exists.
-                let row: Option<$crate::store::commands::RecordedRow> = sqlx::query_as($crate::store::commands::RECORD_RESULT)
-                    .bind(a.udid)
-                    .bind(a.command_uuid)
-                    .bind(a.status)
-                    .bind(a.plist)
-                    .bind(a.json)
-                    .bind(a.at)
-                    .bind(a.finished())
-                    .bind(a.cert_sha256)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let record = |sql: &'static str| {
+                    sqlx::query_as::<_, $crate::store::commands::RecordedRow>(sql)
+                        .bind(a.udid)
+                        .bind(a.command_uuid)
+                        .bind(a.status)
+                        .bind(a.plist)
+                        .bind(a.json)
+                        .bind(a.at)
+                        .bind(a.finished())
+                        .bind(a.cert_sha256)
+                };
+                let row = match a.inventory {
+                    None => record($crate::store::commands::RECORD_RESULT).fetch_optional(&self.pool).await?,
+                    // PostgreSQL: both in one statement.
+                    Some(i) if <$db as sqlx::Database>::NAME == "PostgreSQL" => {
+                        let sql = $crate::store::commands::RECORD_RESULT_WITH_INVENTORY.as_str();
+                        let q = $crate::store::devices::bind_inventory!(sqlx::query_as::<_, $crate::store::commands::RecordedRow>(sql).bind(a.udid), i);
+                        q.bind(a.command_uuid)
+                            .bind(a.status)
+                            .bind(a.plist)
+                            .bind(a.json)
+                            .bind(a.at)
+                            .bind(a.finished())
+                            .bind(a.cert_sha256)
+                            .fetch_optional(&self.pool)
+                            .await?
+                    }
+                    // SQLite has no UPDATE in WITH: both in one transaction.
+                    Some(i) => {
+                        let mut tx = self.pool.begin().await?;
+                        let row = record($crate::store::commands::RECORD_RESULT).fetch_optional(&mut *tx).await?;
+                        if row.as_ref().is_some_and(|r| r.1 == "DeviceInformation") {
+                            let q = sqlx::query($crate::store::devices::UPDATE_INVENTORY).bind(a.udid);
+                            $crate::store::devices::bind_inventory!(q, i).execute(&mut *tx).await?;
+                        }
+                        tx.commit().await?;
+                        row
+                    }
+                };
                 Ok(row.map(|r| $crate::store::RecordedResult::from_row(a.udid, r)))
             }
 
@@ -362,3 +429,15 @@ macro_rules! impl_command_store {
     };
 }
 pub(crate) use impl_command_store;
+
+#[cfg(test)]
+mod tests {
+    use super::shift_params;
+
+    #[test]
+    fn parameters_from_two_up_are_renumbered() {
+        assert_eq!(shift_params("a = $1 AND b = $2 OR c = $12 AND d = '$' || $3", 22), "a = $1 AND b = $24 OR c = $34 AND d = '$' || $25");
+        let combined = super::RECORD_RESULT_WITH_INVENTORY.as_str();
+        assert!(combined.contains("$30") && !combined.contains("$31"), "RECORD_RESULT's $8 becomes $30");
+    }
+}

@@ -29,6 +29,37 @@ pub(crate) const UPDATE_INVENTORY: &str = "UPDATE devices SET serial_number = CO
      info_updated_at = COALESCE($22, info_updated_at), security_updated_at = COALESCE($23, security_updated_at) \
      WHERE udid = $1";
 
+/// Binds an [`InventoryUpdate`]'s fields in [`UPDATE_INVENTORY`]'s order (its `$2`...`$23`).
+macro_rules! bind_inventory {
+    ($query:expr, $i:expr) => {{
+        let i: &$crate::store::InventoryUpdate = $i;
+        $query
+            .bind(&i.serial_number)
+            .bind(&i.model)
+            .bind(&i.model_name)
+            .bind(&i.product_name)
+            .bind(&i.device_name)
+            .bind(&i.os_version)
+            .bind(&i.build_version)
+            .bind(&i.platform)
+            .bind(&i.imei)
+            .bind(&i.meid)
+            .bind(&i.wifi_mac)
+            .bind(&i.bluetooth_mac)
+            .bind(i.supervised)
+            .bind(i.encrypted)
+            .bind(i.passcode_present)
+            .bind(i.passcode_compliant)
+            .bind(i.filevault_enabled)
+            .bind(i.storage_capacity_gb)
+            .bind(i.storage_available_gb)
+            .bind(i.battery_level)
+            .bind(i.info_updated_at)
+            .bind(i.security_updated_at)
+    }};
+}
+pub(crate) use bind_inventory;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushCertRecord {
     pub topic: String,
@@ -510,30 +541,7 @@ macro_rules! impl_device_store {
                 {
                     return Ok(done);
                 }
-                sqlx::query($crate::store::devices::UPDATE_INVENTORY)
-                .bind(udid)
-                .bind(&i.serial_number)
-                .bind(&i.model)
-                .bind(&i.model_name)
-                .bind(&i.product_name)
-                .bind(&i.device_name)
-                .bind(&i.os_version)
-                .bind(&i.build_version)
-                .bind(&i.platform)
-                .bind(&i.imei)
-                .bind(&i.meid)
-                .bind(&i.wifi_mac)
-                .bind(&i.bluetooth_mac)
-                .bind(i.supervised)
-                .bind(i.encrypted)
-                .bind(i.passcode_present)
-                .bind(i.passcode_compliant)
-                .bind(i.filevault_enabled)
-                .bind(i.storage_capacity_gb)
-                .bind(i.storage_available_gb)
-                .bind(i.battery_level)
-                .bind(i.info_updated_at)
-                .bind(i.security_updated_at)
+                $crate::store::devices::bind_inventory!(sqlx::query($crate::store::devices::UPDATE_INVENTORY).bind(udid), i)
                 .execute(&self.pool)
                 .await?;
                 Ok(())

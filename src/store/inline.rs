@@ -126,52 +126,74 @@ impl InlineSqlite {
         })
     }
 
-    /// `record_result`'s statement; the row as [`super::CommandStore::record_result`] reads it.
+    /// `record_result`'s statement, and with an inventory [`UPDATE_INVENTORY`] too if the
+    /// command was a DeviceInformation, in one transaction; the row as
+    /// [`super::CommandStore::record_result`] reads it.
     pub fn record_result(&self, a: &DeviceAnswer<'_>) -> StoreResult<Ran<Option<RecordedResult>>> {
         let (at, finished) = (text(a.at), a.finished());
         let args: [&dyn ToSql; 8] = [&a.udid, &a.command_uuid, &a.status, &a.plist, &a.json, &at, &finished, &a.cert_sha256];
-        self.write(|c| {
+        let record = |c: &Connection| {
             first_row(c, RECORD_RESULT, &args, |r| {
                 let row = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, time(r, 4)?, opt_time(r, 5)?, r.get(6)?);
                 Ok(RecordedResult::from_row(a.udid, row))
             })
+        };
+        let Some(inventory) = a.inventory else {
+            return self.write(record);
+        };
+        self.write(|c| {
+            // IMMEDIATE: a busy database fails here, before anything changed.
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let done = record(c).and_then(|recorded| {
+                if recorded.as_ref().is_some_and(|r| r.request_type == "DeviceInformation") {
+                    run_update_inventory(c, a.udid, inventory)?;
+                }
+                c.execute_batch("COMMIT")?;
+                Ok(recorded)
+            });
+            if done.is_err() && !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            done
         })
     }
 
     pub fn update_inventory(&self, udid: &str, i: &InventoryUpdate) -> StoreResult<Ran<()>> {
-        let (info, security) = (i.info_updated_at.map(text), i.security_updated_at.map(text));
-        self.write(|c| {
-            run(
-                c,
-                UPDATE_INVENTORY,
-                &[
-                    &udid,
-                    &i.serial_number,
-                    &i.model,
-                    &i.model_name,
-                    &i.product_name,
-                    &i.device_name,
-                    &i.os_version,
-                    &i.build_version,
-                    &i.platform,
-                    &i.imei,
-                    &i.meid,
-                    &i.wifi_mac,
-                    &i.bluetooth_mac,
-                    &i.supervised,
-                    &i.encrypted,
-                    &i.passcode_present,
-                    &i.passcode_compliant,
-                    &i.filevault_enabled,
-                    &i.storage_capacity_gb,
-                    &i.storage_available_gb,
-                    &i.battery_level,
-                    &info,
-                    &security,
-                ],
-            )
-        })
+        self.write(|c| run_update_inventory(c, udid, i))
     }
+}
+
+fn run_update_inventory(c: &Connection, udid: &str, i: &InventoryUpdate) -> rusqlite::Result<()> {
+    let (info, security) = (i.info_updated_at.map(text), i.security_updated_at.map(text));
+    run(
+        c,
+        UPDATE_INVENTORY,
+        &[
+            &udid,
+            &i.serial_number,
+            &i.model,
+            &i.model_name,
+            &i.product_name,
+            &i.device_name,
+            &i.os_version,
+            &i.build_version,
+            &i.platform,
+            &i.imei,
+            &i.meid,
+            &i.wifi_mac,
+            &i.bluetooth_mac,
+            &i.supervised,
+            &i.encrypted,
+            &i.passcode_present,
+            &i.passcode_compliant,
+            &i.filevault_enabled,
+            &i.storage_capacity_gb,
+            &i.storage_available_gb,
+            &i.battery_level,
+            &info,
+            &security,
+        ],
+    )
 }
 
 fn ran<T>(result: rusqlite::Result<T>) -> StoreResult<Ran<T>> {
@@ -280,7 +302,12 @@ mod tests {
     const UDID: &str = "00008020-INLINE-TEST";
 
     async fn store_with_a_queued_command(dir: &std::path::Path) -> (SqliteStore, DateTime<Utc>) {
-        let store = SqliteStore::connect(&format!("sqlite://{}", dir.join("lanyard.db").display())).await.unwrap();
+        queued_command_in(&format!("sqlite://{}", dir.join("lanyard.db").display())).await
+    }
+
+    /// A device bound to certificate "aa" with a DeviceInformation "CMD-1" queued.
+    async fn queued_command_in(url: &str) -> (SqliteStore, DateTime<Utc>) {
+        let store = SqliteStore::connect(url).await.unwrap();
         let at = Utc::now();
         let device = AuthenticateRecord {
             udid: UDID.into(),
@@ -349,6 +376,7 @@ mod tests {
                 plist: b"<plist/>",
                 json: "{}",
                 at: sent_at,
+                inventory: None,
             };
             inline.record_result(&a)
         };
@@ -375,6 +403,56 @@ mod tests {
             (Some("Trolley 3 #14"), Some(true), Some("SERIAL1"))
         );
         assert_eq!((device.last_seen_at, device.info_updated_at), (sent_at, Some(sent_at)));
+    }
+
+    #[tokio::test]
+    async fn an_answer_stores_its_inventory_only_for_a_device_information() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("sqlite://{}", dir.path().join("lanyard.db").display());
+        // In place (a file), and through sqlx alone (in memory: no in-place path).
+        for url in [file.as_str(), "sqlite:file:inventory-answer?mode=memory&cache=shared"] {
+            let (store, at) = queued_command_in(url).await;
+            assert_eq!(store.inline().is_some(), url == file);
+            let security_info = NewCommand {
+                uuid: "CMD-2".into(),
+                request_type: "SecurityInfo".into(),
+                payload: b"<plist/>".to_vec(),
+                fields: "{}".into(),
+                created_by: "test".into(),
+                created_at: at,
+                expires_at: None,
+            };
+            store.enqueue(&security_info, &[UDID.to_owned()]).await.unwrap();
+            let answer = |command_uuid, inventory| DeviceAnswer {
+                udid: UDID,
+                cert_sha256: "aa",
+                command_uuid,
+                status: "acknowledged",
+                plist: b"<plist/>",
+                json: "{}",
+                at,
+                inventory,
+            };
+            let named = |name: &str| InventoryUpdate { device_name: Some(name.into()), info_updated_at: Some(at), ..Default::default() };
+
+            // Device information in the answer to another command is not inventory.
+            let stray = named("Not from a DeviceInformation");
+            let recorded = store.record_result(&answer("CMD-2", Some(&stray))).await.unwrap().expect("recorded");
+            assert_eq!(recorded.request_type, "SecurityInfo");
+            assert_eq!(store.device(UDID).await.unwrap().unwrap().device_name, None, "{url}");
+
+            let inventory = named("Trolley 3 #14");
+            let recorded = store.record_result(&answer("CMD-1", Some(&inventory))).await.unwrap().expect("recorded");
+            assert_eq!(recorded.request_type, "DeviceInformation");
+            let device = store.device(UDID).await.unwrap().unwrap();
+            assert_eq!((device.device_name.as_deref(), device.info_updated_at), (Some("Trolley 3 #14"), Some(at)), "{url}");
+            assert_eq!(store.command_targets(recorded.command_seq).await.unwrap()[0].status, "acknowledged");
+
+            // A duplicate report records nothing and changes nothing.
+            let again = named("A duplicate");
+            assert!(store.record_result(&answer("CMD-1", Some(&again))).await.unwrap().is_none());
+            assert_eq!(store.device(UDID).await.unwrap().unwrap().device_name.as_deref(), Some("Trolley 3 #14"));
+        }
     }
 
     #[tokio::test]
