@@ -196,7 +196,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         }
         Command::Bench(args) => crate::bench::main(args).await,
         Command::Audit(AuditCommand::Verify) => {
-            let store = crate::store::connect(&config.database_url).await?;
+            let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
             let report = crate::audit::verify_chain(store.as_ref()).await?;
             if report.ok {
                 println!("audit log OK: {} entries, hash chain intact", report.entries_checked);

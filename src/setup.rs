@@ -21,7 +21,7 @@ pub struct Prepared {
 /// Make or load everything Lanyard needs, apply migrations, create the first admin.
 pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) -> Result<Prepared> {
     let (pki, created) = Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
-    let store = crate::store::connect(&config.database_url).await?;
+    let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
     let ctx = Arc::new(Lanyard {
         jwt: JwtKey::new(&pki.jwt_key),
         config,

@@ -537,3 +537,71 @@ async fn tls_client_certificate_authenticates_a_device() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     s.stop().await;
 }
+
+/// `LANYARD_POSTGRES_POOL` caps the server's connections to PostgreSQL: a burst of device and
+/// API requests several times larger than the pool waits its turn, and every one is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pool_caps_the_servers_connections() {
+    let Some(b) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres(url) = b.clone() else { unreachable!() };
+    const POOL: i64 = 2;
+    let opts = common::Options { env: vec![("LANYARD_POSTGRES_POOL", POOL.to_string())], ..Default::default() };
+    let s = TestServer::start_with(b, opts).await;
+    let admin = s.admin().await;
+    let mut devices = Vec::new();
+    for kind in [Kind::SupervisedIpad, Kind::Mac, Kind::UnsupervisedIpad, Kind::SupervisedIpad, Kind::Mac, Kind::SupervisedIpad] {
+        devices.push(s.enrolled_device(kind).await);
+    }
+    let targets: Vec<&str> = devices.iter().map(|d| d.udid.as_str()).collect();
+    let (st, body) = s.post("/api/v1/commands", &admin, json!({"targets": targets, "command": {"request_type": "SecurityInfo"}})).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+
+    // Count the server's connections from one of our own while the burst runs.
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut most = 0i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (n,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                        .fetch_one(&mut watcher)
+                        .await
+                        .unwrap();
+                most = most.max(n);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            most
+        })
+    };
+    let devices: Vec<std::sync::Arc<SimDevice>> = devices.into_iter().map(std::sync::Arc::new).collect();
+    let mut burst = tokio::task::JoinSet::new();
+    for d in &devices {
+        let (d, client, connect) = (d.clone(), s.client.clone(), s.url("/mdm/connect"));
+        burst.spawn(async move {
+            let put = |body: Vec<u8>| client.put(&connect).header("Mdm-Signature", d.sign(&body)).body(body).send();
+            // Idle -> the SecurityInfo -> Acknowledged -> nothing more; then Idles.
+            let command = put(d.idle()).await.unwrap().bytes().await.unwrap();
+            let (_, request_type, report) = d.answer(&command).expect("the queued command");
+            assert_eq!(request_type, "SecurityInfo");
+            assert_eq!(put(report).await.unwrap().status(), StatusCode::OK);
+            for _ in 0..6 {
+                assert_eq!(put(d.idle()).await.unwrap().status(), StatusCode::OK);
+            }
+        });
+    }
+    for _ in 0..12 {
+        let list = s.client.get(s.url("/api/v1/devices")).bearer_auth(&admin).send();
+        burst.spawn(async move { assert_eq!(list.await.unwrap().status(), StatusCode::OK) });
+    }
+    while let Some(r) = burst.join_next().await {
+        r.expect("every request in the burst is answered");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watching.await.unwrap();
+    assert!((1..=POOL).contains(&most), "the server held {most} connections to PostgreSQL with LANYARD_POSTGRES_POOL={POOL}");
+    s.stop().await;
+}

@@ -113,10 +113,11 @@ impl<T> Store for T where
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Connect to the configured database and apply migrations.
-pub async fn connect(database_url: &str) -> anyhow::Result<DynStore> {
+/// Connect to the configured database and apply migrations; `postgres_pool` connections if
+/// it is PostgreSQL.
+pub async fn connect(database_url: &str, postgres_pool: u32) -> anyhow::Result<DynStore> {
     if database_url.starts_with("postgres") {
-        Ok(Arc::new(postgres::PgStore::connect(database_url).await?))
+        Ok(Arc::new(postgres::PgStore::connect(database_url, postgres_pool).await?))
     } else {
         Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?))
     }
