@@ -23,6 +23,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 use super::checkpoint::Checkpointer;
 use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
 use super::devices::{DEVICE_SESSION, TOUCH_DEVICE, UPDATE_INVENTORY};
+use super::sqlite::WAL_SIZE_LIMIT;
 use super::{DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
 
 /// How long a statement may hold up a runtime thread waiting for the write lock: the device
@@ -68,6 +69,7 @@ impl InlineSqlite {
         let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         // As the sqlx connections: WAL is the file's own setting, these are per connection.
         conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.busy_handler(Some(wait_briefly))?;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.watch(&conn);
@@ -472,6 +474,20 @@ mod tests {
         assert_eq!(store.device(UDID).await.unwrap().unwrap().last_seen_at, at, "nothing changed");
         done(inline.touch_device(UDID, later));
         assert_eq!(store.device(UDID).await.unwrap().unwrap().last_seen_at, later);
+    }
+
+    /// Most writes are the device path's, so after a burst its write is usually the one that
+    /// starts the log again: it cuts the file back as sqlx's connections do.
+    #[tokio::test]
+    async fn the_device_path_cuts_the_log_back_after_a_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, at) = store_with_a_queued_command(dir.path()).await;
+        let wal = dir.path().join("lanyard.db-wal");
+        let grown = crate::store::sqlite::write_a_burst_and_checkpoint(&store, &wal).await;
+        assert!(grown > WAL_SIZE_LIMIT as u64, "the burst did not grow the log: {grown} bytes");
+        done(store.inline().unwrap().touch_device(UDID, at + chrono::Duration::minutes(5)));
+        let after = std::fs::metadata(&wal).unwrap().len();
+        assert!(after <= WAL_SIZE_LIMIT as u64, "the log stayed at {after} bytes after the device path's write");
     }
 
     /// SQLite builds a temporary b-tree for a three-value `IN` list, including the one in a
