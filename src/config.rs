@@ -67,8 +67,8 @@ const KEYS: &[(&str, &str)] = &[
 ];
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
-/// More connections than any PostgreSQL is set up to take by default (`max_connections` 100)
-/// is a typo, not a setting.
+/// The most `postgres_pool` takes: five times PostgreSQL's default `max_connections`, so a
+/// larger figure is a typo rather than a setting.
 const MAX_POSTGRES_POOL: u32 = 500;
 pub const APNS_PRODUCTION: &str = "https://api.push.apple.com";
 
