@@ -13,20 +13,20 @@ pub struct PgStore {
 impl PgStore {
     pub(crate) const MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-    /// `pool`: how many connections at most (the `postgres_pool` setting).
-    pub async fn connect(url: &str, pool: u32) -> anyhow::Result<Self> {
+    /// `max_connections`: the `postgres_pool` setting.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         // No ping before each query (sqlx's default): it is a round trip of its own to the
         // connection, as dear as the query; a broken connection still fails the query and
         // sqlx's check when a connection is given back closes it.
         let pool = PgPoolOptions::new()
-            .max_connections(pool)
+            .max_connections(max_connections)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
         // Several instances may start at once: migrations take sqlx's advisory lock.
         Self::MIGRATOR.run(&pool).await?;
-        tracing::info!(connections = pool.options().get_max_connections(), "PostgreSQL connection pool");
+        tracing::info!(connections = max_connections, "PostgreSQL connection pool");
         Ok(PgStore { pool })
     }
 
