@@ -209,6 +209,11 @@ impl Lanyard {
 
     pub async fn cancel_command(&self, actor: &Actor, uuid: &str) -> Result<u64> {
         let cmd = self.store.command(uuid).await?.ok_or_else(|| Error::not_found(format!("no command {uuid}")))?;
+        // A quarantine's lock and evidence commands stay queued while the hold lasts.
+        if let Some(case_command) = self.store.case_command(uuid).await? {
+            let action = format!("cancel the case's {} command", case_command.request_type);
+            self.ensure_not_on_hold(actor, &case_command.udid, &action).await?;
+        }
         let n = self.store.cancel_command(cmd.seq, self.now()).await?;
         self.audit(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type, "cancelled_targets": n})).await?;
         Ok(n)

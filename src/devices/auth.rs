@@ -1,8 +1,16 @@
 //! Device authentication: the `Mdm-Signature` header (or the TLS client certificate) must come
 //! from an identity our CA issued, and that identity must be the one bound to the device.
+//!
+//! [`Lanyard::admit_authenticate`] is the one rule for an `Authenticate`: who may enrol under a
+//! UDID that Lanyard already knows. Without it, any device holding a live enrolment token could
+//! name another device's UDID and take its record (and cancel a quarantine's commands).
 
+use serde_json::json;
+
+use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
+use crate::mdm::checkin::Authenticate;
 use crate::mdm::cms::SignatureError;
 use crate::store::DeviceRecord;
 
@@ -10,6 +18,18 @@ use crate::store::DeviceRecord;
 pub struct DeviceIdentity {
     /// SHA-256 of the certificate's DER, hex: what binds it to a device.
     pub sha256: String,
+}
+
+/// What an accepted `Authenticate` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    /// A UDID Lanyard has no record of.
+    New,
+    /// The identity already bound to this device sent it again (a retry, or a replay): nothing
+    /// changes, and nothing queued is cancelled.
+    AlreadyBound,
+    /// The same device enrolling again with a new identity; the reason it may.
+    Reenrolment(&'static str),
 }
 
 /// How far back a chain of renewals is followed.
@@ -48,14 +68,85 @@ impl Lanyard {
         r
     }
 
+    /// Whether this identity may enrol as the device the `Authenticate` names.
+    ///
+    /// A UDID already on record may move to a new identity only when it is the same device
+    /// (its serial number and model match the record) and its old identity is finished with: the
+    /// device checked out, or never completed its enrolment, or acknowledged an EraseDevice, or
+    /// the old certificate has expired. (An operator retiring a device deletes its record, so
+    /// it then enrols as new.) Anything else is a takeover and is refused with 403, as is any
+    /// new identity for a device on legal hold (recorded on the case). Both outcomes are audited.
+    pub async fn admit_authenticate(&self, id: &DeviceIdentity, a: &Authenticate) -> Result<Enrolment> {
+        let udid = a.ids.device_id.as_str();
+        if let Some(bound) = self.store.device_by_cert(&id.sha256).await? {
+            if bound.udid != udid {
+                tracing::warn!(claimed = udid, bound = %bound.udid, "certificate is bound to another device");
+                return Err(Error::Forbidden("this certificate belongs to another device".into()));
+            }
+            tracing::info!(udid, "Authenticate from the identity already bound; nothing changes");
+            return Ok(Enrolment::AlreadyBound);
+        }
+        if self.store.issued_cert(&id.sha256).await?.is_none() {
+            tracing::warn!(udid, "identity certificate was not issued by this server's SCEP service");
+            return Err(Error::Forbidden("identity certificate was not issued by this server".into()));
+        }
+        let Some(device) = self.store.device(udid).await? else { return Ok(Enrolment::New) };
+        let actor = Actor { name: format!("device:{udid}"), ip: None };
+        if let Some((case_id, _)) = self.store.legal_hold(udid).await? {
+            let action = "enrol again with a new identity";
+            self.record_hold_refusal(&actor, udid, case_id, action).await?;
+            return Err(Error::Forbidden(format!("device {udid} is on legal hold: it cannot {action}")));
+        }
+        let reason = match self.reenrolment_reason(&device, a).await? {
+            Ok(reason) => reason,
+            Err(why) => {
+                tracing::warn!(udid, why, "refused an Authenticate from a new identity for an enrolled device");
+                self.audit(&actor, "device.takeover_refused", Some(udid), json!({"reason": why, "serial_number": a.serial_number})).await?;
+                return Err(Error::Forbidden(format!(
+                    "device {udid} is enrolled with another identity ({why}); an operator must retire it before it can enrol again"
+                )));
+            }
+        };
+        self.audit(&actor, "device.reenrol", Some(udid), json!({"reason": reason})).await?;
+        tracing::info!(udid, reason, "device enrols again with a new identity");
+        Ok(Enrolment::Reenrolment(reason))
+    }
+
+    /// Ok(why a new identity may take this record), or Err(why not).
+    async fn reenrolment_reason(&self, device: &DeviceRecord, a: &Authenticate) -> Result<std::result::Result<&'static str, &'static str>> {
+        let differs = |recorded: &Option<String>, claimed: &Option<String>| recorded.is_some() && recorded != claimed;
+        if differs(&device.serial_number, &a.serial_number) {
+            return Ok(Err("its serial number does not match the record"));
+        }
+        if (a.product_name.is_some() && differs(&device.product_name, &a.product_name))
+            || (a.model.is_some() && differs(&device.model, &a.model))
+        {
+            return Ok(Err("its model does not match the record"));
+        }
+        let Some(old) = &device.cert_sha256 else { return Ok(Ok("no identity was bound")) };
+        if !device.enrolled {
+            return Ok(Ok(if device.unenrolled_at.is_some() {
+                "the old identity checked out"
+            } else {
+                "the old enrolment never completed"
+            }));
+        }
+        if self.store.issued_cert(old).await?.is_none_or(|c| c.not_after < self.now()) {
+            return Ok(Ok("the old identity has expired"));
+        }
+        if self.store.erased_since(&device.udid, device.authenticated_at).await? {
+            return Ok(Ok("the device was erased"));
+        }
+        Ok(Err("its current identity is live"))
+    }
+
     /// The device this identity speaks for, given the UDID the message names.
     ///
     /// - bound to this UDID: accepted;
     /// - bound to another device: refused (a device replaying another's certificate);
-    /// - not bound yet: accepted at Authenticate if our SCEP service issued it; otherwise only
-    ///   if it renews (directly or through earlier renewals) the certificate bound to this
+    /// - not bound yet: accepted only if it renews (directly or through earlier renewals) the certificate bound to this
     ///   device, and then the binding moves to it.
-    pub async fn bind_identity(&self, id: &DeviceIdentity, udid: &str, authenticate: bool) -> Result<Option<DeviceRecord>> {
+    pub async fn bind_identity(&self, id: &DeviceIdentity, udid: &str) -> Result<Option<DeviceRecord>> {
         if let Some(device) = self.store.device_by_cert(&id.sha256).await? {
             if device.udid != udid {
                 tracing::warn!(claimed = udid, bound = %device.udid, "certificate is bound to another device");
@@ -67,9 +158,6 @@ impl Lanyard {
             tracing::warn!(udid, "identity certificate was not issued by this server's SCEP service");
             return Err(Error::Forbidden("identity certificate was not issued by this server".into()));
         };
-        if authenticate {
-            return Ok(self.store.device(udid).await?);
-        }
         let Some(device) = self.store.device(udid).await? else {
             tracing::warn!(udid, "unknown device");
             return Err(Error::Forbidden("unknown device: it must Authenticate first".into()));

@@ -1,6 +1,7 @@
 //! Check-in messages (`PUT /mdm/checkin`): Authenticate, TokenUpdate, CheckOut, bootstrap tokens.
 
 use crate::context::Lanyard;
+use crate::devices::auth::Enrolment;
 use crate::error::{Error, Result};
 use crate::mdm::checkin::{self, CheckinMessage};
 use crate::mdm::command::{Command, DeviceInformation, ProfileList};
@@ -23,22 +24,27 @@ pub fn initial_inventory() -> Vec<Command> {
 
 impl Lanyard {
     pub async fn checkin(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<CheckinReply> {
-        let msg = checkin::parse(body).map_err(|e| Error::BadRequest(format!("check-in: {e}")))?;
+        // Authenticate first: the signature covers the raw bytes, so nobody unauthenticated
+        // reaches the parser.
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
+        let msg = checkin::parse(body).map_err(|e| Error::BadRequest(format!("check-in: {e}")))?;
         let ids = msg.ids().clone();
         if ids.is_user_channel() {
             // Per-user channels (shared iPad, macOS users) ride on the device's enrolment.
             if let CheckinMessage::UserAuthenticate(_) = msg {
                 return Ok(CheckinReply::Gone);
             }
-            self.bind_identity(&identity, ids.udid.as_deref().unwrap_or(&ids.device_id), false).await?;
+            self.bind_identity(&identity, ids.udid.as_deref().unwrap_or(&ids.device_id)).await?;
             return Ok(CheckinReply::Ok);
         }
         let udid = ids.device_id.clone();
         let now = self.now();
         match msg {
             CheckinMessage::Authenticate(a) => {
-                self.bind_identity(&identity, &udid, true).await?;
+                self.ensure_served_topic(&a.topic).await?;
+                if self.admit_authenticate(&identity, &a).await? == Enrolment::AlreadyBound {
+                    return Ok(CheckinReply::Ok);
+                }
                 let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
                 let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
                 self.store
@@ -64,7 +70,8 @@ impl Lanyard {
                 Ok(CheckinReply::Ok)
             }
             CheckinMessage::TokenUpdate(t) => {
-                self.bind_identity(&identity, &udid, false).await?;
+                self.bind_identity(&identity, &udid).await?;
+                self.ensure_served_topic(&t.topic).await?;
                 let unlock = match &t.unlock_token {
                     Some(u) => Some(self.pki.sealer.seal(u).map_err(Error::internal)?),
                     None => None,
@@ -84,7 +91,7 @@ impl Lanyard {
                 Ok(CheckinReply::Ok)
             }
             CheckinMessage::CheckOut(_) => {
-                self.bind_identity(&identity, &udid, false).await?;
+                self.bind_identity(&identity, &udid).await?;
                 self.store.check_out(&udid, now).await?;
                 self.on_checkout_during_hold(&udid).await?;
                 tracing::info!(udid, "device checked out (MDM profile removed)");
@@ -92,7 +99,7 @@ impl Lanyard {
             }
             CheckinMessage::UserAuthenticate(_) => Ok(CheckinReply::Gone),
             CheckinMessage::SetBootstrapToken(s) => {
-                self.bind_identity(&identity, &udid, false).await?;
+                self.bind_identity(&identity, &udid).await?;
                 let sealed = match &s.bootstrap_token {
                     Some(t) => Some(self.pki.sealer.seal(t).map_err(Error::internal)?),
                     None => None,
@@ -101,7 +108,7 @@ impl Lanyard {
                 Ok(CheckinReply::Ok)
             }
             CheckinMessage::GetBootstrapToken(_) => {
-                let device = self.bind_identity(&identity, &udid, false).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
+                let device = self.bind_identity(&identity, &udid).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))?;
                 let token = match device.bootstrap_token_sealed {
                     Some(sealed) => self.pki.sealer.open(&sealed).map_err(Error::internal)?,
                     None => Vec::new(),
@@ -109,6 +116,21 @@ impl Lanyard {
                 Ok(CheckinReply::Plist(checkin::bootstrap_token_response(&token)))
             }
             other => Err(Error::BadRequest(format!("check-in message type {} is not supported", other.message_type()))),
+        }
+    }
+}
+
+impl Lanyard {
+    /// A device must name the push topic of the certificate this server holds: a message for
+    /// another server's topic (a device enrolled elsewhere, or a forged message) is refused.
+    /// Before any push certificate is loaded there is nothing to push with, and nothing to check.
+    async fn ensure_served_topic(&self, topic: &str) -> Result<()> {
+        match self.store.push_cert().await? {
+            Some(cert) if cert.topic != topic => {
+                tracing::warn!(topic, served = %cert.topic, "check-in names a push topic this server does not serve");
+                Err(Error::BadRequest(format!("push topic {topic:?} is not this server's ({})", cert.topic)))
+            }
+            _ => Ok(()),
         }
     }
 }

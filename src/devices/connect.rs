@@ -21,8 +21,10 @@ const LAST_SEEN_RESOLUTION_SECS: i64 = 60;
 impl Lanyard {
     /// Returns the next command's plist, or None for an empty 200.
     pub async fn connect(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
-        let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
+        // Authenticate first: the signature covers the raw bytes, so nobody unauthenticated
+        // reaches the parser.
         let identity = self.verify_device_signer(body, signature, tls_cert)?;
+        let report = report::parse(body).map_err(|e| Error::BadRequest(format!("command report: {e}")))?;
         let udid = report.ids.udid.clone().unwrap_or_else(|| report.ids.device_id.clone());
         let now = self.now();
         // Commands queued while this report is handled (a reconcile after a ProfileList, say)
@@ -110,7 +112,7 @@ impl Lanyard {
         match self.store.device_session(&identity.sha256).await? {
             Some(session) if session.udid == udid => Ok(session),
             _ => {
-                self.bind_identity(identity, udid, false).await?;
+                self.bind_identity(identity, udid).await?;
                 self.store.device_session(&identity.sha256).await?.ok_or_else(|| Error::Forbidden("unknown device".into()))
             }
         }

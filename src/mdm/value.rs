@@ -10,12 +10,102 @@ use plist::{Dictionary, Value};
 
 use super::ProtocolError;
 
+/// How deeply arrays and dictionaries may nest in anything a device sends. Apple's messages
+/// nest a handful of levels; profiles are held to the same 64.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// The most a device's plist may expand to, in rough bytes: 32 per value plus the bytes of its
+/// strings and data, and at most this multiple of the body's own size. An honest XML plist
+/// cannot come near it; a binary plist whose objects refer to one object many times can.
+const EXPANSION_FACTOR: usize = 16;
+const VALUE_COST: usize = 32;
+
 /// Parses an XML or binary plist body whose root must be a dictionary. (Devices send one of
 /// the two; the ASCII/OpenStep format is not accepted.)
+///
+/// The value is built here from the plist crate's event stream, without recursion, so that a
+/// hostile body is refused before it costs anything: nesting beyond [`MAX_NESTING`] and
+/// expansion beyond [`EXPANSION_FACTOR`] times the body are errors. (The crate's own builder
+/// would accept 50,000 levels, and dropping such a value recurses once per level, enough to
+/// overflow a worker thread's stack and abort the process.)
 pub(crate) fn parse_dict(body: &[u8]) -> Result<Dictionary, ProtocolError> {
-    let parsed = if body.starts_with(b"bplist") { Value::from_reader(Cursor::new(body)) } else { Value::from_reader_xml(body) };
-    let value = parsed.map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let budget = body.len().saturating_mul(EXPANSION_FACTOR).max(64 * 1024);
+    let value = if body.starts_with(b"bplist") {
+        build(plist::stream::BinaryReader::new(Cursor::new(body)), budget)
+    } else {
+        build(plist::stream::XmlReader::new(body), budget)
+    }?;
     value.into_dictionary().ok_or(ProtocolError::NotADictionary)
+}
+
+/// A container being filled: an array, or a dictionary and the key waiting for its value.
+enum Open {
+    Array(Vec<Value>),
+    Dict(Dictionary, Option<String>),
+}
+
+fn malformed(why: impl Into<String>) -> ProtocolError {
+    ProtocolError::Malformed(why.into())
+}
+
+/// Builds one value from plist events, within [`MAX_NESTING`] and `budget`.
+fn build(events: impl Iterator<Item = Result<plist::stream::OwnedEvent, plist::Error>>, budget: usize) -> Result<Value, ProtocolError> {
+    use plist::stream::Event;
+    let mut open: Vec<Open> = Vec::new();
+    let mut spent = 0usize;
+    for event in events {
+        let event = event.map_err(|e| malformed(e.to_string()))?;
+        spent += VALUE_COST
+            + match &event {
+                Event::String(s) => s.len(),
+                Event::Data(d) => d.len(),
+                _ => 0,
+            };
+        if spent > budget {
+            return Err(malformed(format!("the property list expands to more than {budget} bytes")));
+        }
+        let value = match event {
+            Event::StartArray(_) | Event::StartDictionary(_) if open.len() >= MAX_NESTING => {
+                return Err(malformed(format!("arrays and dictionaries nested more than {MAX_NESTING} deep")));
+            }
+            Event::StartArray(_) => {
+                open.push(Open::Array(Vec::new()));
+                continue;
+            }
+            Event::StartDictionary(_) => {
+                open.push(Open::Dict(Dictionary::new(), None));
+                continue;
+            }
+            Event::EndCollection => match open.pop() {
+                Some(Open::Array(items)) => Value::Array(items),
+                Some(Open::Dict(dict, None)) => Value::Dictionary(dict),
+                Some(Open::Dict(_, Some(key))) => return Err(malformed(format!("dictionary key `{key}` has no value"))),
+                None => return Err(malformed("a collection ends that never started")),
+            },
+            Event::Boolean(b) => Value::Boolean(b),
+            Event::Data(d) => Value::Data(d.into_owned()),
+            Event::Date(d) => Value::Date(d),
+            Event::Integer(i) => Value::Integer(i),
+            Event::Real(r) => Value::Real(r),
+            Event::String(s) => Value::String(s.into_owned()),
+            Event::Uid(u) => Value::Uid(u),
+            _ => return Err(malformed("a property list value of an unknown kind")),
+        };
+        match open.last_mut() {
+            None => return Ok(value),
+            Some(Open::Array(items)) => items.push(value),
+            Some(Open::Dict(dict, pending)) => match pending.take() {
+                Some(key) => {
+                    dict.insert(key, value);
+                }
+                None => match value {
+                    Value::String(key) => *pending = Some(key),
+                    _ => return Err(malformed("a dictionary key is not a string")),
+                },
+            },
+        }
+    }
+    Err(malformed(if open.is_empty() { "empty property list" } else { "the property list ends inside a collection" }))
 }
 
 /// Encodes a value as an XML plist document (with the XML declaration and DOCTYPE).
@@ -181,6 +271,102 @@ mod tests {
         assert!(matches!(parse_dict(b""), Err(ProtocolError::Malformed(_))));
         let array = to_xml(&Value::Array(vec![]));
         assert_eq!(parse_dict(&array), Err(ProtocolError::NotADictionary));
+    }
+
+    /// A binary plist of `levels` arrays, each holding the next (`fan_out` times) and the
+    /// last empty: object `i` is at offset table entry `i`.
+    fn chained_bplist(levels: usize, fan_out: usize) -> Vec<u8> {
+        let mut out = b"bplist00".to_vec();
+        let mut offsets = Vec::new();
+        for i in 0..levels {
+            offsets.push(out.len() as u32);
+            if i + 1 == levels {
+                out.push(0xA0);
+            } else {
+                out.push(0xA0 | fan_out as u8);
+                for _ in 0..fan_out {
+                    out.extend_from_slice(&((i + 1) as u32).to_be_bytes());
+                }
+            }
+        }
+        let table = out.len() as u64;
+        for o in offsets {
+            out.extend_from_slice(&o.to_be_bytes());
+        }
+        out.extend_from_slice(&[0; 6]);
+        out.extend_from_slice(&[4, 4]);
+        out.extend_from_slice(&(levels as u64).to_be_bytes());
+        out.extend_from_slice(&0u64.to_be_bytes());
+        out.extend_from_slice(&table.to_be_bytes());
+        out
+    }
+
+    fn nested_xml(open: &str, close: &str, levels: usize) -> Vec<u8> {
+        let mut s = String::from("<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>k</key>");
+        s.push_str(&open.repeat(levels));
+        s.push_str(&close.repeat(levels));
+        s.push_str("</dict></plist>");
+        s.into_bytes()
+    }
+
+    fn refused_as_too_deep(r: Result<Dictionary, ProtocolError>) -> bool {
+        matches!(r, Err(ProtocolError::Malformed(m)) if m.contains("nested more than 64 deep"))
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_without_recursion() {
+        // The shapes that aborted the server (issue 23, D2), on this test's small stack.
+        assert!(refused_as_too_deep(parse_dict(&nested_xml("<array>", "</array>", 32_500))));
+        assert!(refused_as_too_deep(parse_dict(&nested_xml("<dict><key>a</key>", "</dict>", 40_000))));
+        assert!(refused_as_too_deep(parse_dict(&chained_bplist(50_000, 1))));
+        // Unclosed, too: the error comes before the end.
+        assert!(refused_as_too_deep(parse_dict(nested_xml("<array>", "", 100_000).as_slice())));
+    }
+
+    #[test]
+    fn nesting_limit_is_exact() {
+        // The root dictionary is one level: 63 arrays inside it make 64.
+        assert!(parse_dict(&nested_xml("<array>", "</array>", 63)).is_ok());
+        assert!(refused_as_too_deep(parse_dict(&nested_xml("<array>", "</array>", 64))));
+    }
+
+    #[test]
+    fn shared_objects_cannot_expand_without_bound() {
+        // 40 arrays each holding the next twice: a trillion values from a few hundred bytes.
+        let body = chained_bplist(40, 2);
+        assert!(body.len() < 1024);
+        // The shape is a valid binary plist (checked on a small instance).
+        assert!(parse_dict(&chained_bplist(4, 2)).is_err_and(|e| e == ProtocolError::NotADictionary));
+        let err = build(plist::stream::BinaryReader::new(Cursor::new(&body)), 64 * 1024).unwrap_err();
+        assert!(err.to_string().contains("expands to more than"), "{err}");
+    }
+
+    #[test]
+    fn structure_errors_are_malformed() {
+        let cases: [&[u8]; 4] = [
+            b"<?xml version=\"1.0\"?><plist><dict><key>a</key></dict></plist>",
+            b"<?xml version=\"1.0\"?><plist><dict><key>a</key><string>x</string>",
+            b"<?xml version=\"1.0\"?><plist><dict><integer>1</integer><string>x</string></dict></plist>",
+            b"<?xml version=\"1.0\"?><plist></plist>",
+        ];
+        for body in cases {
+            assert!(matches!(parse_dict(body), Err(ProtocolError::Malformed(_))), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn same_values_as_the_plist_crate() {
+        let mut d = Dictionary::new();
+        d.insert("s".into(), Value::String("x".into()));
+        d.insert("a".into(), Value::Array(vec![Value::Integer(1.into()), Value::Dictionary(Dictionary::new())]));
+        d.insert("d".into(), Value::Data(vec![0, 1, 2]));
+        d.insert("r".into(), Value::Real(1.5));
+        d.insert("t".into(), Value::Boolean(true));
+        let value = Value::Dictionary(d.clone());
+        assert_eq!(parse_dict(&to_xml(&value)).unwrap(), d);
+        let mut binary = Vec::new();
+        value.to_writer_binary(&mut binary).unwrap();
+        assert_eq!(parse_dict(&binary).unwrap(), d);
     }
 
     #[test]

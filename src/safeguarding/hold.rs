@@ -69,7 +69,7 @@ impl Lanyard {
         Ok(())
     }
 
-    async fn record_hold_refusal(&self, actor: &Actor, udid: &str, case_id: Uuid, action: &str) -> Result<()> {
+    pub(crate) async fn record_hold_refusal(&self, actor: &Actor, udid: &str, case_id: Uuid, action: &str) -> Result<()> {
         tracing::warn!(udid, %case_id, action, actor = %actor.name, "refused: device is on legal hold");
         self.audit(actor, "legal_hold.refused", Some(udid), json!({"case_id": case_id, "action": action})).await?;
         self.store

@@ -237,6 +237,9 @@ pub trait CommandStore: Send + Sync {
     async fn device_commands(&self, udid: &str, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<DeviceCommandRow>>;
     /// Cancel every target not yet handed to its device. Returns how many.
     async fn cancel_command(&self, seq: i64, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Whether the device acknowledged an EraseDevice at or after `since`: it was wiped, so its
+    /// old identity is gone.
+    async fn erased_since(&self, udid: &str, since: DateTime<Utc>) -> StoreResult<bool>;
     /// The latest finished result of each request type for a device.
     async fn latest_results(&self, udid: &str) -> StoreResult<Vec<DeviceCommandRow>>;
     /// How many targets are pending for a device.
@@ -385,6 +388,18 @@ macro_rules! impl_command_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
+            }
+
+            async fn erased_since(&self, udid: &str, since: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT t.command_seq FROM command_targets t JOIN commands c ON c.seq = t.command_seq \
+                     WHERE t.udid = $1 AND c.request_type = 'EraseDevice' AND t.status = 'acknowledged' AND t.completed_at >= $2 LIMIT 1",
+                )
+                .bind(udid)
+                .bind(since)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(found.is_some())
             }
 
             async fn cancel_command(&self, seq: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
