@@ -38,7 +38,7 @@ const MAX_RENEWALS: usize = 16;
 impl Lanyard {
     fn verify_signer_inner(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<DeviceIdentity> {
         let sha256 = match (signature, tls_cert) {
-            (Some(sig), _) => self.signers.verify(body, sig, &self.pki.ca_cert).map_err(|e| {
+            (Some(sig), _) => self.signers.verify(body, sig, &self.pki.ca_cert).map(|s| s.sha256).map_err(|e| {
                 tracing::warn!(error = %e, "device authentication failed");
                 match e {
                     SignatureError::NotBase64(_) | SignatureError::NotCms(_) | SignatureError::Missing => {

@@ -34,6 +34,15 @@ use crate::der::{self, OCTET_STRING, OID, Reader, SEQUENCE, SET, Tlv, context};
 /// forgets an arbitrary entry; that device's next request takes the full check again.
 pub const DEFAULT_CAPACITY: usize = 20_000;
 
+/// Who signed a request, and when they say they did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signer {
+    /// SHA-256 of the signer certificate's DER.
+    pub sha256: [u8; 32],
+    /// The CMS signingTime attribute (Unix seconds), when the signature carries one.
+    pub signed_at: Option<i64>,
+}
+
 /// A certificate that passed the full check.
 struct Known {
     key: KnownKey,
@@ -74,15 +83,24 @@ impl SignerCache {
 
     /// Checks an `Mdm-Signature` header over `body`: the signature, and that the signer chains
     /// to `ca`. Returns the SHA-256 of the signer certificate's DER.
-    pub fn verify(&self, body: &[u8], header_b64: &str, ca: &X509) -> Result<[u8; 32], SignatureError> {
+    ///
+    /// Only SHA-1 and SHA-2 digests are accepted (MD5 is refused: SHA-1 stays because older
+    /// devices sign with it), and only the shape devices send: a detached SignedData with one
+    /// signer whose certificate is embedded.
+    pub fn verify(&self, body: &[u8], header_b64: &str, ca: &X509) -> Result<Signer, SignatureError> {
         let der = decode_header(header_b64)?;
-        if let Some(sha256) = self.verify_known(body, &der, unix_now()) {
+        let parts = SignedParts::split(&der)
+            .ok_or_else(|| SignatureError::NotCms("not a detached SignedData with one signer and its certificate".into()))?;
+        let md = digest_algorithm(parts.digest_algorithm)
+            .ok_or_else(|| SignatureError::BadSignature("the digest algorithm is not SHA-1 or SHA-2 (MD5 is refused)".into()))?;
+        let signed_at = parts.signed_attributes.and_then(signing_time);
+        if let Some(sha256) = self.verify_known(body, &parts, md, unix_now()) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(sha256);
+            return Ok(Signer { sha256, signed_at });
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let cert = verify_detached_der(body, &der, ca)?;
-        self.remember(&cert)
+        Ok(Signer { sha256: self.remember(&cert)?, signed_at })
     }
 
     /// Checks a TLS client certificate (DER) chains to `ca`. Returns its SHA-256, or None if
@@ -127,11 +145,9 @@ impl SignerCache {
 
     /// The fast path: Some(hash of the signer certificate) only if the signature verifies with
     /// a remembered certificate that is valid at `now`.
-    fn verify_known(&self, body: &[u8], der: &[u8], now: i64) -> Option<[u8; 32]> {
-        let parts = SignedParts::split(der)?;
+    fn verify_known(&self, body: &[u8], parts: &SignedParts, md: Digest, now: i64) -> Option<[u8; 32]> {
         let sha256 = openssl::sha::sha256(parts.signer_cert);
         let known = self.lookup(&sha256, now)?;
-        let md = digest_algorithm(parts.digest_algorithm)?;
         let digest = match parts.signed_attributes {
             Some(attrs) => {
                 if md.digest(body).as_slice() != message_digest(attrs)? {
@@ -229,6 +245,33 @@ fn names(cert: &Tlv, issuer: Tlv, serial: Tlv) -> bool {
         Some(cert_serial.raw == serial.raw && cert_issuer.raw == issuer.raw)
     };
     cert.tag == SEQUENCE && check().unwrap_or(false)
+}
+
+const OID_SIGNING_TIME: &[u8] = &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x05];
+
+/// The signingTime attribute (RFC 5652 §11.3) as Unix seconds: a UTCTime (years 1950-2049)
+/// or a GeneralizedTime, in UTC. None if absent or not in the DER form RFC 5280 requires.
+fn signing_time(attrs: Tlv) -> Option<i64> {
+    let mut r = attrs.children();
+    while let Some(attr) = r.next_tlv() {
+        let mut a = attr.children();
+        if a.expect(OID)?.content != OID_SIGNING_TIME {
+            continue;
+        }
+        let time = a.expect(SET)?.children().next_tlv()?;
+        let text = std::str::from_utf8(time.content).ok()?;
+        let full = match (time.tag, text.len()) {
+            (0x17, 13) => {
+                let yy: u32 = text.get(..2)?.parse().ok()?;
+                format!("{}{text}", if yy < 50 { "20" } else { "19" })
+            }
+            (0x18, 15) => text.to_owned(),
+            _ => return None,
+        };
+        let parsed = chrono::NaiveDateTime::parse_from_str(full.strip_suffix('Z')?, "%Y%m%d%H%M%S").ok()?;
+        return Some(parsed.and_utc().timestamp());
+    }
+    None
 }
 
 /// The messageDigest attribute's value.
@@ -330,6 +373,8 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD as BASE64;
 
+    use std::process::Command as Process;
+
     use super::*;
     use crate::mdm::cms::sign_detached;
     use crate::mdm::testutil::{Identity, Leaf, make_ca, make_ec_leaf, make_leaf};
@@ -360,7 +405,7 @@ mod tests {
     fn second_request_skips_the_full_check(ca: &Identity, device: &Identity) {
         let cache = SignerCache::default();
         let first = cache.verify(BODY, &header(BODY, device), &ca.cert).expect("first");
-        assert_eq!(first, openssl::sha::sha256(&device.cert.to_der().unwrap()));
+        assert_eq!(first.sha256, openssl::sha::sha256(&device.cert.to_der().unwrap()));
         assert_eq!(counts(&cache), (0, 1));
         let other = b"<plist><dict><key>Status</key><string>Acknowledged</string></dict></plist>";
         assert_eq!(cache.verify(other, &header(other, device), &ca.cert).expect("second"), first);
@@ -406,6 +451,54 @@ mod tests {
         assert!(cache.verify_client_cert(&stranger.cert.to_der().unwrap(), &ours.cert).is_none());
     }
 
+    /// The fast path alone, as `verify` calls it.
+    fn known(cache: &SignerCache, body: &[u8], der: &[u8], now: i64) -> Option<[u8; 32]> {
+        let parts = SignedParts::split(der)?;
+        cache.verify_known(body, &parts, digest_algorithm(parts.digest_algorithm)?, now)
+    }
+
+    #[test]
+    fn md5_is_refused_and_the_signing_time_is_read() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device", Leaf::Device);
+        let cache = SignerCache::default();
+        let signer = cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("sha-256");
+        let at = signer.signed_at.expect("OpenSSL adds a signingTime");
+        assert!((at - unix_now()).abs() < 60, "{at}");
+        // The same signature with MD5: openssl's own check would accept it.
+        let md5 = md5_signature(BODY, &device);
+        assert!(verify_detached_der(BODY, &md5, &ca.cert).is_ok(), "the full check alone accepts MD5");
+        for _ in 0..2 {
+            let e = cache.verify(BODY, &BASE64.encode(&md5), &ca.cert).unwrap_err();
+            assert!(e.to_string().contains("MD5"), "{e}");
+        }
+    }
+
+    /// A detached CMS signature over `body` made with an MD5 digest.
+    fn md5_signature(body: &[u8], id: &Identity) -> Vec<u8> {
+        // rust-openssl cannot choose the digest of a CMS signer; the openssl command can.
+        let dir = tempfile::tempdir().expect("tmp");
+        let (cert, key, data, out) = (dir.path().join("c.pem"), dir.path().join("k.pem"), dir.path().join("d"), dir.path().join("s.der"));
+        std::fs::write(&cert, id.cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&key, id.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        std::fs::write(&data, body).unwrap();
+        let ok = Process::new("openssl")
+            .args(["cms", "-sign", "-binary", "-md", "md5", "-outform", "DER"])
+            .arg("-signer")
+            .arg(&cert)
+            .arg("-inkey")
+            .arg(&key)
+            .arg("-in")
+            .arg(&data)
+            .arg("-out")
+            .arg(&out)
+            .status()
+            .expect("openssl")
+            .success();
+        assert!(ok, "openssl cms -sign -md md5");
+        std::fs::read(out).unwrap()
+    }
+
     #[test]
     fn fast_path_refuses_outside_the_validity_period() {
         let ca = make_ca("Lanyard Test CA");
@@ -414,9 +507,9 @@ mod tests {
         cache.verify(BODY, &header(BODY, &device), &ca.cert).expect("first");
         let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
         let now = unix_now();
-        assert!(cache.verify_known(BODY, &der, now).is_some());
-        assert!(cache.verify_known(BODY, &der, now + 3 * 365 * 86_400).is_none(), "expired");
-        assert!(cache.verify_known(BODY, &der, now - 3 * 86_400).is_none(), "not yet valid");
+        assert!(known(&cache, BODY, &der, now).is_some());
+        assert!(known(&cache, BODY, &der, now + 3 * 365 * 86_400).is_none(), "expired");
+        assert!(known(&cache, BODY, &der, now - 3 * 86_400).is_none(), "not yet valid");
     }
 
     #[test]
@@ -438,8 +531,8 @@ mod tests {
         ber.extend([0xA0, 0x80, 0x30, 0x80]);
         ber.extend(sd.content);
         ber.extend([0, 0, 0, 0, 0, 0]);
-        assert!(cache.verify_known(BODY, &ber, unix_now()).is_some());
-        assert!(cache.verify_known(b"other", &ber, unix_now()).is_none());
+        assert!(known(&cache, BODY, &ber, unix_now()).is_some());
+        assert!(known(&cache, b"other", &ber, unix_now()).is_none());
     }
 
     #[test]
