@@ -9,17 +9,23 @@ use crate::store::audit::GENESIS_HASH;
 use crate::store::{AuditEntry, NewAuditEntry, StoreResult};
 
 impl Lanyard {
-    /// Append one entry. Failure to audit fails the action: an unaudited change must not happen.
+    /// Append one entry on its own. Failure to audit fails the action: an unaudited change must
+    /// not happen. For an action that writes, build the entry with [`Lanyard::audit_entry`] and
+    /// hand it to the store method so that both commit in one transaction.
     pub async fn audit(&self, actor: &Actor, action: &str, target: Option<&str>, details: Value) -> Result<AuditEntry> {
-        let entry = NewAuditEntry {
+        Ok(self.store.append_audit(self.audit_entry(actor, action, target, details)).await?)
+    }
+
+    /// The entry an operator write carries into its store transaction.
+    pub fn audit_entry(&self, actor: &Actor, action: &str, target: Option<&str>, details: Value) -> NewAuditEntry {
+        NewAuditEntry {
             at: self.now(),
             actor: actor.name.clone(),
             ip: actor.ip.clone(),
             action: action.to_owned(),
             target: target.map(str::to_owned),
             details: details.to_string(),
-        };
-        Ok(self.store.append_audit(entry).await?)
+        }
     }
 }
 

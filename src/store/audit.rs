@@ -89,42 +89,59 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
 }
 
+/// Append one entry inside the caller's transaction, so that an operator's write and its audit
+/// entry commit together or not at all (a crash between two transactions would leave a change
+/// the log never recorded). `$conn` is `&mut *tx`; `$e` a [`NewAuditEntry`]. Expands to an
+/// expression of type `StoreResult<AuditEntry>`; use it inside a store macro's async method.
+macro_rules! append_audit_in {
+    ($conn:expr, $e:expr) => {{
+        let e: $crate::store::NewAuditEntry = $e;
+        let conn = $conn;
+        async {
+            let (seq, prev_hash): (i64, String) =
+                sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *conn).await?;
+            let mut entry = $crate::store::AuditEntry {
+                seq,
+                at: $crate::store::truncate_micros(e.at),
+                actor: e.actor,
+                ip: e.ip,
+                action: e.action,
+                target: e.target,
+                details: e.details,
+                prev_hash,
+                hash: String::new(),
+            };
+            entry.hash = entry.compute_hash();
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, ip, action, target, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(entry.seq)
+            .bind(entry.at)
+            .bind(&entry.actor)
+            .bind(&entry.ip)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(&entry.details)
+            .bind(&entry.prev_hash)
+            .bind(&entry.hash)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&entry.hash).execute(&mut *conn).await?;
+            $crate::store::StoreResult::Ok(entry)
+        }
+        .await
+    }};
+}
+pub(crate) use append_audit_in;
+
 macro_rules! impl_audit_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::AuditStore for $store {
             async fn append_audit(&self, e: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<$crate::store::AuditEntry> {
                 let mut tx = self.pool.begin().await?;
-                let (seq, prev_hash): (i64, String) =
-                    sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").fetch_one(&mut *tx).await?;
-                let mut entry = $crate::store::AuditEntry {
-                    seq,
-                    at: $crate::store::truncate_micros(e.at),
-                    actor: e.actor,
-                    ip: e.ip,
-                    action: e.action,
-                    target: e.target,
-                    details: e.details,
-                    prev_hash,
-                    hash: String::new(),
-                };
-                entry.hash = entry.compute_hash();
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, at, actor, ip, action, target, details, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(entry.seq)
-                .bind(entry.at)
-                .bind(&entry.actor)
-                .bind(&entry.ip)
-                .bind(&entry.action)
-                .bind(&entry.target)
-                .bind(&entry.details)
-                .bind(&entry.prev_hash)
-                .bind(&entry.hash)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&entry.hash).execute(&mut *tx).await?;
+                let entry = $crate::store::audit::append_audit_in!(&mut *tx, e)?;
                 tx.commit().await?;
                 Ok(entry)
             }
