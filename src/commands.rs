@@ -93,12 +93,13 @@ impl Lanyard {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<String> {
         let uuid = uuid::Uuid::new_v4().to_string();
-        self.queue_command_as(&uuid, created_by, cmd, targets, expires_at).await?;
+        self.queue_command_as(&uuid, created_by, cmd, targets, expires_at, None).await?;
         Ok(uuid)
     }
 
     /// [`Lanyard::queue_command`] with a UUID chosen by the caller, for callers that record
-    /// what the command is for before a device can answer it (profile reconcile).
+    /// what the command is for before a device can answer it (profile reconcile), and the
+    /// operator's audit entry, stored in the same transaction as the command.
     pub async fn queue_command_as(
         &self,
         uuid: &str,
@@ -106,6 +107,7 @@ impl Lanyard {
         cmd: &Command,
         targets: &[String],
         expires_at: Option<DateTime<Utc>>,
+        audit: Option<crate::store::NewAuditEntry>,
     ) -> Result<()> {
         let uuid = uuid.to_owned();
         let new = NewCommand {
@@ -117,7 +119,7 @@ impl Lanyard {
             created_at: self.now(),
             expires_at,
         };
-        self.store.enqueue(&new, targets).await?;
+        self.store.enqueue(&new, targets, audit).await?;
         Metrics::add(&self.metrics.commands_queued, targets.len() as u64);
         Ok(())
     }
@@ -155,15 +157,15 @@ impl Lanyard {
                 Error::unprocessable(format!("targets[{i}]"), format!("no device with UDID {missing}"))
             });
         }
-        let uuid = self.queue_command(&actor.name, &cmd, &unique, expires_at).await?;
+        let uuid = uuid::Uuid::new_v4().to_string();
         let sample: Vec<&String> = unique.iter().take(20).collect();
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "command.enqueue",
             Some(&uuid),
             json!({"request_type": cmd.request_type(), "targets": unique.len(), "udids": sample, "expires_at": expires_at}),
-        )
-        .await?;
+        );
+        self.queue_command_as(&uuid, &actor.name, &cmd, &unique, expires_at, Some(audit)).await?;
         let push = if push { Some(self.push_in_background(unique.clone()).await) } else { None };
         Ok(Enqueued { command_uuid: uuid, request_type: cmd.request_type().to_owned(), targets: unique.len(), push })
     }
@@ -202,8 +204,7 @@ impl Lanyard {
             return Err(Error::not_found(format!("no device with UDID {udid}")));
         }
         self.ensure_not_on_hold(actor, udid, "delete the device record").await?;
-        self.store.delete_device(udid).await?;
-        self.audit(actor, "device.retire", Some(udid), json!({})).await?;
+        self.store.delete_device(udid, self.audit_entry(actor, "device.retire", Some(udid), json!({}))).await?;
         Ok(())
     }
 
@@ -214,8 +215,8 @@ impl Lanyard {
             let action = format!("cancel the case's {} command", case_command.request_type);
             self.ensure_not_on_hold(actor, &case_command.udid, &action).await?;
         }
-        let n = self.store.cancel_command(cmd.seq, self.now()).await?;
-        self.audit(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type, "cancelled_targets": n})).await?;
+        let audit = self.audit_entry(actor, "command.cancel", Some(uuid), json!({"request_type": cmd.request_type}));
+        let n = self.store.cancel_command(cmd.seq, self.now(), audit).await?;
         Ok(n)
     }
 }

@@ -309,7 +309,7 @@ impl Lanyard {
             })
             .collect();
         self.store.record_profile_commands(&rows).await?;
-        self.queue_command_as(&uuid, RECONCILE_ACTOR, cmd, targets, None).await
+        self.queue_command_as(&uuid, RECONCILE_ACTOR, cmd, targets, None, None).await
     }
 
     /// A device answered a command: keep Lanyard's view of its profiles, escrow a FileVault

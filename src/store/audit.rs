@@ -89,6 +89,16 @@ pub trait AuditStore: Send + Sync {
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
 }
 
+/// `details` (a JSON object's text) with one more field, for an entry whose details include what
+/// the write inside the same transaction found (how many rows it changed).
+pub fn with_detail(details: &str, key: &str, value: serde_json::Value) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(details).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(m) = v.as_object_mut() {
+        m.insert(key.to_owned(), value);
+    }
+    v.to_string()
+}
+
 /// Append one entry inside the caller's transaction, so that an operator's write and its audit
 /// entry commit together or not at all (a crash between two transactions would leave a change
 /// the log never recorded). `$conn` is `&mut *tx`; `$e` a [`NewAuditEntry`]. Expands to an

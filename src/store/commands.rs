@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use std::sync::LazyLock;
 
-use super::StoreResult;
+use super::{NewAuditEntry, StoreResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommandRecord {
@@ -222,8 +222,9 @@ fn shift_params(sql: &str, by: usize) -> String {
 
 #[async_trait::async_trait]
 pub trait CommandStore: Send + Sync {
-    /// Store the command and queue it for every target, in one transaction.
-    async fn enqueue(&self, cmd: &NewCommand, targets: &[String]) -> StoreResult<i64>;
+    /// Store the command and queue it for every target, with the operator's audit entry if
+    /// there is one, in one transaction.
+    async fn enqueue(&self, cmd: &NewCommand, targets: &[String], audit: Option<NewAuditEntry>) -> StoreResult<i64>;
     /// The oldest pending command for the device, marked `sent`. `include_not_now` is true at
     /// Idle (commands the device deferred are offered again) and false after any other report.
     async fn next_command(&self, udid: &str, include_not_now: bool, now: DateTime<Utc>) -> StoreResult<Option<NextCommand>>;
@@ -236,7 +237,7 @@ pub trait CommandStore: Send + Sync {
     /// Newest first, before `before_seq`.
     async fn device_commands(&self, udid: &str, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<DeviceCommandRow>>;
     /// Cancel every target not yet handed to its device. Returns how many.
-    async fn cancel_command(&self, seq: i64, now: DateTime<Utc>) -> StoreResult<u64>;
+    async fn cancel_command(&self, seq: i64, now: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<u64>;
     /// Whether the device acknowledged an EraseDevice at or after `since`: it was wiped, so its
     /// old identity is gone.
     async fn erased_since(&self, udid: &str, since: DateTime<Utc>) -> StoreResult<bool>;
@@ -250,7 +251,12 @@ macro_rules! impl_command_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::CommandStore for $store {
-            async fn enqueue(&self, c: &$crate::store::NewCommand, targets: &[String]) -> $crate::store::StoreResult<i64> {
+            async fn enqueue(
+                &self,
+                c: &$crate::store::NewCommand,
+                targets: &[String],
+                audit: Option<$crate::store::NewAuditEntry>,
+            ) -> $crate::store::StoreResult<i64> {
                 let mut tx = self.pool.begin().await?;
                 let (seq,): (i64,) = sqlx::query_as(
                     "INSERT INTO commands (uuid, request_type, payload, fields, created_by, created_at, expires_at) \
@@ -279,6 +285,9 @@ macro_rules! impl_command_store {
                             .push_bind(c.created_at);
                     });
                     q.build().execute(&mut *tx).await?;
+                }
+                if let Some(e) = audit {
+                    $crate::store::audit::append_audit_in!(&mut *tx, e)?;
                 }
                 tx.commit().await?;
                 Ok(seq)
@@ -402,14 +411,24 @@ macro_rules! impl_command_store {
                 Ok(found.is_some())
             }
 
-            async fn cancel_command(&self, seq: i64, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<u64> {
+            async fn cancel_command(
+                &self,
+                seq: i64,
+                now: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE command_targets SET status = 'cancelled', updated_at = $2 WHERE command_seq = $1 AND status IN ('queued', 'not_now')",
                 )
                 .bind(seq)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                let mut audit = audit;
+                audit.details = $crate::store::audit::with_detail(&audit.details, "cancelled_targets", r.rows_affected().into());
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(r.rows_affected())
             }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{NewAuditEntry, StoreResult};
 
 /// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]).
 pub(crate) const DEVICE_SESSION: &str = concat!(
@@ -267,7 +267,7 @@ pub trait DeviceStore: Send + Sync {
     async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<DeviceRecord>>;
     /// Remove a device record and its command results (retiring it). Not for devices on hold:
     /// the service checks first.
-    async fn delete_device(&self, udid: &str) -> StoreResult<bool>;
+    async fn delete_device(&self, udid: &str, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Which of these UDIDs exist.
     async fn existing_udids(&self, udids: &[String]) -> StoreResult<Vec<String>>;
 }
@@ -576,10 +576,11 @@ macro_rules! impl_device_store {
                 Ok(q.build_query_as().fetch_all(&self.pool).await?)
             }
 
-            async fn delete_device(&self, udid: &str) -> $crate::store::StoreResult<bool> {
+            async fn delete_device(&self, udid: &str, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query("DELETE FROM command_targets WHERE udid = $1").bind(udid).execute(&mut *tx).await?;
                 let r = sqlx::query("DELETE FROM devices WHERE udid = $1").bind(udid).execute(&mut *tx).await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(r.rows_affected() == 1)
             }

@@ -338,7 +338,7 @@ mod tests {
             created_at: at,
             expires_at: Some(at + chrono::Duration::hours(1)),
         };
-        store.enqueue(&cmd, &[UDID.to_owned()]).await.unwrap();
+        store.enqueue(&cmd, &[UDID.to_owned()], None).await.unwrap();
         (store, at)
     }
 
@@ -424,7 +424,7 @@ mod tests {
                 created_at: at,
                 expires_at: None,
             };
-            store.enqueue(&security_info, &[UDID.to_owned()]).await.unwrap();
+            store.enqueue(&security_info, &[UDID.to_owned()], None).await.unwrap();
             let answer = |command_uuid, inventory| DeviceAnswer {
                 udid: UDID,
                 cert_sha256: "aa",
