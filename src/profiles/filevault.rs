@@ -117,15 +117,18 @@ impl Lanyard {
             .await?;
         if let Some((case_id, _)) = self.store.legal_hold(udid).await? {
             self.store
-                .append_case_event(&NewCaseEvent {
-                    case_id,
-                    at: self.now(),
-                    actor: actor.name.clone(),
-                    kind: "filevault_key_revealed".into(),
-                    udid: Some(udid.to_owned()),
-                    justification: Some(justification.to_owned()),
-                    detail: json!({}),
-                })
+                .append_case_event(
+                    &NewCaseEvent {
+                        case_id,
+                        at: self.now(),
+                        actor: actor.name.clone(),
+                        kind: "filevault_key_revealed".into(),
+                        udid: Some(udid.to_owned()),
+                        justification: Some(justification.to_owned()),
+                        detail: json!({}),
+                    },
+                    None,
+                )
                 .await?;
         }
         tracing::info!(udid, actor = %actor.name, "FileVault recovery key revealed");

@@ -116,16 +116,7 @@ impl Lanyard {
             assigned_by: actor.name.clone(),
             ended_by: None,
         };
-        if let Err(e) = self.store.create_assignment(&rec).await {
-            return Err(match e {
-                StoreError::Conflict(_) => match self.store.assignments_for_udid(udid).await?.into_iter().find(|a| a.ended_at.is_none()) {
-                    Some(held) => self.device_held(udid, &held).await,
-                    None => Error::conflict("device_held", format!("device {udid} is held")),
-                },
-                e => e.into(),
-            });
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.assignment.create",
             Some(&person_target(person.id)),
@@ -136,8 +127,16 @@ impl Lanyard {
                 "from": rec.started_at,
                 "grant_id": grant.id,
             }),
-        )
-        .await?;
+        );
+        if let Err(e) = self.store.create_assignment(&rec, audit).await {
+            return Err(match e {
+                StoreError::Conflict(_) => match self.store.assignments_for_udid(udid).await?.into_iter().find(|a| a.ended_at.is_none()) {
+                    Some(held) => self.device_held(udid, &held).await,
+                    None => Error::conflict("device_held", format!("device {udid} is held")),
+                },
+                e => e.into(),
+            });
+        }
         Ok(Assignment::new(rec, now))
     }
 
@@ -177,16 +176,15 @@ impl Lanyard {
         if at < a.started_at {
             return Err(Error::unprocessable("at", format!("before the holding starts ({})", a.started_at.to_rfc3339())));
         }
-        if !self.store.end_assignment(id, at, &actor.name).await? {
-            return Err(conflict("assignment_ended", "this holding has already ended", json!({"assignment_id": id})));
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.assignment.end",
             Some(&person_target(a.person_id)),
             json!({"assignment_id": id, "person_id": a.person_id, "udid": a.udid, "at": at}),
-        )
-        .await?;
+        );
+        if !self.store.end_assignment(id, at, &actor.name, audit).await? {
+            return Err(conflict("assignment_ended", "this holding has already ended", json!({"assignment_id": id})));
+        }
         let a = self.store.assignment_by_id(id).await?.ok_or_else(|| Error::not_found("no such assignment"))?;
         Ok(Assignment::new(a, now))
     }

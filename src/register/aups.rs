@@ -119,17 +119,11 @@ impl Lanyard {
         let mut tries = 0;
         loop {
             rec.version = self.store.next_aup_version(&rec.audience).await?;
-            match self.store.create_aup(&rec).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict(_)) if tries < 3 => tries += 1,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.audit(
-            actor,
-            "register.aup.create",
-            Some(&format!("aup:{}", rec.id)),
-            json!({
+            let audit = self.audit_entry(
+                actor,
+                "register.aup.create",
+                Some(&format!("aup:{}", rec.id)),
+                json!({
                 "id": rec.id,
                 "audience": rec.audience,
                 "version": rec.version,
@@ -137,9 +131,14 @@ impl Lanyard {
                 "sha256": rec.sha256,
                 "effective_date": rec.effective_date,
                 "review_due": rec.review_due,
-            }),
-        )
-        .await?;
+                }),
+            );
+            match self.store.create_aup(&rec, audit).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict(_)) if tries < 3 => tries += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.aup(rec.id).await
     }
 

@@ -236,8 +236,7 @@ impl Lanyard {
             revoked_by: None,
             revoke_reason: None,
         };
-        self.store.create_grant(&rec).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.grant.create",
             Some(&person_target(person.id)),
@@ -253,8 +252,8 @@ impl Lanyard {
                 "reason": rec.reason,
                 "signature_id": signature_id,
             }),
-        )
-        .await?;
+        );
+        self.store.create_grant(&rec, audit).await?;
         Ok(Grant::new(rec, now))
     }
 
@@ -263,32 +262,32 @@ impl Lanyard {
         let reason = required_text("reason", reason, 500)?;
         let now = self.now();
         let g = self.store.grant_by_id(id).await?.ok_or_else(|| Error::not_found("no such grant"))?;
-        if !self.store.revoke_grant(id, now, &actor.name, &reason).await? {
+        // The holdings that no other grant covers once this one is revoked end with it.
+        let remaining: Vec<_> = self.store.grants_for_person(g.person_id).await?.into_iter().filter(|r| r.id != id).collect();
+        let mut uncovered = Vec::new();
+        for a in self.store.assignments_for_person(g.person_id).await? {
+            if a.ended_at.is_some_and(|e| e <= now) || a.started_at > now {
+                continue;
+            }
+            let memberships = self.store.memberships_for_udid(&a.udid).await?;
+            if !remaining.iter().any(|r| covers(r, &a.udid, now, &memberships)) {
+                uncovered.push(a.id);
+            }
+        }
+        let audit = self.audit_entry(
+            actor,
+            "register.grant.revoke",
+            Some(&person_target(g.person_id)),
+            json!({"grant_id": id, "person_id": g.person_id, "reason": reason}),
+        );
+        let (revoked, ended) = self.store.revoke_grants(&[id], now, &actor.name, &reason, &uncovered, audit).await?;
+        if revoked.is_empty() {
             return Err(conflict(
                 "grant_ended",
                 format!("this grant already ended at {}", g.ends_at().map(|e| e.to_rfc3339()).unwrap_or_default()),
                 json!({"grant_id": id}),
             ));
         }
-        let remaining = self.store.grants_for_person(g.person_id).await?;
-        let mut ended = Vec::new();
-        for a in self.store.assignments_for_person(g.person_id).await? {
-            if a.ended_at.is_some_and(|e| e <= now) || a.started_at > now {
-                continue;
-            }
-            let memberships = self.store.memberships_for_udid(&a.udid).await?;
-            if !remaining.iter().any(|r| covers(r, &a.udid, now, &memberships)) && self.store.end_assignment(a.id, now, &actor.name).await?
-            {
-                ended.push(a.id);
-            }
-        }
-        self.audit(
-            actor,
-            "register.grant.revoke",
-            Some(&person_target(g.person_id)),
-            json!({"grant_id": id, "person_id": g.person_id, "reason": reason, "assignments_ended": ended}),
-        )
-        .await?;
         let g = self.store.grant_by_id(id).await?.ok_or_else(|| Error::not_found("no such grant"))?;
         Ok(RevokeOutcome { grant: Grant::new(g, now), assignments_ended: ended })
     }

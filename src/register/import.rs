@@ -311,7 +311,51 @@ impl Lanyard {
             return Ok(outcome);
         }
         let writes: Vec<ImportWrite> = planned.iter().filter_map(|(_, w)| w.clone()).collect();
-        let ended = self.store.import_people(&writes, &actor.name, "leaver (import)").await.map_err(|e| match e {
+        // Each person's entry and the import's own go into the import's transaction; the store
+        // adds what ending a leaver's access ended.
+        let audits = planned
+            .iter()
+            .filter_map(|(o, w)| w.as_ref().map(|w| (o, w)))
+            .map(|(o, w)| {
+                let action = if w.create { "register.person.create" } else { "register.person.update" };
+                let redacted: Map<String, Value> = o
+                    .changes
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = if k == "name" || k == "notes" { json!("changed") } else { v.clone() };
+                        (k.clone(), v)
+                    })
+                    .collect();
+                self.audit_entry(
+                    actor,
+                    action,
+                    Some(&person_target(w.person.id)),
+                    json!({
+                        "id": w.person.id,
+                        "via": "import",
+                        "row": o.row,
+                        "kind": w.person.kind,
+                        "school_ref": w.person.school_ref,
+                        "changes": redacted,
+                        "access_ends_at": w.end_access_at,
+                        "grants_ended": [],
+                        "assignments_ended": [],
+                    }),
+                )
+            })
+            .collect();
+        let applied = self.audit_entry(
+            actor,
+            "register.import.apply",
+            Some("register"),
+            json!({
+                "rows": planned.len(),
+                "created": outcome.created,
+                "updated": outcome.updated,
+                "unchanged": outcome.unchanged,
+            }),
+        );
+        let ended = self.store.import_people(&writes, &actor.name, "leaver (import)", audits, applied).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(what) => {
                 Error::conflict("school_ref_taken", format!("{what} was created while importing; try again"))
             }
@@ -324,45 +368,7 @@ impl Lanyard {
                 o.grants_ended = e.grants.clone();
                 o.assignments_ended = e.assignments.clone();
             }
-            let action = if w.create { "register.person.create" } else { "register.person.update" };
-            let redacted: Map<String, Value> = o
-                .changes
-                .iter()
-                .map(|(k, v)| {
-                    let v = if k == "name" || k == "notes" { json!("changed") } else { v.clone() };
-                    (k.clone(), v)
-                })
-                .collect();
-            self.audit(
-                actor,
-                action,
-                Some(&person_target(w.person.id)),
-                json!({
-                    "id": w.person.id,
-                    "via": "import",
-                    "row": o.row,
-                    "kind": w.person.kind,
-                    "school_ref": w.person.school_ref,
-                    "changes": redacted,
-                    "access_ends_at": w.end_access_at,
-                    "grants_ended": o.grants_ended,
-                    "assignments_ended": o.assignments_ended,
-                }),
-            )
-            .await?;
         }
-        self.audit(
-            actor,
-            "register.import.apply",
-            Some("register"),
-            json!({
-                "rows": planned.len(),
-                "created": outcome.created,
-                "updated": outcome.updated,
-                "unchanged": outcome.unchanged,
-            }),
-        )
-        .await?;
         outcome.rows = planned.into_iter().map(|(o, _)| o).collect();
         Ok(outcome)
     }

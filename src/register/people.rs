@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::register::assignments::Assignment;
 use crate::register::grants::Grant;
 use crate::store::register::EndedAccess;
-use crate::store::{AuditFilter, PeopleFilter, PersonRecord, StoreError};
+use crate::store::{AuditFilter, NewAuditEntry, PeopleFilter, PersonRecord, StoreError};
 
 /// A person as the API shows them.
 #[derive(Debug, Clone, Serialize)]
@@ -291,13 +291,7 @@ impl Lanyard {
         let now = self.now();
         let fields = fields.normalise(now.date_naive())?;
         let rec = fields.into_record(Uuid::new_v4(), now, now);
-        if let Err(e) = self.store.create_person(&rec).await {
-            return Err(match e {
-                StoreError::Conflict(_) => self.school_ref_taken(rec.school_ref.as_deref()).await,
-                e => e.into(),
-            });
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.person.create",
             Some(&person_target(rec.id)),
@@ -310,8 +304,13 @@ impl Lanyard {
                 "start_date": rec.start_date,
                 "end_date": rec.end_date,
             }),
-        )
-        .await?;
+        );
+        if let Err(e) = self.store.create_person(&rec, audit).await {
+            return Err(match e {
+                StoreError::Conflict(_) => self.school_ref_taken(rec.school_ref.as_deref()).await,
+                e => e.into(),
+            });
+        }
         Ok(Person::new(rec, now.date_naive()))
     }
 
@@ -340,25 +339,21 @@ impl Lanyard {
             return self.person_detail(id).await;
         }
         let rec = new.into_record(id, current.created_at, now);
-        let ended = self.write_person_with_end_date(&current, &rec, &actor.name, "end date changed").await?;
-        let mut details = json!({"id": id, "changes": changes});
-        if let Some((at, e)) = &ended {
-            details["access_ends_at"] = json!(at);
-            details["grants_ended"] = json!(e.grants);
-            details["assignments_ended"] = json!(e.assignments);
-        }
-        self.audit(actor, "register.person.update", Some(&person_target(id)), details).await?;
+        let audit = self.audit_entry(actor, "register.person.update", Some(&person_target(id)), json!({"id": id, "changes": changes}));
+        self.write_person_with_end_date(&current, &rec, &actor.name, "end date changed", audit).await?;
         self.person_detail(id).await
     }
 
-    /// Write a changed person; if their end date appeared or moved earlier, end their access at
-    /// that date in the same transaction.
+    /// Write a changed person with its audit entry; if their end date appeared or moved earlier,
+    /// end their access at that date in the same transaction (the entry then says when and what
+    /// ended).
     async fn write_person_with_end_date(
         &self,
         old: &PersonRecord,
         new: &PersonRecord,
         by: &str,
         reason: &str,
+        mut audit: NewAuditEntry,
     ) -> Result<Option<(DateTime<Utc>, EndedAccess)>> {
         let ends_earlier = match (old.end_date, new.end_date) {
             (_, None) => false,
@@ -367,9 +362,10 @@ impl Lanyard {
         };
         let result = if ends_earlier {
             let at = access_end(new.end_date.expect("checked"), self.now());
-            self.store.end_person_access(new, at, by, reason).await.map(|e| Some((at, e)))
+            audit.details = crate::store::audit::with_detail(&audit.details, "access_ends_at", json!(at));
+            self.store.end_person_access(new, at, by, reason, audit).await.map(|e| Some((at, e)))
         } else {
-            self.store.update_person(new).await.map(|_| None)
+            self.store.update_person(new, audit).await.map(|_| None)
         };
         match result {
             Ok(r) => Ok(r),
@@ -395,8 +391,7 @@ impl Lanyard {
             Some(r) => format!("leaver: {r}"),
             None => "leaver".to_owned(),
         };
-        let ended = self.store.end_person_access(&rec, at, &actor.name, &why).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.person.leave",
             Some(&person_target(id)),
@@ -406,11 +401,9 @@ impl Lanyard {
                 "previous_end_date": current.end_date,
                 "access_ends_at": at,
                 "reason": reason,
-                "grants_ended": ended.grants,
-                "assignments_ended": ended.assignments,
             }),
-        )
-        .await?;
+        );
+        let ended = self.store.end_person_access(&rec, at, &actor.name, &why, audit).await?;
         Ok(LeaveOutcome {
             person: Person::new(rec, now.date_naive()),
             access_ends_at: at,

@@ -151,8 +151,7 @@ impl Lanyard {
             aup_version: aup.version,
             aup_title: aup.title.clone(),
         };
-        self.store.create_signature(&rec).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.signature.create",
             Some(&person_target(person.id)),
@@ -167,8 +166,8 @@ impl Lanyard {
                 "signed_at": rec.signed_at,
                 "co_signed": rec.co_signer.is_some(),
             }),
-        )
-        .await?;
+        );
+        self.store.create_signature(&rec, audit).await?;
         Ok(rec.into())
     }
 
@@ -195,16 +194,15 @@ impl Lanyard {
                 json!({"signature_id": id, "grants": open}),
             ));
         }
-        if !self.store.void_signature(id, now, &actor.name, &reason).await? {
-            return Err(conflict("already_void", format!("signature {id} was already voided"), json!({"signature_id": id})));
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "register.signature.void",
             Some(&person_target(sig.person_id)),
             json!({"signature_id": id, "aup_id": sig.aup_id, "reason": reason}),
-        )
-        .await?;
+        );
+        if !self.store.void_signature(id, now, &actor.name, &reason, audit).await? {
+            return Err(conflict("already_void", format!("signature {id} was already voided"), json!({"signature_id": id})));
+        }
         let sig = self.store.signature_by_id(id).await?.ok_or_else(|| Error::not_found("no such signature"))?;
         Ok(sig.into())
     }

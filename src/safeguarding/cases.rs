@@ -102,17 +102,35 @@ impl Lanyard {
         justification: Option<&str>,
         detail: Value,
     ) -> Result<CaseEvent> {
+        self.case_event_audited(case_id, actor, kind, udid, justification, detail, None).await
+    }
+
+    /// [`Lanyard::case_event`] with the operator's audit entry, stored in the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn case_event_audited(
+        &self,
+        case_id: Uuid,
+        actor: &Actor,
+        kind: &str,
+        udid: Option<&str>,
+        justification: Option<&str>,
+        detail: Value,
+        audit: Option<crate::store::NewAuditEntry>,
+    ) -> Result<CaseEvent> {
         Ok(self
             .store
-            .append_case_event(&NewCaseEvent {
-                case_id,
-                at: self.now(),
-                actor: actor.name.clone(),
-                kind: kind.to_owned(),
-                udid: udid.map(str::to_owned),
-                justification: justification.map(str::to_owned),
-                detail,
-            })
+            .append_case_event(
+                &NewCaseEvent {
+                    case_id,
+                    at: self.now(),
+                    actor: actor.name.clone(),
+                    kind: kind.to_owned(),
+                    udid: udid.map(str::to_owned),
+                    justification: justification.map(str::to_owned),
+                    detail,
+                },
+                audit,
+            )
             .await?)
     }
 
@@ -155,10 +173,10 @@ impl Lanyard {
             closed_by: None,
             closed_at: None,
         };
-        rec.number = self.store.create_case(&rec).await?;
+        // The audit log records that a case exists, never what it is about; the store adds its number.
+        let audit = self.audit_entry(actor, "case.open", Some(&format!("case:{}", rec.id)), json!({"kind": rec.kind}));
+        rec.number = self.store.create_case(&rec, audit).await?;
         self.case_event(rec.id, actor, "created", None, Some(&justification), json!({"kind": rec.kind, "number": rec.number})).await?;
-        // The audit log records that a case exists, never what it is about.
-        self.audit(actor, "case.open", Some(&format!("case:{}", rec.id)), json!({"number": rec.number, "kind": rec.kind})).await?;
         if involves_staff {
             let message = format!(
                 "Case {} ({}) concerns a member of staff: the policy requires the headteacher to be informed.",
@@ -245,8 +263,10 @@ impl Lanyard {
         }
         let text = required("text", text, 8000)?;
         let justification = required("justification", justification, 4000)?;
-        let e = self.case_event(id, actor, "action", None, Some(&justification), json!({"action": kind, "text": text})).await?;
-        self.audit(actor, "case.action", Some(&format!("case:{id}")), json!({"number": c.number, "action": kind})).await?;
+        let audit = self.audit_entry(actor, "case.action", Some(&format!("case:{id}")), json!({"number": c.number, "action": kind}));
+        let e = self
+            .case_event_audited(id, actor, "action", None, Some(&justification), json!({"action": kind, "text": text}), Some(audit))
+            .await?;
         Ok(e)
     }
 

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
-use crate::store::NewCaseEvent;
 
 /// Commands refused for a device on hold: they destroy evidence, or release the quarantine, or
 /// unenrol it (removing a profile is refused outright while the hold lasts).
@@ -71,18 +70,8 @@ impl Lanyard {
 
     pub(crate) async fn record_hold_refusal(&self, actor: &Actor, udid: &str, case_id: Uuid, action: &str) -> Result<()> {
         tracing::warn!(udid, %case_id, action, actor = %actor.name, "refused: device is on legal hold");
-        self.audit(actor, "legal_hold.refused", Some(udid), json!({"case_id": case_id, "action": action})).await?;
-        self.store
-            .append_case_event(&NewCaseEvent {
-                case_id,
-                at: self.now(),
-                actor: actor.name.clone(),
-                kind: "refused".into(),
-                udid: Some(udid.to_owned()),
-                justification: None,
-                detail: json!({"action": action}),
-            })
-            .await?;
+        let audit = self.audit_entry(actor, "legal_hold.refused", Some(udid), json!({"case_id": case_id, "action": action}));
+        self.case_event_audited(case_id, actor, "refused", Some(udid), None, json!({"action": action}), Some(audit)).await?;
         Ok(())
     }
 }

@@ -123,18 +123,28 @@ impl Lanyard {
             Some(p) => Some(self.pki.sealer.seal(p.as_bytes()).map_err(Error::internal)?),
             None => None,
         };
+        // The quarantine's audit entry commits with the hold itself.
+        let audit = self.audit_entry(
+            actor,
+            "case.quarantine",
+            Some(&udid),
+            json!({"case_id": case_id, "number": case.number, "method": method, "commands": 1 + evidence_cmds.len()}),
+        );
         self.store
-            .put_case_device(&CaseDeviceRecord {
-                case_id,
-                udid: udid.clone(),
-                state: "held".into(),
-                method: method.into(),
-                lock_pin_sealed: pin_sealed,
-                suspended_grants: json!(grants).to_string(),
-                added_by: actor.name.clone(),
-                added_at: self.now(),
-                released_at: None,
-            })
+            .put_case_device(
+                &CaseDeviceRecord {
+                    case_id,
+                    udid: udid.clone(),
+                    state: "held".into(),
+                    method: method.into(),
+                    lock_pin_sealed: pin_sealed,
+                    suspended_grants: json!(grants).to_string(),
+                    added_by: actor.name.clone(),
+                    added_at: self.now(),
+                    released_at: None,
+                },
+                audit,
+            )
             .await
             .map_err(|e| match e {
                 crate::store::StoreError::Conflict(_) => {
@@ -211,13 +221,6 @@ impl Lanyard {
             )
             .await?;
         }
-        self.audit(
-            actor,
-            "case.quarantine",
-            Some(&udid),
-            json!({"case_id": case_id, "number": case.number, "method": method, "commands": commands.len()}),
-        )
-        .await?;
         let push = self.push_in_background(vec![udid.clone()]).await;
         Ok(Quarantined { udid, case_id, method: method.into(), commands, evidence_requested, grants_suspended: grants.len(), push })
     }
@@ -230,16 +233,14 @@ impl Lanyard {
         let holders = self.device_holders(udid, Some(now)).await?;
         let holder_ids: Vec<Uuid> = holders.holders.iter().map(|h| h.person.id).collect();
         let reason = format!("suspended: device quarantined under safeguarding case {case_number}");
-        let mut suspended = Vec::new();
-        for a in &holders.access {
-            let direct = a.group_id.is_none();
-            if (direct || holder_ids.contains(&a.person.id)) && self.store.revoke_grant(a.grant_id, now, &actor.name, &reason).await? {
-                suspended.push(a.grant_id);
-            }
+        let ids: Vec<Uuid> =
+            holders.access.iter().filter(|a| a.group_id.is_none() || holder_ids.contains(&a.person.id)).map(|a| a.grant_id).collect();
+        if ids.is_empty() {
+            return Ok(ids);
         }
-        if !suspended.is_empty() {
-            self.audit(actor, "register.grant.suspend", Some(udid), json!({"grants": suspended, "case_number": case_number})).await?;
-        }
+        // The store adds the grants it suspended to the entry, and writes it only if there were any.
+        let audit = self.audit_entry(actor, "register.grant.suspend", Some(udid), json!({"case_number": case_number}));
+        let (suspended, _) = self.store.revoke_grants(&ids, now, &actor.name, &reason, &[], audit).await?;
         Ok(suspended)
     }
 

@@ -89,8 +89,14 @@ impl Lanyard {
             restore_access: r.restore_access,
             ..pending(case_id, "release", who, self.now(), &justification)
         };
-        self.store.put_case_request(&rec).await?;
         let actor = p.actor();
+        let audit = self.audit_entry(
+            &actor,
+            "case.release.request",
+            Some(&format!("case:{case_id}")),
+            json!({"request_id": rec.id, "number": case.number}),
+        );
+        self.store.put_case_request(&rec, audit).await?;
         self.case_event(
             case_id,
             &actor,
@@ -100,8 +106,6 @@ impl Lanyard {
             json!({"request_id": rec.id, "advice_reference": advice, "restore_access": r.restore_access, "whole_case": r.udid.is_none()}),
         )
         .await?;
-        self.audit(&actor, "case.release.request", Some(&format!("case:{case_id}")), json!({"request_id": rec.id, "number": case.number}))
-            .await?;
         Ok(request_json(rec))
     }
 
@@ -118,8 +122,14 @@ impl Lanyard {
         }
         let rec =
             CaseRequestRecord { confirmation: Some(confirmation.clone()), ..pending(case_id, "dispose", who, self.now(), &justification) };
-        self.store.put_case_request(&rec).await?;
         let actor = p.actor();
+        let audit = self.audit_entry(
+            &actor,
+            "case.dispose.request",
+            Some(&format!("case:{case_id}")),
+            json!({"request_id": rec.id, "number": case.number}),
+        );
+        self.store.put_case_request(&rec, audit).await?;
         self.case_event(
             case_id,
             &actor,
@@ -129,8 +139,6 @@ impl Lanyard {
             json!({"request_id": rec.id, "confirmation": confirmation}),
         )
         .await?;
-        self.audit(&actor, "case.dispose.request", Some(&format!("case:{case_id}")), json!({"request_id": rec.id, "number": case.number}))
-            .await?;
         Ok(request_json(rec))
     }
 
@@ -162,7 +170,13 @@ impl Lanyard {
             return Err(Error::conflict("second_person_required", "a different person must approve: you made this request"));
         }
         let state = if approve { "approved" } else { "rejected" };
-        if !self.store.decide_case_request(id, state, &who, &justification, self.now()).await? {
+        let audit = self.audit_entry(
+            &actor,
+            &format!("case.{}.{}", req.kind, if approve { "approve" } else { "reject" }),
+            Some(&format!("case:{}", req.case_id)),
+            json!({"request_id": id}),
+        );
+        if !self.store.decide_case_request(id, state, &who, &justification, self.now(), audit).await? {
             return Err(Error::conflict("already_decided", "this request has already been decided"));
         }
         let kind = format!("{}_{}", if req.kind == "release" { "release" } else { "disposal" }, state);
@@ -173,13 +187,6 @@ impl Lanyard {
             req.udid.as_deref(),
             Some(&justification),
             json!({"request_id": id, "requested_by": req.requested_by}),
-        )
-        .await?;
-        self.audit(
-            &actor,
-            &format!("case.{}.{}", req.kind, if approve { "approve" } else { "reject" }),
-            Some(&format!("case:{}", req.case_id)),
-            json!({"request_id": id}),
         )
         .await?;
         let mut out = json!({"id": id, "state": state, "kind": req.kind});

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{NewAuditEntry, StoreResult};
 use crate::register::PersonKind;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -155,9 +155,9 @@ pub struct ImportWrite {
 #[async_trait::async_trait]
 pub trait RegisterStore: Send + Sync {
     /// `Conflict("school_ref X")` if the school reference is taken.
-    async fn create_person(&self, p: &PersonRecord) -> StoreResult<()>;
+    async fn create_person(&self, p: &PersonRecord, audit: NewAuditEntry) -> StoreResult<()>;
     /// Replace every field but `id` and `created_at`.
-    async fn update_person(&self, p: &PersonRecord) -> StoreResult<()>;
+    async fn update_person(&self, p: &PersonRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn person_by_id(&self, id: Uuid) -> StoreResult<Option<PersonRecord>>;
     async fn person_by_school_ref(&self, school_ref: &str) -> StoreResult<Option<PersonRecord>>;
     /// Ordered by name then id.
@@ -165,30 +165,57 @@ pub trait RegisterStore: Send + Sync {
     async fn all_people(&self) -> StoreResult<Vec<PersonRecord>>;
     /// In one transaction: write `person` (its new end date), revoke every grant still open at
     /// `at` and end every holding still open at `at`, both at `at`.
-    async fn end_person_access(&self, person: &PersonRecord, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<EndedAccess>;
-    /// Every write of an import, in one transaction: all or nothing.
-    async fn import_people(&self, writes: &[ImportWrite], by: &str, reason: &str) -> StoreResult<Vec<EndedAccess>>;
+    /// The audit entry is stored in the same transaction, with `grants_ended` and
+    /// `assignments_ended` added to its details.
+    async fn end_person_access(
+        &self,
+        person: &PersonRecord,
+        at: DateTime<Utc>,
+        by: &str,
+        reason: &str,
+        audit: NewAuditEntry,
+    ) -> StoreResult<EndedAccess>;
+    /// Every write of an import and its audit entry (`audits[i]` for `writes[i]`, then `applied`
+    /// for the whole import), in one transaction: all or nothing.
+    async fn import_people(
+        &self,
+        writes: &[ImportWrite],
+        by: &str,
+        reason: &str,
+        audits: Vec<NewAuditEntry>,
+        applied: NewAuditEntry,
+    ) -> StoreResult<Vec<EndedAccess>>;
 
     async fn next_aup_version(&self, audience: &str) -> StoreResult<i64>;
     /// `Conflict` if that audience's version number was taken meanwhile.
-    async fn create_aup(&self, a: &AupRecord) -> StoreResult<()>;
+    async fn create_aup(&self, a: &AupRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn aup_by_id(&self, id: Uuid) -> StoreResult<Option<AupRecord>>;
     /// Ordered by audience, then newest version first.
     async fn list_aups(&self, audience: Option<&str>) -> StoreResult<Vec<AupRecord>>;
 
-    async fn create_signature(&self, s: &SignatureRecord) -> StoreResult<()>;
+    async fn create_signature(&self, s: &SignatureRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn signature_by_id(&self, id: Uuid) -> StoreResult<Option<SignatureRecord>>;
     /// True if it existed and was not already void.
-    async fn void_signature(&self, id: Uuid, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<bool>;
+    async fn void_signature(&self, id: Uuid, at: DateTime<Utc>, by: &str, reason: &str, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Newest first, void ones included.
     async fn signatures_for_person(&self, person_id: Uuid) -> StoreResult<Vec<SignatureRecord>>;
     /// Every signature that is not void.
     async fn valid_signatures(&self) -> StoreResult<Vec<SignatureRecord>>;
 
-    async fn create_grant(&self, g: &GrantRecord) -> StoreResult<()>;
+    async fn create_grant(&self, g: &GrantRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn grant_by_id(&self, id: Uuid) -> StoreResult<Option<GrantRecord>>;
-    /// Revoke at `at` unless already ended by then; true if it changed.
-    async fn revoke_grant(&self, id: Uuid, at: DateTime<Utc>, by: &str, reason: &str) -> StoreResult<bool>;
+    /// Revoke these grants at `at` (those not already ended by then) and, if any was, end the
+    /// holdings `end_assignments` at `at` and store the audit entry (with `grants` and
+    /// `assignments_ended` added), all in one transaction. The grants revoked and the holdings ended.
+    async fn revoke_grants(
+        &self,
+        ids: &[Uuid],
+        at: DateTime<Utc>,
+        by: &str,
+        reason: &str,
+        end_assignments: &[Uuid],
+        audit: NewAuditEntry,
+    ) -> StoreResult<(Vec<Uuid>, Vec<Uuid>)>;
     /// Oldest first.
     async fn grants_for_person(&self, person_id: Uuid) -> StoreResult<Vec<GrantRecord>>;
     /// Grants not ended at `at` (live, or starting later).
@@ -199,10 +226,11 @@ pub trait RegisterStore: Send + Sync {
     async fn grants_for_groups(&self, group_ids: &[Uuid]) -> StoreResult<Vec<GrantRecord>>;
 
     /// `Conflict` if the device already has an open holding.
-    async fn create_assignment(&self, a: &AssignmentRecord) -> StoreResult<()>;
+    async fn create_assignment(&self, a: &AssignmentRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn assignment_by_id(&self, id: Uuid) -> StoreResult<Option<AssignmentRecord>>;
     /// End at `at` unless already ended by then; true if it changed.
-    async fn end_assignment(&self, id: Uuid, at: DateTime<Utc>, by: &str) -> StoreResult<bool>;
+    /// The audit entry is stored with it, if it changed.
+    async fn end_assignment(&self, id: Uuid, at: DateTime<Utc>, by: &str, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Oldest first.
     async fn assignments_for_person(&self, person_id: Uuid) -> StoreResult<Vec<AssignmentRecord>>;
     /// Oldest first.
@@ -216,6 +244,12 @@ pub trait RegisterStore: Send + Sync {
     async fn end_group_membership(&self, group_id: Uuid, udid: &str, at: DateTime<Utc>) -> StoreResult<bool>;
     /// Oldest first.
     async fn memberships_for_udid(&self, udid: &str) -> StoreResult<Vec<GroupMembership>>;
+}
+
+/// An audit entry's details with what ending someone's access ended.
+pub(crate) fn with_ended(details: &str, e: &EndedAccess) -> String {
+    let d = super::audit::with_detail(details, "grants_ended", serde_json::json!(e.grants));
+    super::audit::with_detail(&d, "assignments_ended", serde_json::json!(e.assignments))
 }
 
 /// Escape `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
@@ -313,14 +347,18 @@ macro_rules! impl_register_store {
 
         #[async_trait::async_trait]
         impl $crate::store::RegisterStore for $store {
-            async fn create_person(&self, p: &$crate::store::PersonRecord) -> $crate::store::StoreResult<()> {
-                let mut conn = self.pool.acquire().await?;
-                Self::register_write_person(&mut conn, p, true).await
+            async fn create_person(&self, p: &$crate::store::PersonRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::register_write_person(&mut tx, p, true).await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
-            async fn update_person(&self, p: &$crate::store::PersonRecord) -> $crate::store::StoreResult<()> {
-                let mut conn = self.pool.acquire().await?;
-                Self::register_write_person(&mut conn, p, false).await
+            async fn update_person(&self, p: &$crate::store::PersonRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::register_write_person(&mut tx, p, false).await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn person_by_id(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::PersonRecord>> {
@@ -382,10 +420,13 @@ macro_rules! impl_register_store {
                 at: chrono::DateTime<chrono::Utc>,
                 by: &str,
                 reason: &str,
+                mut audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<$crate::store::register::EndedAccess> {
                 let mut tx = self.pool.begin().await?;
                 Self::register_write_person(&mut tx, person, false).await?;
                 let ended = Self::register_end_access(&mut tx, person.id, at, by, reason).await?;
+                audit.details = $crate::store::register::with_ended(&audit.details, &ended);
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(ended)
             }
@@ -395,15 +436,21 @@ macro_rules! impl_register_store {
                 writes: &[$crate::store::register::ImportWrite],
                 by: &str,
                 reason: &str,
+                audits: Vec<$crate::store::NewAuditEntry>,
+                applied: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<Vec<$crate::store::register::EndedAccess>> {
                 let mut tx = self.pool.begin().await?;
                 let mut ended = Vec::new();
-                for w in writes {
+                for (w, mut audit) in writes.iter().zip(audits) {
                     Self::register_write_person(&mut tx, &w.person, w.create).await?;
                     if let Some(at) = w.end_access_at {
-                        ended.push(Self::register_end_access(&mut tx, w.person.id, at, by, reason).await?);
+                        let e = Self::register_end_access(&mut tx, w.person.id, at, by, reason).await?;
+                        audit.details = $crate::store::register::with_ended(&audit.details, &e);
+                        ended.push(e);
                     }
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 }
+                $crate::store::audit::append_audit_in!(&mut *tx, applied)?;
                 tx.commit().await?;
                 Ok(ended)
             }
@@ -416,7 +463,8 @@ macro_rules! impl_register_store {
                 Ok(max.unwrap_or(0) + 1)
             }
 
-            async fn create_aup(&self, a: &$crate::store::AupRecord) -> $crate::store::StoreResult<()> {
+            async fn create_aup(&self, a: &$crate::store::AupRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO aups (id, audience, version, title, text, sha256, effective_date, review_due, created_by, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -431,10 +479,11 @@ macro_rules! impl_register_store {
                 .bind(a.review_due)
                 .bind(&a.created_by)
                 .bind(a.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or(&format!("version {} of the {} AUP", a.version, a.audience)))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn aup_by_id(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::AupRecord>> {
@@ -453,7 +502,8 @@ macro_rules! impl_register_store {
                 Ok(q.build_query_as().fetch_all(&self.pool).await?)
             }
 
-            async fn create_signature(&self, s: &$crate::store::SignatureRecord) -> $crate::store::StoreResult<()> {
+            async fn create_signature(&self, s: &$crate::store::SignatureRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO signatures (id, person_id, aup_id, method, signed_at, co_signer, recorded_by, recorded_at, voided_at, voided_by, void_reason) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -469,10 +519,11 @@ macro_rules! impl_register_store {
                 .bind(s.voided_at)
                 .bind(&s.voided_by)
                 .bind(&s.void_reason)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("signature"))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn signature_by_id(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::SignatureRecord>> {
@@ -491,7 +542,9 @@ macro_rules! impl_register_store {
                 at: chrono::DateTime<chrono::Utc>,
                 by: &str,
                 reason: &str,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE signatures SET voided_at = $2, voided_by = $3, void_reason = $4 WHERE id = $1 AND voided_at IS NULL",
                 )
@@ -499,9 +552,14 @@ macro_rules! impl_register_store {
                 .bind(at)
                 .bind(by)
                 .bind(reason)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn signatures_for_person(&self, person_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::SignatureRecord>> {
@@ -523,7 +581,8 @@ macro_rules! impl_register_store {
                 .await?)
             }
 
-            async fn create_grant(&self, g: &$crate::store::GrantRecord) -> $crate::store::StoreResult<()> {
+            async fn create_grant(&self, g: &$crate::store::GrantRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO grants (id, person_id, udid, group_id, system, valid_from, valid_until, reason, signature_id, \
                      granted_by, granted_at, revoked_at, revoked_by, revoke_reason) \
@@ -543,10 +602,11 @@ macro_rules! impl_register_store {
                 .bind(g.revoked_at)
                 .bind(&g.revoked_by)
                 .bind(&g.revoke_reason)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("grant"))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn grant_by_id(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::GrantRecord>> {
@@ -556,24 +616,55 @@ macro_rules! impl_register_store {
                     .await?)
             }
 
-            async fn revoke_grant(
+            async fn revoke_grants(
                 &self,
-                id: uuid::Uuid,
+                ids: &[uuid::Uuid],
                 at: chrono::DateTime<chrono::Utc>,
                 by: &str,
                 reason: &str,
-            ) -> $crate::store::StoreResult<bool> {
-                let done = sqlx::query(
-                    "UPDATE grants SET revoked_at = $2, revoked_by = $3, revoke_reason = $4 \
-                     WHERE id = $1 AND (revoked_at IS NULL OR revoked_at > $2) AND (valid_until IS NULL OR valid_until > $2)",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(by)
-                .bind(reason)
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                end_assignments: &[uuid::Uuid],
+                mut audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<(Vec<uuid::Uuid>, Vec<uuid::Uuid>)> {
+                let mut tx = self.pool.begin().await?;
+                let mut revoked = Vec::new();
+                for id in ids {
+                    let done = sqlx::query(
+                        "UPDATE grants SET revoked_at = $2, revoked_by = $3, revoke_reason = $4 \
+                         WHERE id = $1 AND (revoked_at IS NULL OR revoked_at > $2) AND (valid_until IS NULL OR valid_until > $2)",
+                    )
+                    .bind(id)
+                    .bind(at)
+                    .bind(by)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        revoked.push(*id);
+                    }
+                }
+                if revoked.is_empty() {
+                    return Ok((revoked, Vec::new()));
+                }
+                let mut ended = Vec::new();
+                for id in end_assignments {
+                    let done = sqlx::query(
+                        "UPDATE assignments SET ended_at = $2, ended_by = $3 WHERE id = $1 AND started_at <= $2 \
+                         AND (ended_at IS NULL OR ended_at > $2)",
+                    )
+                    .bind(id)
+                    .bind(at)
+                    .bind(by)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        ended.push(*id);
+                    }
+                }
+                audit.details = $crate::store::audit::with_detail(&audit.details, "grants", serde_json::json!(revoked));
+                audit.details = $crate::store::audit::with_detail(&audit.details, "assignments_ended", serde_json::json!(ended));
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok((revoked, ended))
             }
 
             async fn grants_for_person(&self, person_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::GrantRecord>> {
@@ -613,7 +704,8 @@ macro_rules! impl_register_store {
                 Ok(q.build_query_as().fetch_all(&self.pool).await?)
             }
 
-            async fn create_assignment(&self, a: &$crate::store::AssignmentRecord) -> $crate::store::StoreResult<()> {
+            async fn create_assignment(&self, a: &$crate::store::AssignmentRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO assignments (id, person_id, udid, grant_id, started_at, ended_at, assigned_by, ended_by) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -626,10 +718,11 @@ macro_rules! impl_register_store {
                 .bind(a.ended_at)
                 .bind(&a.assigned_by)
                 .bind(&a.ended_by)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or(&format!("a holder of device {}", a.udid)))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn assignment_by_id(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::AssignmentRecord>> {
@@ -639,7 +732,14 @@ macro_rules! impl_register_store {
                     .await?)
             }
 
-            async fn end_assignment(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>, by: &str) -> $crate::store::StoreResult<bool> {
+            async fn end_assignment(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                by: &str,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE assignments SET ended_at = $2, ended_by = $3 WHERE id = $1 AND started_at <= $2 \
                      AND (ended_at IS NULL OR ended_at > $2)",
@@ -647,9 +747,14 @@ macro_rules! impl_register_store {
                 .bind(id)
                 .bind(at)
                 .bind(by)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn assignments_for_person(&self, person_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::AssignmentRecord>> {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{NewAuditEntry, StoreResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CaseRecord {
@@ -128,14 +128,16 @@ pub type Hold = (Uuid, i64);
 #[async_trait::async_trait]
 pub trait SafeguardingStore: Send + Sync {
     /// Insert a case, numbering it after the highest number so far.
-    async fn create_case(&self, c: &CaseRecord) -> StoreResult<i64>;
+    /// The audit entry is stored with the case, with the case's `number` added.
+    async fn create_case(&self, c: &CaseRecord, audit: NewAuditEntry) -> StoreResult<i64>;
     async fn case(&self, id: Uuid) -> StoreResult<Option<CaseRecord>>;
     async fn list_cases(&self, state: Option<&str>, limit: i64) -> StoreResult<Vec<CaseRecord>>;
     async fn close_case(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<()>;
-    async fn append_case_event(&self, e: &NewCaseEvent) -> StoreResult<CaseEvent>;
+    /// With an operator's audit entry, if given, in the same transaction.
+    async fn append_case_event(&self, e: &NewCaseEvent, audit: Option<NewAuditEntry>) -> StoreResult<CaseEvent>;
     async fn case_events(&self, case_id: Uuid) -> StoreResult<Vec<CaseEvent>>;
 
-    async fn put_case_device(&self, d: &CaseDeviceRecord) -> StoreResult<()>;
+    async fn put_case_device(&self, d: &CaseDeviceRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn case_devices(&self, case_id: Uuid) -> StoreResult<Vec<CaseDeviceRecord>>;
     async fn release_case_device(&self, case_id: Uuid, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
     /// The open case (if any) holding this device.
@@ -156,11 +158,20 @@ pub trait SafeguardingStore: Send + Sync {
     async fn case_evidence(&self, case_id: Uuid) -> StoreResult<Vec<EvidenceRecord>>;
     async fn dispose_evidence(&self, case_id: Uuid, at: DateTime<Utc>) -> StoreResult<u64>;
 
-    async fn put_case_request(&self, r: &CaseRequestRecord) -> StoreResult<()>;
+    async fn put_case_request(&self, r: &CaseRequestRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn case_request(&self, id: Uuid) -> StoreResult<Option<CaseRequestRecord>>;
     async fn case_requests(&self, case_id: Uuid) -> StoreResult<Vec<CaseRequestRecord>>;
     /// Decide a pending request; false if it was no longer pending.
-    async fn decide_case_request(&self, id: Uuid, state: &str, by: &str, justification: &str, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// The audit entry is stored with the decision, if it was still pending.
+    async fn decide_case_request(
+        &self,
+        id: Uuid,
+        state: &str,
+        by: &str,
+        justification: &str,
+        at: DateTime<Utc>,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
 
     async fn add_notification(&self, n: &NotificationRecord) -> StoreResult<()>;
     async fn notifications(&self, role: &str, limit: i64) -> StoreResult<Vec<NotificationRecord>>;
@@ -173,9 +184,10 @@ macro_rules! impl_safeguarding_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::SafeguardingStore for $store {
-            async fn create_case(&self, c: &$crate::store::CaseRecord) -> $crate::store::StoreResult<i64> {
+            async fn create_case(&self, c: &$crate::store::CaseRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<i64> {
                 // Two instances may number at once; the unique index makes one retry.
                 for _ in 0..5 {
+                    let mut tx = self.pool.begin().await?;
                     let r: Result<(i64,), sqlx::Error> = sqlx::query_as(
                         "INSERT INTO cases (id, number, kind, state, summary, justification, people, refs, involves_staff, opened_by, opened_at) \
                          VALUES ($1, (SELECT COALESCE(MAX(number), 0) + 1 FROM cases), $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING number",
@@ -190,10 +202,16 @@ macro_rules! impl_safeguarding_store {
                     .bind(c.involves_staff)
                     .bind(&c.opened_by)
                     .bind(c.opened_at)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *tx)
                     .await;
                     match r {
-                        Ok((n,)) => return Ok(n),
+                        Ok((n,)) => {
+                            let mut audit = audit;
+                            audit.details = $crate::store::audit::with_detail(&audit.details, "number", n.into());
+                            $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                            tx.commit().await?;
+                            return Ok(n);
+                        }
                         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => continue,
                         Err(e) => return Err(e.into()),
                     }
@@ -223,8 +241,13 @@ macro_rules! impl_safeguarding_store {
                 Ok(())
             }
 
-            async fn append_case_event(&self, e: &$crate::store::NewCaseEvent) -> $crate::store::StoreResult<$crate::store::CaseEvent> {
-                Ok(sqlx::query_as(
+            async fn append_case_event(
+                &self,
+                e: &$crate::store::NewCaseEvent,
+                audit: Option<$crate::store::NewAuditEntry>,
+            ) -> $crate::store::StoreResult<$crate::store::CaseEvent> {
+                let mut tx = self.pool.begin().await?;
+                let event = sqlx::query_as(
                     "INSERT INTO case_events (case_id, at, actor, kind, udid, justification, detail) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
                 )
@@ -235,15 +258,21 @@ macro_rules! impl_safeguarding_store {
                 .bind(&e.udid)
                 .bind(&e.justification)
                 .bind(e.detail.to_string())
-                .fetch_one(&self.pool)
-                .await?)
+                .fetch_one(&mut *tx)
+                .await?;
+                if let Some(audit) = audit {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
+                tx.commit().await?;
+                Ok(event)
             }
 
             async fn case_events(&self, case_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CaseEvent>> {
                 Ok(sqlx::query_as("SELECT * FROM case_events WHERE case_id = $1 ORDER BY seq").bind(case_id).fetch_all(&self.pool).await?)
             }
 
-            async fn put_case_device(&self, d: &$crate::store::CaseDeviceRecord) -> $crate::store::StoreResult<()> {
+            async fn put_case_device(&self, d: &$crate::store::CaseDeviceRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO case_devices (case_id, udid, state, method, lock_pin_sealed, suspended_grants, added_by, added_at, released_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -257,10 +286,11 @@ macro_rules! impl_safeguarding_store {
                 .bind(&d.added_by)
                 .bind(d.added_at)
                 .bind(d.released_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("device on this case"))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn case_devices(&self, case_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::CaseDeviceRecord>> {
@@ -394,7 +424,8 @@ macro_rules! impl_safeguarding_store {
                 Ok(r.rows_affected())
             }
 
-            async fn put_case_request(&self, r: &$crate::store::CaseRequestRecord) -> $crate::store::StoreResult<()> {
+            async fn put_case_request(&self, r: &$crate::store::CaseRequestRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO case_requests (id, case_id, kind, udid, state, requested_by, requested_at, justification, advice_reference, \
                      restore_access, confirmation, decided_by, decided_at, decision_justification) \
@@ -414,9 +445,10 @@ macro_rules! impl_safeguarding_store {
                 .bind(&r.decided_by)
                 .bind(r.decided_at)
                 .bind(&r.decision_justification)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn case_request(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::CaseRequestRecord>> {
@@ -434,7 +466,9 @@ macro_rules! impl_safeguarding_store {
                 by: &str,
                 justification: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE case_requests SET state = $2, decided_by = $3, decision_justification = $4, decided_at = $5 \
                      WHERE id = $1 AND state = 'pending'",
@@ -444,9 +478,14 @@ macro_rules! impl_safeguarding_store {
                 .bind(by)
                 .bind(justification)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn add_notification(&self, n: &$crate::store::NotificationRecord) -> $crate::store::StoreResult<()> {
