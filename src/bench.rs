@@ -653,6 +653,7 @@ async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
                         cert_sha256: hex::encode(cert),
                         enrollment_token_id: None,
                         at: now,
+                        signed_at: None,
                     })
                     .await?;
                 ctx.store.token_update(&udid, &token, &id, None, false, now).await?;

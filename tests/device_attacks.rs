@@ -1,6 +1,6 @@
 //! The device face attacked as an outsider and a rogue device would (issue 23): hostile plists
 //! before and after authentication, another device's UDID, a replayed Authenticate, a foreign
-//! push topic, and an operator cancelling a quarantine's lock — on SQLite and PostgreSQL.
+//! push topic, an older TokenUpdate or CheckOut replayed, and an operator cancelling a quarantine's lock — on SQLite and PostgreSQL.
 
 #[macro_use]
 mod common;
@@ -16,6 +16,7 @@ backend_tests!(
     a_quarantined_device_cannot_be_taken_over_or_its_lock_cancelled,
     a_replayed_authenticate_changes_nothing,
     a_foreign_push_topic_is_refused,
+    an_older_signed_token_update_or_check_out_is_refused,
 );
 
 /// A check-in-shaped XML plist with `levels` of `open` inside its root dictionary.
@@ -227,6 +228,32 @@ async fn a_foreign_push_topic_is_refused(b: Backend) {
     assert_eq!(s.checkin(&foreign, foreign.authenticate()).await.0, StatusCode::BAD_REQUEST);
     // With the right topic the enrolment completes.
     d.topic = common::device::TOPIC.into();
+    assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
+    s.stop().await;
+}
+
+async fn an_older_signed_token_update_or_check_out_is_refused(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    let mut d = s.enrolled_device(Kind::SupervisedIpad).await;
+    // What an eavesdropper behind a TLS-terminating proxy keeps: the device's signed messages.
+    let (old_token_update, old_check_out) = (d.token_update(), d.check_out());
+    let (old_tu_sig, old_co_sig) = (d.sign(&old_token_update), d.sign(&old_check_out));
+    // CMS signing times have one-second resolution.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    d.push_token = b"a-newer-push-token-from-apns".to_vec();
+    assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
+
+    for (body, sig) in [(old_token_update, old_tu_sig), (old_check_out, old_co_sig)] {
+        let (st, msg) = s.device_request("/mdm/checkin", body, Some(sig)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&msg));
+        assert!(String::from_utf8_lossy(&msg).contains("replayed"), "{}", String::from_utf8_lossy(&msg));
+    }
+    let rec = s.ctx.store.device(&d.udid).await.unwrap().unwrap();
+    assert_eq!(rec.push_token.as_deref(), Some(&b"a-newer-push-token-from-apns"[..]), "the old push token was not put back");
+    let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
+    assert_eq!(dev["enrolled"], true, "a replayed CheckOut did not unenrol it: {dev}");
+    // The device's own messages, signed now, still work.
     assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
     s.stop().await;
 }

@@ -18,6 +18,20 @@ use crate::store::DeviceRecord;
 pub struct DeviceIdentity {
     /// SHA-256 of the certificate's DER, hex: what binds it to a device.
     pub sha256: String,
+    /// The CMS signing time of the `Mdm-Signature` (Unix seconds), when it carried one (Apple's
+    /// devices sign with one; a TLS client certificate has none).
+    pub signed_at: Option<i64>,
+}
+
+/// How far a signature's signing time may be from this server's clock. A device whose clock is
+/// further out cannot connect over TLS either; a captured request replayed later than this is
+/// refused however it reaches us.
+pub const MAX_SIGNATURE_SKEW_SECS: i64 = 24 * 3600;
+
+/// Whether a signature made at `signed_at` may be accepted at `now` (both Unix seconds, the
+/// wall clock, not the test clock: the device signed with its own wall clock).
+pub fn signature_is_fresh(signed_at: i64, now: i64) -> bool {
+    (now - signed_at).abs() <= MAX_SIGNATURE_SKEW_SECS
 }
 
 /// What an accepted `Authenticate` is.
@@ -37,8 +51,8 @@ const MAX_RENEWALS: usize = 16;
 
 impl Lanyard {
     fn verify_signer_inner(&self, body: &[u8], signature: Option<&str>, tls_cert: Option<&[u8]>) -> Result<DeviceIdentity> {
-        let sha256 = match (signature, tls_cert) {
-            (Some(sig), _) => self.signers.verify(body, sig, &self.pki.ca_cert).map(|s| s.sha256).map_err(|e| {
+        let (sha256, signed_at) = match (signature, tls_cert) {
+            (Some(sig), _) => self.signers.verify(body, sig, &self.pki.ca_cert).map(|s| (s.sha256, s.signed_at)).map_err(|e| {
                 tracing::warn!(error = %e, "device authentication failed");
                 match e {
                     SignatureError::NotBase64(_) | SignatureError::NotCms(_) | SignatureError::Missing => {
@@ -47,16 +61,43 @@ impl Lanyard {
                     _ => Error::Forbidden(format!("Mdm-Signature: {e}")),
                 }
             })?,
-            (None, Some(der)) => self.signers.verify_client_cert(der, &self.pki.ca_cert).ok_or_else(|| {
-                tracing::warn!("device authentication failed: TLS client certificate is unreadable or not from our CA");
-                Error::Forbidden("client certificate is not from this server's CA".into())
-            })?,
+            (None, Some(der)) => {
+                let sha256 = self.signers.verify_client_cert(der, &self.pki.ca_cert).ok_or_else(|| {
+                    tracing::warn!("device authentication failed: TLS client certificate is unreadable or not from our CA");
+                    Error::Forbidden("client certificate is not from this server's CA".into())
+                })?;
+                (sha256, None)
+            }
             (None, None) => {
                 tracing::warn!("device authentication failed: no Mdm-Signature and no client certificate");
                 return Err(Error::BadRequest("missing Mdm-Signature header".into()));
             }
         };
-        Ok(DeviceIdentity { sha256: hex::encode(sha256) })
+        if let Some(t) = signed_at {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            if !signature_is_fresh(t, now) {
+                tracing::warn!(signed_at = t, now, "device authentication failed: stale or future signing time");
+                return Err(Error::Forbidden(format!(
+                    "Mdm-Signature: signed at {}, more than 24 hours from this server's clock (a replayed request, or the device's clock is wrong)",
+                    chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_else(|| t.to_string())
+                )));
+            }
+        }
+        Ok(DeviceIdentity { sha256: hex::encode(sha256), signed_at })
+    }
+
+    /// Refuse a state-changing message (Authenticate, TokenUpdate, CheckOut) signed before the
+    /// last one accepted from this device: replayed, it would put back an old push token or
+    /// mark the device unenrolled. Messages without a signing time are not ordered.
+    pub async fn ensure_not_replayed(&self, id: &DeviceIdentity, udid: &str, message: &str) -> Result<()> {
+        let Some(t) = id.signed_at else { return Ok(()) };
+        if self.store.advance_signed_at(udid, t).await? {
+            return Ok(());
+        }
+        tracing::warn!(udid, message, signed_at = t, "refused: signed before the device's last accepted message (a replay)");
+        Err(Error::Forbidden(format!(
+            "{message}: signed before the last message accepted from this device; a replayed request changes nothing"
+        )))
     }
 
     /// Verify the message's signer (the signature over the exact body, and a chain to our CA),
@@ -175,5 +216,21 @@ impl Lanyard {
         }
         tracing::warn!(udid, "certificate is not bound to this device and does not renew its certificate");
         Err(Error::Forbidden("this certificate is not bound to this device".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_more_than_a_day_from_the_clock_is_stale() {
+        let now = 1_800_000_000;
+        assert!(signature_is_fresh(now, now));
+        assert!(signature_is_fresh(now - MAX_SIGNATURE_SKEW_SECS, now));
+        assert!(signature_is_fresh(now + MAX_SIGNATURE_SKEW_SECS, now), "a device clock a little ahead is tolerated");
+        assert!(!signature_is_fresh(now - MAX_SIGNATURE_SKEW_SECS - 1, now), "yesterday's captured request");
+        assert!(!signature_is_fresh(now + MAX_SIGNATURE_SKEW_SECS + 1, now));
+        assert!(!signature_is_fresh(0, now));
     }
 }

@@ -45,6 +45,7 @@ impl Lanyard {
                 if self.admit_authenticate(&identity, &a).await? == Enrolment::AlreadyBound {
                     return Ok(CheckinReply::Ok);
                 }
+                self.ensure_not_replayed(&identity, &udid, "Authenticate").await?;
                 let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
                 let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
                 self.store
@@ -64,6 +65,7 @@ impl Lanyard {
                         cert_sha256: identity.sha256.clone(),
                         enrollment_token_id: token_id,
                         at: now,
+                        signed_at: identity.signed_at,
                     })
                     .await?;
                 tracing::info!(udid, platform, "device authenticated");
@@ -72,6 +74,7 @@ impl Lanyard {
             CheckinMessage::TokenUpdate(t) => {
                 self.bind_identity(&identity, &udid).await?;
                 self.ensure_served_topic(&t.topic).await?;
+                self.ensure_not_replayed(&identity, &udid, "TokenUpdate").await?;
                 let unlock = match &t.unlock_token {
                     Some(u) => Some(self.pki.sealer.seal(u).map_err(Error::internal)?),
                     None => None,
@@ -92,6 +95,7 @@ impl Lanyard {
             }
             CheckinMessage::CheckOut(_) => {
                 self.bind_identity(&identity, &udid).await?;
+                self.ensure_not_replayed(&identity, &udid, "CheckOut").await?;
                 self.store.check_out(&udid, now).await?;
                 self.on_checkout_during_hold(&udid).await?;
                 tracing::info!(udid, "device checked out (MDM profile removed)");

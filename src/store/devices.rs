@@ -181,6 +181,8 @@ pub struct AuthenticateRecord {
     pub cert_sha256: String,
     pub enrollment_token_id: Option<Uuid>,
     pub at: DateTime<Utc>,
+    /// The CMS signing time of the Authenticate, if its signature carried one.
+    pub signed_at: Option<i64>,
 }
 
 /// Inventory read from DeviceInformation / SecurityInfo results; `None` leaves a column alone.
@@ -258,6 +260,10 @@ pub trait DeviceStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<bool>;
     async fn check_out(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Record that a state-changing message signed at `signed_at` (Unix seconds) was accepted
+    /// from the device. False, changing nothing, if one signed later was accepted already: this
+    /// one is a replay. True for a device with no record yet.
+    async fn advance_signed_at(&self, udid: &str, signed_at: i64) -> StoreResult<bool>;
     async fn set_bootstrap_token(&self, udid: &str, sealed: Option<&[u8]>) -> StoreResult<()>;
     /// Move the device's binding to a renewed certificate.
     async fn rebind_cert(&self, udid: &str, cert_sha256: &str) -> StoreResult<()>;
@@ -399,8 +405,9 @@ macro_rules! impl_device_store {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO devices (udid, serial_number, model, model_name, product_name, device_name, os_version, build_version, \
-                       platform, topic, imei, meid, enrolled, first_seen_at, last_seen_at, authenticated_at, enrollment_token_id, cert_sha256) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, $13, $13, $13, $14, $15) \
+                       platform, topic, imei, meid, enrolled, first_seen_at, last_seen_at, authenticated_at, enrollment_token_id, cert_sha256, \
+                       last_signed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, FALSE, $13, $13, $13, $14, $15, $16) \
                      ON CONFLICT (udid) DO UPDATE SET \
                        serial_number = COALESCE($2, devices.serial_number), model = COALESCE($3, devices.model), \
                        model_name = COALESCE($4, devices.model_name), product_name = COALESCE($5, devices.product_name), \
@@ -410,7 +417,8 @@ macro_rules! impl_device_store {
                        enrolled = FALSE, last_seen_at = $13, authenticated_at = $13, \
                        enrollment_token_id = COALESCE($14, devices.enrollment_token_id), cert_sha256 = $15, \
                        push_token = NULL, push_magic = NULL, push_token_invalid_at = NULL, unlock_token_sealed = NULL, \
-                       awaiting_configuration = FALSE, inventory_requested_at = NULL",
+                       awaiting_configuration = FALSE, inventory_requested_at = NULL, \
+                       last_signed_at = COALESCE($16, devices.last_signed_at)",
                 )
                 .bind(&r.udid)
                 .bind(&r.serial_number)
@@ -427,6 +435,7 @@ macro_rules! impl_device_store {
                 .bind(r.at)
                 .bind(r.enrollment_token_id)
                 .bind(&r.cert_sha256)
+                .bind(r.signed_at)
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(concat!(
@@ -481,6 +490,19 @@ macro_rules! impl_device_store {
                 }
                 tx.commit().await?;
                 Ok(first)
+            }
+
+            async fn advance_signed_at(&self, udid: &str, signed_at: i64) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query("UPDATE devices SET last_signed_at = $2 WHERE udid = $1 AND (last_signed_at IS NULL OR last_signed_at <= $2)")
+                    .bind(udid)
+                    .bind(signed_at)
+                    .execute(&self.pool)
+                    .await?;
+                if r.rows_affected() == 1 {
+                    return Ok(true);
+                }
+                let (exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE udid = $1").bind(udid).fetch_one(&self.pool).await?;
+                Ok(exists == 0)
             }
 
             async fn check_out(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {

@@ -327,6 +327,7 @@ mod tests {
             cert_sha256: "aa".into(),
             enrollment_token_id: None,
             at,
+            signed_at: None,
         };
         store.authenticate_device(&device).await.unwrap();
         let cmd = NewCommand {
