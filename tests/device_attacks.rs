@@ -17,6 +17,7 @@ backend_tests!(
     a_replayed_authenticate_changes_nothing,
     a_foreign_push_topic_is_refused,
     an_older_signed_token_update_or_check_out_is_refused,
+    over_long_reported_strings_are_cut_and_over_long_udids_refused,
 );
 
 /// A check-in-shaped XML plist with `levels` of `open` inside its root dictionary.
@@ -255,5 +256,57 @@ async fn an_older_signed_token_update_or_check_out_is_refused(b: Backend) {
     assert_eq!(dev["enrolled"], true, "a replayed CheckOut did not unenrol it: {dev}");
     // The device's own messages, signed now, still work.
     assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
+    s.stop().await;
+}
+
+/// `body` (an XML plist dictionary) with `key` set to `value`.
+fn with_key(body: &[u8], key: &str, value: plist::Value) -> Vec<u8> {
+    let mut d: plist::Dictionary = plist::from_bytes(body).unwrap();
+    d.insert(key.into(), value);
+    let mut out = Vec::new();
+    plist::to_writer_xml(&mut out, &d).unwrap();
+    out
+}
+
+async fn over_long_reported_strings_are_cut_and_over_long_udids_refused(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    let d = s.new_device(Kind::Mac).await;
+    // Check-in bodies stop at 64 KiB; command reports (below) at 4 MiB.
+    let body = with_key(&d.authenticate(), "DeviceName", "N".repeat(60_000).into());
+    assert_eq!(s.checkin(&d, body).await.0, StatusCode::OK);
+    let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
+    assert_eq!(dev["device_name"].as_str().map(str::len), Some(255), "the name is cut to 255 characters");
+
+    // A DeviceInformation answer is cut the same way.
+    assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
+    let uuid = queue(&s, &admin, &d.udid, json!({"request_type": "DeviceInformation", "Queries": ["DeviceName", "SerialNumber"]})).await;
+    let mut answers = plist::Dictionary::new();
+    answers.insert("DeviceName".into(), "é".repeat(1_900_000).into());
+    answers.insert("SerialNumber".into(), d.serial.clone().into());
+    loop {
+        let (st, cmd) = s.connect(&d, d.idle()).await;
+        assert_eq!(st, StatusCode::OK);
+        let cmd: plist::Dictionary = plist::from_bytes(&cmd).expect("a command is queued");
+        let this = cmd["CommandUUID"].as_string().unwrap().to_owned();
+        let mut extra = plist::Dictionary::new();
+        if this == uuid {
+            extra.insert("QueryResponses".into(), plist::Value::Dictionary(answers.clone()));
+        }
+        s.connect(&d, d.report("Acknowledged", &this, extra)).await;
+        if this == uuid {
+            break;
+        }
+    }
+    let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
+    assert_eq!(dev["device_name"].as_str().map(|n| n.chars().count()), Some(255), "{}", &dev["device_name"].to_string()[..80]);
+    assert_eq!(dev["serial_number"], d.serial.as_str());
+
+    // A UDID no device has is refused before anything is stored.
+    let mut e = s.new_device(Kind::SupervisedIpad).await;
+    e.udid = "U".repeat(10_000);
+    let (st, msg) = s.checkin(&e, e.authenticate()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&msg));
+    assert!(String::from_utf8_lossy(&msg).contains("UDID"), "{}", String::from_utf8_lossy(&msg));
     s.stop().await;
 }

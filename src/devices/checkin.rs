@@ -48,20 +48,21 @@ impl Lanyard {
                 self.ensure_not_replayed(&identity, &udid, "Authenticate").await?;
                 let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
                 let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
+                let cut = |field: &str, v: Option<String>| super::inventory::reported(&udid, field, v);
                 self.store
                     .authenticate_device(&AuthenticateRecord {
                         udid: udid.clone(),
-                        serial_number: a.serial_number,
-                        model: a.model,
-                        model_name: a.model_name,
-                        product_name: a.product_name,
-                        device_name: a.device_name,
-                        os_version: a.os_version,
-                        build_version: a.build_version,
+                        serial_number: cut("SerialNumber", a.serial_number),
+                        model: cut("Model", a.model),
+                        model_name: cut("ModelName", a.model_name),
+                        product_name: cut("ProductName", a.product_name),
+                        device_name: cut("DeviceName", a.device_name),
+                        os_version: cut("OSVersion", a.os_version),
+                        build_version: cut("BuildVersion", a.build_version),
                         platform: platform.into(),
                         topic: a.topic,
-                        imei: a.imei,
-                        meid: a.meid,
+                        imei: cut("IMEI", a.imei),
+                        meid: cut("MEID", a.meid),
                         cert_sha256: identity.sha256.clone(),
                         enrollment_token_id: token_id,
                         at: now,
@@ -129,6 +130,10 @@ impl Lanyard {
     /// another server's topic (a device enrolled elsewhere, or a forged message) is refused.
     /// Before any push certificate is loaded there is nothing to push with, and nothing to check.
     async fn ensure_served_topic(&self, topic: &str) -> Result<()> {
+        // Apple's topics are `com.apple.mgmt.External.` and a UUID: 60 characters.
+        if topic.len() > 255 {
+            return Err(Error::BadRequest("push topic is longer than any APNs topic (255 characters)".into()));
+        }
         match self.store.push_cert().await? {
             Some(cert) if cert.topic != topic => {
                 tracing::warn!(topic, served = %cert.topic, "check-in names a push topic this server does not serve");

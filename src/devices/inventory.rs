@@ -149,25 +149,50 @@ pub fn csv_cell(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
+/// The longest value kept for a string a device reports about itself, in characters. Apple's
+/// values are far shorter (a serial number is 10–12 characters, a device name is limited to 255
+/// bytes in Settings); a longer one is cut to this with a warning, so that one device cannot fill
+/// the database or every page that lists it.
+pub fn reported_max_len(field: &str) -> usize {
+    match field {
+        "DeviceName" => 255,
+        "SerialNumber" | "IMEI" | "MEID" | "WiFiMAC" | "BluetoothMAC" | "OSVersion" | "BuildVersion" => 64,
+        _ => 128,
+    }
+}
+
+/// A reported string, cut to [`reported_max_len`] (at a character boundary) with a warning.
+pub fn reported(udid: &str, field: &str, value: Option<String>) -> Option<String> {
+    let mut v = value?;
+    let max = reported_max_len(field);
+    if let Some((cut, _)) = v.char_indices().nth(max) {
+        tracing::warn!(udid = %udid.chars().take(64).collect::<String>(), field, length = v.chars().count(), max, "device reported an over-long value; keeping the first {max} characters");
+        v.truncate(cut);
+    }
+    Some(v)
+}
+
 /// What an acknowledged DeviceInformation answer sets in the device record; None if the
-/// report holds no `QueryResponses`.
+/// report holds no `QueryResponses`. Strings are cut by [`reported`].
 pub fn device_information_update(report: &CommandReport, now: DateTime<Utc>) -> Option<InventoryUpdate> {
     let i = report.device_information()?;
     let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
     let gb = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
+    let udid = report.ids.device_id.as_str();
+    let cut = |field: &str, v: Option<String>| reported(udid, field, v);
     Some(InventoryUpdate {
-        serial_number: i.serial_number,
-        model: i.model,
-        model_name: i.model_name,
-        product_name: i.product_name.clone(),
-        device_name: i.device_name,
-        os_version: i.os_version,
-        build_version: i.build_version,
+        serial_number: cut("SerialNumber", i.serial_number),
+        model: cut("Model", i.model),
+        model_name: cut("ModelName", i.model_name),
+        product_name: cut("ProductName", i.product_name.clone()),
+        device_name: cut("DeviceName", i.device_name),
+        os_version: cut("OSVersion", i.os_version),
+        build_version: cut("BuildVersion", i.build_version),
         platform: i.product_name.as_ref().map(|_| platform.to_owned()),
-        imei: i.imei,
-        meid: i.meid,
-        wifi_mac: i.wifi_mac,
-        bluetooth_mac: i.bluetooth_mac,
+        imei: cut("IMEI", i.imei),
+        meid: cut("MEID", i.meid),
+        wifi_mac: cut("WiFiMAC", i.wifi_mac),
+        bluetooth_mac: cut("BluetoothMAC", i.bluetooth_mac),
         supervised: i.is_supervised,
         storage_capacity_gb: gb(i.device_capacity),
         storage_available_gb: gb(i.available_device_capacity),

@@ -31,6 +31,9 @@ pub struct EnrollmentIds {
     pub user_long_name: Option<String>,
 }
 
+/// The longest `UDID` or `EnrollmentID` accepted.
+pub const MAX_DEVICE_ID_LEN: usize = 128;
+
 impl EnrollmentIds {
     /// Reads the identifying keys; fails naming `UDID` when neither `UDID` nor `EnrollmentID`
     /// is present.
@@ -38,6 +41,15 @@ impl EnrollmentIds {
         let udid = dict.opt_string("UDID")?;
         let enrollment_id = dict.opt_string("EnrollmentID")?;
         let device_id = udid.clone().or_else(|| enrollment_id.clone()).ok_or_else(|| ProtocolError::MissingKey("UDID".to_owned()))?;
+        // A UDID is 25 or 40 characters, an EnrollmentID a UUID-like string: anything far
+        // longer is not a device, and would become a key in every table.
+        if device_id.len() > MAX_DEVICE_ID_LEN || device_id.chars().any(char::is_control) {
+            let key = if udid.is_some() { "UDID" } else { "EnrollmentID" };
+            return Err(ProtocolError::WrongType {
+                key: key.to_owned(),
+                expected: "a device identifier of at most 128 printable characters",
+            });
+        }
         Ok(Self {
             device_id,
             udid,
