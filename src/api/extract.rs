@@ -92,7 +92,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Clamp a requested page size.
-pub fn page_limit(limit: Option<i64>) -> i64 {
-    limit.unwrap_or(100).clamp(1, 1000)
+/// The page size when a list request names none.
+pub const DEFAULT_PAGE_LIMIT: i64 = 100;
+/// The largest page a list endpoint serves.
+pub const MAX_PAGE_LIMIT: i64 = 1000;
+
+/// A list request's `?limit=`: 1 to 1000, 100 if absent; anything else is 422 naming `limit`.
+/// Every list endpoint that takes a limit checks it here.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, Error> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_LIMIT),
+        Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(Error::unprocessable("limit", format!("must be from 1 to {MAX_PAGE_LIMIT}, got {n}"))),
+    }
 }
