@@ -44,7 +44,7 @@ pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<AuditQue
         Some(c) => Some(c.parse::<i64>().map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?),
         None => None,
     };
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let filter = AuditFilter { since: q.since, until: q.until, actor: q.actor, action: q.action, target: q.target, before_seq, limit };
     let rows = ctx.store.list_audit(&filter).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();

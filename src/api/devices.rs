@@ -84,7 +84,7 @@ pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
         last_seen_before: q.last_seen_before,
         last_seen_after: q.last_seen_after,
         after_udid: q.cursor,
-        limit: page_limit(q.limit),
+        limit: page_limit(q.limit)?,
     };
     if csv {
         // The whole inventory, in pages, for audits.
@@ -229,7 +229,7 @@ pub async fn device_commands(
         .map(|c| c.parse::<i64>())
         .transpose()
         .map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?;
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let rows = ctx.store.device_commands(&udid, before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.target.command_seq.to_string())).flatten();
     let now = ctx.now();

@@ -38,7 +38,7 @@ pub struct ListQuery {
 
 pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ListQuery>) -> Result<Json<Page<Operator>>> {
     p.require(Permission::ManageOperators)?;
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let rows = ctx.store.list_operators(q.cursor.as_deref(), limit).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.username.clone())).flatten();
     Ok(Json(Page { items: rows.into_iter().map(Operator::from).collect(), next_cursor }))

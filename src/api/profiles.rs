@@ -264,6 +264,7 @@ pub async fn list_changes(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
         Some("csv") => true,
         Some(other) => return Err(Error::unprocessable("format", format!("expected json or csv, got {other:?}"))),
     };
+    let limit = page_limit(q.limit)?;
     let mut before = q.cursor.as_deref().map(parse_cursor).transpose()?;
     if csv {
         let mut out = CSV_COLUMNS.join(",");
@@ -285,7 +286,6 @@ pub async fn list_changes(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
         )
             .into_response());
     }
-    let limit = page_limit(q.limit);
     let items = ctx.list_filtering_changes(q.state.as_deref(), q.profile_id, before, limit).await?;
     let next_cursor =
         (items.len() as i64 == limit).then(|| items.last().map(|c| format!("{}_{}", c.proposed_at.to_rfc3339(), c.id))).flatten();

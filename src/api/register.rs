@@ -58,7 +58,7 @@ pub struct PeopleQuery {
 
 pub async fn list_people(State(ctx): State<Ctx>, p: Principal, Query(q): Query<PeopleQuery>) -> Result<Json<Page<Person>>> {
     p.require(Permission::ReadRegister)?;
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let cursor = match q.cursor.as_deref() {
         Some(c) => Some(Uuid::parse_str(c).map_err(|_| Error::unprocessable("cursor", "not a cursor from this endpoint"))?),
         None => None,

@@ -572,10 +572,10 @@ macro_rules! impl_device_store {
             async fn list_devices(&self, f: &$crate::store::DeviceFilter) -> $crate::store::StoreResult<Vec<$crate::store::DeviceRecord>> {
                 let mut q = sqlx::QueryBuilder::<$db>::new("SELECT * FROM devices WHERE 1 = 1");
                 if let Some(t) = &f.text {
-                    let pat = format!("%{}%", t.to_lowercase().replace('%', "").replace('_', ""));
-                    q.push(" AND (LOWER(udid) LIKE ").push_bind(pat.clone());
+                    let pat = $crate::store::register::like_pattern(t);
+                    q.push(" AND (LOWER(udid) LIKE ").push_bind(pat.clone()).push(" ESCAPE '\\'");
                     for col in ["serial_number", "device_name", "model_name", "product_name"] {
-                        q.push(" OR LOWER(COALESCE(").push(col).push(", '')) LIKE ").push_bind(pat.clone());
+                        q.push(" OR LOWER(COALESCE(").push(col).push(", '')) LIKE ").push_bind(pat.clone()).push(" ESCAPE '\\'");
                     }
                     q.push(")");
                 }

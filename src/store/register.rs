@@ -252,17 +252,22 @@ pub(crate) fn with_ended(details: &str, e: &EndedAccess) -> String {
     super::audit::with_detail(&d, "assignments_ended", serde_json::json!(e.assignments))
 }
 
-/// Escape `%`, `_` and `\` for `LIKE ... ESCAPE '\'`.
-pub(crate) fn like_pattern(text: &str) -> String {
-    let mut out = String::from("%");
-    for c in text.to_lowercase().chars() {
+/// Escape `%`, `_` and `\` so that user text matches literally in `LIKE ... ESCAPE '\'` (said
+/// explicitly: SQLite has no default escape character, PostgreSQL's is the backslash).
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('%');
     out
+}
+
+/// `%text%`, lower-cased and escaped, for `LOWER(column) LIKE ... ESCAPE '\'`.
+pub(crate) fn like_pattern(text: &str) -> String {
+    format!("%{}%", like_escape(&text.to_lowercase()))
 }
 
 macro_rules! impl_register_store {
