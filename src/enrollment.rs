@@ -107,14 +107,13 @@ impl Lanyard {
             created_at: now,
             revoked_at: None,
         };
-        self.store.create_enrollment_token(&rec).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "enrollment_token.create",
             Some(label),
             json!({"id": rec.id, "max_uses": max_uses, "expires_at": rec.expires_at, "group": group}),
-        )
-        .await?;
+        );
+        self.store.create_enrollment_token(&rec, audit).await?;
         Ok(NewEnrollmentToken {
             id: rec.id,
             label: rec.label,
@@ -133,10 +132,10 @@ impl Lanyard {
 
     pub async fn revoke_enrollment_token(&self, actor: &Actor, id: Uuid) -> Result<()> {
         let rec = self.store.enrollment_token(id).await?.ok_or_else(|| Error::not_found("no such enrollment token"))?;
-        if !self.store.revoke_enrollment_token(id, self.now()).await? {
+        let audit = self.audit_entry(actor, "enrollment_token.revoke", Some(&rec.label), json!({"id": id}));
+        if !self.store.revoke_enrollment_token(id, self.now(), audit).await? {
             return Err(Error::conflict("already_revoked", "this enrollment token was already revoked"));
         }
-        self.audit(actor, "enrollment_token.revoke", Some(&rec.label), json!({"id": id})).await?;
         Ok(())
     }
 

@@ -135,15 +135,14 @@ impl Lanyard {
             uploaded_at: now,
             uploaded_by: actor.name.clone(),
         };
-        self.store.put_push_cert(&rec).await?;
         let renewal = previous.as_ref().is_some_and(|p| p.topic == rec.topic);
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "push_cert.load",
             Some(&rec.topic),
             json!({"subject": rec.subject, "not_after": rec.not_after, "renewal": renewal, "forced_topic_change": previous.is_some() && !renewal}),
-        )
-        .await?;
+        );
+        self.store.put_push_cert(&rec, audit).await?;
         let info = PushCertInfo::from_record(&rec, now);
         if let Some(w) = &info.warning {
             tracing::warn!("{w}");

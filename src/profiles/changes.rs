@@ -6,7 +6,10 @@
 //! and a `risk_assessment_ref`, and takes effect only when a second operator with the role
 //! `dsl`, `headteacher` or `admin` (not the proposer) approves it. The record keeps the filter
 //! before and after, so the log reads "added denylist: example.com". States: `proposed`, then
-//! `approved` and at once `deployed`, or `rejected`. Every step is in the audit log.
+//! `approved` and at once `deployed`, or `rejected`. Every step is in the audit log, in the
+//! same transaction as the step itself: a proposal with `filtering.propose`, a decision with
+//! `filtering.approve` or `filtering.reject`, and a deployment (the new version, deletion or
+//! assignment change, and the state `deployed`) with `filtering.deploy`.
 
 use std::sync::Arc;
 
@@ -19,7 +22,7 @@ use super::{FilterPolicy, diff};
 use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
-use crate::store::{FilteringChangeRecord, GroupRecord, ProfileRecord, ProfileVersionRecord};
+use crate::store::{FilteringChangeRecord, FilteringDeploy, GroupRecord, NewAuditEntry, ProfileRecord, ProfileVersionRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -246,15 +249,14 @@ impl Lanyard {
             deployed_version: None,
             deployed_at: None,
         };
-        self.store.create_filtering_change(&rec).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "filtering.propose",
             Some(&rec.id.to_string()),
             json!({"profile_id": p.id, "profile": p.name, "kind": rec.kind, "group": rec.group_name, "base_version": p.version,
                    "diff": lines, "reason": rec.reason, "risk_assessment_ref": rec.risk_assessment_ref}),
-        )
-        .await?;
+        );
+        self.store.create_filtering_change(&rec, audit).await?;
         tracing::info!(change_id = %rec.id, profile = p.name, kind = rec.kind, "filtering change proposed; waiting for a second person");
         Ok(rec.into())
     }
@@ -328,39 +330,41 @@ impl Lanyard {
             }
         }
         let now = self.now();
-        if !self.store.decide_filtering_change(id, "approved", &actor.name, &justification, now).await? {
-            return Err(Error::conflict("not_proposed", "this change was decided by someone else meanwhile"));
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "filtering.approve",
             Some(&id.to_string()),
             json!({"profile_id": p.id, "profile": p.name, "kind": change.kind, "proposed_by": change.proposed_by,
                    "justification": justification, "diff": serde_json::from_str::<serde_json::Value>(&change.diff).unwrap_or_default()}),
-        )
-        .await?;
-        let deployed_version = self.deploy_filtering_change(&change, p, group.as_ref(), &actor.name).await?;
-        self.store.mark_filtering_change_deployed(id, deployed_version, self.now()).await?;
-        self.audit(
-            actor,
-            "filtering.deploy",
-            Some(&id.to_string()),
-            json!({"profile_id": p.id, "profile": p.name, "kind": change.kind, "version": deployed_version, "group": change.group_name}),
-        )
-        .await?;
+        );
+        if !self.store.decide_filtering_change(id, "approved", &actor.name, &justification, now, audit).await? {
+            return Err(Error::conflict("not_proposed", "this change was decided by someone else meanwhile"));
+        }
+        self.deploy_filtering_change(actor, &change, p, group.as_ref()).await?;
         self.filtering_change_view(id).await
     }
 
-    /// Make an approved change real, and reconcile the devices it concerns.
+    /// Make an approved change real (its write, the state `deployed` and `filtering.deploy`
+    /// in one transaction), and reconcile the devices it concerns.
     async fn deploy_filtering_change(
         self: &Arc<Self>,
+        actor: &Actor,
         change: &FilteringChangeRecord,
         p: &ProfileRecord,
         group: Option<&GroupRecord>,
-        by: &str,
-    ) -> Result<Option<i64>> {
+    ) -> Result<()> {
+        let deploy_entry = |version: Option<i64>| -> NewAuditEntry {
+            self.audit_entry(
+                actor,
+                "filtering.deploy",
+                Some(&change.id.to_string()),
+                json!({"profile_id": p.id, "profile": p.name, "kind": change.kind, "version": version, "group": change.group_name}),
+            )
+        };
         let now = self.now();
-        match change.kind.as_str() {
+        let by = actor.name.as_str();
+        let group_of = |kind: &str| group.ok_or_else(|| Error::internal(anyhow::anyhow!("{kind} without a group")));
+        let deployed = match change.kind.as_str() {
             "update" => {
                 let xml = change.proposed_xml.as_deref().unwrap_or_default();
                 let inspected = super::inspect(xml).map_err(|e| Error::internal(anyhow::anyhow!("stored proposal: {e}")))?;
@@ -379,47 +383,60 @@ impl Lanyard {
                     created_by: change.proposed_by.clone(),
                     created_at: now,
                 };
-                self.store.add_profile_version(&v, now).await?;
-                self.reconcile_profile(p.id).await?;
-                Ok(Some(version))
+                let write = FilteringDeploy::NewVersion(&v);
+                let deployed =
+                    self.store.deploy_filtering_change(change.id, write, Some(version), now, deploy_entry(Some(version))).await?;
+                if deployed {
+                    self.reconcile_profile(p.id).await?;
+                }
+                deployed
             }
             "delete" => {
-                self.remove_profile(p, by).await?;
-                Ok(None)
+                // The devices to take it off, worked out before it leaves its groups and schedules.
+                let affected = self.devices_concerned_by(p.id).await?;
+                let write = FilteringDeploy::Delete { profile_id: p.id, by };
+                let deployed = self.store.deploy_filtering_change(change.id, write, None, now, deploy_entry(None)).await?;
+                if deployed {
+                    self.reconcile_and_wake(&affected).await?;
+                }
+                deployed
             }
-            "assign" => {
-                let g = group.ok_or_else(|| Error::internal(anyhow::anyhow!("assign without a group")))?;
-                self.store.assign_profile(g.id, p.id, by, now).await?;
-                let members = self.store.group_members(g.id).await?;
-                self.reconcile_and_wake(&members).await?;
-                Ok(Some(p.version))
+            "assign" | "unassign" => {
+                let g = group_of(&change.kind)?;
+                let (write, version) = if change.kind == "assign" {
+                    (FilteringDeploy::Assign { group_id: g.id, profile_id: p.id, by }, Some(p.version))
+                } else {
+                    (FilteringDeploy::Unassign { group_id: g.id, profile_id: p.id }, None)
+                };
+                let deployed = self.store.deploy_filtering_change(change.id, write, version, now, deploy_entry(version)).await?;
+                if deployed {
+                    let members = self.store.group_members(g.id).await?;
+                    self.reconcile_and_wake(&members).await?;
+                }
+                deployed
             }
-            "unassign" => {
-                let g = group.ok_or_else(|| Error::internal(anyhow::anyhow!("unassign without a group")))?;
-                self.store.unassign_profile(g.id, p.id).await?;
-                let members = self.store.group_members(g.id).await?;
-                self.reconcile_and_wake(&members).await?;
-                Ok(None)
-            }
-            other => Err(Error::internal(anyhow::anyhow!("unknown filtering change kind {other}"))),
+            other => return Err(Error::internal(anyhow::anyhow!("unknown filtering change kind {other}"))),
+        };
+        if !deployed {
+            return Err(Error::conflict("not_approved", "this change was deployed by another request meanwhile"));
         }
+        Ok(())
     }
 
     /// Reject a proposal: nothing changes. The proposer cannot reject their own either (they
     /// are not the second person); a justification is required.
     pub async fn reject_filtering_change(&self, actor: &Actor, id: Uuid, justification: Option<String>) -> Result<FilteringChange> {
         let (change, justification) = self.decidable_change(actor, id, justification).await?;
-        if !self.store.decide_filtering_change(id, "rejected", &actor.name, &justification, self.now()).await? {
-            return Err(Error::conflict("not_proposed", "this change was decided by someone else meanwhile"));
-        }
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "filtering.reject",
             Some(&id.to_string()),
             json!({"profile_id": change.profile_id, "profile": change.profile_name, "kind": change.kind,
                    "proposed_by": change.proposed_by, "justification": justification}),
-        )
-        .await?;
+        );
+        if !self.store.decide_filtering_change(id, "rejected", &actor.name, &justification, self.now(), audit).await? {
+            return Err(Error::conflict("not_proposed", "this change was decided by someone else meanwhile"));
+        }
         self.filtering_change_view(id).await
     }
 

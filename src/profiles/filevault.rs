@@ -78,17 +78,20 @@ impl Lanyard {
             return Ok(());
         }
         let sealed = self.pki.sealer.seal(key.as_bytes()).map_err(Error::internal)?;
-        self.store
-            .put_filevault_key(&FileVaultKeyRecord {
-                udid: udid.to_owned(),
-                key_sealed: sealed,
-                device_key: device_key.clone(),
-                escrowed_at: existing.as_ref().map_or(now, |e| e.escrowed_at),
-                updated_at: now,
-            })
-            .await?;
-        self.audit(&Actor::system(), "filevault.escrow", Some(udid), json!({"device_key": device_key, "replaced": existing.is_some()}))
-            .await?;
+        let audit = self.audit_entry(
+            &Actor::system(),
+            "filevault.escrow",
+            Some(udid),
+            json!({"device_key": device_key, "replaced": existing.is_some()}),
+        );
+        let rec = FileVaultKeyRecord {
+            udid: udid.to_owned(),
+            key_sealed: sealed,
+            device_key: device_key.clone(),
+            escrowed_at: existing.as_ref().map_or(now, |e| e.escrowed_at),
+            updated_at: now,
+        };
+        self.store.put_filevault_key(&rec, audit).await?;
         tracing::info!(udid, "FileVault recovery key escrowed");
         Ok(())
     }

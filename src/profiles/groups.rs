@@ -2,9 +2,13 @@
 //! the device and on the register's current holder). Profiles are assigned to groups; a
 //! device's intended profiles are the union over its groups.
 //!
-//! Membership is written to the register's `group_memberships` history (through
-//! `record_group_membership` / `end_group_membership`), so the register can answer "who could
-//! use this device through a group grant at time T" for both kinds.
+//! Membership is written to the register's `group_memberships` history (smart groups through
+//! `record_group_membership` / `end_group_membership`, an operator's change to a static group
+//! through `add_group_members` / `remove_group_member`, with its audit entry), so the register
+//! can answer "who could use this device through a group grant at time T" for both kinds.
+//!
+//! Every operator change commits with its audit entry in one transaction; the reconcile that
+//! follows (profile commands for the devices concerned) is the system's, as always.
 //!
 //! Smart rules (all given ones must hold):
 //! `{"platform": "iPadOS" | [...], "model": "iPad13,*" | [...], "supervised": true,
@@ -342,11 +346,12 @@ impl Lanyard {
             deleted_at: None,
             deleted_by: None,
         };
-        self.store.create_group(&g).await.map_err(|e| match e {
+        let audit =
+            self.audit_entry(actor, "group.create", Some(&g.id.to_string()), json!({"name": g.name, "kind": g.kind, "rules": rules}));
+        self.store.create_group(&g, audit).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => Error::conflict("group_name_taken", format!("a group named {name:?} exists")),
             other => other.into(),
         })?;
-        self.audit(actor, "group.create", Some(&g.id.to_string()), json!({"name": g.name, "kind": g.kind, "rules": rules})).await?;
         if kind == GroupKind::Smart {
             self.refresh_smart_groups(None).await?;
         }
@@ -376,9 +381,15 @@ impl Lanyard {
             self.ensure_none_on_hold(actor, &leaving, "change smart group rules").await?;
         }
         let rules_json = new_rules.as_ref().and_then(|r| serde_json::to_string(r).ok());
-        self.store.update_group(g.id, &name, rules_json.as_deref(), self.now()).await?;
-        self.audit(actor, "group.update", Some(&g.id.to_string()), json!({"name": name, "previous_name": g.name, "rules": new_rules}))
-            .await?;
+        let audit = self.audit_entry(
+            actor,
+            "group.update",
+            Some(&g.id.to_string()),
+            json!({"name": name, "previous_name": g.name, "rules": new_rules}),
+        );
+        if !self.store.update_group(g.id, &name, rules_json.as_deref(), self.now(), audit).await? {
+            return Err(Error::not_found(format!("no group {id}")));
+        }
         if g.kind == "smart" {
             self.refresh_smart_groups(None).await?;
         }
@@ -407,8 +418,11 @@ impl Lanyard {
         }
         let members = self.store.group_members(g.id).await?;
         self.ensure_none_on_hold(actor, &members, "delete group").await?;
-        self.store.delete_group(g.id, &actor.name, self.now()).await?;
-        self.audit(actor, "group.delete", Some(&g.id.to_string()), json!({"name": g.name, "members": members.len()})).await?;
+        let audit = self.audit_entry(actor, "group.delete", Some(&g.id.to_string()), json!({"name": g.name, "members": members.len()}));
+        if !self.store.delete_group(g.id, &actor.name, self.now(), audit).await? {
+            // Deleted by another request meanwhile (which recorded it).
+            return Err(Error::not_found(format!("no group {id}")));
+        }
         self.reconcile_and_wake(&members).await
     }
 
@@ -433,14 +447,17 @@ impl Lanyard {
         wanted.sort();
         wanted.dedup();
         let (already, added): (Vec<String>, Vec<String>) = wanted.into_iter().partition(|u| members.contains(u));
-        let now = self.now();
-        for u in &added {
-            tolerate_conflict(self.store.record_group_membership(g.id, u, now).await)?;
-        }
         if !added.is_empty() {
             let sample: Vec<&String> = added.iter().take(50).collect();
-            self.audit(actor, "group.members.add", Some(&g.id.to_string()), json!({"name": g.name, "added": added.len(), "udids": sample}))
-                .await?;
+            let audit = self.audit_entry(
+                actor,
+                "group.members.add",
+                Some(&g.id.to_string()),
+                json!({"name": g.name, "added": added.len(), "udids": sample}),
+            );
+            // A membership another request opened a moment ago is fine (as before): it is not
+            // opened twice, and if every one was, nothing is recorded here.
+            self.store.add_group_members(g.id, &added, self.now(), audit).await?;
             self.reconcile_and_wake(&added).await?;
         }
         Ok(MembersAdded { group_id: g.id, added, already_members: already })
@@ -457,8 +474,11 @@ impl Lanyard {
             return Err(Error::not_found(format!("device {udid} is not in group {:?}", g.name)));
         }
         self.ensure_not_on_hold(actor, udid, "remove from group").await?;
-        self.store.end_group_membership(g.id, udid, self.now()).await?;
-        self.audit(actor, "group.members.remove", Some(&g.id.to_string()), json!({"name": g.name, "udid": udid})).await?;
+        let audit = self.audit_entry(actor, "group.members.remove", Some(&g.id.to_string()), json!({"name": g.name, "udid": udid}));
+        if !self.store.remove_group_member(g.id, udid, self.now(), audit).await? {
+            // Removed by another request meanwhile (which recorded it).
+            return Err(Error::not_found(format!("device {udid} is not in group {:?}", g.name)));
+        }
         self.reconcile_and_wake(&[udid.to_owned()]).await
     }
 
@@ -483,9 +503,16 @@ impl Lanyard {
                 Proposal { kind: ChangeKind::Assign, group: Some(g), proposed_xml: None, after: None, reason, risk_assessment_ref: risk };
             return Ok(ChangeOutcome::Proposed(Box::new(self.propose_filtering_change(actor, &p, proposal).await?)));
         }
-        self.store.assign_profile(g.id, p.id, &actor.name, self.now()).await?;
-        self.audit(actor, "group.profile.assign", Some(&g.id.to_string()), json!({"group": g.name, "profile_id": p.id, "profile": p.name}))
-            .await?;
+        let audit = self.audit_entry(
+            actor,
+            "group.profile.assign",
+            Some(&g.id.to_string()),
+            json!({"group": g.name, "profile_id": p.id, "profile": p.name}),
+        );
+        if !self.store.assign_profile(g.id, p.id, &actor.name, self.now(), audit).await? {
+            // Assigned by another request meanwhile (which recorded it).
+            return Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: false }));
+        }
         let members = self.store.group_members(g.id).await?;
         self.reconcile_and_wake(&members).await?;
         Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: true }))
@@ -512,14 +539,16 @@ impl Lanyard {
                 Proposal { kind: ChangeKind::Unassign, group: Some(g), proposed_xml: None, after: None, reason, risk_assessment_ref: risk };
             return Ok(ChangeOutcome::Proposed(Box::new(self.propose_filtering_change(actor, &p, proposal).await?)));
         }
-        self.store.unassign_profile(g.id, p.id).await?;
-        self.audit(
+        let audit = self.audit_entry(
             actor,
             "group.profile.unassign",
             Some(&g.id.to_string()),
             json!({"group": g.name, "profile_id": p.id, "profile": p.name}),
-        )
-        .await?;
+        );
+        if !self.store.unassign_profile(g.id, p.id, audit).await? {
+            // Taken off by another request meanwhile (which recorded it).
+            return Err(Error::not_found(format!("profile {profile_id} is not assigned to group {:?}", g.name)));
+        }
         let members = self.store.group_members(g.id).await?;
         self.reconcile_and_wake(&members).await?;
         Ok(ChangeOutcome::Done(()))

@@ -16,7 +16,7 @@ use super::{BASELINE, FilterPolicy, InspectedProfile, ProfileError, fill_escrow_
 use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
-use crate::store::{ProfileRecord, ProfileVersionRecord};
+use crate::store::{NewAuditEntry, ProfileRecord, ProfileVersionRecord};
 
 /// Who made the baseline profiles at first start.
 pub const BASELINE_CREATOR: &str = "system (baseline)";
@@ -180,6 +180,31 @@ fn version_record(
     }
 }
 
+/// A new profile's record and its first version.
+fn new_profile_records(
+    by: &str,
+    name: &str,
+    inspected: &InspectedProfile,
+    baseline: bool,
+    now: DateTime<Utc>,
+) -> (ProfileRecord, ProfileVersionRecord) {
+    let id = Uuid::new_v4();
+    let p = ProfileRecord {
+        id,
+        name: name.to_owned(),
+        identifier: inspected.identifier.clone(),
+        version: 1,
+        baseline,
+        created_by: by.to_owned(),
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        deleted_by: None,
+    };
+    let v = version_record(id, 1, inspected, by, now, None);
+    (p, v)
+}
+
 pub fn profile_view(p: &ProfileRecord, v: &ProfileVersionRecord) -> Profile {
     let s = VersionSummary::from(v);
     Profile {
@@ -249,47 +274,27 @@ impl Lanyard {
         let inspected = read_source(&source)?;
         self.ensure_identifier_free(&inspected.identifier, None).await?;
         let now = self.now();
-        let (p, v) = self.insert_profile(&actor.name, &name, &inspected, false, now).await?;
-        self.audit(
+        let (p, v) = new_profile_records(&actor.name, &name, &inspected, false, now);
+        let audit = self.audit_entry(
             actor,
             "profile.create",
             Some(&p.id.to_string()),
             json!({"name": p.name, "version": 1, "identifier": p.identifier, "payload_types": inspected.payload_types,
                    "filtering": inspected.filtering.is_some(), "sha256": v.sha256, "was_signed": inspected.was_signed}),
-        )
-        .await?;
+        );
+        self.insert_profile(&p, &v, Some(audit)).await?;
         let mut view = profile_view(&p, &v);
         view.warnings = inspected.warnings;
         Ok(view)
     }
 
-    async fn insert_profile(
-        &self,
-        by: &str,
-        name: &str,
-        inspected: &InspectedProfile,
-        baseline: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(ProfileRecord, ProfileVersionRecord)> {
-        let id = Uuid::new_v4();
-        let p = ProfileRecord {
-            id,
-            name: name.to_owned(),
-            identifier: inspected.identifier.clone(),
-            version: 1,
-            baseline,
-            created_by: by.to_owned(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            deleted_by: None,
-        };
-        let v = version_record(id, 1, inspected, by, now, None);
-        self.store.create_profile(&p, &v).await.map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => Error::conflict("profile_name_taken", format!("a profile named {name:?} exists")),
+    /// Store a new profile and its first version, with the operator's audit entry (None: the
+    /// baseline).
+    async fn insert_profile(&self, p: &ProfileRecord, v: &ProfileVersionRecord, audit: Option<NewAuditEntry>) -> Result<()> {
+        self.store.create_profile(p, v, audit).await.map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => Error::conflict("profile_name_taken", format!("a profile named {:?} exists", p.name)),
             other => other.into(),
-        })?;
-        Ok((p, v))
+        })
     }
 
     /// Load the baseline (`profiles/*.mobileconfig`, embedded) on a fresh installation: only
@@ -303,7 +308,8 @@ impl Lanyard {
         let now = self.now();
         for (stem, xml) in BASELINE {
             let inspected = inspect(xml.as_bytes()).map_err(|e| Error::internal(anyhow::anyhow!("baseline {stem}: {e}")))?;
-            match self.insert_profile(BASELINE_CREATOR, stem, &inspected, true, now).await {
+            let (p, v) = new_profile_records(BASELINE_CREATOR, stem, &inspected, true, now);
+            match self.insert_profile(&p, &v, None).await {
                 Ok(_) => {}
                 // Another instance starting at the same moment is loading it.
                 Err(Error::Conflict { .. }) => return Ok(0),
@@ -347,19 +353,18 @@ impl Lanyard {
         }
         let now = self.now();
         let v = version_record(p.id, p.version + 1, &inspected, &actor.name, now, None);
-        self.store.add_profile_version(&v, now).await.map_err(|e| match e {
+        let audit = self.audit_entry(
+            actor,
+            "profile.update",
+            Some(&p.id.to_string()),
+            json!({"name": p.name, "version": v.version, "identifier": v.identifier, "sha256": v.sha256, "reason": reason}),
+        );
+        self.store.add_profile_version(&v, now, audit).await.map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => {
                 Error::conflict("profile_changed", "the profile changed while this request ran: try again")
             }
             other => other.into(),
         })?;
-        self.audit(
-            actor,
-            "profile.update",
-            Some(&p.id.to_string()),
-            json!({"name": p.name, "version": v.version, "identifier": v.identifier, "sha256": v.sha256, "reason": reason}),
-        )
-        .await?;
         self.reconcile_profile(p.id).await?;
         let p = self.live_profile(id).await?;
         let mut view = profile_view(&p, &v);
@@ -386,18 +391,20 @@ impl Lanyard {
             let change = self.propose_filtering_change(actor, &p, proposal).await?;
             return Ok(ChangeOutcome::Proposed(Box::new(change)));
         }
-        self.remove_profile(&p, &actor.name).await?;
-        self.audit(actor, "profile.delete", Some(&p.id.to_string()), json!({"name": p.name, "version": p.version, "reason": reason}))
-            .await?;
-        Ok(ChangeOutcome::Done(()))
-    }
-
-    /// Soft-delete and take it off devices (shared by deletion and an approved filtering change).
-    pub(super) async fn remove_profile(self: &Arc<Self>, p: &ProfileRecord, by: &str) -> Result<()> {
+        // The devices to take it off, worked out before it leaves its groups and schedules.
         let affected = self.devices_concerned_by(p.id).await?;
-        self.store.delete_profile(p.id, by, self.now()).await?;
+        let audit = self.audit_entry(
+            actor,
+            "profile.delete",
+            Some(&p.id.to_string()),
+            json!({"name": p.name, "version": p.version, "reason": reason}),
+        );
+        if !self.store.delete_profile(p.id, &actor.name, self.now(), audit).await? {
+            // Deleted by another request meanwhile (which recorded it).
+            return Err(Error::not_found(format!("no profile {id}")));
+        }
         self.reconcile_and_wake(&affected).await?;
-        Ok(())
+        Ok(ChangeOutcome::Done(()))
     }
 
     /// Devices that have or should have a profile: members of the groups it is assigned to or

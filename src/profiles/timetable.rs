@@ -367,8 +367,9 @@ impl Lanyard {
             updated_by: actor.name.clone(),
             updated_at: self.now(),
         };
-        self.store.put_timetable(&rec).await?;
-        self.audit(actor, "timetable.update", None, json!({"timezone": rec.timezone, "periods": periods.len(), "terms": terms})).await?;
+        let audit =
+            self.audit_entry(actor, "timetable.update", None, json!({"timezone": rec.timezone, "periods": periods.len(), "terms": terms}));
+        self.store.put_timetable(&rec, audit).await?;
         self.timetable_tick().await?;
         self.timetable_view().await
     }
@@ -406,8 +407,13 @@ impl Lanyard {
             deleted_at: None,
             deleted_by: None,
         };
-        self.store.create_schedule(&rec).await?;
-        self.audit(actor, "schedule.create", Some(&rec.id.to_string()), json!({"profile": p.name, "group": g.name, "when": when})).await?;
+        let audit = self.audit_entry(
+            actor,
+            "schedule.create",
+            Some(&rec.id.to_string()),
+            json!({"profile": p.name, "group": g.name, "when": when}),
+        );
+        self.store.create_schedule(&rec, audit).await?;
         self.timetable_tick().await?;
         Ok(self.store.schedule(rec.id).await?.map(Schedule::from).unwrap_or_else(|| rec.into()))
     }
@@ -425,8 +431,12 @@ impl Lanyard {
             .await?
             .filter(|s| s.deleted_at.is_none())
             .ok_or_else(|| Error::not_found(format!("no schedule {id}")))?;
-        self.store.delete_schedule(id, &actor.name, self.now()).await?;
-        self.audit(actor, "schedule.delete", Some(&id.to_string()), json!({"profile_id": s.profile_id, "group_id": s.group_id})).await?;
+        let audit =
+            self.audit_entry(actor, "schedule.delete", Some(&id.to_string()), json!({"profile_id": s.profile_id, "group_id": s.group_id}));
+        if !self.store.delete_schedule(id, &actor.name, self.now(), audit).await? {
+            // Deleted by another request meanwhile (which recorded it).
+            return Err(Error::not_found(format!("no schedule {id}")));
+        }
         let members = self.store.group_members(s.group_id).await?;
         self.reconcile_and_wake(&members).await
     }

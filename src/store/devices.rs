@@ -227,14 +227,18 @@ pub struct DeviceFilter {
 
 #[async_trait::async_trait]
 pub trait DeviceStore: Send + Sync {
-    async fn put_push_cert(&self, rec: &PushCertRecord) -> StoreResult<()>;
+    /// Load (or replace) the push certificate, with the operator's audit entry.
+    async fn put_push_cert(&self, rec: &PushCertRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn push_cert(&self) -> StoreResult<Option<PushCertRecord>>;
 
-    async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord) -> StoreResult<()>;
+    /// A new token, with the operator's audit entry.
+    async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn enrollment_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn enrollment_token(&self, id: Uuid) -> StoreResult<Option<EnrollmentTokenRecord>>;
     async fn list_enrollment_tokens(&self, limit: i64) -> StoreResult<Vec<EnrollmentTokenRecord>>;
-    async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// Revoke a token, with the audit entry. False if it was already revoked (and nothing
+    /// audited).
+    async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Spend one use, atomically, only if the token is still live. False if it was not.
     async fn spend_enrollment_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 
@@ -282,7 +286,8 @@ macro_rules! impl_device_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::DeviceStore for $store {
-            async fn put_push_cert(&self, r: &$crate::store::PushCertRecord) -> $crate::store::StoreResult<()> {
+            async fn put_push_cert(&self, r: &$crate::store::PushCertRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO push_certificate (id, topic, subject, not_before, not_after, cert_pem, key_sealed, uploaded_at, uploaded_by) \
                      VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
@@ -297,8 +302,10 @@ macro_rules! impl_device_store {
                 .bind(&r.key_sealed)
                 .bind(r.uploaded_at)
                 .bind(&r.uploaded_by)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -306,7 +313,12 @@ macro_rules! impl_device_store {
                 Ok(sqlx::query_as("SELECT * FROM push_certificate WHERE id = 1").fetch_optional(&self.pool).await?)
             }
 
-            async fn create_enrollment_token(&self, r: &$crate::store::EnrollmentTokenRecord) -> $crate::store::StoreResult<()> {
+            async fn create_enrollment_token(
+                &self,
+                r: &$crate::store::EnrollmentTokenRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO enrollment_tokens (id, label, token_hash, max_uses, uses, expires_at, group_name, created_by, created_at, revoked_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -321,9 +333,11 @@ macro_rules! impl_device_store {
                 .bind(&r.created_by)
                 .bind(r.created_at)
                 .bind(r.revoked_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("enrollment token"))?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -339,13 +353,24 @@ macro_rules! impl_device_store {
                 Ok(sqlx::query_as("SELECT * FROM enrollment_tokens ORDER BY created_at DESC LIMIT $1").bind(limit).fetch_all(&self.pool).await?)
             }
 
-            async fn revoke_enrollment_token(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn revoke_enrollment_token(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query("UPDATE enrollment_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn spend_enrollment_token(&self, id: uuid::Uuid, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {

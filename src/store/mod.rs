@@ -29,8 +29,8 @@ pub use devices::{
 };
 pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
 pub use profiles::{
-    DeviceProfileRecord, FileVaultKeyRecord, FilteringChangeRecord, GroupRecord, HolderRow, ProfileCommandRecord, ProfileCommandState,
-    ProfileRecord, ProfileStore, ProfileVersionRecord, ScheduleRecord, TimetableRecord,
+    DeviceProfileRecord, FileVaultKeyRecord, FilteringChangeRecord, FilteringDeploy, GroupRecord, HolderRow, ProfileCommandRecord,
+    ProfileCommandState, ProfileRecord, ProfileStore, ProfileVersionRecord, ScheduleRecord, TimetableRecord,
 };
 pub use push::{PushStore, PushTarget, QueueStats};
 pub use register::{AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord, RegisterStore, SignatureRecord};

@@ -3,13 +3,19 @@
 //! schedules, escrowed FileVault keys. The rules live in `crate::profiles`; this module stores.
 //!
 //! Group membership is the register's `group_memberships` history table: an open row
-//! (`removed_at IS NULL`) is a current member. Writing it goes through
-//! [`super::RegisterStore::record_group_membership`] and `end_group_membership`.
+//! (`removed_at IS NULL`) is a current member. Smart groups write it through
+//! [`super::RegisterStore::record_group_membership`] and `end_group_membership`; an operator's
+//! change to a static group through [`ProfileStore::add_group_members`] and
+//! [`ProfileStore::remove_group_member`], which store the operator's audit entry with it.
+//!
+//! Every operator write here takes its audit entry and appends it inside the write's own
+//! transaction (only when the write changed something), so that a change and its record in the
+//! audit log commit together or not at all.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreResult;
+use super::{NewAuditEntry, StoreResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProfileRecord {
@@ -183,16 +189,30 @@ pub struct HolderRow {
     pub key_stage: Option<String>,
 }
 
+/// What an approved filtering change does, for [`ProfileStore::deploy_filtering_change`].
+#[derive(Debug, Clone, Copy)]
+pub enum FilteringDeploy<'a> {
+    /// Store this version and make it current (as [`ProfileStore::add_profile_version`]).
+    NewVersion(&'a ProfileVersionRecord),
+    /// Soft-delete the profile (as [`ProfileStore::delete_profile`]).
+    Delete { profile_id: Uuid, by: &'a str },
+    /// Assign the profile to the group (as [`ProfileStore::assign_profile`]).
+    Assign { group_id: Uuid, profile_id: Uuid, by: &'a str },
+    /// Take the profile off the group (as [`ProfileStore::unassign_profile`]).
+    Unassign { group_id: Uuid, profile_id: Uuid },
+}
+
 #[async_trait::async_trait]
 pub trait ProfileStore: Send + Sync {
     // ---- the library ----
     /// Profiles ever created, deleted ones included.
     async fn count_profiles(&self) -> StoreResult<i64>;
-    /// A new profile and its first version, together. `Conflict` on a live name or identifier.
-    async fn create_profile(&self, p: &ProfileRecord, v: &ProfileVersionRecord) -> StoreResult<()>;
-    /// Store version `v.version` and make it current, if the profile is live and at
-    /// `v.version - 1`; `Conflict` otherwise (or on a live identifier clash).
-    async fn add_profile_version(&self, v: &ProfileVersionRecord, at: DateTime<Utc>) -> StoreResult<()>;
+    /// A new profile and its first version, together, with the operator's audit entry (None:
+    /// the baseline at first start). `Conflict` on a live name or identifier.
+    async fn create_profile(&self, p: &ProfileRecord, v: &ProfileVersionRecord, audit: Option<NewAuditEntry>) -> StoreResult<()>;
+    /// Store version `v.version` and make it current, with the audit entry, if the profile is
+    /// live and at `v.version - 1`; `Conflict` otherwise (or on a live identifier clash).
+    async fn add_profile_version(&self, v: &ProfileVersionRecord, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<()>;
     /// Deleted ones too.
     async fn profile(&self, id: Uuid) -> StoreResult<Option<ProfileRecord>>;
     async fn profile_by_name(&self, name: &str) -> StoreResult<Option<ProfileRecord>>;
@@ -202,29 +222,45 @@ pub trait ProfileStore: Send + Sync {
     async fn profile_version(&self, id: Uuid, version: i64) -> StoreResult<Option<ProfileVersionRecord>>;
     /// Oldest first.
     async fn profile_versions(&self, id: Uuid) -> StoreResult<Vec<ProfileVersionRecord>>;
-    /// Soft delete: the profile leaves every group and schedule. False if already deleted.
-    async fn delete_profile(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// Soft delete: the profile leaves every group and schedule. False if already deleted
+    /// (and nothing audited).
+    async fn delete_profile(&self, id: Uuid, by: &str, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
 
     // ---- groups ----
-    async fn create_group(&self, g: &GroupRecord) -> StoreResult<()>;
+    async fn create_group(&self, g: &GroupRecord, audit: NewAuditEntry) -> StoreResult<()>;
     /// Deleted ones too.
     async fn group(&self, id: Uuid) -> StoreResult<Option<GroupRecord>>;
     async fn group_by_name(&self, name: &str) -> StoreResult<Option<GroupRecord>>;
     /// Live groups by name.
     async fn list_groups(&self) -> StoreResult<Vec<GroupRecord>>;
-    async fn update_group(&self, id: Uuid, name: &str, rules: Option<&str>, at: DateTime<Utc>) -> StoreResult<()>;
-    /// Soft delete: ends every membership at `at`, drops assignments and schedules.
-    async fn delete_group(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// False if the group is deleted (and nothing audited).
+    async fn update_group(&self, id: Uuid, name: &str, rules: Option<&str>, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
+    /// Soft delete: ends every membership at `at`, drops assignments and schedules. False if
+    /// already deleted (and nothing audited).
+    async fn delete_group(&self, id: Uuid, by: &str, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
+    /// Open a membership for each device not already a member, with the operator's audit
+    /// entry (a static group). Returns how many were opened; none, nothing audited.
+    async fn add_group_members(&self, group_id: Uuid, udids: &[String], at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<u64>;
+    /// End the device's membership, with the audit entry. False if it was not a member (and
+    /// nothing audited).
+    async fn remove_group_member(&self, group_id: Uuid, udid: &str, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Current members.
     async fn group_members(&self, group_id: Uuid) -> StoreResult<Vec<String>>;
     /// The live groups a device is in now.
     async fn groups_of_device(&self, udid: &str) -> StoreResult<Vec<Uuid>>;
     /// Every open membership of a live smart group, as (group, udid).
     async fn smart_memberships(&self) -> StoreResult<Vec<(Uuid, String)>>;
-    /// False if it was already assigned.
-    async fn assign_profile(&self, group_id: Uuid, profile_id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<bool>;
-    /// False if it was not assigned.
-    async fn unassign_profile(&self, group_id: Uuid, profile_id: Uuid) -> StoreResult<bool>;
+    /// False if it was already assigned (and nothing audited).
+    async fn assign_profile(
+        &self,
+        group_id: Uuid,
+        profile_id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
+    /// False if it was not assigned (and nothing audited).
+    async fn unassign_profile(&self, group_id: Uuid, profile_id: Uuid, audit: NewAuditEntry) -> StoreResult<bool>;
     async fn group_profile_ids(&self, group_id: Uuid) -> StoreResult<Vec<Uuid>>;
     async fn profile_group_ids(&self, profile_id: Uuid) -> StoreResult<Vec<Uuid>>;
     /// (profile, current version, identifier) of every live profile assigned to a live group the
@@ -260,7 +296,8 @@ pub trait ProfileStore: Send + Sync {
     async fn profile_command_states_for_profile(&self, profile_id: Uuid, since: DateTime<Utc>) -> StoreResult<Vec<ProfileCommandState>>;
 
     // ---- filtering change control ----
-    async fn create_filtering_change(&self, c: &FilteringChangeRecord) -> StoreResult<()>;
+    /// A proposal, with its audit entry.
+    async fn create_filtering_change(&self, c: &FilteringChangeRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn filtering_change(&self, id: Uuid) -> StoreResult<Option<FilteringChangeRecord>>;
     /// Newest first; `before` is the cursor (proposed_at, id) of the last row seen.
     async fn list_filtering_changes(
@@ -270,24 +307,44 @@ pub trait ProfileStore: Send + Sync {
         before: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
     ) -> StoreResult<Vec<FilteringChangeRecord>>;
-    /// `proposed` -> `state` (approved or rejected); false if it was no longer proposed.
-    async fn decide_filtering_change(&self, id: Uuid, state: &str, by: &str, justification: &str, at: DateTime<Utc>) -> StoreResult<bool>;
-    /// `approved` -> `deployed`.
-    async fn mark_filtering_change_deployed(&self, id: Uuid, version: Option<i64>, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// `proposed` -> `state` (approved or rejected), with the decision's audit entry; false if
+    /// it was no longer proposed (and nothing audited).
+    async fn decide_filtering_change(
+        &self,
+        id: Uuid,
+        state: &str,
+        by: &str,
+        justification: &str,
+        at: DateTime<Utc>,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
+    /// `approved` -> `deployed` (`version`: the profile version it deployed), the change itself
+    /// (`write`) and the deployment's audit entry, in one transaction. False if the change was
+    /// no longer approved (and nothing written).
+    async fn deploy_filtering_change(
+        &self,
+        id: Uuid,
+        write: FilteringDeploy<'_>,
+        version: Option<i64>,
+        at: DateTime<Utc>,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
 
     // ---- timetable and schedules ----
     async fn timetable(&self) -> StoreResult<Option<TimetableRecord>>;
-    async fn put_timetable(&self, t: &TimetableRecord) -> StoreResult<()>;
-    async fn create_schedule(&self, s: &ScheduleRecord) -> StoreResult<()>;
+    async fn put_timetable(&self, t: &TimetableRecord, audit: NewAuditEntry) -> StoreResult<()>;
+    async fn create_schedule(&self, s: &ScheduleRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn schedule(&self, id: Uuid) -> StoreResult<Option<ScheduleRecord>>;
     /// Live schedules, oldest first.
     async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>>;
-    async fn delete_schedule(&self, id: Uuid, by: &str, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// False if already deleted (and nothing audited).
+    async fn delete_schedule(&self, id: Uuid, by: &str, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Open or close a schedule's window; false if it already was (another instance did it).
     async fn set_schedule_active(&self, id: Uuid, active: bool, at: DateTime<Utc>) -> StoreResult<bool>;
 
     // ---- FileVault ----
-    async fn put_filevault_key(&self, k: &FileVaultKeyRecord) -> StoreResult<()>;
+    /// Store (or replace) a Mac's key, with the escrow's audit entry.
+    async fn put_filevault_key(&self, k: &FileVaultKeyRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn filevault_key(&self, udid: &str) -> StoreResult<Option<FileVaultKeyRecord>>;
     async fn escrowed_udids(&self) -> StoreResult<Vec<String>>;
 
@@ -313,6 +370,7 @@ macro_rules! impl_profile_store {
                 &self,
                 p: &$crate::store::ProfileRecord,
                 v: &$crate::store::ProfileVersionRecord,
+                audit: Option<$crate::store::NewAuditEntry>,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
@@ -331,6 +389,9 @@ macro_rules! impl_profile_store {
                 .await
                 .map_err($crate::store::conflict_or("profile"))?;
                 Self::insert_profile_version(&mut *tx, v).await?;
+                if let Some(audit) = audit {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -339,24 +400,11 @@ macro_rules! impl_profile_store {
                 &self,
                 v: &$crate::store::ProfileVersionRecord,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                let r = sqlx::query(
-                    "UPDATE profiles SET version = $2, identifier = $3, updated_at = $4 \
-                     WHERE id = $1 AND version = $5 AND deleted_at IS NULL",
-                )
-                .bind(v.profile_id)
-                .bind(v.version)
-                .bind(&v.identifier)
-                .bind(at)
-                .bind(v.version - 1)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::conflict_or("profile identifier"))?;
-                if r.rows_affected() != 1 {
-                    return Err($crate::store::StoreError::Conflict("profile version".into()));
-                }
-                Self::insert_profile_version(&mut *tx, v).await?;
+                Self::add_profile_version_in(&mut *tx, v, at).await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -402,29 +450,24 @@ macro_rules! impl_profile_store {
                     .await?)
             }
 
-            async fn delete_profile(&self, id: uuid::Uuid, by: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn delete_profile(
+                &self,
+                id: uuid::Uuid,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let r = sqlx::query("UPDATE profiles SET deleted_at = $2, deleted_by = $3 WHERE id = $1 AND deleted_at IS NULL")
-                    .bind(id)
-                    .bind(at)
-                    .bind(by)
-                    .execute(&mut *tx)
-                    .await?;
-                if r.rows_affected() == 0 {
+                if !Self::delete_profile_in(&mut *tx, id, by, at).await? {
                     return Ok(false);
                 }
-                sqlx::query("DELETE FROM group_profiles WHERE profile_id = $1").bind(id).execute(&mut *tx).await?;
-                sqlx::query("UPDATE schedules SET deleted_at = $2, deleted_by = $3 WHERE profile_id = $1 AND deleted_at IS NULL")
-                    .bind(id)
-                    .bind(at)
-                    .bind(by)
-                    .execute(&mut *tx)
-                    .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn create_group(&self, g: &$crate::store::GroupRecord) -> $crate::store::StoreResult<()> {
+            async fn create_group(&self, g: &$crate::store::GroupRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO device_groups (id, name, kind, rules, created_by, created_at, updated_at, deleted_at, deleted_by) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)",
@@ -436,9 +479,11 @@ macro_rules! impl_profile_store {
                 .bind(&g.created_by)
                 .bind(g.created_at)
                 .bind(g.updated_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("group"))?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -463,19 +508,32 @@ macro_rules! impl_profile_store {
                 name: &str,
                 rules: Option<&str>,
                 at: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE device_groups SET name = $2, rules = $3, updated_at = $4 WHERE id = $1 AND deleted_at IS NULL")
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let r = sqlx::query("UPDATE device_groups SET name = $2, rules = $3, updated_at = $4 WHERE id = $1 AND deleted_at IS NULL")
                     .bind(id)
                     .bind(name)
                     .bind(rules)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .map_err($crate::store::conflict_or("group"))?;
-                Ok(())
+                if r.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
-            async fn delete_group(&self, id: uuid::Uuid, by: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn delete_group(
+                &self,
+                id: uuid::Uuid,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let r = sqlx::query("UPDATE device_groups SET deleted_at = $2, deleted_by = $3 WHERE id = $1 AND deleted_at IS NULL")
                     .bind(id)
@@ -498,6 +556,59 @@ macro_rules! impl_profile_store {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn add_group_members(
+                &self,
+                group_id: uuid::Uuid,
+                udids: &[String],
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<u64> {
+                let mut tx = self.pool.begin().await?;
+                let mut opened = 0;
+                for u in udids {
+                    // A membership already open (another request a moment ago) stays as it is.
+                    let r = sqlx::query(
+                        "INSERT INTO group_memberships (group_id, udid, added_at, removed_at) VALUES ($1, $2, $3, NULL) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(group_id)
+                    .bind(u)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                    opened += r.rows_affected();
+                }
+                if opened == 0 {
+                    return Ok(0);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(opened)
+            }
+
+            async fn remove_group_member(
+                &self,
+                group_id: uuid::Uuid,
+                udid: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let r = sqlx::query("UPDATE group_memberships SET removed_at = $3 WHERE group_id = $1 AND udid = $2 AND removed_at IS NULL")
+                    .bind(group_id)
+                    .bind(udid)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -537,27 +648,30 @@ macro_rules! impl_profile_store {
                 profile_id: uuid::Uuid,
                 by: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
-                let r = sqlx::query(
-                    "INSERT INTO group_profiles (group_id, profile_id, assigned_by, assigned_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (group_id, profile_id) DO NOTHING",
-                )
-                .bind(group_id)
-                .bind(profile_id)
-                .bind(by)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                Ok(r.rows_affected() == 1)
+                let mut tx = self.pool.begin().await?;
+                if !Self::assign_profile_in(&mut *tx, group_id, profile_id, by, at).await? {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
-            async fn unassign_profile(&self, group_id: uuid::Uuid, profile_id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                let r = sqlx::query("DELETE FROM group_profiles WHERE group_id = $1 AND profile_id = $2")
-                    .bind(group_id)
-                    .bind(profile_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(r.rows_affected() == 1)
+            async fn unassign_profile(
+                &self,
+                group_id: uuid::Uuid,
+                profile_id: uuid::Uuid,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                if !Self::unassign_profile_in(&mut *tx, group_id, profile_id).await? {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn group_profile_ids(&self, group_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
@@ -751,7 +865,12 @@ macro_rules! impl_profile_store {
                 .await?)
             }
 
-            async fn create_filtering_change(&self, c: &$crate::store::FilteringChangeRecord) -> $crate::store::StoreResult<()> {
+            async fn create_filtering_change(
+                &self,
+                c: &$crate::store::FilteringChangeRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO filtering_changes (id, profile_id, profile_name, kind, group_id, group_name, base_version, proposed_xml, \
                        before_policy, after_policy, diff, reason, risk_assessment_ref, state, proposed_by, proposed_at, decided_by, decided_at, \
@@ -779,8 +898,10 @@ macro_rules! impl_profile_store {
                 .bind(&c.decision_justification)
                 .bind(c.deployed_version)
                 .bind(c.deployed_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -816,7 +937,9 @@ macro_rules! impl_profile_store {
                 by: &str,
                 justification: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE filtering_changes SET state = $2, decided_by = $3, decision_justification = $4, decided_at = $5 \
                      WHERE id = $1 AND state = 'proposed'",
@@ -826,26 +949,54 @@ macro_rules! impl_profile_store {
                 .bind(by)
                 .bind(justification)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
-            async fn mark_filtering_change_deployed(
+            async fn deploy_filtering_change(
                 &self,
                 id: uuid::Uuid,
+                write: $crate::store::profiles::FilteringDeploy<'_>,
                 version: Option<i64>,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::profiles::FilteringDeploy;
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE filtering_changes SET state = 'deployed', deployed_version = $2, deployed_at = $3 WHERE id = $1 AND state = 'approved'",
                 )
                 .bind(id)
                 .bind(version)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                // The profile or assignment may already be as the change wants it (deleted or
+                // assigned meanwhile): the change is deployed all the same.
+                match write {
+                    FilteringDeploy::NewVersion(v) => Self::add_profile_version_in(&mut *tx, v, at).await?,
+                    FilteringDeploy::Delete { profile_id, by } => {
+                        Self::delete_profile_in(&mut *tx, profile_id, by, at).await?;
+                    }
+                    FilteringDeploy::Assign { group_id, profile_id, by } => {
+                        Self::assign_profile_in(&mut *tx, group_id, profile_id, by, at).await?;
+                    }
+                    FilteringDeploy::Unassign { group_id, profile_id } => {
+                        Self::unassign_profile_in(&mut *tx, group_id, profile_id).await?;
+                    }
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn timetable(&self) -> $crate::store::StoreResult<Option<$crate::store::TimetableRecord>> {
@@ -854,7 +1005,8 @@ macro_rules! impl_profile_store {
                     .await?)
             }
 
-            async fn put_timetable(&self, t: &$crate::store::TimetableRecord) -> $crate::store::StoreResult<()> {
+            async fn put_timetable(&self, t: &$crate::store::TimetableRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO timetable (id, timezone, periods, terms, updated_by, updated_at) VALUES (1, $1, $2, $3, $4, $5) \
                      ON CONFLICT (id) DO UPDATE SET timezone = $1, periods = $2, terms = $3, updated_by = $4, updated_at = $5",
@@ -864,12 +1016,15 @@ macro_rules! impl_profile_store {
                 .bind(&t.terms)
                 .bind(&t.updated_by)
                 .bind(t.updated_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            async fn create_schedule(&self, s: &$crate::store::ScheduleRecord) -> $crate::store::StoreResult<()> {
+            async fn create_schedule(&self, s: &$crate::store::ScheduleRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO schedules (id, profile_id, group_id, when_kind, active, changed_at, created_by, created_at, deleted_at, deleted_by) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL)",
@@ -882,8 +1037,10 @@ macro_rules! impl_profile_store {
                 .bind(s.changed_at)
                 .bind(&s.created_by)
                 .bind(s.created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -895,14 +1052,26 @@ macro_rules! impl_profile_store {
                 Ok(sqlx::query_as("SELECT * FROM schedules WHERE deleted_at IS NULL ORDER BY created_at, id").fetch_all(&self.pool).await?)
             }
 
-            async fn delete_schedule(&self, id: uuid::Uuid, by: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn delete_schedule(
+                &self,
+                id: uuid::Uuid,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query("UPDATE schedules SET deleted_at = $2, deleted_by = $3 WHERE id = $1 AND deleted_at IS NULL")
                     .bind(id)
                     .bind(at)
                     .bind(by)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn set_schedule_active(&self, id: uuid::Uuid, active: bool, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
@@ -915,7 +1084,12 @@ macro_rules! impl_profile_store {
                 Ok(r.rows_affected() == 1)
             }
 
-            async fn put_filevault_key(&self, k: &$crate::store::FileVaultKeyRecord) -> $crate::store::StoreResult<()> {
+            async fn put_filevault_key(
+                &self,
+                k: &$crate::store::FileVaultKeyRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO filevault_keys (udid, key_sealed, device_key, escrowed_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (udid) DO UPDATE SET key_sealed = $2, device_key = $3, updated_at = $5",
@@ -925,8 +1099,10 @@ macro_rules! impl_profile_store {
                 .bind(&k.device_key)
                 .bind(k.escrowed_at)
                 .bind(k.updated_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -980,6 +1156,92 @@ macro_rules! impl_profile_store {
         }
 
         impl $store {
+            /// Version `v.version` stored and made current, if the profile is live and at
+            /// `v.version - 1`; `Conflict` otherwise.
+            async fn add_profile_version_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                v: &$crate::store::ProfileVersionRecord,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let r = sqlx::query(
+                    "UPDATE profiles SET version = $2, identifier = $3, updated_at = $4 \
+                     WHERE id = $1 AND version = $5 AND deleted_at IS NULL",
+                )
+                .bind(v.profile_id)
+                .bind(v.version)
+                .bind(&v.identifier)
+                .bind(at)
+                .bind(v.version - 1)
+                .execute(&mut *conn)
+                .await
+                .map_err($crate::store::conflict_or("profile identifier"))?;
+                if r.rows_affected() != 1 {
+                    return Err($crate::store::StoreError::Conflict("profile version".into()));
+                }
+                Self::insert_profile_version(&mut *conn, v).await
+            }
+
+            /// Soft-delete a profile: it leaves every group and schedule. False if it already was.
+            async fn delete_profile_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: uuid::Uuid,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query("UPDATE profiles SET deleted_at = $2, deleted_by = $3 WHERE id = $1 AND deleted_at IS NULL")
+                    .bind(id)
+                    .bind(at)
+                    .bind(by)
+                    .execute(&mut *conn)
+                    .await?;
+                if r.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query("DELETE FROM group_profiles WHERE profile_id = $1").bind(id).execute(&mut *conn).await?;
+                sqlx::query("UPDATE schedules SET deleted_at = $2, deleted_by = $3 WHERE profile_id = $1 AND deleted_at IS NULL")
+                    .bind(id)
+                    .bind(at)
+                    .bind(by)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(true)
+            }
+
+            /// False if it was already assigned.
+            async fn assign_profile_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                group_id: uuid::Uuid,
+                profile_id: uuid::Uuid,
+                by: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO group_profiles (group_id, profile_id, assigned_by, assigned_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (group_id, profile_id) DO NOTHING",
+                )
+                .bind(group_id)
+                .bind(profile_id)
+                .bind(by)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            /// False if it was not assigned.
+            async fn unassign_profile_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                group_id: uuid::Uuid,
+                profile_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query("DELETE FROM group_profiles WHERE group_id = $1 AND profile_id = $2")
+                    .bind(group_id)
+                    .bind(profile_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn insert_profile_version(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 v: &$crate::store::ProfileVersionRecord,
