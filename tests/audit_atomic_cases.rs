@@ -7,7 +7,7 @@ mod common;
 
 use common::{Backend, TestServer};
 use lanyard::sim::Kind;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 backend_tests!(a_write_whose_audit_entry_fails_does_not_happen);

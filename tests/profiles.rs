@@ -126,39 +126,50 @@ async fn put_on_hold(s: &TestServer, udid: &str) -> uuid::Uuid {
     let now = s.ctx.now();
     s.ctx
         .store
-        .create_case(&CaseRecord {
-            id,
-            number: 0,
-            kind: "indecent_image".into(),
-            state: "open".into(),
-            summary: "test case".into(),
-            justification: "test".into(),
-            people: "[]".into(),
-            refs: "{}".into(),
-            involves_staff: false,
-            opened_by: "operator:dsl".into(),
-            opened_at: now,
-            closed_by: None,
-            closed_at: None,
-        })
+        .create_case(
+            &CaseRecord {
+                id,
+                number: 0,
+                kind: "indecent_image".into(),
+                state: "open".into(),
+                summary: "test case".into(),
+                justification: "test".into(),
+                people: "[]".into(),
+                refs: "{}".into(),
+                involves_staff: false,
+                opened_by: "operator:dsl".into(),
+                opened_at: now,
+                closed_by: None,
+                closed_at: None,
+            },
+            audit(s, "case.open"),
+        )
         .await
         .unwrap();
     s.ctx
         .store
-        .put_case_device(&CaseDeviceRecord {
-            case_id: id,
-            udid: udid.to_owned(),
-            state: "held".into(),
-            method: "lost_mode".into(),
-            lock_pin_sealed: None,
-            suspended_grants: "[]".into(),
-            added_by: "operator:dsl".into(),
-            added_at: now,
-            released_at: None,
-        })
+        .put_case_device(
+            &CaseDeviceRecord {
+                case_id: id,
+                udid: udid.to_owned(),
+                state: "held".into(),
+                method: "lost_mode".into(),
+                lock_pin_sealed: None,
+                suspended_grants: "[]".into(),
+                added_by: "operator:dsl".into(),
+                added_at: now,
+                released_at: None,
+            },
+            audit(s, "case.quarantine"),
+        )
         .await
         .unwrap();
     id
+}
+
+fn audit(s: &TestServer, action: &str) -> lanyard::store::NewAuditEntry {
+    let dsl = lanyard::auth::Actor { name: "operator:dsl".into(), ip: None };
+    s.ctx.audit_entry(&dsl, action, None, serde_json::json!({}))
 }
 
 /// The identifiers Lanyard asked a device to remove, from its command history.
