@@ -90,6 +90,7 @@ impl Lanyard {
             disabled: false,
             created_at: self.now(),
             last_login_at: None,
+            session_epoch: 0,
         };
         self.store.create_operator(&rec).await.map_err(|e| match e {
             StoreError::Conflict(_) => Error::conflict("username_taken", format!("an operator called {username} already exists")),
@@ -117,6 +118,10 @@ impl Lanyard {
         if loses_admin && self.active_admins().await? <= 1 {
             return Err(Error::conflict("last_admin", "this is the last active admin; make another admin first"));
         }
+        // A new password, disabling or re-enabling, or a new role ends every session the
+        // operator has, at once (their next request is refused and they log in again).
+        let end_sessions =
+            new_password.is_some() || role.is_some_and(|r| r != current.role) || disabled.is_some_and(|d| d != current.disabled);
         let patch = OperatorPatch {
             role,
             disabled,
@@ -124,15 +129,21 @@ impl Lanyard {
                 Some(pw) => Some(password::hash(pw.to_owned()).await?),
                 None => None,
             },
+            end_sessions,
         };
-        let updated = self.store.update_operator(id, &patch).await?.ok_or_else(|| Error::not_found("no such operator"))?;
-        self.audit(
+        let entry = self.audit_entry(
             actor,
             "operator.update",
-            Some(&updated.username),
-            json!({"id": id, "role": role, "disabled": disabled, "password_changed": new_password.is_some()}),
-        )
-        .await?;
+            Some(&current.username),
+            json!({
+                "id": id,
+                "role": role,
+                "disabled": disabled,
+                "password_changed": new_password.is_some(),
+                "sessions_ended": end_sessions,
+            }),
+        );
+        let updated = self.store.update_operator(id, &patch, entry).await?.ok_or_else(|| Error::not_found("no such operator"))?;
         Ok(updated.into())
     }
 

@@ -33,6 +33,11 @@ pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) 
         metrics: Default::default(),
         signers: Default::default(),
     });
+    // The hash a login for an unknown username is checked against, made now rather than by the
+    // first such login (which would take twice as long as a known username's).
+    tokio::task::spawn_blocking(|| {
+        crate::auth::password::dummy_hash();
+    });
     let first_admin = ctx.ensure_first_admin().await?;
     // The school baseline (profiles/*.mobileconfig), on a fresh installation only.
     ctx.load_baseline_profiles().await?;

@@ -1,7 +1,8 @@
-//! `POST /api/v1/auth/login` and `GET /api/v1/auth/whoami`.
+//! `POST /api/v1/auth/login`, `POST /api/v1/auth/logout` and `GET /api/v1/auth/whoami`.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -27,4 +28,11 @@ pub async fn login(State(ctx): State<Ctx>, parts: Parts, extract::Json(req): ext
 
 pub async fn whoami(p: Principal) -> Json<Value> {
     Json(json!({"actor": p.actor().name, "role": p.role, "operator_id": p.operator_id()}))
+}
+
+/// End the bearer's own session: the token is refused from now on (204). Other sessions of the
+/// same operator go on; an API token is refused with 400 (admins revoke those).
+pub async fn logout(State(ctx): State<Ctx>, p: Principal) -> Result<StatusCode> {
+    ctx.logout(&p, "api").await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -29,6 +29,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub fn router() -> Router<Ctx> {
     let v1 = Router::new()
         .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
         .route("/auth/whoami", get(auth::whoami))
         .route("/operators", post(operators::create).get(operators::list))
         .route("/operators/{id}", patch(operators::update))

@@ -23,6 +23,11 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The operator's session epoch when this was issued: once it has moved on (password
+    /// reset, disabled, role changed), the token is refused. Tokens from before epochs existed
+    /// carry none and count as epoch 0.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 #[derive(Clone)]
@@ -103,7 +108,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> Claims {
-        Claims { sub: "id".into(), name: "admin".into(), role: "admin".into(), iat: 0, exp, jti: "j".into() }
+        Claims { sub: "id".into(), name: "admin".into(), role: "admin".into(), iat: 0, exp, jti: "j".into(), epoch: 0 }
     }
 
     #[test]
@@ -122,5 +127,16 @@ mod tests {
         let none = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), parts[1]);
         assert_eq!(k.verify(&none, now), Err(JwtError::Malformed));
         assert_eq!(k.verify("garbage", now), Err(JwtError::Malformed));
+    }
+
+    /// A token issued before session epochs existed (no `epoch` claim) still reads, as epoch 0.
+    #[test]
+    fn a_token_without_an_epoch_is_epoch_zero() {
+        let k = JwtKey::new(&[1u8; 32]);
+        let exp = Utc::now().timestamp() + 60;
+        let body = format!(r#"{{"sub":"id","name":"admin","role":"admin","iat":0,"exp":{exp},"jti":"j"}}"#);
+        let input = format!("{}.{}", B64.encode(HEADER), B64.encode(body));
+        let token = format!("{input}.{}", B64.encode(k.mac(input.as_bytes())));
+        assert_eq!(k.verify(&token, Utc::now()).unwrap().epoch, 0);
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Permission, Role, jwt, tokens};
@@ -34,12 +35,21 @@ pub enum Credential {
     ApiToken { id: Uuid, name: String },
 }
 
+/// The session a session JWT stands for, so that it can be ended (logging out).
+#[derive(Debug, Clone)]
+pub struct SessionRef {
+    pub jti: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// An authenticated caller of the operator API.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub credential: Credential,
     pub role: Role,
     pub ip: Option<String>,
+    /// Set for an operator's session (a JWT); `None` for an API token.
+    pub session: Option<SessionRef>,
 }
 
 impl Principal {
@@ -96,18 +106,64 @@ impl FromRequestParts<Ctx> for Principal {
     }
 }
 
+/// Why a session JWT with a good signature was refused.
+#[derive(Debug)]
+pub enum SessionRefused {
+    /// The claims do not name an operator.
+    Malformed,
+    /// The operator no longer exists.
+    Gone,
+    Disabled,
+    /// Logged out, or ended by a password reset, disabling or a role change since it was issued.
+    Ended,
+    /// The database could not be asked.
+    Failed(Error),
+}
+
+impl From<SessionRefused> for Error {
+    fn from(r: SessionRefused) -> Error {
+        match r {
+            SessionRefused::Malformed => Error::Unauthorized("malformed token".into()),
+            SessionRefused::Gone => Error::Unauthorized("operator no longer exists".into()),
+            SessionRefused::Disabled => Error::Unauthorized("this operator account is disabled".into()),
+            SessionRefused::Ended => Error::Unauthorized(
+                "this session has ended (logged out, or the operator's password, role or account was changed since); log in again".into(),
+            ),
+            SessionRefused::Failed(e) => e,
+        }
+    }
+}
+
+/// Check a session JWT's claims (signature and expiry already checked) against the database:
+/// the operator exists and is enabled, the session was not logged out, and nothing has ended
+/// the operator's sessions since it was issued. One query, by primary keys.
+pub async fn session_principal(ctx: &Lanyard, claims: &jwt::Claims, ip: Option<String>) -> Result<Principal, SessionRefused> {
+    let id = Uuid::parse_str(&claims.sub).map_err(|_| SessionRefused::Malformed)?;
+    let found = ctx.store.operator_session(id, &claims.jti).await.map_err(|e| SessionRefused::Failed(e.into()))?;
+    let found = found.ok_or(SessionRefused::Gone)?;
+    let op = found.operator;
+    if op.disabled {
+        return Err(SessionRefused::Disabled);
+    }
+    if found.session_revoked || claims.epoch != op.session_epoch {
+        return Err(SessionRefused::Ended);
+    }
+    let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or(SessionRefused::Malformed)?;
+    Ok(Principal {
+        credential: Credential::Operator { id: op.id, username: op.username },
+        role: op.role,
+        ip,
+        session: Some(SessionRef { jti: claims.jti.clone(), expires_at }),
+    })
+}
+
 /// Check a bearer token (session JWT or API token) against the current state of the database:
-/// a disabled operator or revoked token stops working at once.
+/// a disabled operator, a revoked token or an ended session stops working at once.
 pub async fn authenticate_bearer(ctx: &Lanyard, token: &str, ip: Option<String>) -> Result<Principal> {
     let now = ctx.now();
     if jwt::looks_like_jwt(token) {
         let claims = ctx.jwt.verify(token, now).map_err(|e| Error::Unauthorized(format!("{e}; log in again")))?;
-        let id = Uuid::parse_str(&claims.sub).map_err(|_| Error::Unauthorized("malformed token".into()))?;
-        let op = ctx.store.operator_by_id(id).await?.ok_or_else(|| Error::Unauthorized("operator no longer exists".into()))?;
-        if op.disabled {
-            return Err(Error::Unauthorized("this operator account is disabled".into()));
-        }
-        return Ok(Principal { credential: Credential::Operator { id: op.id, username: op.username }, role: op.role, ip });
+        return Ok(session_principal(ctx, &claims, ip).await?);
     }
     if !token.starts_with(tokens::PREFIX) {
         return Err(Error::Unauthorized("unrecognised bearer token".into()));
@@ -129,5 +185,5 @@ pub async fn authenticate_bearer(ctx: &Lanyard, token: &str, ip: Option<String>)
     if rec.last_used_at.is_none_or(|t| now - t > chrono::Duration::minutes(1)) {
         ctx.store.touch_api_token(rec.id, now).await?;
     }
-    Ok(Principal { credential: Credential::ApiToken { id: rec.id, name: rec.name }, role: rec.role, ip })
+    Ok(Principal { credential: Credential::ApiToken { id: rec.id, name: rec.name }, role: rec.role, ip, session: None })
 }

@@ -27,7 +27,7 @@ pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
     PushCertRecord,
 };
-pub use operators::{ApiTokenRecord, OperatorPatch, OperatorRecord, OperatorStore};
+pub use operators::{ApiTokenRecord, LoginAttempt, OperatorPatch, OperatorRecord, OperatorSession, OperatorStore};
 pub use profiles::{
     DeviceProfileRecord, FileVaultKeyRecord, FilteringChangeRecord, FilteringDeploy, GroupRecord, HolderRow, ProfileCommandRecord,
     ProfileCommandState, ProfileRecord, ProfileStore, ProfileVersionRecord, ScheduleRecord, TimetableRecord,

@@ -5,7 +5,6 @@ use axum::extract::{Request, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use serde_json::json;
 
 use super::session::{self, COOKIE_NAME, LOGIN_COOKIE, SessionState};
 use super::{Form, Params, UiError, render_status};
@@ -134,9 +133,10 @@ pub async fn login_submit(State(ctx): State<Ctx>, req: Request) -> Response {
     }
 }
 
+/// Log out: the session is ended in the database (audited in the same transaction), so the
+/// cookie, or its JWT used as a bearer token, no longer works anywhere, then the cookie goes.
 pub async fn logout(State(ctx): State<Ctx>, form: Form) -> Response {
-    let s = &form.session;
-    if let Err(e) = ctx.audit(&s.actor(), "auth.logout", Some(&s.username), json!({"via": "console"})).await {
+    if let Err(e) = ctx.logout(&form.session.principal, "console").await {
         return UiError::from(e).into_response();
     }
     let mut resp = Redirect::to("/ui/login?why=logout").into_response();

@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Every request checks the JWT exactly as a bearer token is checked (signature, expiry, the
-//! operator still exists and is enabled) and refuses a session idle for more than
-//! [`IDLE_MINUTES`]; each page view re-stamps the activity time. Nothing lives in memory, so
-//! several instances behind a load balancer share nothing but the database.
+//! operator still exists and is enabled, the session was not logged out and the operator's
+//! password, role or account has not changed since: one query) and refuses a session idle for
+//! more than [`IDLE_MINUTES`]; each page view re-stamps the activity time. Nothing lives in
+//! memory, so several instances behind a load balancer share nothing but the database, where
+//! logging out records the session as ended.
 //!
 //! The cookie is `HttpOnly`, `Secure`, `SameSite=Strict`, `Path=/` (the `__Host-` prefix makes
 //! browsers insist on all of that). Every form carries a CSRF token,
@@ -33,7 +35,7 @@ use chrono::{DateTime, Utc};
 
 use super::UiError;
 use crate::auth::jwt::Claims;
-use crate::auth::principal::{authenticate_bearer, client_ip};
+use crate::auth::principal::{SessionRefused, client_ip, session_principal};
 use crate::auth::{Permission, Principal, constant_time_eq};
 use crate::context::{Ctx, Lanyard};
 
@@ -65,6 +67,7 @@ pub fn ended_message(code: &str) -> &'static str {
         "disabled" => "This account can no longer log in. Ask an admin.",
         "error" => "Lanyard could not check your session.",
         "logout" => "You have logged out.",
+        "ended" => "Your session has ended: it was logged out, or your password, role or account was changed. Please log in again.",
         _ => "Please log in.",
     }
 }
@@ -159,7 +162,7 @@ async fn load(ctx: &Ctx, parts: &Parts) -> SessionState {
         }
         Err(_) => return SessionState::Ended("invalid"),
     };
-    match authenticate_bearer(ctx, jwt, client_ip(ctx, parts)).await {
+    match session_principal(ctx, &claims, client_ip(ctx, parts)).await {
         Ok(principal) => SessionState::Active(Box::new(Session {
             csrf: csrf_token(ctx, &claims.jti),
             username: claims.name.clone(),
@@ -167,8 +170,10 @@ async fn load(ctx: &Ctx, parts: &Parts) -> SessionState {
             claims,
             jwt: jwt.to_owned(),
         })),
-        Err(crate::error::Error::Unauthorized(_)) => SessionState::Ended("disabled"),
-        Err(e) => {
+        Err(SessionRefused::Malformed) => SessionState::Ended("invalid"),
+        Err(SessionRefused::Gone | SessionRefused::Disabled) => SessionState::Ended("disabled"),
+        Err(SessionRefused::Ended) => SessionState::Ended("ended"),
+        Err(SessionRefused::Failed(e)) => {
             tracing::error!(error = %e, "checking a console session");
             SessionState::Ended("error")
         }
