@@ -637,24 +637,27 @@ async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
                 openssl::rand::rand_bytes(&mut token)?;
                 let now = ctx.now();
                 ctx.store
-                    .authenticate_device(&AuthenticateRecord {
-                        udid: udid.clone(),
-                        serial_number: Some(format!("SIM{}", &id[..9])),
-                        model: Some("MPQ03B/A".into()),
-                        model_name: Some("iPad".into()),
-                        product_name: Some("iPad13,18".into()),
-                        device_name: Some(format!("iPad {}", &id[..4])),
-                        os_version: Some("17.5".into()),
-                        build_version: Some("21F79".into()),
-                        platform: "iPadOS".into(),
-                        topic: TOPIC.into(),
-                        imei: None,
-                        meid: None,
-                        cert_sha256: hex::encode(cert),
-                        enrollment_token_id: None,
-                        at: now,
-                        signed_at: None,
-                    })
+                    .authenticate_device(
+                        &AuthenticateRecord {
+                            udid: udid.clone(),
+                            serial_number: Some(format!("SIM{}", &id[..9])),
+                            model: Some("MPQ03B/A".into()),
+                            model_name: Some("iPad".into()),
+                            product_name: Some("iPad13,18".into()),
+                            device_name: Some(format!("iPad {}", &id[..4])),
+                            os_version: Some("17.5".into()),
+                            build_version: Some("21F79".into()),
+                            platform: "iPadOS".into(),
+                            topic: TOPIC.into(),
+                            imei: None,
+                            meid: None,
+                            cert_sha256: hex::encode(cert),
+                            enrollment_token_id: None,
+                            at: now,
+                            signed_at: None,
+                        },
+                        None,
+                    )
                     .await?;
                 ctx.store.token_update(&udid, &token, &id, None, false, now).await?;
             }

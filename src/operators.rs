@@ -92,11 +92,11 @@ impl Lanyard {
             last_login_at: None,
             session_epoch: 0,
         };
-        self.store.create_operator(&rec).await.map_err(|e| match e {
+        let audit = self.audit_entry(actor, "operator.create", Some(username), json!({"id": rec.id, "role": role}));
+        self.store.create_operator(&rec, audit).await.map_err(|e| match e {
             StoreError::Conflict(_) => Error::conflict("username_taken", format!("an operator called {username} already exists")),
             e => e.into(),
         })?;
-        self.audit(actor, "operator.create", Some(username), json!({"id": rec.id, "role": role})).await?;
         Ok(rec.into())
     }
 
@@ -195,17 +195,17 @@ impl Lanyard {
             revoked_at: None,
             last_used_at: None,
         };
-        self.store.create_api_token(&rec).await?;
-        self.audit(actor, "api_token.create", Some(name), json!({"id": rec.id, "role": role, "expires_at": expires_at})).await?;
+        let audit = self.audit_entry(actor, "api_token.create", Some(name), json!({"id": rec.id, "role": role, "expires_at": expires_at}));
+        self.store.create_api_token(&rec, audit).await?;
         Ok(NewApiToken { id: rec.id, name: rec.name, role, token, expires_at })
     }
 
     pub async fn revoke_api_token(&self, actor: &Actor, id: Uuid) -> Result<()> {
         let rec = self.store.api_token_by_id(id).await?.ok_or_else(|| Error::not_found("no such API token"))?;
-        if !self.store.revoke_api_token(id, self.now()).await? {
+        let audit = self.audit_entry(actor, "api_token.revoke", Some(&rec.name), json!({"id": id}));
+        if !self.store.revoke_api_token(id, self.now(), audit).await? {
             return Err(Error::conflict("already_revoked", "this API token was already revoked"));
         }
-        self.audit(actor, "api_token.revoke", Some(&rec.name), json!({"id": id})).await?;
         Ok(())
     }
 }

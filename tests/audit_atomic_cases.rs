@@ -1,5 +1,6 @@
 //! An operator's write and its audit entry commit together or not at all (issue 23 D1): with the
-//! audit log refusing every insert, commands, the register and safeguarding change nothing —
+//! audit log refusing every insert, commands, the register, safeguarding, operators and API
+//! tokens change nothing —
 //! on SQLite and PostgreSQL.
 
 #[macro_use]
@@ -93,6 +94,10 @@ async fn a_write_whose_audit_entry_fails_does_not_happen(b: Backend) {
     assert_eq!(amy_now["assignments"].as_array().map(Vec::len), Some(0), "no holding was made: {amy_now}");
     let (_, cases) = s.get("/api/v1/cases", &dsl).await;
     assert_eq!(cases["items"].as_array().map(Vec::len), Some(0), "no case was opened: {cases}");
+    let (_, operators) = s.get("/api/v1/operators", &admin).await;
+    assert!(!operators.to_string().contains("new.tech"), "no operator was created: {operators}");
+    let (_, tokens) = s.get("/api/v1/api-tokens", &admin).await;
+    assert!(!tokens.to_string().contains("inventory-script"), "no API token was created: {tokens}");
 
     // With the log mended, the same actions work and the chain is whole.
     let case = created(&s, "/api/v1/cases", &dsl, json!({"kind": "iioc", "summary": "Concern", "justification": "IIOC procedure"})).await;

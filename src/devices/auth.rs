@@ -148,7 +148,6 @@ impl Lanyard {
                 )));
             }
         };
-        self.audit(&actor, "device.reenrol", Some(udid), json!({"reason": reason})).await?;
         tracing::info!(udid, reason, "device enrols again with a new identity");
         Ok(Enrolment::Reenrolment(reason))
     }

@@ -42,32 +42,41 @@ impl Lanyard {
         match msg {
             CheckinMessage::Authenticate(a) => {
                 self.ensure_served_topic(&a.topic).await?;
-                if self.admit_authenticate(&identity, &a).await? == Enrolment::AlreadyBound {
-                    return Ok(CheckinReply::Ok);
-                }
+                let audit = match self.admit_authenticate(&identity, &a).await? {
+                    Enrolment::AlreadyBound => return Ok(CheckinReply::Ok),
+                    Enrolment::New => None,
+                    // The re-enrolment and its audit entry commit together.
+                    Enrolment::Reenrolment(reason) => {
+                        let device = crate::auth::Actor { name: format!("device:{udid}"), ip: None };
+                        Some(self.audit_entry(&device, "device.reenrol", Some(&udid), serde_json::json!({"reason": reason})))
+                    }
+                };
                 self.ensure_not_replayed(&identity, &udid, "Authenticate").await?;
                 let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
                 let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
                 let cut = |field: &str, v: Option<String>| super::inventory::reported(&udid, field, v);
                 self.store
-                    .authenticate_device(&AuthenticateRecord {
-                        udid: udid.clone(),
-                        serial_number: cut("SerialNumber", a.serial_number),
-                        model: cut("Model", a.model),
-                        model_name: cut("ModelName", a.model_name),
-                        product_name: cut("ProductName", a.product_name),
-                        device_name: cut("DeviceName", a.device_name),
-                        os_version: cut("OSVersion", a.os_version),
-                        build_version: cut("BuildVersion", a.build_version),
-                        platform: platform.into(),
-                        topic: a.topic,
-                        imei: cut("IMEI", a.imei),
-                        meid: cut("MEID", a.meid),
-                        cert_sha256: identity.sha256.clone(),
-                        enrollment_token_id: token_id,
-                        at: now,
-                        signed_at: identity.signed_at,
-                    })
+                    .authenticate_device(
+                        &AuthenticateRecord {
+                            udid: udid.clone(),
+                            serial_number: cut("SerialNumber", a.serial_number),
+                            model: cut("Model", a.model),
+                            model_name: cut("ModelName", a.model_name),
+                            product_name: cut("ProductName", a.product_name),
+                            device_name: cut("DeviceName", a.device_name),
+                            os_version: cut("OSVersion", a.os_version),
+                            build_version: cut("BuildVersion", a.build_version),
+                            platform: platform.into(),
+                            topic: a.topic,
+                            imei: cut("IMEI", a.imei),
+                            meid: cut("MEID", a.meid),
+                            cert_sha256: identity.sha256.clone(),
+                            enrollment_token_id: token_id,
+                            at: now,
+                            signed_at: identity.signed_at,
+                        },
+                        audit,
+                    )
                     .await?;
                 tracing::info!(udid, platform, "device authenticated");
                 Ok(CheckinReply::Ok)

@@ -305,8 +305,8 @@ impl Lanyard {
             "ALERT: device {udid}, quarantined under case {number}, has left management (CheckOut): its MDM profile was removed — it may have been wiped by hand. Secure the device physically."
         );
         tracing::error!("{msg}");
-        self.case_event(case_id, &device, "checkout_during_hold", Some(udid), None, json!({"alert": msg})).await?;
-        self.audit(&device, "legal_hold.checkout", Some(udid), json!({"case_id": case_id, "number": number})).await?;
+        let audit = self.audit_entry(&device, "legal_hold.checkout", Some(udid), json!({"case_id": case_id, "number": number}));
+        self.case_event_audited(case_id, &device, "checkout_during_hold", Some(udid), None, json!({"alert": msg}), Some(audit)).await?;
         for role in ["dsl", "headteacher"] {
             self.store
                 .add_notification(&crate::store::NotificationRecord {

@@ -252,7 +252,8 @@ pub trait DeviceStore: Send + Sync {
     async fn device_session(&self, cert_sha256: &str) -> StoreResult<Option<DeviceSession>>;
     /// Record an Authenticate: create or refresh the device, bind the certificate, forget the
     /// previous enrolment's push token and cancel what was queued for it.
-    async fn authenticate_device(&self, rec: &AuthenticateRecord) -> StoreResult<()>;
+    /// With the audit entry of a re-enrolment, if it is one, in the same transaction.
+    async fn authenticate_device(&self, rec: &AuthenticateRecord, audit: Option<NewAuditEntry>) -> StoreResult<()>;
     /// Store a TokenUpdate. Returns true if this made the device enrolled (the first one).
     async fn token_update(
         &self,
@@ -426,7 +427,11 @@ macro_rules! impl_device_store {
                 .await?)
             }
 
-            async fn authenticate_device(&self, r: &$crate::store::AuthenticateRecord) -> $crate::store::StoreResult<()> {
+            async fn authenticate_device(
+                &self,
+                r: &$crate::store::AuthenticateRecord,
+                audit: Option<$crate::store::NewAuditEntry>,
+            ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO devices (udid, serial_number, model, model_name, product_name, device_name, os_version, build_version, \
@@ -471,6 +476,9 @@ macro_rules! impl_device_store {
                 .bind(r.at)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(audit) = audit {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

@@ -329,7 +329,7 @@ mod tests {
             at,
             signed_at: None,
         };
-        store.authenticate_device(&device).await.unwrap();
+        store.authenticate_device(&device, None).await.unwrap();
         let cmd = NewCommand {
             uuid: "CMD-1".into(),
             request_type: "DeviceInformation".into(),

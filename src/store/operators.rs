@@ -68,7 +68,7 @@ pub struct ApiTokenRecord {
 #[async_trait::async_trait]
 pub trait OperatorStore: Send + Sync {
     /// `Conflict("operator <name>")` if the username is taken.
-    async fn create_operator(&self, op: &OperatorRecord) -> StoreResult<()>;
+    async fn create_operator(&self, op: &OperatorRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn operator_by_username(&self, username: &str) -> StoreResult<Option<OperatorRecord>>;
     async fn operator_by_id(&self, id: Uuid) -> StoreResult<Option<OperatorRecord>>;
     /// Ordered by username, after `after` (the cursor), at most `limit`.
@@ -92,13 +92,14 @@ pub trait OperatorStore: Send + Sync {
         audit: NewAuditEntry,
     ) -> StoreResult<bool>;
 
-    async fn create_api_token(&self, t: &ApiTokenRecord) -> StoreResult<()>;
+    async fn create_api_token(&self, t: &ApiTokenRecord, audit: NewAuditEntry) -> StoreResult<()>;
     async fn api_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiTokenRecord>>;
     async fn api_token_by_id(&self, id: Uuid) -> StoreResult<Option<ApiTokenRecord>>;
     /// Newest first, before `before` (created_at cursor), at most `limit`.
     async fn list_api_tokens(&self, limit: i64) -> StoreResult<Vec<ApiTokenRecord>>;
     /// True if the token existed and was not already revoked.
-    async fn revoke_api_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<bool>;
+    /// The audit entry is stored with the revocation, if the token was live.
+    async fn revoke_api_token(&self, id: Uuid, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
     async fn touch_api_token(&self, id: Uuid, at: DateTime<Utc>) -> StoreResult<()>;
 
     /// The latest `locked_until` among `keys` that is still in the future.
@@ -120,7 +121,8 @@ macro_rules! impl_operator_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::OperatorStore for $store {
-            async fn create_operator(&self, op: &$crate::store::OperatorRecord) -> $crate::store::StoreResult<()> {
+            async fn create_operator(&self, op: &$crate::store::OperatorRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO operators (id, username, password_hash, role, disabled, created_at, last_login_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -132,10 +134,11 @@ macro_rules! impl_operator_store {
                 .bind(op.disabled)
                 .bind(op.created_at)
                 .bind(op.last_login_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or(&format!("operator {}", op.username)))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn operator_by_username(&self, username: &str) -> $crate::store::StoreResult<Option<$crate::store::OperatorRecord>> {
@@ -248,7 +251,8 @@ macro_rules! impl_operator_store {
                 Ok(true)
             }
 
-            async fn create_api_token(&self, t: &$crate::store::ApiTokenRecord) -> $crate::store::StoreResult<()> {
+            async fn create_api_token(&self, t: &$crate::store::ApiTokenRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO api_tokens (id, name, role, token_hash, created_by, created_at, expires_at, revoked_at, last_used_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -262,10 +266,11 @@ macro_rules! impl_operator_store {
                 .bind(t.expires_at)
                 .bind(t.revoked_at)
                 .bind(t.last_used_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err($crate::store::conflict_or("api token"))?;
-                Ok(())
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                Ok(tx.commit().await?)
             }
 
             async fn api_token_by_hash(&self, token_hash: &str) -> $crate::store::StoreResult<Option<$crate::store::ApiTokenRecord>> {
@@ -289,13 +294,24 @@ macro_rules! impl_operator_store {
                     .await?)
             }
 
-            async fn revoke_api_token(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
+            async fn revoke_api_token(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
                     .bind(id)
                     .bind(at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn touch_api_token(&self, id: uuid::Uuid, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
