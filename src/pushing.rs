@@ -98,32 +98,66 @@ impl Lanyard {
             return Ok(PushSummary { requested: udids.len(), skipped, ..Default::default() });
         }
         let client = self.apns_client().await?;
-        let pushed: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
-        self.store.mark_pushed(&pushed, self.now()).await?;
-        let mut summary = self.send_pushes(&client, targets).await?;
+        let mut summary = self.send_pushes(&client, targets, true).await?;
         summary.requested = udids.len();
         summary.skipped = skipped;
         Ok(summary)
     }
 
-    /// Send to devices already marked as pushed, and record each answer.
-    async fn send_pushes(&self, client: &ApnsClient, targets: Vec<PushTarget>) -> Result<PushSummary> {
-        let udids: Vec<String> = targets.iter().map(|t| t.udid.clone()).collect();
-        let mut outcomes = Vec::with_capacity(targets.len());
-        let mut items = targets.into_iter().map(|t| (t.push_token, t.push_magic));
+    /// Send to `targets` batch by batch, and record each answer. With `mark`, each batch is
+    /// marked as pushed just before it goes out (the sweeper's targets are marked when claimed).
+    ///
+    /// The batches are a pipeline: marking a batch and recording its answers happen outside the
+    /// turn on the wire, so while one caller's batch is being sent another's is being written, and
+    /// a push to the whole school never holds the database for more than one batch's statements.
+    async fn send_pushes(&self, client: &ApnsClient, targets: Vec<PushTarget>, mark: bool) -> Result<PushSummary> {
+        let mut summary = PushSummary::default();
+        let mut cert_problem = None;
+        let mut items = targets.into_iter();
         loop {
-            let batch: Vec<(Vec<u8>, String)> = items.by_ref().take(PUSH_BATCH).collect();
+            let batch: Vec<PushTarget> = items.by_ref().take(PUSH_BATCH).collect();
             if batch.is_empty() {
                 break;
             }
-            let _turn = self.pusher.sending.acquire().await.map_err(Error::internal)?;
-            let started = Instant::now();
-            outcomes.extend(client.push_many(batch, PUSH_CONCURRENCY).await);
-            self.metrics.observe_push_latency(started.elapsed());
+            let udids: Vec<String> = batch.iter().map(|t| t.udid.clone()).collect();
+            if mark {
+                self.store.mark_pushed(&udids, self.now()).await?;
+            }
+            let wire: Vec<(Vec<u8>, String)> = batch.into_iter().map(|t| (t.push_token, t.push_magic)).collect();
+            let outcomes = {
+                let _turn = self.pusher.sending.acquire().await.map_err(Error::internal)?;
+                let started = Instant::now();
+                let outcomes = client.push_many(wire, PUSH_CONCURRENCY).await;
+                self.metrics.observe_push_latency(started.elapsed());
+                outcomes
+            };
+            if let Some(p) = self.record_push_outcomes(udids, &outcomes, &mut summary).await? {
+                cert_problem = Some(p);
+            }
         }
+        let now = self.now();
+        match cert_problem {
+            Some(p) => {
+                tracing::error!("{p}");
+                self.store.set_push_cert_error(Some(&p), now).await?;
+            }
+            None if summary.delivered > 0 => self.store.set_push_cert_error(None, now).await?,
+            None => {}
+        }
+        Ok(summary)
+    }
+
+    /// Store what APNs answered for one batch and add it to `summary`; a certificate problem, if
+    /// APNs reported one.
+    async fn record_push_outcomes(
+        &self,
+        udids: Vec<String>,
+        outcomes: &[PushOutcome],
+        summary: &mut PushSummary,
+    ) -> Result<Option<String>> {
         let mut groups: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
         let mut cert_problem = None;
-        for (udid, o) in udids.into_iter().zip(&outcomes) {
+        for (udid, o) in udids.into_iter().zip(outcomes) {
             let l = label(o);
             match o {
                 PushOutcome::BadRequest { reason } => tracing::warn!(udid, reason, "APNs refused a push"),
@@ -143,26 +177,17 @@ impl Lanyard {
             entry.0.push(udid);
         }
         let now = self.now();
-        let mut summary = PushSummary::default();
         for (l, (devices, dead)) in &groups {
             self.store.record_push_outcome(devices, l, *dead, now).await?;
             self.metrics.count_push(l.split(':').next().unwrap_or(l), devices.len() as u64);
-            summary.outcomes.insert(l.clone(), devices.len());
+            *summary.outcomes.entry(l.clone()).or_default() += devices.len();
             if l == "delivered" {
                 summary.delivered += devices.len();
             } else {
                 summary.failed += devices.len();
             }
         }
-        match cert_problem {
-            Some(p) => {
-                tracing::error!("{p}");
-                self.store.set_push_cert_error(Some(&p), now).await?;
-            }
-            None if summary.delivered > 0 => self.store.set_push_cert_error(None, now).await?,
-            None => {}
-        }
-        Ok(summary)
+        Ok(cert_problem)
     }
 
     /// One sweeper tick: expire what is past its time, re-push quiet devices. Bounded work.
@@ -181,7 +206,7 @@ impl Lanyard {
         let due = self.store.claim_repush(now, SWEEP_BATCH).await?;
         report.repushed = due.len();
         if !due.is_empty() {
-            let s = self.send_pushes(&client, due).await?;
+            let s = self.send_pushes(&client, due, false).await?;
             report.delivered = s.delivered;
         }
         Ok(report)

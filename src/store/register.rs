@@ -273,6 +273,25 @@ pub(crate) fn like_pattern(text: &str) -> String {
 macro_rules! impl_register_store {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// End one holding at `at` unless it already ended by then, inside `conn`; true if it changed.
+            async fn register_end_assignment(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                by: &str,
+            ) -> Result<bool, sqlx::Error> {
+                let done = sqlx::query(
+                    "UPDATE assignments SET ended_at = $2, ended_by = $3 WHERE id = $1 AND started_at <= $2 \
+                     AND (ended_at IS NULL OR ended_at > $2)",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(by)
+                .execute(&mut *conn)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             /// Revoke open grants and end open holdings of one person at `at`, inside `conn`.
             async fn register_end_access(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -652,16 +671,7 @@ macro_rules! impl_register_store {
                 }
                 let mut ended = Vec::new();
                 for id in end_assignments {
-                    let done = sqlx::query(
-                        "UPDATE assignments SET ended_at = $2, ended_by = $3 WHERE id = $1 AND started_at <= $2 \
-                         AND (ended_at IS NULL OR ended_at > $2)",
-                    )
-                    .bind(id)
-                    .bind(at)
-                    .bind(by)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() == 1 {
+                    if Self::register_end_assignment(&mut tx, *id, at, by).await? {
                         ended.push(*id);
                     }
                 }
@@ -745,16 +755,7 @@ macro_rules! impl_register_store {
                 audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(
-                    "UPDATE assignments SET ended_at = $2, ended_by = $3 WHERE id = $1 AND started_at <= $2 \
-                     AND (ended_at IS NULL OR ended_at > $2)",
-                )
-                .bind(id)
-                .bind(at)
-                .bind(by)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
+                if !Self::register_end_assignment(&mut tx, id, at, by).await? {
                     return Ok(false);
                 }
                 $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
