@@ -336,9 +336,14 @@ impl SimDevice {
             ("Topic", self.topic.clone().into()),
             ("Token", Value::Data(self.push_token.clone())),
             ("PushMagic", self.push_magic.clone().into()),
-            ("UnlockToken", Value::Data(b"sim-unlock-token".to_vec())),
+            ("UnlockToken", Value::Data(self.unlock_token().unwrap_or_default())),
             ("AwaitingConfiguration", false.into()),
         ]))
+    }
+
+    /// The unlock token this device sends at TokenUpdate.
+    pub fn unlock_token(&self) -> Option<Vec<u8>> {
+        Some(b"sim-unlock-token".to_vec())
     }
 
     pub fn check_out(&self) -> Vec<u8> {

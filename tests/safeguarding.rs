@@ -16,6 +16,7 @@ backend_tests!(
     release_takes_two_people,
     checkout_during_hold_is_flagged,
     cases_are_for_safeguarding_roles_only,
+    disposal_is_asked_like_a_release,
 );
 
 fn today(s: &TestServer) -> String {
@@ -432,5 +433,66 @@ async fn cases_are_for_safeguarding_roles_only(b: Backend) {
     // The audit log says a case exists, never what it is about.
     let (_, audit) = s.get("/api/v1/audit?action=case.open", &admin).await;
     assert!(!audit.to_string().contains("Mr Suspect") && !audit.to_string().contains("46/1/26"));
+    s.stop().await;
+}
+
+/// Issue 16, defect 2: a disposal request takes a release request's fields (`justification`,
+/// `advice_reference`: the advice that other agencies no longer need the evidence), the advice
+/// is required and named when missing, `confirmation` is optional, and approval takes two people.
+async fn disposal_is_asked_like_a_release(b: Backend) {
+    let s = TestServer::start(b).await;
+    let dsl = s.operator("dsl.jones", "dsl").await;
+    let head = s.operator("head.smith", "headteacher").await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let case = open_case(&s, &dsl, "iioc").await;
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    quarantine(&s, &dsl, &case, &d.udid).await;
+    answer_all(&s, &d).await;
+    let (st, rel) = s
+        .post(
+            &format!("/api/v1/cases/{case_id}/release-requests"),
+            &dsl,
+            json!({"justification": "Police advise no further action", "advice_reference": "Kent Police ref 46/12345/26"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rel}");
+    let (st, r) = s
+        .post(&format!("/api/v1/release-requests/{}/approve", rel["id"].as_str().unwrap()), &head, json!({"justification": "Agreed"}))
+        .await;
+    assert_eq!((st, r["case_state"].as_str()), (StatusCode::OK, Some("closed")), "{r}");
+
+    let url = format!("/api/v1/cases/{case_id}/evidence/dispose-requests");
+    // The agencies' advice is required, and the refusal names it.
+    let (st, e) = s.post(&url, &dsl, json!({"justification": "Retention period over"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "invalid_field", "{e}");
+    assert_eq!(e["field"], "advice_reference", "{e}");
+    let (st, e) = s.post(&url, &dsl, json!({"justification": "Retention period over", "advice_reference": "  "})).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("advice_reference")), "{e}");
+
+    // Asked as a release is asked; no confirmation needed.
+    let (st, dr) = s
+        .post(
+            &url,
+            &dsl,
+            json!({"justification": "Retention period over; police need no copy", "advice_reference": "Kent Police ref 46/12345/26: no copy needed"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{dr}");
+    assert_eq!((dr["kind"].as_str(), dr["state"].as_str()), (Some("dispose"), Some("pending")), "{dr}");
+    assert_eq!(dr["advice_reference"], "Kent Police ref 46/12345/26: no copy needed");
+    assert_eq!(dr["justification"], "Retention period over; police need no copy");
+    assert!(dr["confirmation"].is_null(), "{dr}");
+    let did = dr["id"].as_str().unwrap();
+    let (_, log) = s.get(&format!("/api/v1/cases/{case_id}/custody"), &dsl).await;
+    let asked = log["events"].as_array().unwrap().iter().find(|e| e["kind"] == "disposal_requested").expect("disposal_requested");
+    assert!(asked.to_string().contains("46/12345/26"), "the custody log keeps the advice: {asked}");
+
+    // Still two people.
+    let (st, e) = s.post(&format!("/api/v1/dispose-requests/{did}/approve"), &dsl, json!({"justification": "me again"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "second_person_required");
+    let (st, r) = s.post(&format!("/api/v1/dispose-requests/{did}/approve"), &head, json!({"justification": "Advice seen"})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, items) = s.get(&format!("/api/v1/cases/{case_id}/evidence"), &dsl).await;
+    assert!(items["items"].as_array().unwrap().iter().all(|i| !i["disposed_at"].is_null()), "{items}");
     s.stop().await;
 }
