@@ -95,7 +95,7 @@ impl PersonFields {
     }
 
     /// Apply the rules: trim, canonical year group, key stage derived from it, pupils need one,
-    /// only pupils have one, end after start, visitors' and contractors' default end date.
+    /// only pupils have one, end on or after start, visitors' and contractors' default end date.
     /// Errors name the field.
     pub fn normalise(self, today: NaiveDate) -> Result<PersonFields> {
         let name = required_text("name", &self.name, 200)?;
@@ -139,10 +139,11 @@ impl PersonFields {
             ));
         }
         let mut end_date = self.end_date;
+        // Leaving on the start date is allowed: a supply teacher in for one day.
         if let (Some(s), Some(e)) = (self.start_date, end_date)
-            && e <= s
+            && e < s
         {
-            return Err(Error::unprocessable("end_date", format!("the end date {e} must be after the start date {s}")));
+            return Err(Error::unprocessable("end_date", format!("the end date {e} must be on or after the start date {s}")));
         }
         if self.kind.is_temporary() && end_date.is_none() {
             end_date = Some(self.start_date.unwrap_or(today).max(today) + chrono::Duration::days(VISITOR_DEFAULT_DAYS));
@@ -383,8 +384,10 @@ impl Lanyard {
         let mut rec = current.clone();
         rec.end_date = Some(date);
         rec.updated_at = now;
-        if let Some(start) = rec.start_date.filter(|s| *s >= date) {
-            return Err(Error::unprocessable("date", format!("the leaving date {date} must be after the start date {start}")));
+        // On the start date is allowed (a one-day supply teacher, a place withdrawn on day one);
+        // today or earlier ends their access now.
+        if let Some(start) = rec.start_date.filter(|s| *s > date) {
+            return Err(Error::unprocessable("date", format!("the leaving date {date} must be on or after the start date {start}")));
         }
         let at = access_end(date, now);
         let why = match &reason {
