@@ -176,25 +176,41 @@ impl PersonFields {
         }
     }
 
+    /// Each field as JSON, with whether it is personal or free text (name, notes).
+    fn json_fields(&self) -> [(&'static str, Value, bool); 8] {
+        [
+            ("kind", json!(self.kind), false),
+            ("name", json!(self.name), true),
+            ("school_ref", json!(self.school_ref), false),
+            ("year_group", json!(self.year_group), false),
+            ("key_stage", json!(self.key_stage), false),
+            ("start_date", json!(self.start_date), false),
+            ("end_date", json!(self.end_date), false),
+            ("notes", json!(self.notes), true),
+        ]
+    }
+
     /// What changed, field by field, for the audit log and the import's dry run. Names and notes
     /// are personal or free text: the audit log (which is never deleted) only says they changed.
     pub fn changes(&self, new: &PersonFields, redact: bool) -> Map<String, Value> {
         let mut m = Map::new();
-        let mut put = |field: &str, old: Value, new: Value, personal: bool| {
+        for ((field, old, personal), (_, new, _)) in self.json_fields().into_iter().zip(new.json_fields()) {
             if old != new {
                 let v = if personal && redact { json!("changed") } else { json!({"from": old, "to": new}) };
                 m.insert(field.to_owned(), v);
             }
-        };
-        put("kind", json!(self.kind), json!(new.kind), false);
-        put("name", json!(self.name), json!(new.name), true);
-        put("school_ref", json!(self.school_ref), json!(new.school_ref), false);
-        put("year_group", json!(self.year_group), json!(new.year_group), false);
-        put("key_stage", json!(self.key_stage), json!(new.key_stage), false);
-        put("start_date", json!(self.start_date), json!(new.start_date), false);
-        put("end_date", json!(self.end_date), json!(new.end_date), false);
-        put("notes", json!(self.notes), json!(new.notes), true);
+        }
         m
+    }
+
+    /// A new person as changes from nothing (`{"from": null, "to": ...}` for every field that has
+    /// a value), so the import's dry run shows who it would create as it shows an update.
+    pub fn as_created(&self) -> Map<String, Value> {
+        self.json_fields()
+            .into_iter()
+            .filter(|(_, v, _)| !v.is_null())
+            .map(|(field, v, _)| (field.to_owned(), json!({"from": null, "to": v})))
+            .collect()
     }
 }
 

@@ -562,7 +562,12 @@ pub async fn import(State(ctx): State<Ctx>, form: Form) -> UiResult {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            format!("{}: {} → {}", k.replace('_', " "), show(&v["from"]), show(&v["to"]))
+                            // A new person: what they would be recorded with, not "(empty) →".
+                            if r.action == "created" {
+                                format!("{}: {}", k.replace('_', " "), show(&v["to"]))
+                            } else {
+                                format!("{}: {} → {}", k.replace('_', " "), show(&v["from"]), show(&v["to"]))
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join("; "),
