@@ -121,7 +121,7 @@ pub async fn page(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     let kind = p.text("kind");
     let leavers = p.get("leavers").unwrap_or("no").to_owned();
     let due = p.get("due") == Some("yes");
-    let due_ids: HashSet<Uuid> = if due { ctx.due(false, None).await?.into_iter().map(|d| d.person.id).collect() } else { HashSet::new() };
+    let due_ids: HashSet<Uuid> = if due { ctx.due(true, None).await?.into_iter().map(|d| d.person.id).collect() } else { HashSet::new() };
     let mut rows = Vec::new();
     for person in &snap.people {
         let leaver = is_leaver(person, snap.today);
