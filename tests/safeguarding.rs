@@ -323,7 +323,7 @@ async fn release_takes_two_people(b: Backend) {
         .post(
             &format!("/api/v1/cases/{case_id}/evidence/dispose-requests"),
             &dsl,
-            json!({"justification": "No longer needed", "confirmation": "DC Jones (Kent Police) confirmed by phone on 1 March that no copy is needed"}),
+            json!({"justification": "No longer needed", "advice_reference": "Kent Police ref 46/12345/26", "confirmation": "DC Jones (Kent Police) confirmed by phone on 1 March that no copy is needed"}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{dr}");

@@ -998,7 +998,11 @@ async fn evidence_disposal_needs_a_closed_case_and_a_second_person() {
     let mut head = Console::new(&s);
     head.login("head", &head_pw).await;
     let case_page = format!("/ui/cases/{case}");
-    let dispose = [("justification", "No further action; retention period over"), ("confirmation", "PC 1234, Thames Valley Police")];
+    let dispose = [
+        ("justification", "No further action; retention period over"),
+        ("advice_reference", "TVP ref 43/998/26: no copy needed"),
+        ("confirmation", "PC 1234, Thames Valley Police"),
+    ];
 
     // Not while the case is open: no form, and a forged post gets the service's refusal.
     let page = dsl.get(&case_page).await;
@@ -1026,12 +1030,22 @@ async fn evidence_disposal_needs_a_closed_case_and_a_second_person() {
     // Closed: the DSL asks; they cannot approve their own; the headteacher approves.
     let page = dsl.get(&case_page).await;
     assert!(page.body.contains("id=\"request-disposal\""), "the closed case offers disposal");
+    assert!(page.body.contains("id=\"dis-adv\" name=\"advice_reference\" required"), "the form asks for the advice");
+    // Without the advice it is refused, naming what is missing.
+    let r =
+        dsl.post(&format!("{case_page}/dispose-requests"), &[("csrf", csrf.as_str()), ("justification", "Retention period over")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("advice"), "{}", r.body);
     let r = dsl.post(&format!("{case_page}/dispose-requests"), &[&[("csrf", csrf.as_str())][..], &dispose[..]].concat()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().contains("done=dispose_requested"), "{}", r.location());
     let req = s.ctx.store.case_requests(case_id).await.unwrap().into_iter().find(|r| r.kind == "dispose").expect("the request");
+    // The form sends the agencies' advice, as a release request does (issue 16, defect 2).
+    assert_eq!(req.advice_reference.as_deref(), Some("TVP ref 43/998/26: no copy needed"));
+    assert_eq!(req.confirmation.as_deref(), Some("PC 1234, Thames Valley Police"));
     let page = dsl.get(&case_page).await;
     assert!(page.body.contains("Approve the disposal") && page.body.contains("You made this request"));
+    assert!(page.body.contains("Advice reference: TVP ref 43/998/26: no copy needed"), "the request shows its advice");
     let r =
         dsl.post(&format!("{case_page}/requests/{}", req.id), &[("csrf", &csrf), ("decision", "approve"), ("justification", "mine")]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
