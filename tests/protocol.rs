@@ -497,8 +497,8 @@ async fn bootstrap_token_round_trip(b: Backend) {
     let stored = s.ctx.store.device(&mac.udid).await.unwrap().unwrap();
     let sealed = stored.bootstrap_token_sealed.unwrap();
     assert!(!sealed.windows(16).any(|w| w == b"bootstrap-secret"));
-    let unlock = stored.unlock_token_sealed.unwrap();
-    assert!(!unlock.windows(16).any(|w| w == b"sim-unlock-token"));
+    // A Mac sends no unlock token (only supervised iPads do: see clear_passcode_...).
+    assert!(stored.unlock_token_sealed.is_none());
     // UserAuthenticate is not supported: 410.
     let mut ua = plist::Dictionary::new();
     ua.insert("MessageType".into(), "UserAuthenticate".into());
@@ -626,6 +626,10 @@ async fn clear_passcode_uses_each_devices_own_unlock_token(b: Backend) {
             assert!(!text.contains(secret.as_str()), "{what} shows the unlock token: {text}");
         }
     };
+    // Sealed at rest.
+    let stored = s.ctx.store.device(&a.udid).await.unwrap().unwrap().unlock_token_sealed.expect("kept from TokenUpdate");
+    assert!(!stored.windows(16).any(|w| w == b"sim-unlock-token"));
+    assert!(s.ctx.store.device(&loose.udid).await.unwrap().unwrap().unlock_token_sealed.is_none());
     let delivered_token = |plist: &[u8]| {
         let (_, rt, cmd) = SimDevice::read_command(plist).expect("a command");
         assert_eq!(rt, "ClearPasscode");

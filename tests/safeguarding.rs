@@ -81,6 +81,10 @@ async fn quarantine_locks_each_platform_and_seals_evidence(b: Backend) {
     assert_eq!(q2["method"], "device_lock");
     assert_eq!(types(&q2)[0], "DeviceLock");
     assert!(!types(&q2).contains(&"DeviceLocation".to_string()));
+    // The hold refuses ClearPasscode first, before "no unlock token" (this iPad has none).
+    let admin = s.admin().await;
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, json!({"request_type": "ClearPasscode"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold", "{e}");
 
     let q3 = quarantine(&s, &dsl, &case, &mac.udid).await;
     assert_eq!(q3["method"], "mac_lock");
@@ -192,6 +196,7 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
     let cmd_url = format!("/api/v1/devices/{}/commands", d.udid);
     let forbidden = [
         json!({"request_type": "EraseDevice"}),
+        json!({"request_type": "ClearPasscode"}),
         json!({"request_type": "ClearPasscode", "UnlockToken": "dW5sb2Nr"}),
         json!({"request_type": "DisableLostMode"}),
         json!({"request_type": "RemoveProfile", "Identifier": "example.school.mdm.lanyard.enrollment"}),
@@ -240,10 +245,10 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
 
     // Every refusal is audited and on the case's custody log.
     let (_, audit) = s.get("/api/v1/audit?action=legal_hold.refused&limit=100", &admin).await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 8 + 1 + 1 + 1, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2 * forbidden.len() + 1 + 1 + 1, "{audit}");
     let (_, log) = s.get(&format!("/api/v1/cases/{case_id}/custody"), &dsl).await;
     let refused = log["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "refused").count();
-    assert_eq!(refused, 11);
+    assert_eq!(refused, 2 * forbidden.len() + 3);
     s.stop().await;
 }
 
