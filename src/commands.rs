@@ -157,6 +157,9 @@ impl Lanyard {
                 Error::unprocessable(format!("targets[{i}]"), format!("no device with UDID {missing}"))
             });
         }
+        if let Command::ClearPasscode(_) = cmd {
+            self.ensure_unlock_tokens(&unique).await?;
+        }
         let uuid = uuid::Uuid::new_v4().to_string();
         let sample: Vec<&String> = unique.iter().take(20).collect();
         let audit = self.audit_entry(
@@ -168,6 +171,28 @@ impl Lanyard {
         self.queue_command_as(&uuid, &actor.name, &cmd, &unique, expires_at, Some(audit)).await?;
         let push = if push { Some(self.push_in_background(unique.clone()).await) } else { None };
         Ok(Enqueued { command_uuid: uuid, request_type: cmd.request_type().to_owned(), targets: unique.len(), push })
+    }
+
+    /// ClearPasscode needs the unlock token each device sent at TokenUpdate; only supervised
+    /// iPhones and iPads send one. Refused whole (nothing queued), naming the devices without.
+    async fn ensure_unlock_tokens(&self, udids: &[String]) -> Result<()> {
+        let with: std::collections::HashSet<String> = self.store.udids_with_unlock_token(udids).await?.into_iter().collect();
+        let without: Vec<&String> = udids.iter().filter(|u| !with.contains(*u)).collect();
+        if without.is_empty() {
+            return Ok(());
+        }
+        let message = if udids.len() == 1 {
+            "this device has not given Lanyard an unlock token: only supervised devices do, at enrolment, so its passcode cannot be cleared remotely".to_owned()
+        } else {
+            format!(
+                "{} of these devices have not given Lanyard an unlock token (only supervised devices do, at enrolment), so their passcodes cannot be cleared remotely; nothing was queued: leave them out and try again",
+                without.len()
+            )
+        };
+        let mut extra = Map::new();
+        extra.insert("udids".into(), json!(without.iter().take(100).collect::<Vec<_>>()));
+        extra.insert("count".into(), json!(without.len()));
+        Err(Error::Invalid { code: "no_unlock_token", field: "request_type".into(), message, extra })
     }
 
     /// Push `udids`; answer with the result if it comes within a few seconds, else let it finish

@@ -330,15 +330,24 @@ impl SimDevice {
     }
 
     pub fn token_update(&self) -> Vec<u8> {
-        to_xml(dict(vec![
+        let mut fields = vec![
             ("MessageType", "TokenUpdate".into()),
             ("UDID", self.udid.clone().into()),
             ("Topic", self.topic.clone().into()),
             ("Token", Value::Data(self.push_token.clone())),
             ("PushMagic", self.push_magic.clone().into()),
-            ("UnlockToken", Value::Data(b"sim-unlock-token".to_vec())),
             ("AwaitingConfiguration", false.into()),
-        ]))
+        ];
+        if let Some(token) = self.unlock_token() {
+            fields.push(("UnlockToken", Value::Data(token)));
+        }
+        to_xml(dict(fields))
+    }
+
+    /// The unlock token this device sends at TokenUpdate: only a supervised iPad sends one (an
+    /// iPad enrolled by hand and a Mac do not), each its own.
+    pub fn unlock_token(&self) -> Option<Vec<u8>> {
+        (self.kind == Kind::SupervisedIpad).then(|| format!("sim-unlock-token-{}", self.udid).into_bytes())
     }
 
     pub fn check_out(&self) -> Vec<u8> {
@@ -393,6 +402,12 @@ impl SimDevice {
             "RemoveProfile" => match cmd.get("Identifier").and_then(Value::as_string) {
                 Some(identifier) => self.remove(identifier),
                 None => Err("RemoveProfile without an Identifier".to_owned()),
+            },
+            // The passcode is cleared only with this device's own unlock token.
+            "ClearPasscode" => match (cmd.get("UnlockToken").and_then(Value::as_data), self.unlock_token()) {
+                (Some(sent), Some(mine)) if sent == mine.as_slice() => Ok(()),
+                (Some(_), _) => Err("The unlock token is not this device's".to_owned()),
+                (None, _) => Err("ClearPasscode without an UnlockToken".to_owned()),
             },
             _ => Ok(()),
         };

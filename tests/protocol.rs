@@ -21,6 +21,7 @@ backend_tests!(
     renewed_identity_keeps_the_enrolment,
     inventory_api_and_csv,
     bootstrap_token_round_trip,
+    clear_passcode_uses_each_devices_own_unlock_token,
 );
 
 fn shared_dir() -> std::path::PathBuf {
@@ -496,8 +497,8 @@ async fn bootstrap_token_round_trip(b: Backend) {
     let stored = s.ctx.store.device(&mac.udid).await.unwrap().unwrap();
     let sealed = stored.bootstrap_token_sealed.unwrap();
     assert!(!sealed.windows(16).any(|w| w == b"bootstrap-secret"));
-    let unlock = stored.unlock_token_sealed.unwrap();
-    assert!(!unlock.windows(16).any(|w| w == b"sim-unlock-token"));
+    // A Mac sends no unlock token (only supervised iPads do: see clear_passcode_...).
+    assert!(stored.unlock_token_sealed.is_none());
     // UserAuthenticate is not supported: 410.
     let mut ua = plist::Dictionary::new();
     ua.insert("MessageType".into(), "UserAuthenticate".into());
@@ -603,5 +604,83 @@ async fn postgres_pool_caps_the_servers_connections() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let most = watching.await.unwrap();
     assert!((1..=POOL).contains(&most), "the server held {most} connections to PostgreSQL with LANYARD_POSTGRES_POOL={POOL}");
+    s.stop().await;
+}
+
+/// Issue 16, defect 1: ClearPasscode carries the unlock token the device gave at TokenUpdate,
+/// filled in by Lanyard for each target; a device that gave none (not supervised) is refused
+/// before anything is queued; the token never shows in a response, the audit log or the
+/// command's stored fields.
+async fn clear_passcode_uses_each_devices_own_unlock_token(b: Backend) {
+    use base64::Engine as _;
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    let a = s.enrolled_device(Kind::SupervisedIpad).await;
+    let b2 = s.enrolled_device(Kind::SupervisedIpad).await;
+    let loose = s.enrolled_device(Kind::UnsupervisedIpad).await;
+    let token_of = |d: &SimDevice| d.unlock_token().expect("a supervised iPad sends an unlock token");
+    let b64 = |t: &[u8]| base64::engine::general_purpose::STANDARD.encode(t);
+    let secrets = [b64(&token_of(&a)), b64(&token_of(&b2)), String::from_utf8_lossy(&token_of(&a)).into_owned()];
+    let leaks = |what: &str, text: &str| {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{what} shows the unlock token: {text}");
+        }
+    };
+    // Sealed at rest.
+    let stored = s.ctx.store.device(&a.udid).await.unwrap().unwrap().unlock_token_sealed.expect("kept from TokenUpdate");
+    assert!(!stored.windows(16).any(|w| w == b"sim-unlock-token"));
+    assert!(s.ctx.store.device(&loose.udid).await.unwrap().unwrap().unlock_token_sealed.is_none());
+    let delivered_token = |plist: &[u8]| {
+        let (_, rt, cmd) = SimDevice::read_command(plist).expect("a command");
+        assert_eq!(rt, "ClearPasscode");
+        cmd.get("UnlockToken").and_then(|v| v.as_data()).map(|d| d.to_vec())
+    };
+
+    // One device: no UnlockToken in the request; the device gets its own.
+    let (st, q) = s.post(&format!("/api/v1/devices/{}/commands", a.udid), &admin, json!({"request_type": "ClearPasscode"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{q}");
+    leaks("the enqueue response", &q.to_string());
+    let uuid = q["command_uuid"].as_str().unwrap().to_owned();
+    let (_, next) = s.connect(&a, a.idle()).await;
+    assert_eq!(delivered_token(&next), Some(token_of(&a)));
+    let (_, _, report) = a.answer(&next).unwrap();
+    assert!(s.connect(&a, report).await.1.is_empty());
+    let (st, status) = s.get(&format!("/api/v1/commands/{uuid}"), &admin).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(status["targets"][0]["status"], "acknowledged", "{status}");
+    assert!(status["fields"].get("UnlockToken").is_none(), "{status}");
+    leaks("the command's status", &status.to_string());
+    let (_, history) = s.get(&format!("/api/v1/devices/{}/commands", a.udid), &admin).await;
+    leaks("the device's commands", &history.to_string());
+
+    // Many devices: one request, each device's command carries its own token.
+    let (st, bulk) =
+        s.post("/api/v1/commands", &admin, json!({"targets": [a.udid, b2.udid], "command": {"request_type": "ClearPasscode"}})).await;
+    assert_eq!(st, StatusCode::CREATED, "{bulk}");
+    assert_eq!((bulk["request_type"].as_str(), bulk["targets"].as_u64()), (Some("ClearPasscode"), Some(2)), "{bulk}");
+    leaks("the bulk response", &bulk.to_string());
+    for d in [&a, &b2] {
+        let (_, next) = s.connect(d, d.idle()).await;
+        assert_eq!(delivered_token(&next), Some(token_of(d)), "{}", d.udid);
+        let (_, _, report) = d.answer(&next).unwrap();
+        s.connect(d, report).await;
+    }
+
+    // Not supervised: no unlock token, so refused before anything is queued, alone or in bulk.
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, json!({"request_type": "ClearPasscode"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "no_unlock_token", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("supervised"), "says why: {e}");
+    let (st, e) =
+        s.post("/api/v1/commands", &admin, json!({"targets": [a.udid, loose.udid], "command": {"request_type": "ClearPasscode"}})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "no_unlock_token", "{e}");
+    assert_eq!(e["udids"], json!([loose.udid]), "{e}");
+    assert!(s.connect(&a, a.idle()).await.1.is_empty(), "nothing queued for the supervised device either");
+    assert!(s.connect(&loose, loose.idle()).await.1.is_empty());
+
+    // The audit log names the command but never the token.
+    let (st, audit) = s.get("/api/v1/audit?action=command.enqueue", &admin).await;
+    assert_eq!(st, StatusCode::OK, "{audit}");
+    assert!(audit.to_string().contains("ClearPasscode"), "{audit}");
+    leaks("the audit log", &audit.to_string());
     s.stop().await;
 }

@@ -20,6 +20,9 @@ backend_tests!(
     report_must_be_zero_counts,
     roles_read_and_write,
     every_write_is_audited,
+    import_dry_run_shows_who_it_would_create,
+    a_person_can_leave_on_their_start_date,
+    due_list_includes_people_without_access,
 );
 
 async fn manual(b: Backend) -> TestServer {
@@ -273,30 +276,35 @@ async fn new_aup_version_makes_people_due(b: Backend) {
     let (_, due) = s.get("/api/v1/register/due", &admin).await;
     assert_eq!(due["items"], json!([]), "{due}");
 
-    // A new starter without access shows only when asking about everyone.
+    // A new starter without access is due too (she must sign before she gets any);
+    // `everyone=false` lists only people with access.
     let newbie = person(&s, &admin, json!({"kind": "volunteer", "name": "Nia New"})).await;
     assert_eq!(newbie["audience"], "staff");
-    let (_, due) = s.get("/api/v1/register/due?everyone=true", &admin).await;
-    let states: Vec<_> = due["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["person"]["name"].clone(), i["state"].clone(), i["has_access"].clone()))
-        .collect();
-    assert_eq!(states, vec![(json!("Nia New"), json!("unsigned"), json!(false))]);
+    for q in ["", "?everyone=true"] {
+        let (_, due) = s.get(&format!("/api/v1/register/due{q}"), &admin).await;
+        let states: Vec<_> = due["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["person"]["name"].clone(), i["state"].clone(), i["has_access"].clone()))
+            .collect();
+        assert_eq!(states, vec![(json!("Nia New"), json!("unsigned"), json!(false))], "{q}");
+    }
+    let (_, due) = s.get("/api/v1/register/due?everyone=false", &admin).await;
+    assert_eq!(due["items"], json!([]), "{due}");
 
     // A year on (v3 has not taken effect... it has after 30 days: advance to just before),
     // the signature lapses (policy: reviewed at least annually).
     let admin = advance(&s, Duration::days(20)).await;
-    let (_, due) = s.get("/api/v1/register/due", &admin).await;
+    let (_, due) = s.get("/api/v1/register/due?everyone=false", &admin).await;
     assert_eq!(due["items"], json!([]), "{due}");
     let admin = advance(&s, Duration::days(15)).await;
-    let (_, due) = s.get("/api/v1/register/due", &admin).await;
+    let (_, due) = s.get("/api/v1/register/due?everyone=false", &admin).await;
     assert_eq!(due["items"][0]["state"], "outdated", "v3 is now in effect: {due}");
     assert_eq!(due["items"][0]["must_sign"]["id"], v3["id"]);
     sign(&s, &admin, &sam, &v3).await;
     let admin = advance(&s, Duration::days(366)).await;
-    let (_, due) = s.get("/api/v1/register/due", &admin).await;
+    let (_, due) = s.get("/api/v1/register/due?everyone=false", &admin).await;
     assert_eq!(due["items"][0]["state"], "lapsed", "{due}");
     let r = report(&s, &admin).await;
     assert_eq!(r["lapsed"], 1, "{r}");
@@ -757,4 +765,187 @@ async fn every_write_is_audited(b: Backend) {
     let (_, chain) = s.get("/api/v1/audit/verify", &admin).await;
     assert_eq!(chain["ok"], true, "{chain}");
     s.stop().await;
+}
+
+/// Issue 16, defect 3: for a row that creates a person, the dry run shows what would be created,
+/// field by field in the shape it uses for changes (`{"from": null, "to": ...}`).
+async fn import_dry_run_shows_who_it_would_create(b: Backend) {
+    let s = manual(b).await;
+    let admin = s.admin().await;
+    let csv = "school_ref,kind,name,year_group,start_date,notes\n\
+               MIS-100,pupil,Ava Archer,Y4,2026-09-01,\n\
+               MIS-200,staff,Sam Smith,,01/09/2026,Supply cover\n";
+    let (st, out) = import(&s, &admin, csv, true).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!((out["dry_run"].as_bool(), out["created"].as_u64()), (Some(true), Some(2)), "{out}");
+    let ava = &out["rows"][0];
+    assert_eq!((ava["action"].as_str(), ava["school_ref"].as_str()), (Some("created"), Some("MIS-100")));
+    assert_eq!(
+        ava["changes"],
+        json!({
+            "kind": {"from": null, "to": "pupil"},
+            "name": {"from": null, "to": "Ava Archer"},
+            "school_ref": {"from": null, "to": "MIS-100"},
+            "year_group": {"from": null, "to": "Y4"},
+            "key_stage": {"from": null, "to": "KS2"},
+            "start_date": {"from": null, "to": "2026-09-01"},
+        }),
+        "{out}"
+    );
+    let sam = &out["rows"][1];
+    assert_eq!(
+        sam["changes"],
+        json!({
+            "kind": {"from": null, "to": "staff"},
+            "name": {"from": null, "to": "Sam Smith"},
+            "school_ref": {"from": null, "to": "MIS-200"},
+            "start_date": {"from": null, "to": "2026-09-01"},
+            "notes": {"from": null, "to": "Supply cover"},
+        }),
+        "{out}"
+    );
+    assert!(people_named(&s, &admin, "Ava").await.is_empty(), "a dry run writes nothing");
+
+    // Applied, the same rows are reported the same way; the audit log names no one.
+    let (st, applied) = import(&s, &admin, csv, false).await;
+    assert_eq!(st, StatusCode::OK, "{applied}");
+    assert_eq!(applied["rows"][0]["changes"], ava["changes"]);
+    let (_, audit) = s.get("/api/v1/audit?action=register.person.create", &admin).await;
+    let text = audit.to_string();
+    assert!(text.contains("MIS-100") && !text.contains("Ava Archer") && !text.contains("Supply cover"), "{audit}");
+    // An update still shows only what changes.
+    let (_, again) = import(&s, &admin, "school_ref,kind,name,year_group\nMIS-100,pupil,Ava Archer,Y5\n", true).await;
+    assert_eq!(again["rows"][0]["action"], "updated");
+    assert_eq!(again["rows"][0]["changes"], json!({"year_group": {"from": "Y4", "to": "Y5"}}));
+    s.stop().await;
+}
+
+/// Issue 16, defect 4: a person can leave on their start date (a supply teacher for one day);
+/// a leaving date of today or earlier ends their access now. The same rule holds for an end
+/// date set by PATCH.
+async fn a_person_can_leave_on_their_start_date(b: Backend) {
+    let s = manual(b).await;
+    let admin = s.admin().await;
+    let staff_aup = aup(&s, &admin, "staff", "Staff AUP", &today(&s)).await;
+
+    // Arrived today, leaves today: their grant ends now.
+    let sue = person(&s, &admin, json!({"kind": "staff", "name": "Sue Supply", "start_date": today(&s)})).await;
+    sign(&s, &admin, &sue, &staff_aup).await;
+    let (st, g) = grant(&s, &admin, json!({"person_id": sue["id"], "system": "school Wi-Fi", "reason": "supply cover"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let (st, out) = s.post(&format!("/api/v1/people/{}/leave", sue["id"].as_str().unwrap()), &admin, json!({"date": today(&s)})).await;
+    assert_eq!(st, StatusCode::OK, "leaving on the start date: {out}");
+    assert_eq!(time(&out["access_ends_at"]), now(&s));
+    assert_eq!(out["grants_ended"], json!([g["id"]]));
+    assert_eq!(out["person"]["leaver"], true);
+    let (_, detail) = s.get(&format!("/api/v1/people/{}", sue["id"].as_str().unwrap()), &admin).await;
+    assert_eq!(detail["grants"][0]["status"], "revoked", "{detail}");
+
+    // Started last week, leaving dated on the start date (already past): ends now too.
+    let pip = person(&s, &admin, json!({"kind": "staff", "name": "Pip Past", "start_date": day(&s, -7)})).await;
+    sign(&s, &admin, &pip, &staff_aup).await;
+    grant(&s, &admin, json!({"person_id": pip["id"], "system": "school Wi-Fi", "reason": "cover"})).await;
+    let (st, out) = s.post(&format!("/api/v1/people/{}/leave", pip["id"].as_str().unwrap()), &admin, json!({"date": day(&s, -7)})).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(time(&out["access_ends_at"]), now(&s));
+    assert_eq!(out["grants_ended"].as_array().unwrap().len(), 1, "{out}");
+
+    // Before the start date is still refused, naming the field.
+    let fay = person(&s, &admin, json!({"kind": "staff", "name": "Fay Future", "start_date": day(&s, 10)})).await;
+    let fid = fay["id"].as_str().unwrap();
+    let (st, e) = s.post(&format!("/api/v1/people/{fid}/leave"), &admin, json!({"date": day(&s, 9)})).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("date")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("on or after the start date"), "{e}");
+    // On a future start date: access ends at 00:00 UTC that day.
+    let (st, out) = s.post(&format!("/api/v1/people/{fid}/leave"), &admin, json!({"date": day(&s, 10)})).await;
+    assert_eq!(st, StatusCode::OK, "{out}");
+    assert_eq!(out["access_ends_at"], format!("{}T00:00:00Z", day(&s, 10)));
+
+    // PATCH and create follow the same rule.
+    let (st, p) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/people/{fid}"),
+            Some(&admin),
+            Some(json!({"start_date": day(&s, 20), "end_date": day(&s, 20)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{p}");
+    let (st, e) =
+        s.call(reqwest::Method::PATCH, &format!("/api/v1/people/{fid}"), Some(&admin), Some(json!({"end_date": day(&s, 19)}))).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("end_date")), "{e}");
+    let (st, p) = s
+        .post("/api/v1/people", &admin, json!({"kind": "visitor", "name": "Vic Visit", "start_date": day(&s, 2), "end_date": day(&s, 2)}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    s.stop().await;
+}
+
+/// Issue 16, defect 5: the due list names everyone who must sign the current version of their
+/// AUP, with or without a grant today, and says why; leavers are not due.
+async fn due_list_includes_people_without_access(b: Backend) {
+    let s = manual(b).await;
+    let admin = s.admin().await;
+    let v1 = aup(&s, &admin, "staff", "Staff AUP 2025", &today(&s)).await;
+    let sam = signed_staff(&s, &admin, "Sam Signed", &v1).await;
+    let (st, g) = grant(&s, &admin, json!({"person_id": sam["id"], "system": "school Wi-Fi", "reason": "teaching"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let olly = signed_staff(&s, &admin, "Olly Older", &v1).await;
+    let nia = person(&s, &admin, json!({"kind": "staff", "name": "Nia Never"})).await;
+    let lee = person(&s, &admin, json!({"kind": "staff", "name": "Lee Left", "start_date": day(&s, -30)})).await;
+    ok(&s, &format!("/api/v1/people/{}/leave", lee["id"].as_str().unwrap()), &admin, json!({"date": day(&s, -1)})).await;
+
+    // Nia has never signed and holds nothing, but must sign before she gets anything.
+    let items = due_reasons(&s, &admin, "").await;
+    let names: Vec<_> = items.iter().map(|i| (i.0.as_str(), i.1.as_str(), i.2)).collect();
+    assert_eq!(names, vec![("Nia Never", "unsigned", false)], "{items:?}");
+    assert!(items[0].3.contains("never signed") && items[0].3.contains("Staff AUP 2025"), "{items:?}");
+
+    // A new version: every earlier signer is due, with or without access.
+    aup(&s, &admin, "staff", "Staff AUP 2026", &today(&s)).await;
+    let items = due_reasons(&s, &admin, "").await;
+    let names: Vec<_> = items.iter().map(|i| (i.0.as_str(), i.1.as_str(), i.2)).collect();
+    assert_eq!(
+        names,
+        vec![("Nia Never", "unsigned", false), ("Olly Older", "outdated", false), ("Sam Signed", "outdated", true)],
+        "{items:?}"
+    );
+    assert!(items[1].3.contains("version 1") && items[1].3.contains("version 2"), "superseded: {items:?}");
+    // Only those with access, when asked.
+    let only = due_reasons(&s, &admin, "?everyone=false").await;
+    assert_eq!(only.iter().map(|i| i.0.as_str()).collect::<Vec<_>>(), vec!["Sam Signed"]);
+
+    // Signed the current version over a year ago: expired.
+    let (_, v2) = s.get("/api/v1/aups?audience=staff", &admin).await;
+    let v2 = v2["items"].as_array().unwrap().iter().find(|a| a["version"] == 2).unwrap().clone();
+    sign(&s, &admin, &olly, &v2).await;
+    let admin = advance(&s, Duration::days(366)).await;
+    let items = due_reasons(&s, &admin, "").await;
+    let olly_item = items.iter().find(|i| i.0 == "Olly Older").expect("Olly is due again");
+    assert_eq!(olly_item.1, "lapsed");
+    assert!(olly_item.3.contains("expired"), "{olly_item:?}");
+    assert!(items.iter().all(|i| i.0 != "Lee Left"), "leavers are not due: {items:?}");
+    let _ = (nia, g);
+    s.stop().await;
+}
+
+/// The due list as (name, state, has_access, reason), sorted by name.
+async fn due_reasons(s: &TestServer, admin: &str, q: &str) -> Vec<(String, String, bool, String)> {
+    let (st, due) = s.get(&format!("/api/v1/register/due{q}"), admin).await;
+    assert_eq!(st, StatusCode::OK, "{due}");
+    let mut items: Vec<(String, String, bool, String)> = due["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["person"]["name"].as_str().unwrap().to_owned(),
+                i["state"].as_str().unwrap().to_owned(),
+                i["has_access"].as_bool().unwrap(),
+                i["reason"].as_str().unwrap_or_else(|| panic!("each item says why: {i}")).to_owned(),
+            )
+        })
+        .collect();
+    items.sort();
+    items
 }

@@ -16,6 +16,7 @@ backend_tests!(
     release_takes_two_people,
     checkout_during_hold_is_flagged,
     cases_are_for_safeguarding_roles_only,
+    disposal_is_asked_like_a_release,
 );
 
 fn today(s: &TestServer) -> String {
@@ -80,6 +81,10 @@ async fn quarantine_locks_each_platform_and_seals_evidence(b: Backend) {
     assert_eq!(q2["method"], "device_lock");
     assert_eq!(types(&q2)[0], "DeviceLock");
     assert!(!types(&q2).contains(&"DeviceLocation".to_string()));
+    // The hold refuses ClearPasscode first, before "no unlock token" (this iPad has none).
+    let admin = s.admin().await;
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, json!({"request_type": "ClearPasscode"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold", "{e}");
 
     let q3 = quarantine(&s, &dsl, &case, &mac.udid).await;
     assert_eq!(q3["method"], "mac_lock");
@@ -191,6 +196,7 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
     let cmd_url = format!("/api/v1/devices/{}/commands", d.udid);
     let forbidden = [
         json!({"request_type": "EraseDevice"}),
+        json!({"request_type": "ClearPasscode"}),
         json!({"request_type": "ClearPasscode", "UnlockToken": "dW5sb2Nr"}),
         json!({"request_type": "DisableLostMode"}),
         json!({"request_type": "RemoveProfile", "Identifier": "example.school.mdm.lanyard.enrollment"}),
@@ -239,10 +245,10 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
 
     // Every refusal is audited and on the case's custody log.
     let (_, audit) = s.get("/api/v1/audit?action=legal_hold.refused&limit=100", &admin).await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 8 + 1 + 1 + 1, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2 * forbidden.len() + 1 + 1 + 1, "{audit}");
     let (_, log) = s.get(&format!("/api/v1/cases/{case_id}/custody"), &dsl).await;
     let refused = log["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "refused").count();
-    assert_eq!(refused, 11);
+    assert_eq!(refused, 2 * forbidden.len() + 3);
     s.stop().await;
 }
 
@@ -322,7 +328,7 @@ async fn release_takes_two_people(b: Backend) {
         .post(
             &format!("/api/v1/cases/{case_id}/evidence/dispose-requests"),
             &dsl,
-            json!({"justification": "No longer needed", "confirmation": "DC Jones (Kent Police) confirmed by phone on 1 March that no copy is needed"}),
+            json!({"justification": "No longer needed", "advice_reference": "Kent Police ref 46/12345/26", "confirmation": "DC Jones (Kent Police) confirmed by phone on 1 March that no copy is needed"}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{dr}");
@@ -432,5 +438,66 @@ async fn cases_are_for_safeguarding_roles_only(b: Backend) {
     // The audit log says a case exists, never what it is about.
     let (_, audit) = s.get("/api/v1/audit?action=case.open", &admin).await;
     assert!(!audit.to_string().contains("Mr Suspect") && !audit.to_string().contains("46/1/26"));
+    s.stop().await;
+}
+
+/// Issue 16, defect 2: a disposal request takes a release request's fields (`justification`,
+/// `advice_reference`: the advice that other agencies no longer need the evidence), the advice
+/// is required and named when missing, `confirmation` is optional, and approval takes two people.
+async fn disposal_is_asked_like_a_release(b: Backend) {
+    let s = TestServer::start(b).await;
+    let dsl = s.operator("dsl.jones", "dsl").await;
+    let head = s.operator("head.smith", "headteacher").await;
+    let d = s.enrolled_device(Kind::SupervisedIpad).await;
+    let case = open_case(&s, &dsl, "iioc").await;
+    let case_id = case["id"].as_str().unwrap().to_owned();
+    quarantine(&s, &dsl, &case, &d.udid).await;
+    answer_all(&s, &d).await;
+    let (st, rel) = s
+        .post(
+            &format!("/api/v1/cases/{case_id}/release-requests"),
+            &dsl,
+            json!({"justification": "Police advise no further action", "advice_reference": "Kent Police ref 46/12345/26"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rel}");
+    let (st, r) = s
+        .post(&format!("/api/v1/release-requests/{}/approve", rel["id"].as_str().unwrap()), &head, json!({"justification": "Agreed"}))
+        .await;
+    assert_eq!((st, r["case_state"].as_str()), (StatusCode::OK, Some("closed")), "{r}");
+
+    let url = format!("/api/v1/cases/{case_id}/evidence/dispose-requests");
+    // The agencies' advice is required, and the refusal names it.
+    let (st, e) = s.post(&url, &dsl, json!({"justification": "Retention period over"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "invalid_field", "{e}");
+    assert_eq!(e["field"], "advice_reference", "{e}");
+    let (st, e) = s.post(&url, &dsl, json!({"justification": "Retention period over", "advice_reference": "  "})).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("advice_reference")), "{e}");
+
+    // Asked as a release is asked; no confirmation needed.
+    let (st, dr) = s
+        .post(
+            &url,
+            &dsl,
+            json!({"justification": "Retention period over; police need no copy", "advice_reference": "Kent Police ref 46/12345/26: no copy needed"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{dr}");
+    assert_eq!((dr["kind"].as_str(), dr["state"].as_str()), (Some("dispose"), Some("pending")), "{dr}");
+    assert_eq!(dr["advice_reference"], "Kent Police ref 46/12345/26: no copy needed");
+    assert_eq!(dr["justification"], "Retention period over; police need no copy");
+    assert!(dr["confirmation"].is_null(), "{dr}");
+    let did = dr["id"].as_str().unwrap();
+    let (_, log) = s.get(&format!("/api/v1/cases/{case_id}/custody"), &dsl).await;
+    let asked = log["events"].as_array().unwrap().iter().find(|e| e["kind"] == "disposal_requested").expect("disposal_requested");
+    assert!(asked.to_string().contains("46/12345/26"), "the custody log keeps the advice: {asked}");
+
+    // Still two people.
+    let (st, e) = s.post(&format!("/api/v1/dispose-requests/{did}/approve"), &dsl, json!({"justification": "me again"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "second_person_required");
+    let (st, r) = s.post(&format!("/api/v1/dispose-requests/{did}/approve"), &head, json!({"justification": "Advice seen"})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let (_, items) = s.get(&format!("/api/v1/cases/{case_id}/evidence"), &dsl).await;
+    assert!(items["items"].as_array().unwrap().iter().all(|i| !i["disposed_at"].is_null()), "{items}");
     s.stop().await;
 }

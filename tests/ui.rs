@@ -998,7 +998,11 @@ async fn evidence_disposal_needs_a_closed_case_and_a_second_person() {
     let mut head = Console::new(&s);
     head.login("head", &head_pw).await;
     let case_page = format!("/ui/cases/{case}");
-    let dispose = [("justification", "No further action; retention period over"), ("confirmation", "PC 1234, Thames Valley Police")];
+    let dispose = [
+        ("justification", "No further action; retention period over"),
+        ("advice_reference", "TVP ref 43/998/26: no copy needed"),
+        ("confirmation", "PC 1234, Thames Valley Police"),
+    ];
 
     // Not while the case is open: no form, and a forged post gets the service's refusal.
     let page = dsl.get(&case_page).await;
@@ -1026,12 +1030,22 @@ async fn evidence_disposal_needs_a_closed_case_and_a_second_person() {
     // Closed: the DSL asks; they cannot approve their own; the headteacher approves.
     let page = dsl.get(&case_page).await;
     assert!(page.body.contains("id=\"request-disposal\""), "the closed case offers disposal");
+    assert!(page.body.contains("id=\"dis-adv\" name=\"advice_reference\" required"), "the form asks for the advice");
+    // Without the advice it is refused, naming what is missing.
+    let r =
+        dsl.post(&format!("{case_page}/dispose-requests"), &[("csrf", csrf.as_str()), ("justification", "Retention period over")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("advice"), "{}", r.body);
     let r = dsl.post(&format!("{case_page}/dispose-requests"), &[&[("csrf", csrf.as_str())][..], &dispose[..]].concat()).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().contains("done=dispose_requested"), "{}", r.location());
     let req = s.ctx.store.case_requests(case_id).await.unwrap().into_iter().find(|r| r.kind == "dispose").expect("the request");
+    // The form sends the agencies' advice, as a release request does (issue 16, defect 2).
+    assert_eq!(req.advice_reference.as_deref(), Some("TVP ref 43/998/26: no copy needed"));
+    assert_eq!(req.confirmation.as_deref(), Some("PC 1234, Thames Valley Police"));
     let page = dsl.get(&case_page).await;
     assert!(page.body.contains("Approve the disposal") && page.body.contains("You made this request"));
+    assert!(page.body.contains("Advice reference: TVP ref 43/998/26: no copy needed"), "the request shows its advice");
     let r =
         dsl.post(&format!("{case_page}/requests/{}", req.id), &[("csrf", &csrf), ("decision", "approve"), ("justification", "mine")]).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
@@ -1178,5 +1192,59 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
         let items = audit(&s, action).await;
         assert!(items.iter().any(|e| e["action"] == action && e["actor"] == actor), "{action}: {items:?}");
     }
+    s.stop().await;
+}
+
+/// Issue 16, defect 1, in the console: "Remove the passcode" sends the device's own unlock
+/// token; a device that never gave one has the action disabled with the reason, and a forged
+/// post gets the service's refusal with nothing queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_clears_a_passcode_with_the_devices_own_token() {
+    let s = server().await;
+    s.load_push_cert().await;
+    let ipad = s.enrolled_device(Kind::SupervisedIpad).await;
+    let loose = s.enrolled_device(Kind::UnsupervisedIpad).await;
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let why = "this device has not given Lanyard an unlock token (only supervised devices do, at enrolment)";
+
+    let page = c.get(&format!("/ui/devices/{}", loose.udid)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(why), "the reason is shown: {}", page.body);
+    assert!(page.body.contains("disabled aria-describedby=\"reason-clear_passcode\""), "the button is disabled");
+    let csrf = page.csrf();
+    let r = c.post(&format!("/ui/devices/{}/actions", loose.udid), &[("csrf", &csrf), ("action", "clear_passcode")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("unlock token"), "{}", r.body);
+    assert!(s.connect(&loose, loose.idle()).await.1.is_empty(), "nothing queued");
+
+    let page = c.get(&format!("/ui/devices/{}", ipad.udid)).await;
+    assert!(!page.body.contains(why));
+    assert!(!page.body.contains("disabled aria-describedby=\"reason-clear_passcode\""));
+    let r = c.post(&format!("/ui/devices/{}/actions", ipad.udid), &[("csrf", &csrf), ("action", "clear_passcode")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (_, next) = s.connect(&ipad, ipad.idle()).await;
+    let (_, rt, cmd) = lanyard::sim::SimDevice::read_command(&next).expect("a command");
+    assert_eq!(rt, "ClearPasscode");
+    assert_eq!(cmd.get("UnlockToken").and_then(|v| v.as_data()).map(<[u8]>::to_vec), ipad.unlock_token());
+    s.stop().await;
+}
+
+/// Issue 16, defect 3, in the console: the import preview names the people it would create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_import_preview_names_who_it_would_create() {
+    let s = server().await;
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let csrf = c.get("/ui/register/import").await.csrf();
+    let csv = "school_ref,kind,name,year_group\nMIS-100,pupil,Ava Archer,Y4\n";
+    let r = c.post("/ui/register/import", &[("csrf", &csrf), ("csv", csv)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Preview: nothing has been changed yet"), "{}", r.body);
+    for shown in ["New person", "name: Ava Archer", "school ref: MIS-100", "year group: Y4", "key stage: KS2", "kind: pupil"] {
+        assert!(r.body.contains(shown), "the preview shows {shown:?}: {}", r.body);
+    }
+    assert!(!r.body.contains("(empty) →"), "a new person is not shown as changes from empty");
+    assert!(s.ctx.store.all_people().await.unwrap().is_empty(), "nothing written yet");
     s.stop().await;
 }

@@ -218,14 +218,15 @@ pub async fn device_holders(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DueQuery {
-    /// Also people without access who have not signed (new starters).
+    /// Default true: everyone who must sign, with or without access (new starters included).
+    /// `false`: only people with live or future access.
     everyone: Option<bool>,
     kind: Option<PersonKind>,
 }
 
 pub async fn due(State(ctx): State<Ctx>, p: Principal, Query(q): Query<DueQuery>) -> Result<Json<Page<DueItem>>> {
     p.require(Permission::ReadRegister)?;
-    Ok(Json(Page { items: ctx.due(q.everyone.unwrap_or(false), q.kind).await?, next_cursor: None }))
+    Ok(Json(Page { items: ctx.due(q.everyone.unwrap_or(true), q.kind).await?, next_cursor: None }))
 }
 
 pub async fn report(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Report>> {

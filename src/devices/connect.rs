@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::context::Lanyard;
 use crate::devices::auth::DeviceIdentity;
 use crate::error::{Error, Result};
+use crate::mdm::command::Command;
 use crate::mdm::report::{self, CommandReport, CommandStatus};
 use crate::metrics::Metrics;
 use crate::store::{DeviceAnswer, DeviceSession, RecordedResult};
@@ -102,7 +103,28 @@ impl Lanyard {
                 self.on_case_command_sent(&udid, &cmd.uuid).await?;
             }
         }
-        Ok(next.map(|c| c.payload))
+        match next {
+            Some(c) if c.request_type == "ClearPasscode" => Ok(Some(self.clear_passcode_for(&udid, &c.uuid).await?)),
+            Some(c) => Ok(Some(c.payload)),
+            None => Ok(None),
+        }
+    }
+
+    /// A queued ClearPasscode holds no token (a secret, kept out of the queue and its fields):
+    /// the plist this device is handed carries its own, unsealed only here. Queueing refused
+    /// devices without one; if the token has gone since (the device re-enrolled without
+    /// sending one), the command goes without it and the device answers with an error, which
+    /// is recorded on the command as usual.
+    async fn clear_passcode_for(&self, udid: &str, command_uuid: &str) -> Result<Vec<u8>> {
+        let sealed = self.store.device(udid).await?.and_then(|d| d.unlock_token_sealed);
+        let cmd = Command::ClearPasscode(Default::default());
+        Ok(match sealed {
+            Some(sealed) => cmd.with_unlock_token(self.pki.sealer.open(&sealed).map_err(Error::internal)?).to_plist(command_uuid),
+            None => {
+                tracing::warn!(udid, command_uuid, "ClearPasscode without an unlock token: the device has none on record any more");
+                cmd.to_plist(command_uuid)
+            }
+        })
     }
 
     /// The device this certificate is bound to, which must be the one the report names; a

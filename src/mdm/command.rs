@@ -294,11 +294,15 @@ pub struct EraseDevice {
     pub return_to_service: Option<ReturnToService>,
 }
 
-/// `ClearPasscode`: remove the passcode, with the token from `TokenUpdate`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `ClearPasscode`: remove the passcode, with the token the device sent at `TokenUpdate`.
+///
+/// The operator never supplies the token: a queued ClearPasscode has none (`None`), so neither
+/// its stored payload nor its `fields` hold the secret, and Lanyard fills in each device's own
+/// token, unsealed, only in the plist it hands that device ([`Command::with_unlock_token`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClearPasscode {
-    /// `UnlockToken`: the device's unlock token.
-    pub unlock_token: Vec<u8>,
+    /// `UnlockToken`: the device's unlock token, set only when the command is delivered.
+    pub unlock_token: Option<Vec<u8>>,
 }
 
 /// `Settings`: change device settings. Each item is a dictionary with an `Item` key naming the
@@ -507,8 +511,12 @@ impl Command {
                 })
             }
             "ClearPasscode" => {
+                // Lanyard fills in each device's own token when it delivers the command. An
+                // `UnlockToken` sent by an older client is still accepted (and must be base64),
+                // but ignored: it is never stored, and the device's own token is what is sent.
                 let f = f(&["UnlockToken"])?;
-                Self::ClearPasscode(ClearPasscode { unlock_token: f.req_data("UnlockToken")? })
+                let _ignored = f.data("UnlockToken")?;
+                Self::ClearPasscode(ClearPasscode { unlock_token: None })
             }
             "Settings" => {
                 let f = f(&["Settings"])?;
@@ -576,7 +584,7 @@ impl Command {
                     d.put("ReturnToService", Value::Dictionary(rd.0));
                 }
             }
-            Self::ClearPasscode(c) => d.data("UnlockToken", Some(&c.unlock_token)),
+            Self::ClearPasscode(c) => d.data("UnlockToken", c.unlock_token.as_deref()),
             Self::Settings(c) => d.put("Settings", Value::Array(c.settings.iter().cloned().map(Value::Dictionary).collect())),
             Self::SecurityInfo
             | Self::DisableLostMode
@@ -594,6 +602,15 @@ impl Command {
         envelope.insert("CommandUUID".to_owned(), Value::String(command_uuid.to_owned()));
         envelope.insert("Command".to_owned(), Value::Dictionary(self.command_dict()));
         to_xml(&Value::Dictionary(envelope))
+    }
+
+    /// This command as delivered to one device: a `ClearPasscode` gets that device's unlock
+    /// token; every other command is unchanged.
+    pub fn with_unlock_token(self, token: Vec<u8>) -> Command {
+        match self {
+            Self::ClearPasscode(_) => Self::ClearPasscode(ClearPasscode { unlock_token: Some(token) }),
+            other => other,
+        }
     }
 
     /// The command's fields as JSON in Apple's key names, without `RequestType`: the inverse
@@ -1078,7 +1095,8 @@ mod tests {
                        "ReturnToService": {"Enabled": true, "MDMProfileData": profile,
                                            "WiFiProfileData": profile}}),
             ),
-            build("ClearPasscode", json!({"UnlockToken": "REFUQQ=="})),
+            // As delivered: with the device's own token (the queued command has none).
+            build("ClearPasscode", json!({})).with_unlock_token(b"DATA".to_vec()),
             build(
                 "Settings",
                 json!({"Settings": [
@@ -1187,8 +1205,32 @@ mod tests {
         for cmd in one_of_each() {
             let again =
                 Command::from_json(cmd.request_type(), &cmd.fields_json()).unwrap_or_else(|e| panic!("{}: {e}", cmd.request_type()));
-            assert_eq!(again, cmd);
+            // A ClearPasscode's token is never taken from fields: it comes back as queued.
+            let queued = match cmd {
+                Command::ClearPasscode(_) => Command::ClearPasscode(ClearPasscode::default()),
+                other => other,
+            };
+            assert_eq!(again, queued);
         }
+    }
+
+    #[test]
+    fn clear_passcode_takes_no_token_from_the_operator() {
+        let queued = build("ClearPasscode", json!({}));
+        assert_eq!(queued, Command::ClearPasscode(ClearPasscode { unlock_token: None }));
+        assert!(queued.fields_json().is_empty(), "nothing secret to store");
+        // An older client's UnlockToken is accepted but ignored: never stored, never sent.
+        assert_eq!(build("ClearPasscode", json!({"UnlockToken": "REFUQQ=="})), queued);
+        let d = parse_dict(&queued.to_plist(UUID)).expect("plist");
+        assert!(d.get("Command").and_then(Value::as_dictionary).unwrap().get("UnlockToken").is_none());
+        // Delivered: the device's own token, as data.
+        let sent = queued.with_unlock_token(b"device token".to_vec());
+        let d = parse_dict(&sent.to_plist(UUID)).expect("plist");
+        let token = d.get("Command").and_then(Value::as_dictionary).and_then(|c| c.get("UnlockToken")).and_then(Value::as_data);
+        assert_eq!(token, Some(&b"device token"[..]));
+        // Other commands are unchanged by it.
+        let lock = build("DeviceLock", json!({}));
+        assert_eq!(lock.clone().with_unlock_token(b"x".to_vec()), lock);
     }
 
     #[test]
@@ -1234,7 +1276,7 @@ mod tests {
             ("InstallProfile", json!({"Payload": "aGVsbG8="}), "Payload", "not a profile"),
             ("RemoveProfile", json!({}), "Identifier", "required"),
             ("RemoveProfile", json!({"Identifier": " "}), "Identifier", "empty"),
-            ("ClearPasscode", json!({}), "UnlockToken", "required"),
+            ("ClearPasscode", json!({"UnlockToken": "***"}), "UnlockToken", "base64"),
             ("SecurityInfo", json!({"Queries": []}), "Queries", "takes no fields"),
             ("InstalledApplicationList", json!({"Items": ["Name", "Colour"]}), "Items[1]", "Colour"),
             ("Settings", json!({}), "Settings", "required"),

@@ -42,7 +42,8 @@ pub struct RowOutcome {
     pub action: &'static str,
     /// The person's id (for a dry run's new people: null).
     pub person_id: Option<Uuid>,
-    /// Field by field: `{"from", "to"}`.
+    /// Field by field: `{"from", "to"}`. For a new person, every field they would have, each
+    /// `{"from": null, "to": ...}`.
     pub changes: Map<String, Value>,
     /// Set when this row ends the person's access (leaving date arrived or moved earlier).
     pub access_ends_at: Option<DateTime<Utc>>,
@@ -268,15 +269,9 @@ impl Lanyard {
                     }
                 }
                 _ => {
+                    // Everything the new person would have, as changes from nothing.
+                    let changes = new.as_created();
                     let rec = new.clone().into_record(Uuid::new_v4(), now, now);
-                    let changes = match rec.end_date {
-                        Some(d) => {
-                            let mut m = Map::new();
-                            m.insert("end_date".into(), json!({"from": null, "to": d}));
-                            m
-                        }
-                        None => Map::new(),
-                    };
                     let write = ImportWrite { person: rec, create: true, end_access_at: None };
                     ("created", changes, Some(write))
                 }
@@ -318,9 +313,12 @@ impl Lanyard {
             .filter_map(|(o, w)| w.as_ref().map(|w| (o, w)))
             .map(|(o, w)| {
                 let action = if w.create { "register.person.create" } else { "register.person.update" };
+                // Names and notes never go into the permanent log: a change says only that they
+                // changed, and a new person's are left out (as `POST /people` leaves them out).
                 let redacted: Map<String, Value> = o
                     .changes
                     .iter()
+                    .filter(|(k, _)| !(w.create && (*k == "name" || *k == "notes")))
                     .map(|(k, v)| {
                         let v = if k == "name" || k == "notes" { json!("changed") } else { v.clone() };
                         (k.clone(), v)

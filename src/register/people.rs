@@ -95,7 +95,7 @@ impl PersonFields {
     }
 
     /// Apply the rules: trim, canonical year group, key stage derived from it, pupils need one,
-    /// only pupils have one, end after start, visitors' and contractors' default end date.
+    /// only pupils have one, end on or after start, visitors' and contractors' default end date.
     /// Errors name the field.
     pub fn normalise(self, today: NaiveDate) -> Result<PersonFields> {
         let name = required_text("name", &self.name, 200)?;
@@ -139,10 +139,11 @@ impl PersonFields {
             ));
         }
         let mut end_date = self.end_date;
+        // Leaving on the start date is allowed: a supply teacher in for one day.
         if let (Some(s), Some(e)) = (self.start_date, end_date)
-            && e <= s
+            && e < s
         {
-            return Err(Error::unprocessable("end_date", format!("the end date {e} must be after the start date {s}")));
+            return Err(Error::unprocessable("end_date", format!("the end date {e} must be on or after the start date {s}")));
         }
         if self.kind.is_temporary() && end_date.is_none() {
             end_date = Some(self.start_date.unwrap_or(today).max(today) + chrono::Duration::days(VISITOR_DEFAULT_DAYS));
@@ -175,25 +176,41 @@ impl PersonFields {
         }
     }
 
+    /// Each field as JSON, with whether it is personal or free text (name, notes).
+    fn json_fields(&self) -> [(&'static str, Value, bool); 8] {
+        [
+            ("kind", json!(self.kind), false),
+            ("name", json!(self.name), true),
+            ("school_ref", json!(self.school_ref), false),
+            ("year_group", json!(self.year_group), false),
+            ("key_stage", json!(self.key_stage), false),
+            ("start_date", json!(self.start_date), false),
+            ("end_date", json!(self.end_date), false),
+            ("notes", json!(self.notes), true),
+        ]
+    }
+
     /// What changed, field by field, for the audit log and the import's dry run. Names and notes
     /// are personal or free text: the audit log (which is never deleted) only says they changed.
     pub fn changes(&self, new: &PersonFields, redact: bool) -> Map<String, Value> {
         let mut m = Map::new();
-        let mut put = |field: &str, old: Value, new: Value, personal: bool| {
+        for ((field, old, personal), (_, new, _)) in self.json_fields().into_iter().zip(new.json_fields()) {
             if old != new {
                 let v = if personal && redact { json!("changed") } else { json!({"from": old, "to": new}) };
                 m.insert(field.to_owned(), v);
             }
-        };
-        put("kind", json!(self.kind), json!(new.kind), false);
-        put("name", json!(self.name), json!(new.name), true);
-        put("school_ref", json!(self.school_ref), json!(new.school_ref), false);
-        put("year_group", json!(self.year_group), json!(new.year_group), false);
-        put("key_stage", json!(self.key_stage), json!(new.key_stage), false);
-        put("start_date", json!(self.start_date), json!(new.start_date), false);
-        put("end_date", json!(self.end_date), json!(new.end_date), false);
-        put("notes", json!(self.notes), json!(new.notes), true);
+        }
         m
+    }
+
+    /// A new person as changes from nothing (`{"from": null, "to": ...}` for every field that has
+    /// a value), so the import's dry run shows who it would create as it shows an update.
+    pub fn as_created(&self) -> Map<String, Value> {
+        self.json_fields()
+            .into_iter()
+            .filter(|(_, v, _)| !v.is_null())
+            .map(|(field, v, _)| (field.to_owned(), json!({"from": null, "to": v})))
+            .collect()
     }
 }
 
@@ -383,8 +400,10 @@ impl Lanyard {
         let mut rec = current.clone();
         rec.end_date = Some(date);
         rec.updated_at = now;
-        if let Some(start) = rec.start_date.filter(|s| *s >= date) {
-            return Err(Error::unprocessable("date", format!("the leaving date {date} must be after the start date {start}")));
+        // On the start date is allowed (a one-day supply teacher, a place withdrawn on day one);
+        // today or earlier ends their access now.
+        if let Some(start) = rec.start_date.filter(|s| *s > date) {
+            return Err(Error::unprocessable("date", format!("the leaving date {date} must be on or after the start date {start}")));
         }
         let at = access_end(date, now);
         let why = match &reason {

@@ -148,6 +148,44 @@ pub struct DueItem {
     pub lapses_at: Option<DateTime<Utc>>,
     /// Has a live or future grant.
     pub has_access: bool,
+    /// Why they are due, in a sentence: never signed, an earlier version superseded, the
+    /// signature over a year old, or no AUP in effect for their audience. `state` says the same
+    /// as a code.
+    pub reason: String,
+}
+
+/// Why someone whose status is not current must sign, in words an office manager can act on.
+pub fn due_reason(st: &SignatureStatus) -> String {
+    let audience = st.audience.unwrap_or("their");
+    let aup = |a: &AupRef| format!("{} (version {} of the {} AUP)", a.title, a.version, a.audience);
+    match (st.state, &st.current_aup, &st.signature) {
+        (SignatureState::Unsigned, Some(a), _) => format!("has never signed {}", aup(a)),
+        (SignatureState::Unsigned, None, _) => {
+            format!("has never signed an AUP, and the {audience} audience has none in effect: publish one for them to sign")
+        }
+        (SignatureState::Outdated, Some(a), Some(s)) if s.audience == a.audience => format!(
+            "signed version {} on {}, which version {} supersedes: must sign {}",
+            s.version,
+            s.signed_at.format("%Y-%m-%d"),
+            a.version,
+            aup(a)
+        ),
+        (SignatureState::Outdated, Some(a), Some(s)) => {
+            format!("signed version {} of the {} AUP, but now signs the {} one: must sign {}", s.version, s.audience, a.audience, aup(a))
+        }
+        (SignatureState::Lapsed, Some(a), Some(s)) => format!(
+            "signed {} on {}; a signature lasts a year and this one expired on {}: must sign it again",
+            aup(a),
+            s.signed_at.format("%Y-%m-%d"),
+            st.lapses_at.unwrap_or(s.signed_at).format("%Y-%m-%d")
+        ),
+        (SignatureState::NoAup, _, _) => {
+            format!("has signed before, but the {audience} audience has no AUP in effect: publish one for them to sign")
+        }
+        (SignatureState::Current, _, _) => "signed the current version within the last year".into(),
+        // Outdated or lapsed always have a current AUP and a signature; say something true anyway.
+        (_, _, _) => "their signature is not of the current version of their AUP".into(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -209,8 +247,9 @@ impl Lanyard {
         Ok(Snapshot { now, today, people, aups, current, signatures, grants, holdings })
     }
 
-    /// Who must sign what: people with access (or, with `everyone`, every current person) whose
-    /// signature is not current.
+    /// Who must sign what: every person who is not a leaver and whose signature is not current,
+    /// whether or not they hold a grant today (they must sign before they get one), each with
+    /// the reason. `everyone = false` keeps only people with live or future access.
     pub async fn due(&self, everyone: bool, kind: Option<PersonKind>) -> Result<Vec<DueItem>> {
         let snap = self.register_snapshot().await?;
         let mut items = Vec::new();
@@ -227,6 +266,7 @@ impl Lanyard {
                 continue;
             }
             items.push(DueItem {
+                reason: due_reason(&st),
                 person: Person::new(p.clone(), snap.today),
                 state: st.state,
                 must_sign: st.current_aup,

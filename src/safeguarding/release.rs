@@ -24,12 +24,19 @@ pub struct ReleaseRequest {
     pub restore_access: bool,
 }
 
+/// Asked as a release is asked: why, and the reference of the advice (police, LADO, other
+/// agencies) that the evidence is no longer needed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DisposeRequest {
     pub justification: String,
-    /// Who confirmed that the police and other agencies do not need the evidence.
-    pub confirmation: String,
+    /// The advice that the police and other agencies no longer need the evidence. Required; a
+    /// missing one is refused naming `advice_reference`, not as a malformed body.
+    #[serde(default)]
+    pub advice_reference: Option<String>,
+    /// Optional: who confirmed it (kept for the requests made before `advice_reference`).
+    #[serde(default)]
+    pub confirmation: Option<String>,
 }
 
 pub fn request_json(r: CaseRequestRecord) -> Value {
@@ -112,7 +119,19 @@ impl Lanyard {
     pub async fn request_disposal(&self, p: &Principal, case_id: Uuid, r: DisposeRequest) -> Result<Value> {
         let who = person(p)?;
         let justification = required("justification", &r.justification, 4000)?;
-        let confirmation = required("confirmation", &r.confirmation, 1000)?;
+        let advice = match r.advice_reference.as_deref().map(str::trim) {
+            None | Some("") => {
+                return Err(Error::unprocessable(
+                    "advice_reference",
+                    "is required: the reference of the advice (police, LADO or other agencies) that the evidence is no longer needed",
+                ));
+            }
+            Some(a) => required("advice_reference", a, 500)?,
+        };
+        let confirmation = match r.confirmation.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) => Some(required("confirmation", c, 1000)?),
+        };
         let case = self.store.case(case_id).await?.ok_or_else(|| Error::not_found("no such case"))?;
         if case.state == "open" {
             return Err(Error::conflict(
@@ -120,8 +139,11 @@ impl Lanyard {
                 "evidence cannot be disposed of while the case is open: release the devices and close the case first",
             ));
         }
-        let rec =
-            CaseRequestRecord { confirmation: Some(confirmation.clone()), ..pending(case_id, "dispose", who, self.now(), &justification) };
+        let rec = CaseRequestRecord {
+            advice_reference: Some(advice.clone()),
+            confirmation: confirmation.clone(),
+            ..pending(case_id, "dispose", who, self.now(), &justification)
+        };
         let actor = p.actor();
         let audit = self.audit_entry(
             &actor,
@@ -136,7 +158,7 @@ impl Lanyard {
             "disposal_requested",
             None,
             Some(&justification),
-            json!({"request_id": rec.id, "confirmation": confirmation}),
+            json!({"request_id": rec.id, "advice_reference": advice, "confirmation": confirmation}),
         )
         .await?;
         Ok(request_json(rec))
@@ -195,8 +217,15 @@ impl Lanyard {
         }
         if req.kind == "dispose" {
             let n = self.store.dispose_evidence(req.case_id, self.now()).await?;
-            self.case_event(req.case_id, &actor, "evidence_disposed", None, None, json!({"items": n, "confirmation": req.confirmation}))
-                .await?;
+            self.case_event(
+                req.case_id,
+                &actor,
+                "evidence_disposed",
+                None,
+                None,
+                json!({"items": n, "advice_reference": req.advice_reference, "confirmation": req.confirmation}),
+            )
+            .await?;
             out["disposed_items"] = json!(n);
             return Ok(out);
         }

@@ -281,6 +281,9 @@ pub trait DeviceStore: Send + Sync {
     async fn delete_device(&self, udid: &str, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Which of these UDIDs exist.
     async fn existing_udids(&self, udids: &[String]) -> StoreResult<Vec<String>>;
+    /// Which of these devices hold a (sealed) unlock token from TokenUpdate: the ones a
+    /// ClearPasscode can be sent to.
+    async fn udids_with_unlock_token(&self, udids: &[String]) -> StoreResult<Vec<String>>;
 }
 
 macro_rules! impl_device_store {
@@ -644,6 +647,21 @@ macro_rules! impl_device_store {
                 let mut found = Vec::with_capacity(udids.len());
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid FROM devices WHERE udid IN (");
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
+                    found.extend(rows.into_iter().map(|(u,)| u));
+                }
+                Ok(found)
+            }
+
+            async fn udids_with_unlock_token(&self, udids: &[String]) -> $crate::store::StoreResult<Vec<String>> {
+                let mut found = Vec::new();
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid FROM devices WHERE unlock_token_sealed IS NOT NULL AND udid IN (");
                     let mut sep = q.separated(", ");
                     for u in chunk {
                         sep.push_bind(u.clone());

@@ -487,6 +487,8 @@ struct RequestRow {
     requested: String,
     justification: String,
     advice: String,
+    /// Who confirmed a disposal's advice (optional).
+    confirmation: String,
     mine: bool,
     pending: bool,
     decided: String,
@@ -586,6 +588,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>, p:
                 requested: format!("{} by {}", s("requested_at").parse().ok().map(when).unwrap_or_default(), s("requested_by")),
                 justification: s("justification"),
                 advice: s("advice_reference"),
+                confirmation: s("confirmation"),
                 mine: s("requested_by") == me,
                 pending: s("state") == "pending",
                 decided: if r["decided_by"].is_null() {
@@ -749,7 +752,11 @@ pub async fn request_disposal(State(ctx): State<Ctx>, Path(id): Path<String>, fo
     let s = &form.session;
     s.require(Permission::Safeguarding)?;
     let id = case_id(&id)?;
-    let r = DisposeRequest { justification: form.raw("justification").to_owned(), confirmation: form.raw("confirmation").to_owned() };
+    let r = DisposeRequest {
+        justification: form.raw("justification").to_owned(),
+        advice_reference: Some(form.raw("advice_reference").to_owned()),
+        confirmation: form.get("confirmation").map(str::to_owned),
+    };
     ctx.request_disposal(&s.principal, id, r).await?;
     Ok(Redirect::to(&format!("/ui/cases/{id}?done=dispose_requested#requests")).into_response())
 }

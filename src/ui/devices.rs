@@ -519,10 +519,15 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         actions.push(Action {
             key: "clear_passcode",
             title: "Remove the passcode",
-            explain: "Removes the passcode so the device can be opened without it.",
+            explain: "Removes the passcode so the device can be opened without it. Lanyard sends the unlock token the device gave it at enrolment.",
             button: "Remove passcode",
             css: "danger",
-            disabled: held("ClearPasscode"),
+            // The hold is said first; then a device that never gave an unlock token.
+            disabled: held("ClearPasscode").or_else(|| {
+                d.unlock_token_sealed.is_none().then(|| {
+                    "Not available: this device has not given Lanyard an unlock token (only supervised devices do, at enrolment).".to_owned()
+                })
+            }),
             confirm: Some("Remove the passcode from this device?"),
             with_message: false,
         });

@@ -121,7 +121,7 @@ pub async fn page(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     let kind = p.text("kind");
     let leavers = p.get("leavers").unwrap_or("no").to_owned();
     let due = p.get("due") == Some("yes");
-    let due_ids: HashSet<Uuid> = if due { ctx.due(false, None).await?.into_iter().map(|d| d.person.id).collect() } else { HashSet::new() };
+    let due_ids: HashSet<Uuid> = if due { ctx.due(true, None).await?.into_iter().map(|d| d.person.id).collect() } else { HashSet::new() };
     let mut rows = Vec::new();
     for person in &snap.people {
         let leaver = is_leaver(person, snap.today);
@@ -562,7 +562,12 @@ pub async fn import(State(ctx): State<Ctx>, form: Form) -> UiResult {
                                 serde_json::Value::String(s) => s.clone(),
                                 other => other.to_string(),
                             };
-                            format!("{}: {} → {}", k.replace('_', " "), show(&v["from"]), show(&v["to"]))
+                            // A new person: what they would be recorded with, not "(empty) →".
+                            if r.action == "created" {
+                                format!("{}: {}", k.replace('_', " "), show(&v["to"]))
+                            } else {
+                                format!("{}: {} → {}", k.replace('_', " "), show(&v["from"]), show(&v["to"]))
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join("; "),
