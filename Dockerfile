@@ -8,6 +8,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
 COPY profiles profiles
+COPY data-apple data-apple
 RUN cargo build --release --locked && cp target/release/lanyard /usr/local/bin/lanyard
 
 FROM debian:bookworm-slim

@@ -124,8 +124,10 @@ impl Lanyard {
         Ok(())
     }
 
-    /// Queue a command an operator asked for: validate it, check the targets exist, audit it.
-    /// `fields` holds Apple's keys for the command.
+    /// Queue a command an operator asked for: validate it, apply the legal hold, check the
+    /// targets exist and, for a command that needs supervision, that none is known not to be
+    /// supervised ([`Lanyard::ensure_supervised`]); then audit it. Every face (API, bulk,
+    /// console) comes here. `fields` holds Apple's keys for the command.
     pub async fn enqueue_command(
         self: &Arc<Self>,
         actor: &Actor,
@@ -160,6 +162,9 @@ impl Lanyard {
         if let Command::ClearPasscode(_) = cmd {
             self.ensure_unlock_tokens(&unique).await?;
         }
+        // After the legal hold (which refuses first) and the targets' existence: a command that
+        // needs a supervised device is refused for devices known not to be supervised.
+        self.ensure_supervised(&cmd, &unique).await?;
         let uuid = uuid::Uuid::new_v4().to_string();
         let sample: Vec<&String> = unique.iter().take(20).collect();
         let audit = self.audit_entry(

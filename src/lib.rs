@@ -33,6 +33,7 @@ pub mod server;
 pub mod setup;
 pub mod sim;
 pub mod store;
+pub mod supervision;
 pub mod ui;
 
 use axum::Router;

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use common::{Backend, Options, TestServer, assert_error};
 use lanyard::sim::{Kind, SIM_ENROLLMENT_PROFILE, SimDevice};
-use lanyard::store::{CaseDeviceRecord, CaseRecord};
+use lanyard::store::{CaseDeviceRecord, CaseRecord, NewAuditEntry};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -27,6 +27,7 @@ backend_tests!(
     lesson_time_profiles_follow_the_timetable,
     filevault_key_is_escrowed_and_revealed_with_justification,
     compliance_report_json_and_csv,
+    supervision_is_told_plainly,
 );
 
 const BASELINE: [&str; 8] = [
@@ -142,7 +143,7 @@ async fn put_on_hold(s: &TestServer, udid: &str) -> uuid::Uuid {
                 closed_by: None,
                 closed_at: None,
             },
-            audit(s, "case.open"),
+            audit(s, "case.open", &id.to_string()),
         )
         .await
         .unwrap();
@@ -160,16 +161,23 @@ async fn put_on_hold(s: &TestServer, udid: &str) -> uuid::Uuid {
                 added_at: now,
                 released_at: None,
             },
-            audit(s, "case.quarantine"),
+            audit(s, "case.device.add", udid),
         )
         .await
         .unwrap();
     id
 }
 
-fn audit(s: &TestServer, action: &str) -> lanyard::store::NewAuditEntry {
-    let dsl = lanyard::auth::Actor { name: "operator:dsl".into(), ip: None };
-    s.ctx.audit_entry(&dsl, action, None, serde_json::json!({}))
+/// The audit entry a test writes with a record it puts straight into the store.
+fn audit(s: &TestServer, action: &str, target: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        at: s.ctx.now(),
+        actor: "operator:dsl".into(),
+        ip: None,
+        action: action.into(),
+        target: Some(target.into()),
+        details: "{}".into(),
+    }
 }
 
 /// The identifiers Lanyard asked a device to remove, from its command history.
@@ -999,5 +1007,158 @@ async fn compliance_report_json_and_csv(b: Backend) {
 
     // The daily check asks devices for their security state and profiles again.
     assert_eq!(s.ctx.request_periodic_checks().await.unwrap(), 0, "everyone reported just now");
+    s.stop().await;
+}
+
+/// Whether `list` (a `needs_supervision` or `not_in_force` array) names `key` of `payload_type`.
+fn names_key(list: &Value, payload_type: &str, key: &str) -> bool {
+    list.as_array().unwrap_or_else(|| panic!("not an array: {list}")).iter().any(|e| e["payload_type"] == payload_type && e["key"] == key)
+}
+
+/// Issue 16: iPadOS ignores many restriction keys on an unsupervised device. From Apple's
+/// schema, Lanyard lists the keys of a profile that need supervision, warns when a profile is
+/// assigned to a group with unsupervised members, and reports those keys as not in force (and
+/// the device as not compliant) — and says "unknown" while supervision is not reported yet.
+async fn supervision_is_told_plainly(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    let auditor = s.operator("gov", "auditor").await;
+
+    // The profile lists the keys that need supervision, from the schema: AirDrop and Game
+    // Center yes, the camera no; PayloadRemovalDisallowed (the profile's own) too.
+    let restrictions = profile(&s, &auditor, "pupil-ipad-restrictions").await;
+    let needs = &restrictions["needs_supervision"];
+    for key in ["allowAirDrop", "allowGameCenter", "allowAccountModification", "allowEraseContentAndSettings"] {
+        assert!(names_key(needs, "com.apple.applicationaccess", key), "{key}: {needs}");
+    }
+    assert!(names_key(needs, "Configuration", "PayloadRemovalDisallowed"), "{needs}");
+    let airdrop = needs.as_array().unwrap().iter().find(|e| e["key"] == "allowAirDrop").unwrap();
+    assert_eq!(airdrop["os"], json!(["iOS"]), "{airdrop}");
+    let camera = profile(&s, &auditor, "pupil-camera-off").await;
+    assert!(!names_key(&camera["needs_supervision"], "com.apple.applicationaccess", "allowCamera"), "{camera}");
+    let rid = restrictions["id"].as_str().unwrap().to_owned();
+    let (st, detail) = s.get(&format!("/api/v1/profiles/{rid}"), &auditor).await;
+    assert_eq!(st, StatusCode::OK, "{detail}");
+    assert!(names_key(&detail["needs_supervision"], "com.apple.applicationaccess", "allowAirDrop"), "{detail}");
+    // An upload says so at once; a key set to its default asks nothing of the device.
+    let (st, up) = raw(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/v1/profiles?name=airdrop-off",
+        "application/x-apple-aspen-config",
+        common::AIRDROP_PROFILE.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{up}");
+    assert_eq!(up["needs_supervision"], json!([{"payload_type": "com.apple.applicationaccess", "key": "allowAirDrop", "os": ["iOS"]}]));
+    let allowed = common::AIRDROP_PROFILE
+        .replace("<key>allowAirDrop</key><false/>", "<key>allowAirDrop</key><true/>")
+        .replace("uk.sch.test.restrictions", "uk.sch.test.airdrop-on")
+        .replace("-000000000001", "-000000000011")
+        .replace("-000000000002", "-000000000012");
+    let (st, up) =
+        raw(&s, &admin, Method::POST, "/api/v1/profiles?name=airdrop-on", "application/x-apple-aspen-config", allowed.into_bytes()).await;
+    assert_eq!(st, StatusCode::CREATED, "{up}");
+    assert_eq!(up["needs_supervision"], json!([]), "{up}");
+
+    // Assigning it to a group with an unsupervised iPad warns, naming that iPad (not the
+    // supervised one, nor the Mac: these keys need supervision on iPadOS only).
+    let supervised = enrol(&s, Kind::SupervisedIpad, true).await;
+    let loose = enrol(&s, Kind::UnsupervisedIpad, true).await;
+    let mac = enrol(&s, Kind::Mac, true).await;
+    let g = static_group(&s, &admin, "Year 4 iPads", &[&supervised, &loose, &mac]).await;
+    let (st, a) = assign(&s, &admin, &g, &rid).await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    assert_eq!((a["assigned"].as_bool(), a["profile_id"].as_str()), (Some(true), Some(rid.as_str())), "existing fields stay");
+    let warnings = a["warnings"].as_array().unwrap_or_else(|| panic!("warnings: {a}"));
+    assert_eq!(warnings.len(), 1, "{a}");
+    assert_eq!(warnings[0]["code"], "needs_supervision");
+    assert_eq!(warnings[0]["devices"], json!([loose.udid]), "{a}");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(message.contains(&loose.udid) && message.contains("allowAirDrop") && message.contains("not supervised"), "{message}");
+    // A profile that needs no supervision warns of nothing.
+    let camera_only = common::AIRDROP_PROFILE
+        .replace("<key>allowAirDrop</key><false/>", "<key>allowCamera</key><false/>")
+        .replace("uk.sch.test.restrictions", "uk.sch.test.camera")
+        .replace("-000000000001", "-000000000021")
+        .replace("-000000000002", "-000000000022");
+    let (st, up) =
+        raw(&s, &admin, Method::POST, "/api/v1/profiles?name=camera-only", "application/x-apple-aspen-config", camera_only.into_bytes())
+            .await;
+    assert_eq!(st, StatusCode::CREATED, "{up}");
+    let (st, a) = assign(&s, &admin, &g, up["id"].as_str().unwrap()).await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    assert_eq!(a["warnings"], json!([]), "{a}");
+    for d in [&supervised, &loose, &mac] {
+        s.drain(d).await;
+    }
+
+    // The device's profiles say, per key, that it is not in force.
+    let (st, view) = s.get(&format!("/api/v1/devices/{}/profiles", loose.udid), &auditor).await;
+    assert_eq!(st, StatusCode::OK, "{view}");
+    assert_eq!(view["supervised"], false, "{view}");
+    let intended = view["intended"].as_array().unwrap().iter().find(|i| i["profile_id"] == rid.as_str()).unwrap().clone();
+    assert_eq!(intended["state"], "installed", "the device took it: {intended}");
+    let nif = &intended["not_in_force"];
+    assert!(names_key(nif, "com.apple.applicationaccess", "allowAirDrop"), "{intended}");
+    let entry = nif.as_array().unwrap().iter().find(|e| e["key"] == "allowAirDrop").unwrap();
+    assert_eq!((entry["state"].as_str(), entry["reason"].as_str()), (Some("not_in_force"), Some("not in force: device not supervised")));
+    let (_, view) = s.get(&format!("/api/v1/devices/{}/profiles", supervised.udid), &auditor).await;
+    assert!(view["intended"].as_array().unwrap().iter().all(|i| i["not_in_force"] == json!([])), "{view}");
+
+    // The compliance report counts the unsupervised iPad as not compliant, per key.
+    let (st, report) = s.get("/api/v1/compliance", &auditor).await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    let row = |d: &SimDevice| report["items"].as_array().unwrap().iter().find(|r| r["udid"] == d.udid.as_str()).unwrap().clone();
+    let r = row(&loose);
+    assert_eq!((r["compliant"].as_bool(), r["supervised"].as_bool()), (Some(false), Some(false)), "{r}");
+    assert_eq!(r["profiles_installed"], true, "installed, but not in force: {r}");
+    assert!(names_key(&r["not_in_force"], "com.apple.applicationaccess", "allowAirDrop"), "{r}");
+    let e = r["not_in_force"].as_array().unwrap().iter().find(|e| e["key"] == "allowAirDrop").unwrap().clone();
+    assert_eq!(
+        (e["profile"].as_str(), e["reason"].as_str()),
+        (Some("pupil-ipad-restrictions"), Some("not in force: device not supervised"))
+    );
+    let reasons: Vec<&str> = r["reasons"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+    assert!(reasons.iter().any(|x| x.contains("allowAirDrop") && x.contains("not in force: device not supervised")), "{reasons:?}");
+    assert_eq!(row(&supervised)["compliant"], true, "{}", row(&supervised));
+    assert_eq!(row(&supervised)["not_in_force"], json!([]));
+    assert_eq!(row(&mac)["not_in_force"], json!([]), "{}", row(&mac));
+    assert_eq!(report["summary"]["not_supervised"], 1, "{report}");
+    assert_eq!(report["summary"]["supervision_unknown"], 0, "{report}");
+    let csv = s.client.get(s.url("/api/v1/compliance?format=csv")).bearer_auth(&auditor).send().await.unwrap().text().await.unwrap();
+    let line = csv.lines().find(|l| l.starts_with(&loose.udid)).unwrap();
+    assert!(line.contains("not in force: device not supervised"), "{line}");
+
+    // A device whose supervision is not reported yet is "unknown", in the warning and the
+    // report; the report does not count it as compliant (unknown is not safe).
+    let fresh = s.new_device(Kind::UnsupervisedIpad).await;
+    assert_eq!(s.checkin(&fresh, fresh.authenticate()).await.0, StatusCode::OK);
+    assert_eq!(s.checkin(&fresh, fresh.token_update()).await.0, StatusCode::OK);
+    let g2 = static_group(&s, &admin, "New iPads", &[&fresh]).await;
+    let (st, a) = assign(&s, &admin, &g2, &rid).await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    assert_eq!(a["warnings"][0]["code"], "supervision_unknown", "{a}");
+    assert_eq!(a["warnings"][0]["devices"], json!([fresh.udid]), "{a}");
+    let (_, report) = s.get("/api/v1/compliance", &auditor).await;
+    let r = report["items"].as_array().unwrap().iter().find(|r| r["udid"] == fresh.udid.as_str()).unwrap().clone();
+    assert!(r["supervised"].is_null(), "{r}");
+    assert_eq!(r["compliant"], false, "{r}");
+    let e = r["not_in_force"].as_array().unwrap().iter().find(|e| e["key"] == "allowAirDrop").unwrap().clone();
+    assert_eq!(e["state"], "unknown", "{e}");
+    assert_eq!(report["summary"]["supervision_unknown"], 1, "{report}");
+    assert_eq!(report["summary"]["not_supervised"], 1, "{report}");
+
+    // The OpenAPI document has the new fields.
+    let (_, doc) = s.get("/api/v1/openapi.json", &admin).await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["Profile"]["properties"]["needs_supervision"].is_object());
+    assert!(schemas["Assigned"]["properties"]["warnings"].is_object());
+    assert!(schemas["Assigned"]["properties"]["assigned"].is_object(), "existing fields stay");
+    assert!(schemas["DeviceProfiles"]["properties"]["intended"]["items"]["properties"]["not_in_force"].is_object());
+    let report = &schemas["ComplianceReport"]["properties"];
+    assert!(report["items"]["items"]["properties"]["not_in_force"].is_object());
+    assert!(report["summary"]["properties"]["supervision_unknown"].is_object());
     s.stop().await;
 }

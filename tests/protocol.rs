@@ -22,6 +22,7 @@ backend_tests!(
     inventory_api_and_csv,
     bootstrap_token_round_trip,
     clear_passcode_uses_each_devices_own_unlock_token,
+    commands_that_need_supervision_are_refused_before_queueing,
 );
 
 fn shared_dir() -> std::path::PathBuf {
@@ -682,5 +683,100 @@ async fn clear_passcode_uses_each_devices_own_unlock_token(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{audit}");
     assert!(audit.to_string().contains("ClearPasscode"), "{audit}");
     leaks("the audit log", &audit.to_string());
+    s.stop().await;
+}
+
+/// The request types a device has been sent or has waiting, from its command history.
+async fn queued_types(s: &TestServer, token: &str, udid: &str) -> Vec<String> {
+    let (st, page) = s.get(&format!("/api/v1/devices/{udid}/commands?limit=1000"), token).await;
+    assert_eq!(st, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().iter().map(|c| c["request_type"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// Issue 16: a command Apple's schema says needs supervision is refused for an unsupervised
+/// device before it is queued (422 `needs_supervision`, naming the devices), on every face;
+/// a bulk request is refused whole; a device whose supervision is not known yet is not
+/// refused; the legal hold still refuses first.
+async fn commands_that_need_supervision_are_refused_before_queueing(b: Backend) {
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    let dsl = s.operator("dsl", "dsl").await;
+    let supervised = s.enrolled_device(Kind::SupervisedIpad).await;
+    let loose = s.enrolled_device(Kind::UnsupervisedIpad).await;
+    let mac = s.enrolled_device(Kind::Mac).await;
+    // Enrolled, but its DeviceInformation not answered yet: supervision unknown.
+    let fresh = s.new_device(Kind::UnsupervisedIpad).await;
+    assert_eq!(s.checkin(&fresh, fresh.authenticate()).await.0, StatusCode::OK);
+    assert_eq!(s.checkin(&fresh, fresh.token_update()).await.0, StatusCode::OK);
+    let (_, d) = s.get(&format!("/api/v1/devices/{}", loose.udid), &admin).await;
+    assert_eq!(d["supervised"], false, "{d}");
+    let (_, d) = s.get(&format!("/api/v1/devices/{}", fresh.udid), &admin).await;
+    assert!(d["supervised"].is_null(), "{d}");
+
+    // RestartDevice needs supervision on iOS/iPadOS (not on macOS).
+    let restart = json!({"request_type": "RestartDevice"});
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, restart.clone()).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "needs_supervision", "{e}");
+    assert_eq!(e["request_type"], "RestartDevice", "{e}");
+    assert_eq!(e["devices"], json!([loose.udid]), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("supervis"), "{e}");
+    assert!(!queued_types(&s, &admin, &loose.udid).await.contains(&"RestartDevice".to_owned()), "nothing was queued");
+    for ok in [&supervised, &mac, &fresh] {
+        let (st, r) = s.post(&format!("/api/v1/devices/{}/commands", ok.udid), &admin, restart.clone()).await;
+        assert_eq!(st, StatusCode::CREATED, "{}: {r}", ok.udid);
+    }
+
+    // A Settings item that needs supervision (DeviceName on iOS) is refused likewise.
+    let rename = json!({"request_type": "Settings", "Settings": [{"Item": "DeviceName", "DeviceName": "Year 3 iPad 7"}]});
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, rename.clone()).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "needs_supervision", "{e}");
+    assert!(e["error"].as_str().unwrap().contains("DeviceName"), "{e}");
+    let (st, r) = s.post(&format!("/api/v1/devices/{}/commands", supervised.udid), &admin, rename).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+    // Commands that do not need supervision still go to any device.
+    let (st, r) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, json!({"request_type": "DeviceLock"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{r}");
+
+    // Bulk: the whole request is refused, naming the unsupervised targets only; nothing queued.
+    let before = queued_types(&s, &admin, &supervised.udid).await.len();
+    let targets = json!([supervised.udid, loose.udid, mac.udid, fresh.udid]);
+    let (st, e) = s.post("/api/v1/commands", &admin, json!({"targets": targets, "command": {"request_type": "ShutDownDevice"}})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::UNPROCESSABLE_ENTITY), "needs_supervision", "{e}");
+    assert_eq!(e["devices"], json!([loose.udid]), "{e}");
+    assert_eq!(queued_types(&s, &admin, &supervised.udid).await.len(), before, "nothing queued for the others either");
+    let (_, audit) = s.get("/api/v1/audit?action=command.enqueue", &admin).await;
+    assert!(
+        audit["items"].as_array().unwrap().iter().all(|a| !a.to_string().contains("ShutDownDevice")),
+        "a refused command is not recorded as queued: {audit}"
+    );
+
+    // The legal hold refuses first: DisableLostMode to a held, unsupervised iPad is 409.
+    let (st, case) = s
+        .post(
+            "/api/v1/cases",
+            &dsl,
+            json!({"kind": "iioc", "summary": "Concern raised", "justification": "Reported under the IIOC procedure"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{case}");
+    let (st, q) = s
+        .post(
+            &format!("/api/v1/cases/{}/devices", case["id"].as_str().unwrap()),
+            &dsl,
+            json!({"udid": loose.udid, "justification": "Device may hold evidence: quarantine until police advice"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{q}");
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/commands", loose.udid), &admin, json!({"request_type": "DisableLostMode"})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold", "{e}");
+
+    // The OpenAPI document says so.
+    let (_, doc) = s.get("/api/v1/openapi.json", &admin).await;
+    for path in ["/api/v1/devices/{udid}/commands", "/api/v1/commands"] {
+        assert_eq!(doc["paths"][path]["post"]["responses"]["422"]["$ref"], "#/components/responses/CommandUnprocessable", "{path}");
+    }
+    let err = &doc["components"]["schemas"]["NeedsSupervisionError"]["allOf"][1]["properties"];
+    assert_eq!(err["code"]["enum"], json!(["needs_supervision"]));
+    assert!(err["devices"].is_object(), "{err}");
     s.stop().await;
 }

@@ -1248,3 +1248,64 @@ async fn console_import_preview_names_who_it_would_create() {
     assert!(s.ctx.store.all_people().await.unwrap().is_empty(), "nothing written yet");
     s.stop().await;
 }
+
+/// Issue 16 in the console: the profile's card lists the keys that need a supervised device;
+/// assigning it to a group with an unsupervised iPad warns, naming it; the device page says per
+/// key "not in force: device not supervised" and counts the iPad as not compliant (home page
+/// too); an action that needs supervision is unavailable for it, and a forged post is refused
+/// in words with nothing queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervision_is_told_plainly_in_the_console() {
+    let s = server().await;
+    let admin = s.admin().await;
+    let loose = s.enrolled_device(Kind::UnsupervisedIpad).await;
+    let supervised = s.enrolled_device(Kind::SupervisedIpad).await;
+    let (st, g) = s.post("/api/v1/groups", &admin, json!({"name": "Year 5 iPads", "kind": "static"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let (st, r) = s.post(&format!("/api/v1/groups/{gid}/members"), &admin, json!({"udids": [loose.udid, supervised.udid]})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let rid = s.ctx.store.profile_by_name("pupil-ipad-restrictions").await.unwrap().unwrap().id;
+    let loose_name = s.ctx.store.device(&loose.udid).await.unwrap().unwrap().device_name.unwrap();
+
+    let tech_pw = operator(&s, "tech", "technician").await;
+    let mut tech = Console::new(&s);
+    tech.login("tech", &tech_pw).await;
+    let page = tech.get("/ui/profiles").await;
+    let card = page.body.split(&format!("id=\"p-{rid}\"")).nth(1).unwrap().split("</section>").next().unwrap();
+    assert!(card.contains("Needs a supervised device") && card.contains("allowAirDrop"), "{card}");
+
+    // Assign: the page says which devices will not apply it.
+    let r = tech.post(&format!("/ui/profiles/{rid}/groups"), &[("csrf", &page.csrf()), ("group_id", &gid)]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let warn = r.body.split("id=\"assign-warnings\"").nth(1).unwrap_or_else(|| panic!("no warning: {}", r.body));
+    let warn = warn.split("</div>").next().unwrap();
+    assert!(warn.contains(&loose_name) && warn.contains("not supervised") && warn.contains("allowAirDrop"), "{warn}");
+    assert!(!warn.contains(&supervised.udid), "{warn}");
+    s.drain(&loose).await;
+    s.drain(&supervised).await;
+
+    // The device page: per key, not in force; not compliant.
+    let page = tech.get(&format!("/ui/devices/{}", loose.udid)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Not compliant:"), "{}", page.body);
+    let profiles = page.body.split("id=\"profiles-table\"").nth(1).unwrap();
+    assert!(profiles.contains("allowAirDrop: not in force: device not supervised"), "{profiles}");
+    let ok = tech.get(&format!("/ui/devices/{}", supervised.udid)).await;
+    assert!(!ok.body.contains("not in force"), "{}", ok.body);
+    let home = tech.get("/ui/").await;
+    assert!(home.body.contains("id=\"count-non-compliant\">1<"), "{}", home.body);
+    let list = tech.get("/ui/devices?compliance=no").await;
+    assert!(list.body.contains(&loose.udid) && !list.body.contains(&supervised.udid), "{}", list.body);
+
+    // Restart needs a supervised iPad: the button is disabled with the reason, and a post
+    // anyway is refused in words, with nothing queued.
+    let restart = page.body.split("id=\"action-restart\"").nth(1).unwrap().split("</form>").next().unwrap();
+    assert!(restart.contains("disabled") && restart.contains("Not available: this iPad is not supervised"), "{restart}");
+    let r = tech.post(&format!("/ui/devices/{}/actions", loose.udid), &[("csrf", &page.csrf()), ("action", "restart")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("needs a supervised device") && r.body.contains("Nothing was queued"), "{}", r.body);
+    let cmds = s.ctx.store.device_commands(&loose.udid, None, 100).await.unwrap();
+    assert!(cmds.iter().all(|c| c.request_type != "RestartDevice"), "nothing queued");
+    s.stop().await;
+}

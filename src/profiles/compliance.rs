@@ -7,9 +7,16 @@
 //! intended for it is installed at the current version, and a Mac with FileVault on has its
 //! recovery key escrowed to Lanyard. A device that has not yet reported its security state is
 //! not compliant here (unknown is not safe; the summary counts it as `security_unknown`).
+//!
+//! Nor is a device on which settings of its intended profiles are not in force because it is
+//! not supervised (Apple's schema says they need supervision: [`crate::supervision`]); each
+//! such key is listed in `not_in_force`. While a device has not reported whether it is
+//! supervised those keys are `unknown`, and the device is not compliant here either, for the
+//! same reason (the summary counts it as `supervision_unknown`).
 //! SecurityInfo is asked for again every day (the profiles sweep), so the report stays current.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -19,6 +26,7 @@ use crate::devices::compliance::compliance_problems;
 use crate::devices::inventory::csv_cell;
 use crate::error::Result;
 use crate::store::DeviceFilter;
+use crate::supervision::{self, NeedsSupervision, ProfileKeyInForce};
 
 /// A device not seen for this long is counted as stale in the summary.
 pub const STALE_AFTER: Duration = Duration::days(7);
@@ -40,6 +48,11 @@ pub struct ComplianceRow {
     pub profiles_installed: bool,
     /// Intended profiles not installed at their current version, by name.
     pub missing_profiles: Vec<String>,
+    /// From DeviceInformation (`IsSupervised`); null until the device reports it.
+    pub supervised: Option<bool>,
+    /// Settings of its intended profiles that need a supervised device: `not_in_force` (the
+    /// device is not supervised) or `unknown` (not reported yet), per profile and key.
+    pub not_in_force: Vec<ProfileKeyInForce>,
     pub last_seen_at: DateTime<Utc>,
     pub security_updated_at: Option<DateTime<Utc>>,
     /// Why it is not compliant, in plain words.
@@ -58,6 +71,10 @@ pub struct ComplianceSummary {
     pub security_unknown: usize,
     /// Not seen for 7 days (their state may be out of date).
     pub not_seen_7_days: usize,
+    /// Not supervised, with settings of their intended profiles not in force.
+    pub not_supervised: usize,
+    /// Supervision not reported yet, with settings of their intended profiles that need it.
+    pub supervision_unknown: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +134,7 @@ impl Lanyard {
         let mut filter = DeviceFilter { enrolled: Some(true), limit: 1000, ..Default::default() };
         let mut items = Vec::new();
         let mut names: BTreeMap<uuid::Uuid, String> = BTreeMap::new();
+        let mut needs: HashMap<(uuid::Uuid, i64), Arc<Vec<NeedsSupervision>>> = HashMap::new();
         let schedules = self.store.list_schedules().await?;
         loop {
             let page = self.store.list_devices(&filter).await?;
@@ -155,6 +173,39 @@ impl Lanyard {
                 if !missing.is_empty() {
                     reasons.push(format!("required profiles not installed: {}", missing.join(", ")));
                 }
+                // Settings a device applies only when supervised: not in force on this one
+                // (not supervised), or perhaps not (not reported yet; unknown is not safe).
+                let mut not_in_force = Vec::new();
+                if d.supervised != Some(true) {
+                    for i in &intended {
+                        let key = (i.profile_id, i.version);
+                        if let std::collections::hash_map::Entry::Vacant(e) = needs.entry(key) {
+                            e.insert(self.profile_version_needs(i.profile_id, i.version).await?);
+                        }
+                        let keys = supervision::not_in_force(&needs[&key], &d.platform, d.supervised);
+                        if keys.is_empty() {
+                            continue;
+                        }
+                        let name = match names.get(&i.profile_id) {
+                            Some(n) => n.clone(),
+                            None => {
+                                let n = self.store.profile(i.profile_id).await?.map(|p| p.name).unwrap_or_default();
+                                names.insert(i.profile_id, n.clone());
+                                n
+                            }
+                        };
+                        let labels: Vec<String> = keys.iter().map(|k| k.label()).collect();
+                        reasons.push(match d.supervised {
+                            Some(false) => format!("{name}: {} {}", labels.join(", "), supervision::NOT_SUPERVISED),
+                            _ => format!("{name}: {} {}", labels.join(", "), supervision::SUPERVISION_UNKNOWN),
+                        });
+                        not_in_force.extend(keys.into_iter().map(|key| ProfileKeyInForce {
+                            profile_id: i.profile_id,
+                            profile: name.clone(),
+                            key,
+                        }));
+                    }
+                }
                 items.push(ComplianceRow {
                     compliant: reasons.is_empty(),
                     udid: d.udid,
@@ -168,6 +219,8 @@ impl Lanyard {
                     passcode_compliant,
                     profiles_installed: missing.is_empty(),
                     missing_profiles: missing,
+                    supervised: d.supervised,
+                    not_in_force,
                     last_seen_at: d.last_seen_at,
                     security_updated_at: d.security_updated_at,
                     reasons,
@@ -201,6 +254,12 @@ impl Lanyard {
             }
             if now - r.last_seen_at > STALE_AFTER {
                 s.not_seen_7_days += 1;
+            }
+            if !r.not_in_force.is_empty() {
+                match r.supervised {
+                    Some(false) => s.not_supervised += 1,
+                    _ => s.supervision_unknown += 1,
+                }
             }
         }
         Ok(ComplianceReport { generated_at: now, summary: s, items })

@@ -33,6 +33,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::register::{KeyStage, parse_year_group};
 use crate::store::{DeviceFilter, DeviceRecord, GroupRecord, HolderRow};
+use crate::supervision::SupervisionWarning;
 
 /// Who a device belongs to, for smart groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +263,9 @@ pub struct Assigned {
     pub profile_id: Uuid,
     /// False when it was already assigned.
     pub assigned: bool,
+    /// Members that will not (`needs_supervision`) or may not (`supervision_unknown`) apply
+    /// some of its settings, because they need a supervised device.
+    pub warnings: Vec<SupervisionWarning>,
 }
 
 fn check_group_name(name: &str) -> Result<String> {
@@ -495,7 +499,8 @@ impl Lanyard {
         let g = self.live_group(group_id).await?;
         let p = self.live_profile(profile_id).await.map_err(|_| Error::unprocessable("profile_id", format!("no profile {profile_id}")))?;
         if self.store.group_profile_ids(g.id).await?.contains(&p.id) {
-            return Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: false }));
+            let warnings = self.assignment_warnings(&p, g.id).await?;
+            return Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: false, warnings }));
         }
         if self.current_version(&p).await?.filtering.is_some() {
             let (reason, risk) = require_change_fields(reason, risk_assessment_ref)?;
@@ -511,11 +516,23 @@ impl Lanyard {
         );
         if !self.store.assign_profile(g.id, p.id, &actor.name, self.now(), audit).await? {
             // Assigned by another request meanwhile (which recorded it).
-            return Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: false }));
+            let warnings = self.assignment_warnings(&p, g.id).await?;
+            return Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: false, warnings }));
         }
         let members = self.store.group_members(g.id).await?;
         self.reconcile_and_wake(&members).await?;
-        Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: true }))
+        let warnings = self.assignment_warnings(&p, g.id).await?;
+        Ok(ChangeOutcome::Done(Assigned { group_id: g.id, profile_id: p.id, assigned: true, warnings }))
+    }
+
+    /// The supervision warnings for a profile (its current version) given to a group's members.
+    async fn assignment_warnings(&self, p: &crate::store::ProfileRecord, group_id: Uuid) -> Result<Vec<SupervisionWarning>> {
+        let needs = self.profile_version_needs(p.id, p.version).await?;
+        if needs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let members = self.store.group_members(group_id).await?;
+        self.supervision_warnings(&needs, &members).await
     }
 
     /// Take a profile off a group (a filtering change for a filtering profile). Reconcile

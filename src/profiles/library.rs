@@ -17,6 +17,7 @@ use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::{NewAuditEntry, ProfileRecord, ProfileVersionRecord};
+use crate::supervision::{NeedsSupervision, stored_profile_needs};
 
 /// Who made the baseline profiles at first start.
 pub const BASELINE_CREATOR: &str = "system (baseline)";
@@ -51,6 +52,9 @@ pub struct Profile {
     /// Things worth fixing in the uploaded file (only in the answer to an upload).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The settings it holds that a device applies only when supervised (from Apple's schema),
+    /// by payload type and key, with the systems concerned: an unsupervised device ignores them.
+    pub needs_supervision: Vec<NeedsSupervision>,
 }
 
 /// One version, without its XML (download it from `/mobileconfig?version=N`).
@@ -222,6 +226,7 @@ pub fn profile_view(p: &ProfileRecord, v: &ProfileVersionRecord) -> Profile {
         updated_at: p.updated_at,
         deleted_at: p.deleted_at,
         warnings: Vec::new(),
+        needs_supervision: stored_profile_needs(&v.sha256, &v.xml).as_ref().clone(),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::mdm::command::{Command, InstallProfile, ProfileList, RemoveProfile};
 use crate::mdm::report::{CommandReport, CommandStatus};
 use crate::store::{DeviceProfileRecord, ProfileCommandRecord, ProfileCommandState, RecordedResult, ScheduleRecord};
+use crate::supervision::{KeyInForce, not_in_force};
 
 /// How far back reconcile reads the commands it queued.
 const COMMAND_HISTORY: Duration = Duration::days(30);
@@ -449,6 +450,8 @@ fn profile_list(report: &CommandReport, udid: &str, now: DateTime<Utc>) -> Vec<D
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceProfiles {
     pub udid: String,
+    /// From the device's DeviceInformation (`IsSupervised`); null until it reports.
+    pub supervised: Option<bool>,
     pub groups: Vec<super::library::GroupRef>,
     pub on_legal_hold: bool,
     pub intended: Vec<IntendedView>,
@@ -467,6 +470,9 @@ pub struct IntendedView {
     pub via: Vec<String>,
     /// `installed`, `outdated`, `pending_install`, `install_failed` or `missing`.
     pub state: String,
+    /// Its settings that need a supervised device, when this device is not supervised
+    /// (`not_in_force`) or has not said yet (`unknown`); empty on a supervised device.
+    pub not_in_force: Vec<KeyInForce>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -563,9 +569,14 @@ fn state_of(
 impl Lanyard {
     /// `GET /api/v1/devices/{udid}/profiles`: intended vs installed vs pending.
     pub async fn device_profiles_view(&self, udid: &str) -> Result<DeviceProfiles> {
-        self.store.device(udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
+        let device = self.store.device(udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
         let now = self.now();
         let intended = self.intended_profiles(udid).await?;
+        let mut not_in_force_of = HashMap::new();
+        for i in &intended {
+            let needs = self.profile_version_needs(i.profile_id, i.version).await?;
+            not_in_force_of.insert(i.profile_id, not_in_force(&needs, &device.platform, device.supervised));
+        }
         let installed = self.store.device_profiles(udid).await?;
         let history = self.store.profile_command_states(udid, now - COMMAND_HISTORY).await?;
         let held = self.store.legal_hold(udid).await?.is_some();
@@ -589,6 +600,7 @@ impl Lanyard {
                     identifier: i.identifier.clone(),
                     via: i.via.clone(),
                     state,
+                    not_in_force: not_in_force_of.remove(&i.profile_id).unwrap_or_default(),
                 }
             })
             .collect();
@@ -616,6 +628,7 @@ impl Lanyard {
         }
         Ok(DeviceProfiles {
             udid: udid.to_owned(),
+            supervised: device.supervised,
             groups: self.device_group_refs(udid).await?,
             on_legal_hold: held,
             intended: intended_views,

@@ -284,6 +284,8 @@ pub trait DeviceStore: Send + Sync {
     /// Which of these devices hold a (sealed) unlock token from TokenUpdate: the ones a
     /// ClearPasscode can be sent to.
     async fn udids_with_unlock_token(&self, udids: &[String]) -> StoreResult<Vec<String>>;
+    /// `(udid, platform, supervised, device_name)` of those of these UDIDs that exist.
+    async fn device_supervision(&self, udids: &[String]) -> StoreResult<Vec<(String, String, Option<bool>, Option<String>)>>;
 }
 
 macro_rules! impl_device_store {
@@ -669,6 +671,23 @@ macro_rules! impl_device_store {
                     q.push(")");
                     let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
                     found.extend(rows.into_iter().map(|(u,)| u));
+                }
+                Ok(found)
+            }
+
+            async fn device_supervision(
+                &self,
+                udids: &[String],
+            ) -> $crate::store::StoreResult<Vec<(String, String, Option<bool>, Option<String>)>> {
+                let mut found = Vec::with_capacity(udids.len());
+                for chunk in udids.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid, platform, supervised, device_name FROM devices WHERE udid IN (");
+                    let mut sep = q.separated(", ");
+                    for u in chunk {
+                        sep.push_bind(u.clone());
+                    }
+                    q.push(")");
+                    found.extend(q.build_query_as::<(String, String, Option<bool>, Option<String>)>().fetch_all(&self.pool).await?);
                 }
                 Ok(found)
             }

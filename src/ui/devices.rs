@@ -117,6 +117,7 @@ pub async fn list(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     let desc = p.get("dir") == Some("desc");
 
     let devices = all_devices(&ctx).await?;
+    let not_in_force = ctx.not_in_force_counts(&devices).await?;
     let holders = current_holders(&ctx).await?;
     let udids: Vec<String> = devices.iter().map(|d| d.udid.clone()).collect();
     let holds: HashMap<String, i64> = ctx.store.legal_holds(&udids).await?.into_iter().map(|(u, _, n)| (u, n)).collect();
@@ -145,7 +146,10 @@ pub async fn list(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
             "week" if d.last_seen_at >= now - Duration::days(7) || !d.enrolled => continue,
             _ => {}
         }
-        let problems = compliance_problems(&d);
+        let mut problems: Vec<String> = compliance_problems(&d).into_iter().map(str::to_owned).collect();
+        if let Some(n) = not_in_force.get(&d.udid) {
+            problems.push(not_in_force_words(*n));
+        }
         if compliance == "no" && problems.is_empty() {
             continue;
         }
@@ -240,6 +244,28 @@ pub async fn list(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
     }))
 }
 
+/// "3 settings of its profiles not in force: device not supervised".
+fn not_in_force_words(n: usize) -> String {
+    format!("{n} setting{} of its profiles not in force: device not supervised", if n == 1 { "" } else { "s" })
+}
+
+/// What the console calls a device of this platform.
+fn kind_words(platform: &str) -> &'static str {
+    match platform {
+        "iPadOS" => "iPad",
+        "macOS" => "Mac",
+        _ => "iPhone",
+    }
+}
+
+/// Why an action is unavailable on a device known not to be supervised, if its command needs
+/// supervision there (Apple's schema, as the service that refuses it reads it).
+fn needs_supervision(d: &DeviceRecord, request_type: &str) -> Option<String> {
+    let os = crate::supervision::Os::of_platform(&d.platform);
+    (d.supervised == Some(false) && crate::supervision::request_needs(request_type).contains(&os))
+        .then(|| format!("Not available: this {} is not supervised, and this command needs a supervised device.", kind_words(&d.platform)))
+}
+
 struct CommandRow {
     uuid: String,
     words: &'static str,
@@ -311,6 +337,11 @@ fn profile_matches(v: &DeviceProfiles) -> Vec<ProfileMatch> {
                 }
                 _ => ("Missing", "status-bad", "Not installed.".into()),
             };
+            let mut detail = detail;
+            if !i.not_in_force.is_empty() {
+                let keys: Vec<String> = i.not_in_force.iter().map(|k| format!("{}: {}", k.label(), k.reason)).collect();
+                detail = format!("{detail} Needs a supervised device — {}.", keys.join("; "));
+            }
             ProfileMatch { name: i.name.clone(), identifier: i.identifier.clone(), via: i.via.join(", "), verdict, css, detail }
         })
         .collect();
@@ -342,7 +373,7 @@ struct DevicePage {
     name: String,
     done: Option<&'static str>,
     facts: Vec<(&'static str, String)>,
-    problems: Vec<&'static str>,
+    problems: Vec<String>,
     hold: Option<i64>,
     holders: Vec<HolderRow>,
     access: Vec<HolderRow>,
@@ -423,7 +454,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         ("Battery", d.battery_level.map(|b| format!("{:.0}%", b * 100.0)).unwrap_or_else(|| "Not reported yet".into())),
         ("Wi-Fi address", d.wifi_mac.clone().unwrap_or_else(|| "—".into())),
     ];
-    let problems = compliance_problems(&d);
+    let mut problems: Vec<String> = compliance_problems(&d).into_iter().map(str::to_owned).collect();
 
     let h = ctx.device_holders(&udid, None).await?;
     let holders = h
@@ -463,6 +494,12 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
     let count = |v: &str| profile_rows.iter().filter(|r| r.verdict == v).count();
     let profile_counts = (count("Matching"), count("Missing") + count("Out of date"), count("Extra"));
     let profile_groups = view.groups.iter().map(|g| g.name.clone()).collect();
+    // Settings its profiles hold that it ignores, not being supervised (as the compliance
+    // report counts them; not counted while its supervision is unknown, as above).
+    let not_in_force = view.intended.iter().flat_map(|i| &i.not_in_force).filter(|k| k.state == "not_in_force").count();
+    if not_in_force > 0 {
+        problems.push(not_in_force_words(not_in_force));
+    }
 
     let commands = command_rows(&ctx, &udid).await?;
     let any_pending = commands.iter().any(|c| c.css == "status-wait");
@@ -502,7 +539,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
             explain: "Restarts the device. Anything unsaved on it is lost.",
             button: "Restart",
             css: "secondary",
-            disabled: None,
+            disabled: needs_supervision(&d, "RestartDevice"),
             confirm: Some("Restart this device now?"),
             with_message: false,
         });
@@ -512,7 +549,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
             explain: "Unlocks a device that was put in Lost Mode.",
             button: "Take out of Lost Mode",
             css: "secondary",
-            disabled: held("DisableLostMode"),
+            disabled: held("DisableLostMode").or_else(|| needs_supervision(&d, "DisableLostMode")),
             confirm: Some("Take this device out of Lost Mode?"),
             with_message: false,
         });

@@ -45,7 +45,10 @@ pub async fn home(State(ctx): State<Ctx>, s: Session) -> UiResult<Response> {
     let mut push_warning = None;
     if show_devices {
         let today = now.date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        for d in all_devices(&ctx).await? {
+        let devices = all_devices(&ctx).await?;
+        // Settings of their profiles not in force because they are not supervised.
+        let not_in_force = ctx.not_in_force_counts(&devices).await?;
+        for d in devices {
             if !d.enrolled {
                 continue;
             }
@@ -56,7 +59,7 @@ pub async fn home(State(ctx): State<Ctx>, s: Session) -> UiResult<Response> {
             if d.last_seen_at < now - Duration::days(7) {
                 not_seen_week += 1;
             }
-            if !is_compliant(&d) {
+            if !is_compliant(&d) || not_in_force.contains_key(&d.udid) {
                 non_compliant += 1;
             }
         }

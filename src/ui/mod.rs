@@ -243,6 +243,7 @@ impl From<crate::error::Error> for UiError {
                     ),
                 )
             }
+            E::Invalid { code: "needs_supervision", message, .. } => ("Refused: the device is not supervised", sentence(message)),
             E::Internal(_) => {
                 ("Something went wrong", "Lanyard could not do that because of an internal error. It has been logged.".into())
             }

@@ -106,6 +106,8 @@ struct ProfileCard {
     other_groups: Vec<(String, String)>,
     status: String,
     pending: usize,
+    /// Its settings a device applies only when supervised, in words.
+    needs_supervision: Vec<String>,
 }
 
 struct DiffLine {
@@ -152,6 +154,8 @@ struct ProfilesPage {
     nav: Nav,
     done: Option<&'static str>,
     warnings: Vec<String>,
+    /// After assigning: members that will not (or may not) apply some of it.
+    assign_warnings: Vec<String>,
     error: Option<ErrorNotice>,
     profiles: Vec<ProfileCard>,
     baseline_missing: Vec<BaselineFile>,
@@ -293,6 +297,14 @@ async fn build(ctx: &Lanyard, s: &Session) -> crate::error::Result<ProfilesPage>
             other_groups,
             status,
             pending: pending_of.get(&p.id).copied().unwrap_or(0),
+            needs_supervision: p
+                .needs_supervision
+                .iter()
+                .map(|n| {
+                    let on: Vec<&str> = n.os.iter().map(|o| o.words()).collect();
+                    format!("{} ({}, on {})", n.label(), n.payload_type, on.join(" and "))
+                })
+                .collect(),
         });
     }
 
@@ -343,6 +355,7 @@ async fn build(ctx: &Lanyard, s: &Session) -> crate::error::Result<ProfilesPage>
         nav: Nav::new(s, "profiles"),
         done: None,
         warnings: Vec::new(),
+        assign_warnings: Vec::new(),
         error: None,
         profiles,
         baseline_missing,
@@ -528,6 +541,13 @@ pub async fn assign(State(ctx): State<Ctx>, Path(id): Path<String>, form: Form) 
     let gid = group_id(gid)?;
     let (reason, risk) = change_fields(&form);
     match ctx.assign_group_profile(&s.actor(), gid, pid, reason, risk).await {
+        Ok(ChangeOutcome::Done(a)) if a.assigned && !a.warnings.is_empty() => {
+            // Say which members will not apply some of it, as the API's `warnings` do.
+            let mut page = build(&ctx, s).await?;
+            page.done = done_message("assigned");
+            page.assign_warnings = a.warnings.into_iter().map(|w| w.message).collect();
+            Ok(render_status(StatusCode::CREATED, &page))
+        }
         Ok(ChangeOutcome::Done(a)) if a.assigned => to("assigned", &format!("#p-{pid}")),
         Ok(ChangeOutcome::Done(_)) => to("already", &format!("#p-{pid}")),
         Ok(ChangeOutcome::Proposed(c)) => to("proposed", &format!("#c-{}", c.id)),
