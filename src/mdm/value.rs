@@ -48,13 +48,20 @@ fn malformed(why: impl Into<String>) -> ProtocolError {
     ProtocolError::Malformed(why.into())
 }
 
-/// Builds one value from plist events, within [`MAX_NESTING`] and `budget`.
+/// Builds one value from plist events, within [`MAX_NESTING`] and `budget`; the events must
+/// end with it.
 fn build(events: impl Iterator<Item = Result<plist::stream::OwnedEvent, plist::Error>>, budget: usize) -> Result<Value, ProtocolError> {
     use plist::stream::Event;
     let mut open: Vec<Open> = Vec::new();
+    let mut root = None;
     let mut spent = 0usize;
     for event in events {
         let event = event.map_err(|e| malformed(e.to_string()))?;
+        // The document must end with its root value: a second root, a stray close tag or a
+        // mismatched `</plist>` is an error, not something to ignore.
+        if root.is_some() {
+            return Err(malformed("data after the root value"));
+        }
         spent += VALUE_COST
             + match &event {
                 Event::String(s) => s.len(),
@@ -92,7 +99,7 @@ fn build(events: impl Iterator<Item = Result<plist::stream::OwnedEvent, plist::E
             _ => return Err(malformed("a property list value of an unknown kind")),
         };
         match open.last_mut() {
-            None => return Ok(value),
+            None => root = Some(value),
             Some(Open::Array(items)) => items.push(value),
             Some(Open::Dict(dict, pending)) => match pending.take() {
                 Some(key) => {
@@ -105,7 +112,7 @@ fn build(events: impl Iterator<Item = Result<plist::stream::OwnedEvent, plist::E
             },
         }
     }
-    Err(malformed(if open.is_empty() { "empty property list" } else { "the property list ends inside a collection" }))
+    root.ok_or_else(|| malformed(if open.is_empty() { "empty property list" } else { "the property list ends inside a collection" }))
 }
 
 /// Encodes a value as an XML plist document (with the XML declaration and DOCTYPE).
@@ -351,6 +358,22 @@ mod tests {
         ];
         for body in cases {
             assert!(matches!(parse_dict(body), Err(ProtocolError::Malformed(_))), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// Found by tests/parsers_proptest.rs (`plist_xml_mutations_agree_with_the_plist_crate`):
+    /// the builder stopped at the end of the root value and never looked further, so a second
+    /// root, a stray close tag or text that is no XML at all after `</dict>` was accepted and
+    /// the body read as its first dictionary. The plist crate refuses all of these.
+    #[test]
+    fn data_after_the_root_is_refused() {
+        let head = "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>a</key><string>x</string></dict>";
+        assert!(parse_dict(format!("{head}</plist>").as_bytes()).is_ok());
+        assert!(parse_dict(format!("{head}\n </plist>\n").as_bytes()).is_ok());
+        for tail in ["<dict><key>b</key><string>y</string></dict></plist>", "<string>y</string></plist>", "</dict></plist>", "junk"] {
+            let body = format!("{head}{tail}");
+            assert!(matches!(parse_dict(body.as_bytes()), Err(ProtocolError::Malformed(_))), "accepted {body}");
+            assert!(Value::from_reader_xml(body.as_bytes()).is_err(), "the plist crate accepts {body}");
         }
     }
 
