@@ -146,6 +146,13 @@ impl SignerCache {
     /// The fast path: Some(hash of the signer certificate) only if the signature verifies with
     /// a remembered certificate that is valid at `now`.
     fn verify_known(&self, body: &[u8], parts: &SignedParts, md: Digest, now: i64) -> Option<[u8; 32]> {
+        // Only the plain shape OpenSSL accepts too: every listed digest known, the signer's
+        // among them, and algorithm parameters absent or NULL. Anything else takes the full
+        // check, which gives the verdict (found by tests/parsers_proptest.rs: a mangled
+        // digestAlgorithms set or NULL passed here with a warm cache and failed the full check).
+        if !plain_algorithms(parts) {
+            return None;
+        }
         let sha256 = openssl::sha::sha256(parts.signer_cert);
         let known = self.lookup(&sha256, now)?;
         let digest = match parts.signed_attributes {
@@ -186,6 +193,8 @@ impl SignerCache {
 /// The pieces of a detached CMS SignedData with one signer that the fast path needs.
 struct SignedParts<'a> {
     signer_cert: &'a [u8],
+    /// SignedData's digestAlgorithms: OpenSSL digests the body with each.
+    digest_algorithms: Tlv<'a>,
     digest_algorithm: Tlv<'a>,
     signed_attributes: Option<Tlv<'a>>,
     signature_algorithm: Tlv<'a>,
@@ -207,7 +216,7 @@ impl<'a> SignedParts<'a> {
         let signed_data = ci.expect(context(0))?.children().expect(SEQUENCE)?;
         let mut sd = signed_data.children();
         sd.expect(der::INTEGER)?;
-        sd.expect(SET)?;
+        let digest_algorithms = sd.expect(SET)?;
         let encap = sd.expect(SEQUENCE)?;
         let mut e = encap.children();
         if e.expect(OID)?.content != OID_DATA || !e.is_empty() {
@@ -230,7 +239,7 @@ impl<'a> SignedParts<'a> {
         let signature = si.expect(OCTET_STRING)?.content;
         let mut certs = certificates.children();
         let signer_cert = std::iter::from_fn(|| certs.next_tlv()).find(|c| names(c, issuer, serial))?.raw;
-        Some(SignedParts { signer_cert, digest_algorithm, signed_attributes, signature_algorithm, signature })
+        Some(SignedParts { signer_cert, digest_algorithms, digest_algorithm, signed_attributes, signature_algorithm, signature })
     }
 }
 
@@ -290,6 +299,38 @@ fn message_digest<'a>(attrs: Tlv<'a>) -> Option<&'a [u8]> {
 
 fn algorithm_oid<'a>(alg: Tlv<'a>) -> Option<&'a [u8]> {
     Some(alg.children().expect(OID)?.content)
+}
+
+/// Whether an AlgorithmIdentifier is exactly an OID, then nothing or a NULL.
+fn plain_algorithm(alg: Tlv) -> bool {
+    const NULL: u8 = 0x05;
+    let mut r = alg.children();
+    if r.expect(OID).is_none() {
+        return false;
+    }
+    if !r.is_empty() && !r.next_tlv().is_some_and(|p| p.tag == NULL && p.content.is_empty()) {
+        return false;
+    }
+    alg.tag == SEQUENCE && r.is_empty()
+}
+
+/// The algorithms of a signature the fast path may check: the signer's digest and signature
+/// algorithms plain, and the digestAlgorithms set a list of plain, known digests that holds the
+/// signer's.
+fn plain_algorithms(parts: &SignedParts) -> bool {
+    if !plain_algorithm(parts.digest_algorithm) || !plain_algorithm(parts.signature_algorithm) {
+        return false;
+    }
+    let signer_digest = algorithm_oid(parts.digest_algorithm);
+    let mut listed = parts.digest_algorithms.children();
+    let mut names_signer = false;
+    while let Some(alg) = listed.next_tlv() {
+        if !plain_algorithm(alg) || digest_algorithm(alg).is_none() {
+            return false;
+        }
+        names_signer |= algorithm_oid(alg) == signer_digest;
+    }
+    listed.is_empty() && names_signer
 }
 
 /// The digests CMS signers use, computed with OpenSSL's direct functions (no algorithm lookup).
@@ -436,6 +477,37 @@ mod tests {
         let e = cache.verify(BODY, &BASE64.encode(&der), &ca.cert).unwrap_err();
         assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
         assert_eq!(counts(&cache).0, 0, "no request may pass the fast path");
+    }
+
+    /// Found by tests/parsers_proptest.rs (`signature_mutations_never_verify_as_anyone_else`):
+    /// the fast path never read SignedData's digestAlgorithms set nor the parameters of the
+    /// algorithm identifiers, so with the certificate remembered it accepted signatures that
+    /// OpenSSL refuses ("nested asn1 error", "unknown digest type"): the verdict depended on
+    /// the cache. Now each such change goes to the full check, which refuses it.
+    #[test]
+    fn unsigned_structure_the_full_check_refuses_is_refused_with_a_warm_cache() {
+        let ca = make_ca("Lanyard Test CA");
+        for device in devices(&ca) {
+            let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
+            let cache = SignerCache::default();
+            cache.verify(BODY, &BASE64.encode(&der), &ca.cert).expect("genuine");
+            let sha256_oid = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+            // The digestAlgorithms set is the first SET: its first AlgorithmIdentifier's tag,
+            // the digest's OID, and (for RSA, whose identifiers carry one) the NULLs.
+            let set = der.windows(2).position(|w| w[0] == SET).expect("digestAlgorithms");
+            let mut changes = vec![(set + 2, 0x00), (set + 2, 0xff), (set + 6, 0x00)];
+            for (at, _) in der.windows(sha256_oid.len() + 2).enumerate().filter(|(_, w)| w[..11] == sha256_oid && w[11..] == [0x05, 0x00]) {
+                changes.push((at + 11, 0x00));
+                changes.push((at + 12, 0x80));
+            }
+            for (at, byte) in changes {
+                let mut bad = der.clone();
+                bad[at] = byte;
+                let full = verify_detached_der(BODY, &bad, &ca.cert);
+                let cached = cache.verify(BODY, &BASE64.encode(&bad), &ca.cert);
+                assert!(full.is_ok() || cached.is_err(), "byte {at} set to {byte:#04x}: full {:?}, cached {:?}", full.err(), cached.ok());
+            }
+        }
     }
 
     #[test]
