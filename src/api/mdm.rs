@@ -108,6 +108,7 @@ pub struct ScepQuery {
 /// `GET|POST /scep?operation=...` (RFC 8894).
 pub async fn scep_endpoint(State(ctx): State<Ctx>, Query(q): Query<ScepQuery>, req: Request) -> DeviceResult<Response> {
     let is_post = req.method() == axum::http::Method::POST;
+    let raw_message = req.uri().query().and_then(|query| raw_query_param(query, "message")).map(decode_keeping_plus);
     match q.operation.as_deref() {
         Some("GetCACaps") => Ok(([(header::CONTENT_TYPE, scep::CONTENT_TYPE_CA_CAPS)], scep::CA_CAPS).into_response()),
         Some("GetCACert") => {
@@ -118,7 +119,8 @@ pub async fn scep_endpoint(State(ctx): State<Ctx>, Query(q): Query<ScepQuery>, r
             let der = if is_post {
                 body_within(req, SCEP_BODY_LIMIT).await?.to_vec()
             } else {
-                let m = q.message.ok_or_else(|| Error::BadRequest("PKIOperation by GET needs ?message=".into()))?;
+                // The parameter as sent, not as `Query` decoded it: see `raw_query_param`.
+                let m = raw_message.or(q.message).ok_or_else(|| Error::BadRequest("PKIOperation by GET needs ?message=".into()))?;
                 scep::decode_message_param(&m).map_err(|e| Error::BadRequest(format!("message: {e}")))?
             };
             let reply = ctx.scep_pki_operation(der).await?;
@@ -129,5 +131,53 @@ pub async fn scep_endpoint(State(ctx): State<Ctx>, Query(q): Query<ScepQuery>, r
         }
         Some(other) => Err(Error::BadRequest(format!("unknown SCEP operation {other:?}")).into()),
         None => Err(Error::BadRequest("SCEP needs ?operation=".into()).into()),
+    }
+}
+
+/// The value of parameter `name` in a query string exactly as sent, still percent-encoded.
+///
+/// A SCEP client puts standard base64 in `?message=` and most leave its `+` unescaped.
+/// Form-style decoding (what `Query` does) turns each `+` into a space; `decode_message_param`
+/// maps spaces back, but only after trimming the value, so a message whose base64 began or
+/// ended with `+` (about one request in a hundred without padding) lost that character and was
+/// refused with 400 (found by `tests/parsers_proptest.rs`). The raw value keeps every `+`;
+/// `decode_message_param` undoes any percent-encoding itself.
+pub fn raw_query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| pair.split_once('=').filter(|(key, _)| *key == name).map(|(_, value)| value))
+}
+
+/// Percent-decodes a query value once, as `Query` would, except that a `+` stays a `+`.
+/// (Some clients escape the base64 twice; `decode_message_param` undoes a second layer.)
+pub fn decode_keeping_plus(raw: &str) -> String {
+    let escaped = raw.replace('+', "%2B");
+    form_urlencoded::parse(format!("v={escaped}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_query_param_keeps_plus_signs() {
+        assert_eq!(raw_query_param("operation=PKIOperation&message=+AB+/CD+", "message"), Some("+AB+/CD+"));
+        assert_eq!(raw_query_param("message=a%2Bb&message=second", "message"), Some("a%2Bb"));
+        assert_eq!(raw_query_param("operation=GetCACaps", "message"), None);
+        assert_eq!(raw_query_param("message", "message"), None);
+        assert_eq!(raw_query_param("", "message"), None);
+        assert_eq!(decode_keeping_plus("a+b%2Bc%252B%3D+"), "a+b+c%2B=+");
+    }
+
+    /// The case the property tests found: base64 ending in `+`, sent without padding, as
+    /// form decoding and the trim in `decode_message_param` used to lose it.
+    #[test]
+    fn a_message_ending_in_plus_decodes_whole() {
+        let query = "operation=PKIOperation&message=MIIBAAA+";
+        let sent = [0x30, 0x82, 0x01, 0x00, 0x00, 0x3e];
+        let raw = decode_keeping_plus(raw_query_param(query, "message").expect("message"));
+        assert_eq!(scep::decode_message_param(&raw).expect("base64"), sent);
+        // What `Query` passes on: the last `+` became a space, then was trimmed away, and the
+        // rest decodes to other bytes.
+        let form: Vec<(String, String)> = serde_urlencoded::from_str(query).expect("query");
+        assert_ne!(scep::decode_message_param(&form[1].1).ok(), Some(sent.to_vec()));
     }
 }
