@@ -80,3 +80,86 @@ pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainR
     }
     Ok(ChainReport { ok: true, entries_checked: checked, first_bad_seq: None, problem: None })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::store::DynStore;
+
+    fn entry(i: usize) -> NewAuditEntry {
+        NewAuditEntry {
+            at: chrono::Utc::now(),
+            actor: "system".into(),
+            ip: None,
+            action: "test.append".into(),
+            target: Some(i.to_string()),
+            details: "{}".into(),
+        }
+    }
+
+    /// Entries appended while `verify_chain` walks (the head moving on between its last page and
+    /// its look at the head) are no sign of tampering: an intact chain verifies however the walk
+    /// and the appends interleave.
+    async fn verifies_while_the_head_moves(store: DynStore) {
+        for i in 0..1500 {
+            store.append_audit(entry(i)).await.unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    store.append_audit(entry(i)).await.unwrap();
+                    i += 1;
+                }
+                i
+            })
+        };
+        let mut failures = Vec::new();
+        for _ in 0..60 {
+            let report = verify_chain(store.as_ref()).await.unwrap();
+            if !report.ok {
+                failures.push(format!("{report:?}"));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let appended = appender.await.unwrap();
+        assert!(appended > 0, "nothing was appended during the walks");
+        assert!(
+            failures.is_empty(),
+            "{} of 60 walks called an intact chain tampered ({appended} appends meanwhile): {}",
+            failures.len(),
+            failures[0]
+        );
+        // And once the appends have stopped.
+        assert!(verify_chain(store.as_ref()).await.unwrap().ok);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifies_while_the_head_moves_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        verifies_while_the_head_moves(crate::store::connect(&url, 4).await.unwrap()).await;
+    }
+
+    /// With `LANYARD_TEST_POSTGRES_URL` (an admin URL), on a fresh database of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verifies_while_the_head_moves_postgres() {
+        let Ok(admin_url) = std::env::var("LANYARD_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("LANYARD_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "LANYARD_REQUIRE_POSTGRES=1 but LANYARD_TEST_POSTGRES_URL is not set"
+            );
+            return;
+        };
+        let name = format!("lanyard_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        verifies_while_the_head_moves(crate::store::connect(&format!("{base}/{name}"), 4).await.unwrap()).await;
+    }
+}
