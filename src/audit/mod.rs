@@ -39,8 +39,16 @@ pub struct ChainReport {
     pub problem: Option<String>,
 }
 
-/// Walk the whole chain from the genesis hash, in pages.
+/// Walk the whole chain from the genesis hash, in pages, up to the head as it stood when the
+/// walk began.
+///
+/// The head is read first. An entry and the head's move to it commit together, one append at
+/// a time, so every entry up to that head has committed, and the walk checks exactly the chain
+/// that head names, however many entries are appended while it runs (they are left for the
+/// next walk). Reading the head last, as this once did, called every append made during the
+/// walk a removed entry: a live server's chain "failed" verification whenever anyone worked.
 pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainReport> {
+    let (head_seq, head_hash) = store.audit_head().await?;
     let mut prev = GENESIS_HASH.to_owned();
     let mut last_seq = 0;
     let mut checked = 0;
@@ -50,8 +58,9 @@ pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainR
         first_bad_seq: Some(seq),
         problem: Some(problem),
     };
-    loop {
-        let page = store.audit_chain(last_seq, 1000).await?;
+    while last_seq < head_seq {
+        // Never past the head, unless past a gap, which the first entry after it reports.
+        let page = store.audit_chain(last_seq, (head_seq - last_seq).min(1000)).await?;
         if page.is_empty() {
             break;
         }
@@ -70,13 +79,15 @@ pub async fn verify_chain(store: &dyn crate::store::Store) -> StoreResult<ChainR
             last_seq = e.seq;
         }
     }
-    let (head_seq, head_hash) = store.audit_head().await?;
-    if head_seq != last_seq || (head_seq > 0 && head_hash != prev) {
+    if head_seq != last_seq {
         return Ok(fail(
             last_seq + 1,
             checked,
             format!("the chain ends at entry {last_seq} but the head says {head_seq}: entries were removed"),
         ));
+    }
+    if head_seq > 0 && head_hash != prev {
+        return Ok(fail(head_seq, checked, format!("entry {head_seq} is not the entry the head names: entries were replaced")));
     }
     Ok(ChainReport { ok: true, entries_checked: checked, first_bad_seq: None, problem: None })
 }
@@ -137,6 +148,31 @@ mod tests {
         );
         // And once the appends have stopped.
         assert!(verify_chain(store.as_ref()).await.unwrap().ok);
+    }
+
+    /// Reading the head first still catches what it must: an entry removed from the middle,
+    /// the newest entry removed, and an entry the head does not name.
+    #[tokio::test]
+    async fn removals_are_still_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = crate::store::connect(&url, 4).await.unwrap();
+        for i in 0..5 {
+            store.append_audit(entry(i)).await.unwrap();
+        }
+        assert!(verify_chain(store.as_ref()).await.unwrap().ok);
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let mut run = async |sql: &str| {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut db).await.unwrap();
+            verify_chain(store.as_ref()).await.unwrap()
+        };
+        run("DROP TRIGGER audit_log_no_delete").await;
+        let newest = run("DELETE FROM audit_log WHERE seq = 5").await;
+        assert_eq!((newest.ok, newest.first_bad_seq), (false, Some(5)), "{newest:?}");
+        let middle = run("DELETE FROM audit_log WHERE seq = 2").await;
+        assert_eq!((middle.ok, middle.first_bad_seq), (false, Some(2)), "{middle:?}");
+        let renamed = run("UPDATE audit_head SET seq = 1, hash = 'x' WHERE id = 1").await;
+        assert_eq!((renamed.ok, renamed.first_bad_seq), (false, Some(1)), "{renamed:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
