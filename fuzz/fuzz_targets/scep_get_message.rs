@@ -1,0 +1,22 @@
+//! `GET /scep?operation=PKIOperation&message=...`: the query decoded as the server decodes it
+//! (form-style, `+` to space), then the message parameter's base64. Also: the input's bytes,
+//! base64-encoded as clients send them and unescaped, always decode back to themselves.
+#![no_main]
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let query = format!("operation=PKIOperation&message={}", String::from_utf8_lossy(data));
+    if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(&query) {
+        for (_, v) in pairs.iter().filter(|(k, _)| k == "message") {
+            if let Ok(der) = lanyard::scep::decode_message_param(v) {
+                let f = lanyard_fuzz::fixtures();
+                let _ = lanyard::scep::parse_pki_message(&der, &f.ca, &f.ca_key);
+            }
+        }
+    }
+    let sent = format!("operation=PKIOperation&message={}", STANDARD.encode(data));
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&sent).expect("a query of base64");
+    let message = &pairs.iter().find(|(k, _)| k == "message").expect("message").1;
+    assert_eq!(lanyard::scep::decode_message_param(message).expect("base64 decodes"), data);
+});
