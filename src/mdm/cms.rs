@@ -90,6 +90,9 @@ pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, S
     if p7.signed().is_none() {
         return Err(SignatureError::NotCms("not a SignedData structure".into()));
     }
+    if !digests_are_known(&p7.to_der()?) {
+        return Err(SignatureError::BadSignature("a listed digest algorithm is not MD5, SHA-1 or SHA-2".into()));
+    }
 
     let none = Stack::new()?;
     let signer = p7
@@ -120,6 +123,40 @@ pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, S
         (true, _) => Ok(signer),
         (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
     }
+}
+
+/// Whether every algorithm in a SignedData's digestAlgorithms (read from `der`, OpenSSL's own
+/// DER encoding of it) is a digest OpenSSL computes: MD5 (refused later, by
+/// [`super::signers::SignerCache::verify`]), SHA-1 or SHA-2.
+///
+/// OpenSSL 3.0's `PKCS7_verify` leaks the copy of the detached body it makes (about 270 bytes)
+/// when it cannot set up a listed digest, so an unauthenticated request naming an unknown one
+/// cost the server memory for good: found by the `mdm_signature` fuzz target under
+/// LeakSanitizer. Such a signature never reaches it.
+fn digests_are_known(der: &[u8]) -> bool {
+    use crate::der::{OID, Reader, SEQUENCE, SET, context};
+    const KNOWN: [&[u8]; 6] = [
+        &[0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x02, 0x05],       // MD5
+        &[0x2B, 0x0E, 0x03, 0x02, 0x1A],                         // SHA-1
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04], // SHA-224
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01], // SHA-256
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02], // SHA-384
+        &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03], // SHA-512
+    ];
+    let read = || -> Option<bool> {
+        let mut ci = Reader::new(der).expect(SEQUENCE)?.children();
+        ci.expect(OID)?;
+        let mut sd = ci.expect(context(0))?.children().expect(SEQUENCE)?.children();
+        sd.expect(crate::der::INTEGER)?;
+        let mut algs = sd.expect(SET)?.children();
+        let mut all_known = true;
+        while let Some(alg) = algs.next_tlv() {
+            let oid = alg.children().expect(OID)?.content;
+            all_known &= alg.tag == SEQUENCE && KNOWN.contains(&oid);
+        }
+        Some(all_known && algs.is_empty())
+    };
+    read().unwrap_or(false)
 }
 
 /// Whether `cert` chains to `ca` alone (any purpose): the check `verify_mdm_signature` makes,
@@ -254,6 +291,29 @@ mod tests {
         der[last] ^= 0x5a;
         let e = verify_mdm_signature(BODY, &BASE64.encode(&der), &ca.cert).unwrap_err();
         assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
+    }
+
+    /// Found by the `mdm_signature` fuzz target (LeakSanitizer): a signature listing a digest
+    /// OpenSSL does not know made `PKCS7_verify` leak a copy of the body on every request. It is
+    /// refused before OpenSSL sees it (our message, not OpenSSL's "unknown digest type").
+    #[test]
+    fn unknown_listed_digests_never_reach_pkcs7_verify() {
+        let ca = make_ca("Lanyard Test CA");
+        let device = make_leaf(&ca, "device-1", Leaf::Device);
+        let der = sign_detached(BODY, &device.cert, &device.key).expect("sign");
+        assert!(digests_are_known(&der));
+        // The first SHA-256 OID is the one in digestAlgorithms; 2.16.840.1.101.3.4.2.1 becomes
+        // 2.16.840.1.101.3.4.2.49, which no provider implements.
+        let sha256 = [0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+        let at = der.windows(sha256.len()).position(|w| w == sha256).expect("SHA-256");
+        let mut unknown = der.clone();
+        unknown[at + sha256.len() - 1] = 0x31;
+        assert!(!digests_are_known(&unknown));
+        let e = verify_detached_der(BODY, &unknown, &ca.cert).unwrap_err();
+        assert!(e.to_string().contains("not MD5, SHA-1 or SHA-2"), "{e}");
+        for garbage in [&b""[..], b"\x30\x00", &der[..40]] {
+            assert!(!digests_are_known(garbage));
+        }
     }
 
     #[test]
