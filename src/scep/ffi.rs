@@ -679,9 +679,8 @@ pub(super) fn csr_challenge_password(csr_der: &[u8]) -> Result<Option<String>, S
     }
 }
 
-/// Test helper: adds a challengePassword of the given ASN.1 string type to a
-/// DER CSR and re-signs it with `key_der` and `md`.
-#[cfg(test)]
+/// The requester's side (see [`super::client`]): adds a challengePassword of the given ASN.1
+/// string type to a DER CSR and re-signs it with `key_der` and `md`.
 pub(super) fn add_challenge_password(
     csr_der: &[u8],
     key_der: &[u8],

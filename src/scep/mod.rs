@@ -33,6 +33,7 @@
 //! OpenSSL does all cryptography. The `openssl` crate has no API for CMS
 //! signed attributes, so the `ffi` submodule wraps the few libcrypto calls needed.
 
+pub mod client;
 mod der;
 mod ffi;
 mod issue;

@@ -5,22 +5,19 @@ use std::ffi::c_int;
 
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
-use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkcs7::Pkcs7;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{
-    X509, X509Builder, X509ExtendedKeyUsage, X509KeyUsage, X509Name, X509PurposeId, X509Req, X509ReqBuilder, X509StoreContext,
-};
+use openssl::x509::{X509, X509Builder, X509ExtendedKeyUsage, X509KeyUsage, X509Name, X509PurposeId, X509Req, X509StoreContext};
 
-use super::ffi::{self, AttrToSign, AttrValue, ScepAttr};
-use super::{ContentCipher, MessageType, der};
+use super::MessageType;
+use super::client::{self, BuiltMessage, DecodedRep};
+use super::ffi::{AttrToSign, ScepAttr};
 
 fn rsa_key() -> PKey<Private> {
     PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap()
@@ -70,99 +67,49 @@ impl TestCa {
     }
 }
 
-/// A self-signed certificate for `key` with the given subject CN and serial.
-fn self_signed(key: &PKey<Private>, cn: &str, serial: &Asn1Integer) -> X509 {
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(serial).unwrap();
-    b.set_subject_name(&name(cn)).unwrap();
-    b.set_issuer_name(&name(cn)).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
-    b.sign(key, MessageDigest::sha256()).unwrap();
-    b.build()
-}
+/// A SCEP client (see [`super::client`]) whose steps panic on failure, for unit tests.
+pub(super) struct Requester(pub client::Requester);
 
-/// A SCEP client: key pair, self-signed signing certificate and CSR.
-pub(super) struct Requester {
-    pub key: PKey<Private>,
-    pub cert: X509,
-    pub csr_der: Vec<u8>,
-    cn: String,
-}
-
-/// A request pkiMessage and the values it was built with.
-pub(super) struct BuiltMessage {
-    pub der: Vec<u8>,
-    pub transaction_id: String,
-    pub sender_nonce: Vec<u8>,
+impl std::ops::Deref for Requester {
+    type Target = client::Requester;
+    fn deref(&self) -> &client::Requester {
+        &self.0
+    }
 }
 
 impl Requester {
     /// CSR signed with `md`, carrying `challenge` as an attribute of ASN.1
     /// string type `challenge_type`.
     pub fn new(cn: &str, challenge: &str, challenge_type: c_int, md: MessageDigest) -> Self {
-        let mut requester = Self::build(cn, md);
-        requester.csr_der =
-            ffi::add_challenge_password(&requester.csr_der, &requester.key.private_key_to_der().unwrap(), challenge, challenge_type, md)
-                .unwrap();
-        requester
+        Requester(client::Requester::with_challenge(rsa_key(), cn, Some((challenge, challenge_type)), md).unwrap())
     }
 
     pub fn without_challenge(cn: &str) -> Self {
-        Self::build(cn, MessageDigest::sha256())
-    }
-
-    fn build(cn: &str, md: MessageDigest) -> Self {
-        let key = rsa_key();
-        let mut req = X509ReqBuilder::new().unwrap();
-        req.set_subject_name(&name(cn)).unwrap();
-        req.set_pubkey(&key).unwrap();
-        req.sign(&key, md).unwrap();
-        let csr_der = req.build().to_der().unwrap();
-        let cert = self_signed(&key, cn, &serial());
-        Requester { key, cert, csr_der, cn: cn.to_owned() }
+        Requester(client::Requester::with_challenge(rsa_key(), cn, None, MessageDigest::sha256()).unwrap())
     }
 
     pub fn csr(&self) -> X509Req {
-        X509Req::from_der(&self.csr_der).unwrap()
+        self.0.csr().unwrap()
     }
 
     /// The same key and CSR, signing with another certificate (for renewals).
     pub fn with_cert(&self, cert: X509) -> Self {
-        Requester { key: self.key.clone(), cert, csr_der: self.csr_der.clone(), cn: self.cn.clone() }
+        Requester(self.0.with_cert(cert))
     }
 
     /// pkcsPKIEnvelope: the CSR encrypted to `ca` with `cipher`.
     pub fn envelope(&self, ca: &X509, cipher: Cipher) -> Vec<u8> {
-        let mut recipients = Stack::new().unwrap();
-        recipients.push(ca.clone()).unwrap();
-        CmsContentInfo::encrypt(&recipients, &self.csr_der, cipher, CMSOptions::BINARY).unwrap().to_der().unwrap()
+        self.0.envelope(ca, cipher).unwrap()
     }
 
     /// Signs `content` with this requester's key and certificate.
     pub fn sign(&self, content: &[u8], md: MessageDigest, attrs: &[(ScepAttr, AttrToSign<'_>)]) -> Vec<u8> {
-        ffi::sign_signed_data(content, &self.cert.to_der().unwrap(), &self.key.private_key_to_der().unwrap(), md, attrs).unwrap()
+        self.0.sign(content, md, attrs).unwrap()
     }
 
     /// A complete request pkiMessage of type `message_type`.
     pub fn pkcs_req(&self, ca: &X509, cipher: Cipher, md: MessageDigest, message_type: MessageType) -> BuiltMessage {
-        let envelope = self.envelope(ca, cipher);
-        let transaction_id = hex::encode_upper(self.key.public_key_to_der().map(|d| openssl::sha::sha1(&d)).unwrap());
-        let mut nonce = vec![0u8; 16];
-        openssl::rand::rand_bytes(&mut nonce).unwrap();
-        let code = message_type.code().to_string();
-        let der = self.sign(
-            &envelope,
-            md,
-            &[
-                (ScepAttr::TransactionId, AttrToSign::Printable(&transaction_id)),
-                (ScepAttr::MessageType, AttrToSign::Printable(&code)),
-                (ScepAttr::SenderNonce, AttrToSign::Octets(&nonce)),
-            ],
-        );
-        BuiltMessage { der, transaction_id, sender_nonce: nonce }
+        self.0.pkcs_req(ca, cipher, md, message_type).unwrap()
     }
 
     /// A PKCSReq that carries this requester's certificate but whose
@@ -170,8 +117,14 @@ impl Requester {
     /// look-alike certificate (same subject and serial, its own key), which
     /// is then swapped for the real one inside the DER.
     pub fn forged_by(&self, ca: &X509, impostor: &PKey<Private>) -> Vec<u8> {
-        let lookalike = self_signed(impostor, &self.cn, &self.cert.serial_number().to_owned().unwrap());
-        let fake = Requester { key: impostor.clone(), cert: lookalike.clone(), csr_der: self.csr_der.clone(), cn: self.cn.clone() };
+        let serial = self.cert.serial_number().to_owned().unwrap();
+        let lookalike = client::self_signed(impostor, self.common_name(), &serial).unwrap();
+        let fake = Requester(client::Requester {
+            key: impostor.clone(),
+            cert: lookalike.clone(),
+            csr_der: self.csr_der.clone(),
+            cn: self.cn.clone(),
+        });
         let msg = fake.pkcs_req(ca, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq);
         let fake_der = lookalike.to_der().unwrap();
         let real_der = self.cert.to_der().unwrap();
@@ -188,56 +141,10 @@ pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A CertRep as a device sees it.
-#[derive(Debug)]
-pub(super) struct DecodedRep {
-    pub message_type: String,
-    pub pki_status: String,
-    pub fail_info: Option<String>,
-    pub transaction_id: String,
-    pub recipient_nonce: Vec<u8>,
-    pub sender_nonce: Vec<u8>,
-    pub signer_der: Vec<u8>,
-    pub digest_nid: c_int,
-    pub reply_cipher: Option<ContentCipher>,
-    pub certs: Vec<X509>,
-}
-
 /// Verifies and decodes a CertRep; decrypts its envelope, if any, with the
 /// requester's key.
 pub(super) fn decode_cert_rep(rep: &[u8], requester: &Requester) -> DecodedRep {
-    let signed = ffi::verify_signed_data(rep).expect("CertRep signature verifies");
-    let text = |attr| match signed.attribute(attr) {
-        Some(AttrValue::Text(s)) => Some(s.clone()),
-        None => None,
-        other => panic!("{attr:?} is {other:?}"),
-    };
-    let octets = |attr| match signed.attribute(attr) {
-        Some(AttrValue::Octets(b)) => b.clone(),
-        other => panic!("{attr:?} is {other:?}"),
-    };
-    let (reply_cipher, certs) = if signed.content.is_empty() {
-        (None, Vec::new())
-    } else {
-        let envelope = CmsContentInfo::from_der(&signed.content).unwrap();
-        let oid = der::enveloped_content_cipher_oid(&envelope.to_der().unwrap()).expect("EnvelopedData").to_vec();
-        let degenerate = envelope.decrypt(&requester.key, &requester.cert).unwrap();
-        let p7 = Pkcs7::from_der(&degenerate).unwrap();
-        let certs = p7.signed().and_then(|s| s.certificates()).map(|s| s.iter().map(|c| c.to_owned()).collect()).unwrap_or_default();
-        (Some(ContentCipher::from_oid(&oid)), certs)
-    };
-    DecodedRep {
-        message_type: text(ScepAttr::MessageType).expect("messageType"),
-        pki_status: text(ScepAttr::PkiStatus).expect("pkiStatus"),
-        fail_info: text(ScepAttr::FailInfo),
-        transaction_id: text(ScepAttr::TransactionId).expect("transactionID"),
-        recipient_nonce: octets(ScepAttr::RecipientNonce),
-        sender_nonce: octets(ScepAttr::SenderNonce),
-        signer_der: signed.signer_cert_der.clone(),
-        digest_nid: signed.digest_nid,
-        reply_cipher,
-        certs,
-    }
+    requester.0.decode_cert_rep(rep).expect("CertRep verifies and decodes")
 }
 
 /// Checks everything `issue_certificate` promises.
