@@ -61,6 +61,8 @@ use crate::push::{MockApns, MockConfig};
 use crate::sim::{Kind, SimDevice};
 use crate::store::{AuthenticateRecord, DeviceFilter};
 
+mod enrol;
+
 /// The push topic the simulated devices report.
 const TOPIC: &str = "com.apple.mgmt.External.6f3c1a7e-bench-4c2e-9d1a-lanyardbench";
 const ADMIN_PASSWORD: &str = "lanyard-bench-admin-password";
@@ -115,6 +117,11 @@ impl DeviceKeys {
         Ok(DeviceKeys { kind, rsa, next: AtomicUsize::new(0) })
     }
 
+    /// How many keys the devices share (0: each has its own).
+    fn shared(&self) -> usize {
+        self.rsa.len()
+    }
+
     fn key(&self) -> Result<PKey<Private>> {
         match self.kind {
             DeviceKey::P256 => Ok(crate::sim::new_key()?),
@@ -142,6 +149,10 @@ pub enum Scenario {
     /// --devices devices keep sending Idle check-ins (at the first --rate, 0 for as fast as
     /// they can) until the last push is answered.
     PushServer,
+    /// --devices enrolments as an iPad makes them: SCEP PKCSReq, Authenticate, TokenUpdate;
+    /// where the time goes (the devices' key generation and signing, the server), and the
+    /// enrolments a second the server answers per core of this machine.
+    Enrol,
 }
 
 /// `lanyard bench [idle|commands|all] [options]`.
@@ -211,6 +222,7 @@ pub struct PhaseReport {
     pub max_ms: f64,
     pub commands: Option<CommandStats>,
     pub pushes: Option<PushStats>,
+    pub enrolment: Option<enrol::EnrolStats>,
     /// Server CPU time over the run, in cores (1.0 = one core busy all the time).
     pub server_cpu_cores: f64,
     /// Server CPU time per answered request, in microseconds: unlike req/s, this hardly depends
@@ -545,6 +557,32 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     eprintln!("lanyard bench: {backend}, server pid {} on {addr}, data in {}", server.pid(), dir.path.display());
 
     let keys = Arc::new(DeviceKeys::new(args.device_key).await?);
+    if args.scenario == Scenario::Enrol {
+        let load_before = load_average();
+        let phase = match enrol::run(&ctx, &keys, addr, n, args.concurrency, &monitor).await {
+            Ok(p) => p,
+            Err(e) => bail!("{e:#}\n{}", server.log_tail()),
+        };
+        let report = Report {
+            backend,
+            device_key: args.device_key,
+            devices: n,
+            enrolled,
+            concurrency: args.concurrency,
+            store_enrol_secs,
+            http_enrol_secs: phase.elapsed.as_secs_f64(),
+            server_peak_rss_kb: proc_status_kb(server.pid(), "VmHWM").unwrap_or(0),
+            server_rss_end_kb: proc_status_kb(server.pid(), "VmRSS").unwrap_or(0),
+            phases: vec![phase],
+            kept_dir: args.keep.then(|| dir.path.clone()),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load_before,
+            load_after: load_average(),
+        };
+        monitor.stop();
+        server.stop().await;
+        return Ok(report);
+    }
     let started = Instant::now();
     let devices = match enrol_over_http(&ctx, &keys, addr, n).await {
         Ok(d) => Arc::new(d),
@@ -1153,6 +1191,7 @@ async fn finish_phase(
         max_ms: l.last().map(|&v| v as f64 / 1000.0).unwrap_or(0.0),
         commands: None,
         pushes: None,
+        enrolment: None,
         server_cpu_cores: u.server_cpu / u.wall,
         server_cpu_us_per_request: per_request(u.server_cpu),
         database_cpu_cores: u.database_cpu.map(|c| c / u.wall),
@@ -1244,6 +1283,9 @@ impl PhaseReport {
         if let Some(c) = &self.commands {
             s += &format!("; queued by the API in {:.2} s, {} acknowledged in the store", c.enqueue_secs, c.verified_acknowledged);
         }
+        if let Some(e) = &self.enrolment {
+            s += &format!("\n{}", e.lines(self));
+        }
         if let Some(e) = &self.first_error {
             s += &format!("\n    first error: {e}");
         }
@@ -1272,13 +1314,15 @@ impl fmt::Display for Report {
                 self.store_enrol_secs
             )?;
         }
+        let enrol_only = self.phases.iter().any(|p| p.enrolment.is_some());
         writeln!(
             f,
-            "{:<18} {} devices in {:.1} s ({:.0} devices/s; Authenticate, TokenUpdate, 3 inventory commands each)",
+            "{:<18} {} devices in {:.1} s ({:.0} devices/s; {})",
             "enrol (HTTP):",
             self.devices,
             self.http_enrol_secs,
-            self.devices as f64 / self.http_enrol_secs
+            self.devices as f64 / self.http_enrol_secs,
+            if enrol_only { "SCEP, Authenticate, TokenUpdate each" } else { "Authenticate, TokenUpdate, 3 inventory commands each" }
         )?;
         for p in &self.phases {
             writeln!(f, "{}", p.line())?;

@@ -100,3 +100,24 @@ async fn push_through_the_server_reaches_every_device_while_check_ins_go_on() {
     assert!(p.requests > 0 && p.p50_ms <= p.p99_ms, "{shown}");
     assert!(shown.contains("21000 devices in 2 requests at once"), "{shown}");
 }
+
+/// Issue 16's enrolment benchmark: every device enrols as an iPad does (SCEP PKCSReq with the
+/// enrolment token as challenge, Authenticate, TokenUpdate), the store holds them all, and the
+/// report says where the time went on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_bench_enrols_every_device_by_scep_and_splits_the_cost() {
+    let mut a = args(None);
+    a.scenario = Scenario::Enrol;
+    a.enrolled = None;
+    let r = lanyard::bench::run(a).await.unwrap();
+    let shown = r.to_string();
+    assert_eq!(r.errors(), 0, "{shown}");
+    assert_eq!(r.phases.len(), 1, "{shown}");
+    let p = &r.phases[0];
+    assert_eq!((p.name, p.requests), ("enrol", 20), "{shown}");
+    let e = p.enrolment.as_ref().expect("enrolment stats");
+    assert_eq!((e.enrolled, e.verified_enrolled), (20, 20), "{shown}");
+    assert!(p.server_cpu_us_per_request > 0.0, "{shown}");
+    assert!(e.key_generation_ms > 0.0 && e.request_ms > 0.0 && e.cert_rep_ms > 0.0 && e.signing_ms > 0.0, "{shown}");
+    assert!(shown.contains("server-side") && shown.contains("SCEP, Authenticate, TokenUpdate each"), "{shown}");
+}
