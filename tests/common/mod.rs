@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod child;
 pub mod device;
 pub mod push;
 
