@@ -156,9 +156,7 @@ impl Requester {
 
     /// Signs `content` with this requester's key and certificate.
     pub(super) fn sign(&self, content: &[u8], md: MessageDigest, attrs: &[(ScepAttr, AttrToSign<'_>)]) -> Result<Vec<u8>, ScepError> {
-        let cert_der = self.cert.to_der().map_err(ossl("encoding the requester's certificate"))?;
-        let key_der = self.key.private_key_to_der().map_err(ossl("encoding the requester's key"))?;
-        ffi::sign_signed_data(content, &cert_der, &key_der, md, attrs)
+        ffi::sign_signed_data(content, &self.cert, &self.key, md, attrs)
     }
 
     /// A complete request pkiMessage of type `message_type`; the transactionID is the hex SHA-1

@@ -21,8 +21,11 @@ use std::ffi::{CStr, c_char, c_int, c_long, c_uchar, c_uint, c_void};
 use std::ptr;
 use std::sync::OnceLock;
 
+use foreign_types::ForeignTypeRef;
 use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
+use openssl::pkey::{PKeyRef, Private};
+use openssl::x509::X509Ref;
 use openssl_sys as sys;
 
 use super::ScepError;
@@ -584,20 +587,21 @@ pub(super) fn verify_signed_data(der: &[u8]) -> Result<VerifiedSignedData, ScepE
 // ---------------------------------------------------------------------------
 
 /// Builds a DER CMS SignedData over `content` (encapsulated as id-data),
-/// signed by `signer_cert_der`/`key_der` with digest `md`, carrying the
+/// signed by `signer_cert`/`key` with digest `md`, carrying the
 /// standard signed attributes (contentType, messageDigest, signingTime) plus
 /// the given SCEP attributes. The signer certificate is included in the
 /// `certificates` field. `content` may be empty (CertRep FAILURE/PENDING).
 pub(super) fn sign_signed_data(
     content: &[u8],
-    signer_cert_der: &[u8],
-    key_der: &[u8],
+    cert: &X509Ref,
+    key: &PKeyRef<Private>,
     md: MessageDigest,
     attrs: &[(ScepAttr, AttrToSign<'_>)],
 ) -> Result<Vec<u8>, ScepError> {
+    // The key is used as it is held, never re-read from DER: OpenSSL 3 decodes a private key
+    // through its provider machinery and sets the RSA key up afresh, which cost the CA more
+    // than the signature itself on every CertRep.
     ensure_oids()?;
-    let cert = d2i_owned(signer_cert_der, sys::d2i_X509, sys::X509_free, "signer certificate")?;
-    let key = d2i_owned(key_der, sys::d2i_AutoPrivateKey, sys::EVP_PKEY_free, "signer private key")?;
     // SAFETY: all-null arguments with CMS_PARTIAL create an empty SignedData
     // (no signer, not finalised), which we own.
     let cms = Owned::new(
@@ -606,7 +610,7 @@ pub(super) fn sign_signed_data(
         "creating a CMS SignedData",
     )?;
     // SAFETY: `cms`, `cert` and `key` are valid. CMS_add1_signer takes its
-    // own references to `cert` and `key` (our guards still free ours); the
+    // own references to `cert` and `key` (the caller's stay theirs); the
     // returned SignerInfo is borrowed from `cms`. Without CMS_REUSE_DIGEST
     // nothing is signed yet: that happens in CMS_final, after we have added
     // our attributes. CMS_NOSMIMECAP leaves out the S/MIME capabilities.

@@ -6,9 +6,7 @@ use openssl::stack::Stack;
 use openssl::x509::{X509, X509Req};
 
 use super::ffi::{self, AttrToSign, AttrValue, ScepAttr, VerifiedSignedData};
-use super::{
-    ContentCipher, DigestAlgorithm, FailInfo, MessageType, OpensslContext as _, PkiStatus, ScepError, ScepRequest, SecretDer, der,
-};
+use super::{ContentCipher, DigestAlgorithm, FailInfo, MessageType, OpensslContext as _, PkiStatus, ScepError, ScepRequest, der};
 
 /// Longest transactionID we accept (clients use 20–64 characters).
 const MAX_TRANSACTION_ID: usize = 256;
@@ -208,9 +206,7 @@ fn build_cert_rep(
     if let Some(fail_info) = fail_info {
         attrs.push((ScepAttr::FailInfo, AttrToSign::Printable(fail_info.code())));
     }
-    let ca_der = ca_cert.to_der().ctx("encoding the CA certificate")?;
-    let key_der = SecretDer(ca_key.private_key_to_der().ctx("encoding the CA key")?);
-    ffi::sign_signed_data(content, &ca_der, &key_der.0, req.digest.message_digest(), &attrs)
+    ffi::sign_signed_data(content, ca_cert, ca_key, req.digest.message_digest(), &attrs)
 }
 
 #[cfg(test)]

@@ -493,19 +493,6 @@ impl<T> OpensslContext<T> for Result<T, ErrorStack> {
     }
 }
 
-/// DER of private key material, zeroed when dropped.
-struct SecretDer(Vec<u8>);
-
-impl Drop for SecretDer {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // SAFETY: `b` is a valid, exclusive reference into our own buffer;
-            // the volatile write keeps the compiler from eliding the wipe.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
