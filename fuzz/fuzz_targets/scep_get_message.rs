@@ -15,8 +15,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // As the server reads it (src/api/mdm.rs): the raw parameter, decoded once with `+` kept.
     let sent = format!("operation=PKIOperation&message={}", STANDARD.encode(data));
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&sent).expect("a query of base64");
-    let message = &pairs.iter().find(|(k, _)| k == "message").expect("message").1;
-    assert_eq!(lanyard::scep::decode_message_param(message).expect("base64 decodes"), data);
+    let raw = lanyard::api::mdm::raw_query_param(&sent, "message").expect("message");
+    let message = lanyard::api::mdm::decode_keeping_plus(raw);
+    assert_eq!(lanyard::scep::decode_message_param(&message).expect("base64 decodes"), data);
 });
