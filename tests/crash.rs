@@ -5,14 +5,15 @@
 //! the commands an admin queues for them through `POST /api/v1/commands` (several rounds), and
 //! answer each with a signed Acknowledged report. Meanwhile the server is killed with SIGKILL
 //! [`KILLS`] times — after a random number of acknowledged results, some kills landing while a
-//! command is being queued — and restarted on the same data directory and database. Each
-//! device records every command it was handed and every result that got an HTTP 200. After
-//! the last restart the devices drain the queue. The test proves, on SQLite and PostgreSQL:
+//! command is being queued — once more while it is still starting, and restarted each time on
+//! the same data directory and database. Each device records every command it was handed and
+//! every result that got an HTTP 200. After the last restart the devices drain the queue. The test proves, on SQLite and PostgreSQL:
 //!
 //! - every result that got a 200 is stored (the command shows as acknowledged, with its result);
 //! - no command whose result got a 200 is handed to the device again;
 //! - nothing in the queue is lost: every command queued (a 201, or stored by a request the kill
 //!   cut off) is delivered and acknowledged in the end, for every target;
+//! - every operator command stored has its `command.enqueue` audit entry (they commit together);
 //! - the server starts cleanly every time (ready within [`READY_TIMEOUT`], no refusal of its own
 //!   data) and answers every device request it takes with a 200 (no 5xx, no refusal);
 //! - the audit chain verifies: `GET /api/v1/audit/verify` while the load runs (the head moving
