@@ -96,7 +96,8 @@ pub fn decode_message_param(message: &str) -> Result<Vec<u8>, ScepError> {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
-    let unescaped = percent_decode(message.trim());
+    // Spaces are kept: a form-decoded `+` is a space, and a message may end in one.
+    let unescaped = percent_decode(message.trim_matches(|c| matches!(c, '\r' | '\n' | '\t')));
     let cleaned: String = unescaped.chars().filter(|c| !matches!(c, '\r' | '\n' | '=')).map(|c| if c == ' ' { '+' } else { c }).collect();
     let engine = if cleaned.contains(['-', '_']) { URL_SAFE_NO_PAD } else { STANDARD_NO_PAD };
     engine.decode(cleaned.as_bytes()).map_err(|e| ScepError::Malformed(format!("message parameter is not base64: {e}")))
@@ -549,6 +550,17 @@ mod tests {
             assert_eq!(decode_message_param(input).unwrap(), data, "{input}");
         }
         assert!(decode_message_param("!!!not base64!!!").is_err());
+    }
+
+    #[test]
+    fn a_form_decoded_message_ending_in_plus_keeps_it() {
+        // 0xfb 0xef 0xbe encodes as "++++": all four become spaces when form-decoded.
+        let data = [0x01, 0x02, 0x03, 0xfb, 0xef, 0xbe];
+        use base64::Engine as _;
+        let std = base64::engine::general_purpose::STANDARD.encode(data);
+        assert!(std.ends_with('+'), "{std}");
+        assert_eq!(decode_message_param(&std.replace('+', " ")).unwrap(), data);
+        assert_eq!(decode_message_param(&format!("{std}\r\n")).unwrap(), data);
     }
 
     #[test]
