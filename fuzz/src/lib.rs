@@ -15,10 +15,10 @@ use plist::{Dictionary, Value};
 
 /// The CA the targets trust (test-only key, committed on purpose).
 pub const CA_PEM: &[u8] = include_bytes!("../fixtures/ca.pem");
-pub const CA_KEY_PEM: &[u8] = include_bytes!("../fixtures/ca.key");
+pub const CA_KEY_PEM: &[u8] = include_bytes!("../fixtures/ca-test-key.pem");
 /// A device identity issued by that CA, and its key.
 pub const DEVICE_PEM: &[u8] = include_bytes!("../fixtures/device.pem");
-pub const DEVICE_KEY_PEM: &[u8] = include_bytes!("../fixtures/device.key");
+pub const DEVICE_KEY_PEM: &[u8] = include_bytes!("../fixtures/device-test-key.pem");
 /// A command report, and the device's detached CMS signature over it (its `Mdm-Signature`).
 pub const SIGNED_BODY: &[u8] = include_bytes!("../fixtures/connect-body.plist");
 pub const SIGNATURE_DER: &[u8] = include_bytes!("../fixtures/connect-body.sig.der");
