@@ -1144,20 +1144,28 @@ fn plus_at_the_end_of_a_get_message() {
     assert_eq!(rep.transaction_id, built.transaction_id);
 }
 
-/// Writes the SCEP seeds of the fuzz targets (`fuzz/seeds/scep_pki_message`,
+/// The SCEP seeds of the fuzz targets (`fuzz/seeds/scep_pki_message`,
 /// `fuzz/seeds/scep_get_message`): PKCSReqs to the fuzz fixtures' CA, made by the device side
-/// of SCEP, in each cipher and digest a device may use. Run by hand:
-/// `cargo test --test parsers_proptest -- --ignored write_fuzz_seeds`.
+/// of SCEP, in each cipher and digest a device may use, each checked to be one the server reads
+/// with that CA. CI writes them to a temporary directory; to refresh the committed seeds:
+/// `LANYARD_WRITE_FUZZ_SEEDS=1 cargo test --test parsers_proptest fuzz_seeds`.
 #[test]
-#[ignore = "writes files under fuzz/seeds; run by hand"]
-fn write_fuzz_seeds() {
+fn fuzz_seeds_are_messages_the_server_reads() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let read = |name: &str| std::fs::read(fixtures.join("fixtures").join(name)).expect("fixture");
     let ca = X509::from_pem(&read("ca.pem")).expect("CA");
-    let key = PKey::private_key_from_pem(&read("device.key")).expect("key");
+    let ca_key = PKey::private_key_from_pem(&read("ca-test-key.pem")).expect("CA key");
+    let key = PKey::private_key_from_pem(&read("device-test-key.pem")).expect("key");
     let requester = Requester::new(key.clone(), "fuzz-device", "enr_fuzz-challenge").expect("requester");
     let renewal = requester.with_cert(X509::from_pem(&read("device.pem")).expect("device"));
-    let dir = fixtures.join("seeds");
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let dir = match std::env::var_os("LANYARD_WRITE_FUZZ_SEEDS") {
+        Some(_) => fixtures.join("seeds"),
+        None => scratch.path().to_owned(),
+    };
+    for sub in ["scep_pki_message", "scep_get_message"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("seed directory");
+    }
     for (name, r, cipher, md, kind) in [
         ("pkcsreq-aes128-sha256", &requester, Cipher::aes_128_cbc(), MessageDigest::sha256(), MessageType::PkcsReq),
         ("pkcsreq-aes256-sha512", &requester, Cipher::aes_256_cbc(), MessageDigest::sha512(), MessageType::PkcsReq),
@@ -1166,6 +1174,8 @@ fn write_fuzz_seeds() {
         ("getcertinitial-aes128-sha256", &requester, Cipher::aes_128_cbc(), MessageDigest::sha256(), MessageType::GetCertInitial),
     ] {
         let der = r.pkcs_req(&ca, cipher, md, kind).expect("pkiMessage").der;
+        let parsed = lanyard::scep::parse_pki_message(&der, &ca, &ca_key).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(parsed.message_type, kind, "{name}");
         std::fs::write(dir.join("scep_pki_message").join(name), &der).expect("write");
         std::fs::write(dir.join("scep_get_message").join(name), STANDARD.encode(&der)).expect("write");
     }
