@@ -31,29 +31,7 @@ fn nested_xml(open: &str, close: &str, levels: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// A binary plist of `levels` arrays, each holding the next.
-fn chained_bplist(levels: usize) -> Vec<u8> {
-    let mut out = b"bplist00".to_vec();
-    let mut offsets = Vec::new();
-    for i in 0..levels {
-        offsets.push(out.len() as u32);
-        if i + 1 == levels {
-            out.push(0xA0);
-        } else {
-            out.push(0xA1);
-            out.extend_from_slice(&((i + 1) as u32).to_be_bytes());
-        }
-    }
-    let table = out.len() as u64;
-    for o in offsets {
-        out.extend_from_slice(&o.to_be_bytes());
-    }
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0, 4, 4]);
-    out.extend_from_slice(&(levels as u64).to_be_bytes());
-    out.extend_from_slice(&0u64.to_be_bytes());
-    out.extend_from_slice(&table.to_be_bytes());
-    out
-}
+use lanyard::mdm::hostile::chained_bplist;
 
 async fn audit_actions(s: &TestServer, action: &str) -> Vec<Value> {
     let admin = s.admin().await;
@@ -90,7 +68,8 @@ async fn hostile_plists_are_refused_and_the_server_keeps_serving(b: Backend) {
     let d = s.enrolled_device(Kind::SupervisedIpad).await;
     // The bodies that aborted the whole server: ~490 KB of <array>, 40,000 dicts, a 50,000-level
     // binary plist — all under the connect body limit.
-    let hostile = [nested_xml("<array>", "</array>", 32_500), nested_xml("<dict><key>a</key>", "</dict>", 40_000), chained_bplist(50_000)];
+    let hostile =
+        [nested_xml("<array>", "</array>", 32_500), nested_xml("<dict><key>a</key>", "</dict>", 40_000), chained_bplist(50_000, 1)];
     for body in &hostile {
         // Unsigned: refused before the body is read as a plist.
         let (st, msg) = s.device_request("/mdm/connect", body.clone(), None).await;

@@ -22,6 +22,8 @@ pub mod checkin;
 pub mod cms;
 pub mod command;
 pub mod enrollment;
+#[doc(hidden)]
+pub mod hostile;
 pub mod report;
 pub mod signers;
 mod value;
