@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::jwt::JwtKey;
+use crate::auth::session_token::SessionKey;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::pki::Pki;
@@ -12,7 +12,8 @@ pub struct Lanyard {
     pub config: Config,
     pub store: DynStore,
     pub pki: Pki,
-    pub jwt: JwtKey,
+    /// Signs and checks session tokens (`data/jwt.key`).
+    pub session_key: SessionKey,
     pub clock: Arc<dyn Clock>,
     /// What devices and people are told to connect to.
     pub public_url: String,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::auth::jwt::JwtKey;
+use crate::auth::session_token::SessionKey;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::{Ctx, Lanyard};
@@ -23,7 +23,7 @@ pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) 
     let (pki, created) = Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
     let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
     let ctx = Arc::new(Lanyard {
-        jwt: JwtKey::new(&pki.jwt_key),
+        session_key: SessionKey::new(&pki.jwt_key)?,
         config,
         store,
         pki,

@@ -19,6 +19,7 @@ backend_tests!(
     concurrent_wrong_passwords_for_one_account_are_capped,
     concurrent_wrong_passwords_from_one_address_are_capped,
     right_passwords_do_not_use_up_an_address,
+    forged_and_expired_session_tokens_get_401,
 );
 
 /// A console client without a browser: keeps the cookies by hand, follows no redirects.
@@ -413,4 +414,75 @@ async fn timed_wrong_login(s: &TestServer, username: &str) -> Duration {
     let took = t.elapsed();
     assert!(matches!(r, Err(lanyard::error::Error::Unauthorized(_))), "{username}: {:?}", r.err());
     took
+}
+
+/// A session token made with HMAC over `digest` and `key`, with `header` and `claims` as given.
+fn hand_signed(header: &str, claims: &[u8], digest: openssl::hash::MessageDigest, key: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let input = format!("{}.{}", b64.encode(header), b64.encode(claims));
+    let pkey = openssl::pkey::PKey::hmac(key).unwrap();
+    let mut signer = openssl::sign::Signer::new(digest, &pkey).unwrap();
+    signer.update(input.as_bytes()).unwrap();
+    format!("{input}.{}", b64.encode(signer.sign_to_vec().unwrap()))
+}
+
+/// Session tokens are HS256 with this server's key and nothing else: the claims of a real
+/// session signed with another key, with HS512 or RS256 over the right key, with `alg: none`,
+/// or changed after signing, get 401; so does the real token once it has expired, by the
+/// server's clock, from its `exp` second on; a fresh login works again.
+async fn forged_and_expired_session_tokens_get_401(b: Backend) {
+    use base64::Engine;
+    use lanyard::auth::session_token::{Claims, SessionKey};
+    use openssl::hash::MessageDigest;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let s = TestServer::start_with(b, common::Options { manual_clock: true, ..Default::default() }).await;
+    let clock = s.clock.clone().unwrap();
+    let token = s.admin().await;
+    assert_eq!(whoami(&s, &token).await.0, StatusCode::OK);
+    let claims_json = b64.decode(token.split('.').nth(1).unwrap()).unwrap();
+    let claims: Claims = serde_json::from_slice(&claims_json).unwrap();
+    let key = s.ctx.pki.jwt_key.clone();
+    // The helper signs as the server does: the same claims, HS256, the server's key.
+    let hs256 = hand_signed(r#"{"alg":"HS256","typ":"JWT"}"#, &claims_json, MessageDigest::sha256(), &key);
+    assert_eq!(whoami(&s, &hs256).await.0, StatusCode::OK);
+
+    let mut raised = claims.clone();
+    raised.role = "auditor".into();
+    let parts: Vec<&str> = token.split('.').collect();
+    let cases = [
+        ("another key", SessionKey::new(&[7u8; 32]).unwrap().issue(&claims), "token signature does not match"),
+        ("HS512", hand_signed(r#"{"alg":"HS512","typ":"JWT"}"#, &claims_json, MessageDigest::sha512(), &key), "malformed token"),
+        ("HS384", hand_signed(r#"{"alg":"HS384","typ":"JWT"}"#, &claims_json, MessageDigest::sha384(), &key), "malformed token"),
+        (
+            "RS256 over the HMAC key",
+            hand_signed(r#"{"alg":"RS256","typ":"JWT"}"#, &claims_json, MessageDigest::sha256(), &key),
+            "malformed token",
+        ),
+        ("alg none", format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]), "malformed token"),
+        (
+            "claims changed after signing",
+            format!("{}.{}.{}", parts[0], b64.encode(serde_json::to_vec(&raised).unwrap()), parts[2]),
+            "token signature does not match",
+        ),
+    ];
+    for (what, forged, why) in &cases {
+        let (st, body) = whoami(&s, forged).await;
+        assert_eq!(assert_error(st, &body, StatusCode::UNAUTHORIZED), "unauthorized", "{what}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.contains(why) && msg.contains("log in again"), "{what}: {body}");
+    }
+
+    // Good until the second before `exp`, refused from `exp` on (no leeway).
+    let exp = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap();
+    clock.set(exp - chrono::Duration::seconds(1));
+    assert_eq!(whoami(&s, &token).await.0, StatusCode::OK);
+    clock.set(exp);
+    let (st, body) = whoami(&s, &token).await;
+    assert_eq!(assert_error(st, &body, StatusCode::UNAUTHORIZED), "unauthorized");
+    assert!(body["error"].as_str().unwrap().contains("token has expired; log in again"), "{body}");
+    let fresh = s.admin().await;
+    assert_eq!(whoami(&s, &fresh).await.0, StatusCode::OK);
+    s.stop().await;
 }

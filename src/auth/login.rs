@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::jwt::{Claims, SESSION_HOURS};
+use super::session_token::{Claims, SESSION_HOURS};
 use super::{Actor, Principal, Role, password};
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
@@ -82,7 +82,7 @@ impl Lanyard {
         self.refund_login_attempts(&admitted[1..], now).await;
         self.store.touch_operator_login(op.id, now).await?;
         let expires_at = now + Duration::hours(SESSION_HOURS);
-        let token = self.jwt.issue(&Claims {
+        let token = self.session_key.issue(&Claims {
             sub: op.id.to_string(),
             name: op.username.clone(),
             role: op.role.as_str().to_owned(),

@@ -1,13 +1,14 @@
 //! Who is asking, and what their role lets them do.
 //!
-//! Operators log in with a password and get a one-hour JWT; scripts use long-lived API tokens.
-//! Both arrive as `Authorization: Bearer` and become a [`Principal`]. Roles are fixed; the
-//! permission table below is the single place that says which role may do what.
+//! Operators log in with a password and get a one-hour session token (a JWT, see
+//! [`session_token`]); scripts use long-lived API tokens. Both arrive as `Authorization: Bearer`
+//! and become a [`Principal`]. Roles are fixed; the permission table below is the single place
+//! that says which role may do what.
 
-pub mod jwt;
 pub mod login;
 pub mod password;
 pub mod principal;
+pub mod session_token;
 pub mod tokens;
 
 pub use principal::{Actor, Principal};

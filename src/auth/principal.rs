@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Permission, Role, jwt, tokens};
+use super::{Permission, Role, session_token, tokens};
 use crate::context::{Ctx, Lanyard};
 use crate::error::{Error, Result};
 use crate::server::PeerInfo;
@@ -137,7 +137,7 @@ impl From<SessionRefused> for Error {
 /// Check a session JWT's claims (signature and expiry already checked) against the database:
 /// the operator exists and is enabled, the session was not logged out, and nothing has ended
 /// the operator's sessions since it was issued. One query, by primary keys.
-pub async fn session_principal(ctx: &Lanyard, claims: &jwt::Claims, ip: Option<String>) -> Result<Principal, SessionRefused> {
+pub async fn session_principal(ctx: &Lanyard, claims: &session_token::Claims, ip: Option<String>) -> Result<Principal, SessionRefused> {
     let id = Uuid::parse_str(&claims.sub).map_err(|_| SessionRefused::Malformed)?;
     let found = ctx.store.operator_session(id, &claims.jti).await.map_err(|e| SessionRefused::Failed(e.into()))?;
     let found = found.ok_or(SessionRefused::Gone)?;
@@ -161,8 +161,8 @@ pub async fn session_principal(ctx: &Lanyard, claims: &jwt::Claims, ip: Option<S
 /// a disabled operator, a revoked token or an ended session stops working at once.
 pub async fn authenticate_bearer(ctx: &Lanyard, token: &str, ip: Option<String>) -> Result<Principal> {
     let now = ctx.now();
-    if jwt::looks_like_jwt(token) {
-        let claims = ctx.jwt.verify(token, now).map_err(|e| Error::Unauthorized(format!("{e}; log in again")))?;
+    if session_token::looks_like_jwt(token) {
+        let claims = ctx.session_key.verify(token, now).map_err(|e| Error::Unauthorized(format!("{e}; log in again")))?;
         return Ok(session_principal(ctx, &claims, ip).await?);
     }
     if !token.starts_with(tokens::PREFIX) {

@@ -34,8 +34,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, Utc};
 
 use super::UiError;
-use crate::auth::jwt::Claims;
 use crate::auth::principal::{SessionRefused, client_ip, session_principal};
+use crate::auth::session_token::{Claims, TokenError};
 use crate::auth::{Permission, Principal, constant_time_eq};
 use crate::context::{Ctx, Lanyard};
 
@@ -97,7 +97,7 @@ impl Session {
 }
 
 fn mac(ctx: &Lanyard, purpose: &str, data: &[u8]) -> String {
-    B64.encode(ctx.jwt.derive(purpose, data))
+    B64.encode(ctx.session_key.derive(purpose, data))
 }
 
 /// The CSRF token of the session whose JWT id is `jti`.
@@ -155,9 +155,9 @@ async fn load(ctx: &Ctx, parts: &Parts) -> SessionState {
     if now - last > chrono::Duration::minutes(IDLE_MINUTES) {
         return SessionState::Ended("idle");
     }
-    let claims = match ctx.jwt.verify(jwt, now) {
+    let claims = match ctx.session_key.verify(jwt, now) {
         Ok(c) => c,
-        Err(crate::auth::jwt::JwtError::Expired) => {
+        Err(TokenError::Expired) => {
             return SessionState::Ended("expired");
         }
         Err(_) => return SessionState::Ended("invalid"),
