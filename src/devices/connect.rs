@@ -4,8 +4,6 @@
 //! oldest pending command. A command answered NotNow is skipped for the rest of this
 //! connection and offered again at the device's next Idle.
 
-use std::sync::atomic::Ordering;
-
 use chrono::{DateTime, Utc};
 
 use crate::context::Lanyard;
@@ -30,7 +28,7 @@ impl Lanyard {
         let now = self.now();
         // Commands queued while this report is handled (a reconcile after a ProfileList, say)
         // go out in this same answer.
-        let queued_before = self.metrics.commands_queued.load(Ordering::Relaxed);
+        let queued_before = self.metrics.commands_queued.get();
         // No user-channel commands yet: those reports are authenticated and answered empty.
         let answers_command = report.status != CommandStatus::Idle && !report.ids.is_user_channel();
 
@@ -92,7 +90,7 @@ impl Lanyard {
         // Ask for the next command only if one can be there: pending before this report
         // (besides the one it answered), or queued since. A command queued by another instance
         // meanwhile is not missed: queueing pushes the device.
-        if others_pending <= 0 && self.metrics.commands_queued.load(Ordering::Relaxed) == queued_before {
+        if others_pending <= 0 && self.metrics.commands_queued.get() == queued_before {
             return Ok(None);
         }
         let include_not_now = report.status == CommandStatus::Idle;
