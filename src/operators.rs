@@ -13,10 +13,11 @@ use crate::store::{ApiTokenRecord, OperatorPatch, OperatorRecord, StoreError};
 pub const FIRST_ADMIN: &str = "admin";
 
 /// An operator as the API shows it (never the hash).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Operator {
     pub id: Uuid,
     pub username: String,
+    #[schema(value_type = crate::api::openapi::Role)]
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
@@ -36,10 +37,11 @@ impl From<OperatorRecord> for Operator {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
+    #[schema(value_type = crate::api::openapi::Role)]
     pub role: Role,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -64,11 +66,13 @@ impl From<ApiTokenRecord> for ApiToken {
 }
 
 /// A token as created: the secret is shown this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewApiToken {
     pub id: Uuid,
     pub name: String,
+    #[schema(value_type = crate::api::openapi::Role)]
     pub role: Role,
+    /// shown once
     pub token: String,
     pub expires_at: Option<DateTime<Utc>>,
 }

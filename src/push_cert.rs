@@ -20,7 +20,8 @@ pub const RENEWAL_STEPS: &str = "renew it at https://identity.apple.com/pushcert
     (choose Renew, not Create, so the topic stays the same), upload Lanyard's CSR as before, then load the new \
     certificate with `lanyard push-cert import` or PUT /api/v1/push-cert";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = PushCert)]
 pub struct PushCertInfo {
     pub subject: String,
     pub topic: String,
@@ -28,6 +29,7 @@ pub struct PushCertInfo {
     pub not_after: DateTime<Utc>,
     pub days_left: i64,
     /// `ok`, `expiring` (within 30 days) or `expired`.
+    #[schema(schema_with = crate::api::openapi::enums::push_cert_status)]
     pub status: &'static str,
     pub warning: Option<String>,
     pub uploaded_at: DateTime<Utc>,

@@ -39,7 +39,7 @@ impl Default for Pusher {
 /// Devices per batch (see [`Pusher::sending`]).
 const PUSH_BATCH: usize = 2_000;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct PushSummary {
     /// Devices asked for.
     pub requested: usize,
@@ -48,6 +48,7 @@ pub struct PushSummary {
     pub delivered: usize,
     pub failed: usize,
     /// Outcome label -> count.
+    /// delivered, bad_request:<reason>, certificate_problem:<reason>, unregistered, retry_later:<status>, connection_failed
     pub outcomes: BTreeMap<String, usize>,
 }
 

@@ -40,7 +40,7 @@ pub const NOT_SUPERVISED: &str = "not in force: device not supervised";
 pub const SUPERVISION_UNKNOWN: &str = "may not be in force: supervision not reported yet";
 
 /// An operating system as Apple's schema names it (`iOS` includes iPadOS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Os {
     #[serde(rename = "iOS")]
     Ios,
@@ -109,7 +109,7 @@ pub fn facts() -> &'static Facts {
 }
 
 /// A setting of a profile that needs a supervised device.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub struct NeedsSupervision {
     /// The payload's `PayloadType` (`Configuration` for the profile's own keys).
     pub payload_type: String,
@@ -215,15 +215,17 @@ pub fn stored_profile_needs(sha256: &str, xml: &[u8]) -> Arc<Vec<NeedsSupervisio
 }
 
 /// A setting of an intended profile that is not (or may not be) in force on a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyInForce {
     pub payload_type: String,
     /// Null: the whole payload.
     pub key: Option<String>,
     /// `not_in_force` (the device is not supervised) or `unknown` (its supervision is not
     /// reported yet).
+    #[schema(schema_with = crate::api::openapi::enums::key_in_force_state)]
     pub state: &'static str,
     /// In words: "not in force: device not supervised".
+    #[schema(schema_with = crate::api::openapi::enums::key_in_force_reason)]
     pub reason: &'static str,
 }
 
@@ -303,10 +305,11 @@ fn list_words(items: &[String], max: usize) -> String {
 }
 
 /// A warning in the answer to assigning a profile: some members will not apply some of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupervisionWarning {
     /// `needs_supervision` (members known not to be supervised) or `supervision_unknown`
     /// (members whose supervision is not reported yet).
+    #[schema(schema_with = crate::api::openapi::enums::warning_code)]
     pub code: &'static str,
     pub message: String,
     /// The members concerned, by UDID.
@@ -316,7 +319,7 @@ pub struct SupervisionWarning {
 }
 
 /// A profile's key on a device, for the compliance report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileKeyInForce {
     pub profile_id: Uuid,
     pub profile: String,

@@ -7,9 +7,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::created;
 use super::extract::{self, Page, Query, page_limit, uuid_param};
+use super::openapi::{CommandRequest, CommandUnprocessable, Unprocessable};
+use super::schemas::{
+    CommandStatusSchema, DeviceCommand, DeviceDetail, DeviceSchema, EnqueuedSchema, EnrollmentTokenSchema, NewEnrollmentTokenSchema,
+};
 use crate::auth::{Permission, Principal};
 use crate::commands::{CommandStatusView, Enqueued, TargetStatus, effective_status};
 use crate::context::Ctx;
@@ -19,15 +24,26 @@ use crate::enrollment::{EnrollmentToken, NewEnrollmentToken};
 use crate::error::{Error, Result};
 use crate::store::DeviceFilter;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenRequest {
     label: String,
+    #[schema(minimum = 1)]
     max_uses: Option<i64>,
+    #[schema(default = 168)]
     expires_in_hours: Option<i64>,
     group: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/enrollment-tokens",
+    tag = "enrolment",
+    summary = "Create an enrolment token",
+    description = "Roles: admin, technician.",
+    request_body = NewTokenRequest,
+    responses((status = 201, description = "OK", body = NewEnrollmentTokenSchema), (status = 422, response = Unprocessable))
+)]
 pub async fn create_enrollment_token(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -37,32 +53,74 @@ pub async fn create_enrollment_token(
     Ok(created(ctx.create_enrollment_token(&p.actor(), &r.label, r.max_uses, r.expires_in_hours, r.group).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/enrollment-tokens",
+    tag = "enrolment",
+    summary = "List enrolment tokens (without secrets)",
+    description = "Roles: admin, technician.",
+    responses((status = 200, description = "OK", body = Page<EnrollmentTokenSchema>))
+)]
 pub async fn list_enrollment_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<EnrollmentToken>>> {
     p.require(Permission::ManageDevices)?;
     Ok(Json(Page { items: ctx.list_enrollment_tokens().await?, next_cursor: None }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/enrollment-tokens/{id}",
+    tag = "enrolment",
+    summary = "Revoke an enrolment token",
+    description = "Roles: admin, technician.",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "OK"))
+)]
 pub async fn revoke_enrollment_token(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
     p.require(Permission::ManageDevices)?;
     ctx.revoke_enrollment_token(&p.actor(), uuid_param(&id, "enrollment token")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
-    /// Text search over UDID, serial number, name, model.
+    /// text: UDID, serial, name, model; matched literally (% and _ are not wildcards)
     q: Option<String>,
+    /// the same as `q`
     text: Option<String>,
+    /// iOS, iPadOS or macOS
     platform: Option<String>,
+    /// true/false
     enrolled: Option<bool>,
+    /// RFC 3339
     last_seen_before: Option<DateTime<Utc>>,
+    /// RFC 3339
     last_seen_after: Option<DateTime<Utc>>,
+    /// page size, 1-1000 (default 100); anything else is 422 naming `limit`
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+    /// next_cursor from the previous page
     cursor: Option<String>,
+    /// json (default) or csv
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices",
+    tag = "devices",
+    summary = "The inventory",
+    description = "Roles: admin, technician, dsl, headteacher, auditor. With format=csv: every matching device, one header row.",
+    params(DeviceQuery),
+    responses(
+        (status = 200, description = "OK", content(
+            (Page<DeviceSchema> = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 422, response = Unprocessable)
+    )
+)]
 pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<DeviceQuery>) -> Result<Response> {
     p.require(Permission::ReadDevices)?;
     let csv = match q.format.as_deref() {
@@ -115,11 +173,29 @@ pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
 }
 
 /// `GET /api/v1/devices.csv`.
+#[utoipa::path(
+    get,
+    path = "/devices.csv",
+    tag = "devices",
+    summary = "The inventory as CSV (one header row)",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(DeviceQuery),
+    responses((status = 200, description = "OK", content_type = "text/csv", body = String), (status = 422, response = Unprocessable))
+)]
 pub async fn devices_csv(state: State<Ctx>, p: Principal, Query(mut q): Query<DeviceQuery>) -> Result<Response> {
     q.format = Some("csv".into());
     list_devices(state, p, Query(q)).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices/{udid}",
+    tag = "devices",
+    summary = "One device: the full record, pending count and the last result of each request type",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("udid" = String, Path)),
+    responses((status = 200, description = "OK", body = DeviceDetail))
+)]
 pub async fn get_device(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<String>) -> Result<Json<Value>> {
     p.require(Permission::ReadDevices)?;
     let d = ctx.store.device(&udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
@@ -176,6 +252,20 @@ fn split_command(mut body: Map<String, Value>) -> Result<CommandParts> {
     Ok((request_type, body, expires_at, push))
 }
 
+#[utoipa::path(
+    post,
+    path = "/devices/{udid}/commands",
+    tag = "commands",
+    summary = "Queue a command for one device",
+    description = "Roles: admin, technician. 409 legal_hold if a target is on legal hold and the command is one the hold forbids (EraseDevice, ClearPasscode, DisableLostMode, RemoveProfile) — checked first. ClearPasscode needs no fields: each device gets its own unlock token from TokenUpdate; a target that never sent one (not supervised) is refused before anything is queued: 422 `no_unlock_token`, with `udids` (up to 100) and `count` of the devices without one. A command that needs a supervised device (Apple's schema: e.g. RestartDevice, ShutDownDevice, Lost Mode, the Settings item DeviceName on iOS/iPadOS) is refused with 422 `needs_supervision` when a target is known not to be supervised.",
+    params(("udid" = String, Path)),
+    request_body = CommandRequest,
+    responses(
+        (status = 201, description = "OK", body = EnqueuedSchema),
+        (status = 422, response = CommandUnprocessable),
+        (status = 409, description = "legal_hold: a target is on legal hold", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn device_command(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -187,15 +277,30 @@ pub async fn device_command(
     Ok(created(ctx.enqueue_command(&p.actor(), vec![udid], &request_type, &fields, expires_at, push).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkCommand {
     targets: Vec<String>,
+    #[schema(value_type = CommandRequest)]
     command: Map<String, Value>,
+    /// push the targets (default true; overrides the command's own `push`)
     #[serde(default)]
     push: Option<bool>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/commands",
+    tag = "commands",
+    summary = "Queue one command for many devices",
+    description = "Roles: admin, technician. 409 legal_hold if a target is on legal hold and the command is one the hold forbids (EraseDevice, ClearPasscode, DisableLostMode, RemoveProfile) — checked first. ClearPasscode needs no fields: each device gets its own unlock token from TokenUpdate; a target that never sent one (not supervised) is refused before anything is queued: 422 `no_unlock_token`, with `udids` (up to 100) and `count` of the devices without one. A command that needs a supervised device (Apple's schema: e.g. RestartDevice, ShutDownDevice, Lost Mode, the Settings item DeviceName on iOS/iPadOS) is refused with 422 `needs_supervision` when a target is known not to be supervised (the whole request, naming those targets).",
+    request_body = BulkCommand,
+    responses(
+        (status = 201, description = "OK", body = EnqueuedSchema),
+        (status = 422, response = CommandUnprocessable),
+        (status = 409, description = "legal_hold: a target is on legal hold", body = super::openapi::ErrorBody)
+    )
+)]
 pub async fn bulk_command(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -207,12 +312,25 @@ pub async fn bulk_command(
     Ok(created(ctx.enqueue_command(&p.actor(), b.targets, &request_type, &fields, expires_at, push).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceCommandsQuery {
+    /// page size, 1-1000 (default 100); anything else is 422 naming `limit`
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+    /// next_cursor from the previous page
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices/{udid}/commands",
+    tag = "commands",
+    summary = "The device's commands, newest first, with status and result",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("udid" = String, Path), DeviceCommandsQuery),
+    responses((status = 200, description = "OK", body = Page<DeviceCommand>), (status = 422, response = Unprocessable))
+)]
 pub async fn device_commands(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -247,13 +365,39 @@ pub async fn device_commands(
     Ok(Json(Page { items, next_cursor }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/commands/{uuid}",
+    tag = "commands",
+    summary = "A command's status per device",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("uuid" = String, Path)),
+    responses((status = 200, description = "OK", body = CommandStatusSchema))
+)]
 pub async fn get_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<CommandStatusView>> {
     p.require(Permission::ReadDevices)?;
     Ok(Json(ctx.command_status(&uuid).await?))
 }
 
-pub async fn cancel_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<Value>> {
+/// What cancelling did.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Cancelled {
+    command_uuid: String,
+    /// How many targets it was cancelled for (those it had not been delivered to).
+    cancelled: u64,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/commands/{uuid}",
+    tag = "commands",
+    summary = "Cancel what has not been delivered",
+    description = "Roles: admin, technician.",
+    params(("uuid" = String, Path)),
+    responses((status = 200, description = "OK", body = Cancelled))
+)]
+pub async fn cancel_command(State(ctx): State<Ctx>, p: Principal, Path(uuid): Path<String>) -> Result<Json<Cancelled>> {
     p.require(Permission::ManageDevices)?;
     let n = ctx.cancel_command(&p.actor(), &uuid).await?;
-    Ok(Json(json!({"command_uuid": uuid, "cancelled": n})))
+    Ok(Json(Cancelled { command_uuid: uuid, cancelled: n }))
 }

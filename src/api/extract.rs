@@ -234,7 +234,7 @@ pub fn uuid_param(s: &str, what: &str) -> Result<uuid::Uuid, Error> {
 }
 
 /// The JSON shape of every list endpoint.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

@@ -4,14 +4,45 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::context::Ctx;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// The process is up.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`
+    status: &'static str,
+    /// Lanyard's version.
+    version: &'static str,
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    summary = "The process is up",
+    responses((status = 200, description = "OK", body = Health)),
+    security(())
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    summary = "The database is reachable and migrated (503 if not)",
+    description = "`{status: ready|not_ready, database: {reachable, migrations_applied, backend, ...}, push_certificate: {status, topic, not_after, days_left, warning}}`: the push certificate's state does not make the server unready, but is reported for monitoring.",
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 503, description = "Not ready: the database is unreachable or not migrated", body = Object)
+    ),
+    security(())
+)]
 pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<Value>) {
     let db = ctx.store.readiness().await;
     let ready = db.reachable && db.migrations_applied;
@@ -28,6 +59,14 @@ pub async fn readyz(State(ctx): State<Ctx>) -> (StatusCode, Json<Value>) {
     (status, Json(json!({"status": if ready { "ready" } else { "not_ready" }, "database": db, "push_certificate": push})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/mdm/ca.pem",
+    tag = "meta",
+    summary = "The device CA certificate (PEM)",
+    responses((status = 200, description = "OK", content_type = "application/x-pem-file", body = String)),
+    security(())
+)]
 pub async fn ca_pem(State(ctx): State<Ctx>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/x-pem-file")], ctx.pki.ca_pem.clone())
 }

@@ -5,22 +5,35 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::created;
 use super::extract::{self, Page, Query, page_limit, uuid_param};
+use super::openapi::Unprocessable;
 use crate::auth::{Permission, Principal, Role};
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::operators::{ApiToken, NewApiToken, Operator};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOperator {
     username: String,
+    #[schema(min_length = 12)]
     password: String,
+    #[schema(value_type = crate::api::openapi::Role)]
     role: Role,
 }
 
+#[utoipa::path(
+    post,
+    path = "/operators",
+    tag = "operators",
+    summary = "Create an operator",
+    description = "Roles: admin.",
+    request_body = CreateOperator,
+    responses((status = 201, description = "OK", body = Operator), (status = 422, response = Unprocessable))
+)]
 pub async fn create(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -30,12 +43,25 @@ pub async fn create(
     Ok(created(ctx.create_operator(&p.actor(), &req.username, &req.password, req.role).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// page size, 1-1000 (default 100); anything else is 422 naming `limit`
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+    /// next_cursor from the previous page
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/operators",
+    tag = "operators",
+    summary = "List operators",
+    description = "Roles: admin.",
+    params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Operator>), (status = 422, response = Unprocessable))
+)]
 pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ListQuery>) -> Result<Json<Page<Operator>>> {
     p.require(Permission::ManageOperators)?;
     let limit = page_limit(q.limit)?;
@@ -44,14 +70,25 @@ pub async fn list(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ListQuer
     Ok(Json(Page { items: rows.into_iter().map(Operator::from).collect(), next_cursor }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOperator {
+    #[schema(value_type = Option<crate::api::openapi::Role>)]
     role: Option<Role>,
     disabled: Option<bool>,
     password: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/operators/{id}",
+    tag = "operators",
+    summary = "Change an operator's role, disabled flag or password",
+    description = "Roles: admin.",
+    params(("id" = String, Path)),
+    request_body = UpdateOperator,
+    responses((status = 200, description = "OK", body = Operator), (status = 422, response = Unprocessable))
+)]
 pub async fn update(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -63,14 +100,24 @@ pub async fn update(
     Ok(Json(ctx.update_operator(&p.actor(), id, req.role, req.disabled, req.password.as_deref()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     name: String,
+    #[schema(value_type = crate::api::openapi::Role)]
     role: Role,
     expires_at: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api-tokens",
+    tag = "auth",
+    summary = "Create a long-lived API token (shown once)",
+    description = "Roles: admin.",
+    request_body = CreateToken,
+    responses((status = 201, description = "OK", body = NewApiToken), (status = 422, response = Unprocessable))
+)]
 pub async fn create_token(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -80,12 +127,29 @@ pub async fn create_token(
     Ok(created(ctx.create_api_token(&p.actor(), &req.name, req.role, req.expires_at).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api-tokens",
+    tag = "auth",
+    summary = "List API tokens (without secrets)",
+    description = "Roles: admin.",
+    responses((status = 200, description = "OK", body = Page<ApiToken>))
+)]
 pub async fn list_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<ApiToken>>> {
     p.require(Permission::ManageApiTokens)?;
     let rows = ctx.store.list_api_tokens(1000).await?;
     Ok(Json(Page { items: rows.into_iter().map(ApiToken::from).collect(), next_cursor: None }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api-tokens/{id}",
+    tag = "auth",
+    summary = "Revoke an API token",
+    description = "Roles: admin.",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "OK"))
+)]
 pub async fn revoke_token(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
     p.require(Permission::ManageApiTokens)?;
     ctx.revoke_api_token(&p.actor(), uuid_param(&id, "API token")?).await?;

@@ -16,9 +16,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{self, Page, Query, page_limit, uuid_param};
+use super::openapi::{Binary, Unprocessable};
 use crate::auth::{Permission, Principal};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -27,11 +29,35 @@ use crate::profiles::library::{ChangeOutcome, Profile, ProfileDetail, ProfileSou
 use crate::profiles::reconcile::ProfileStatus;
 
 /// `?name=&reason=&risk_assessment_ref=` on uploads (the JSON body may carry them instead).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
+    /// the profile's name (on a new version: must match the profile's name if given)
     name: Option<String>,
+    /// filtering change: why
     reason: Option<String>,
+    /// filtering change: the risk assessment
+    risk_assessment_ref: Option<String>,
+}
+
+/// A profile as JSON: `{name, mobileconfig_base64}`, or `{name, display_name, description?,
+/// payloads: [{type, ...Apple's keys}]}` to build one.
+// `read_upload` reads it, field by field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ProfileUpload {
+    name: Option<String>,
+    /// the .mobileconfig (XML, binary or CMS-signed), base64
+    mobileconfig_base64: Option<String>,
+    /// with payloads: build the profile from JSON
+    display_name: Option<String>,
+    description: Option<String>,
+    /// `{"type": PayloadType, ...Apple's keys}`
+    payloads: Option<Vec<Map<String, Value>>>,
+    /// required for a filtering change
+    reason: Option<String>,
+    /// required for a filtering change
     risk_assessment_ref: Option<String>,
 }
 
@@ -109,6 +135,16 @@ async fn read_upload(req: Request, state: &Ctx, q: UploadQuery) -> Result<Upload
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/profiles",
+    tag = "profiles",
+    summary = "Upload or build a profile",
+    description = "Roles: admin, technician. The .mobileconfig as the body (application/x-apple-aspen-config or application/octet-stream; XML, binary or CMS-signed, verified and unwrapped) with ?name=, or JSON {name, mobileconfig_base64}, or JSON {name, display_name, description?, payloads:[{type, ...Apple's keys}]} to build one. The structure is checked (PayloadType, PayloadUUID, PayloadIdentifier, PayloadVersion, unique UUIDs and identifiers, 1 MiB): 422 naming the payload and key. 409 profile_name_taken, identifier_taken. Version 1, assigned to no group.",
+    params(UploadQuery),
+    request_body(content((Binary = "application/x-apple-aspen-config"), (Binary = "application/octet-stream"), (ProfileUpload = "application/json"))),
+    responses((status = 201, description = "OK", body = Profile), (status = 422, response = Unprocessable))
+)]
 pub async fn create_profile(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -121,17 +157,37 @@ pub async fn create_profile(
     Ok((StatusCode::CREATED, Json(ctx.create_profile(&p.actor(), &name, u.source).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// exact name
     name: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/profiles",
+    tag = "profiles",
+    summary = "The profile library",
+    description = "Roles: every role. ?name= finds one profile by name (baseline profiles carry their file stem).",
+    params(ListQuery),
+    responses((status = 200, description = "OK", body = Page<Profile>))
+)]
 pub async fn list_profiles(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ListQuery>) -> Result<Json<Page<Profile>>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(Page { items: ctx.list_profile_views(q.name.as_deref()).await?, next_cursor: None }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}",
+    tag = "profiles",
+    summary = "A profile, its versions and where it is used",
+    description = "Roles: every role. Deleted profiles stay readable (deleted_at).",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = ProfileDetail))
+)]
 pub async fn get_profile(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<ProfileDetail>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(ctx.profile_detail(uuid_param(&id, "profile")?).await?))
@@ -142,6 +198,16 @@ fn proposed(change: FilteringChange) -> Response {
     (StatusCode::ACCEPTED, Json(change)).into_response()
 }
 
+#[utoipa::path(
+    put,
+    path = "/profiles/{id}",
+    tag = "profiles",
+    summary = "Make a new version",
+    description = "Roles: admin, technician. Same bodies as POST. For a filtering profile (web content filter, proxy or DNS payload, before or after) reason and risk_assessment_ref are required (JSON fields or query parameters; 422 without) and the answer is 202 {change_id, state: proposed}: it takes effect when a second person approves. 409 no_change for identical content. Reconcile sends the new version to the devices that have the profile.",
+    params(("id" = String, Path), UploadQuery),
+    request_body(content((Binary = "application/x-apple-aspen-config"), (Binary = "application/octet-stream"), (ProfileUpload = "application/json"))),
+    responses((status = 200, description = "OK", body = Profile), (status = 202, description = "A filtering change, proposed for a second person's approval", body = FilteringChange), (status = 422, response = Unprocessable))
+)]
 pub async fn update_profile(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -164,10 +230,13 @@ pub async fn update_profile(
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeFields {
+    /// filtering change: why
     reason: Option<String>,
+    /// filtering change: the risk assessment
     risk_assessment_ref: Option<String>,
 }
 
@@ -182,6 +251,16 @@ async fn change_fields(req: Request, state: &Ctx, q: ChangeFields) -> Result<Cha
     Ok(q)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/profiles/{id}",
+    tag = "profiles",
+    summary = "Delete a profile",
+    description = "Roles: admin, technician. It leaves every group and schedule and reconcile removes it from devices (not from devices on legal hold); versions stay readable. A filtering profile's deletion is a filtering change (reason, risk_assessment_ref; 202).",
+    params(("id" = String, Path), ChangeFields),
+    request_body(content = Option<ChangeFields>, description = "optional: reason and risk_assessment_ref as JSON instead of query parameters"),
+    responses((status = 204, description = "Deleted"), (status = 202, description = "A filtering change, proposed for a second person's approval", body = FilteringChange))
+)]
 pub async fn delete_profile(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -198,14 +277,25 @@ pub async fn delete_profile(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
+    /// a version number (default: current)
     version: Option<i64>,
 }
 
 /// The stored XML of the current (or a given) version, as a technician opens it in Apple
 /// Configurator. Devices get it signed, with the escrow certificate filled in.
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}/mobileconfig",
+    tag = "profiles",
+    summary = "Download a version as .mobileconfig",
+    description = "Roles: every role. The stored XML (unsigned; devices get it signed, with the escrow certificate filled in).",
+    params(("id" = String, Path), VersionQuery),
+    responses((status = 200, description = "The profile", content_type = "application/x-apple-aspen-config", body = Binary))
+)]
 pub async fn download_profile(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -223,6 +313,15 @@ pub async fn download_profile(
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/profiles/{id}/status",
+    tag = "profiles",
+    summary = "Per-device state of a profile",
+    description = "Roles: every role. Devices it is intended for, or that Lanyard installed it on.",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = ProfileStatus))
+)]
 pub async fn profile_status(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<ProfileStatus>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(ctx.profile_status(uuid_param(&id, "profile")?).await?))
@@ -239,13 +338,20 @@ pub fn require_filtering_reader(p: &Principal) -> Result<()> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ChangesQuery {
+    /// proposed, approved, rejected, deployed
     state: Option<String>,
+    /// one profile
     profile_id: Option<Uuid>,
+    /// json (default) or csv
     format: Option<String>,
+    /// page size, 1-1000 (default 100); anything else is 422 naming `limit`
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+    /// next_cursor from the previous page
     cursor: Option<String>,
 }
 
@@ -257,6 +363,15 @@ fn parse_cursor(c: &str) -> Result<(DateTime<Utc>, Uuid)> {
 }
 
 /// `GET /api/v1/filtering/changes` (`?format=csv`): the log governors ask for, newest first.
+#[utoipa::path(
+    get,
+    path = "/filtering/changes",
+    tag = "filtering",
+    summary = "The filtering change log",
+    description = "Roles: admin, dsl, headteacher, auditor, technician. Newest first; every state; the diff in words. ?format=csv: columns id, proposed_at, profile, kind, group, state, proposed_by, reason, risk_assessment_ref, decided_by, decided_at, justification, deployed_at, deployed_version, diff.",
+    params(ChangesQuery),
+    responses((status = 200, description = "OK", content((Page<FilteringChange> = "application/json"), (String = "text/csv"))), (status = 422, response = Unprocessable))
+)]
 pub async fn list_changes(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ChangesQuery>) -> Result<Response> {
     require_filtering_reader(&p)?;
     let csv = match q.format.as_deref() {
@@ -292,14 +407,24 @@ pub async fn list_changes(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
     Ok(Json(Page { items, next_cursor }).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/filtering/changes/{id}",
+    tag = "filtering",
+    summary = "One filtering change",
+    description = "Roles: as the log.",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = FilteringChange))
+)]
 pub async fn get_change(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<FilteringChange>> {
     require_filtering_reader(&p)?;
     Ok(Json(ctx.filtering_change_view(uuid_param(&id, "filtering change")?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
+    /// required
     justification: Option<String>,
 }
 
@@ -313,6 +438,16 @@ pub fn require_second_person(p: &Principal) -> Result<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/filtering/changes/{id}/approve",
+    tag = "filtering",
+    summary = "Approve (and deploy) a filtering change",
+    description = "Roles: admin, dsl, headteacher, logged in as themselves (not an API token). 409 second_person_required for the proposer; 422 without a justification; 409 not_proposed once decided; 409 stale_change if the profile changed since it was proposed. Deploys at once: state deployed.",
+    params(("id" = String, Path)),
+    request_body = Decision,
+    responses((status = 200, description = "OK", body = FilteringChange), (status = 422, response = Unprocessable))
+)]
 pub async fn approve_change(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -323,6 +458,16 @@ pub async fn approve_change(
     Ok(Json(ctx.approve_filtering_change(&p.actor(), uuid_param(&id, "filtering change")?, d.justification).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/filtering/changes/{id}/reject",
+    tag = "filtering",
+    summary = "Reject a filtering change",
+    description = "Roles and rules as approve (the proposer cannot reject their own either).",
+    params(("id" = String, Path)),
+    request_body = Decision,
+    responses((status = 200, description = "OK", body = FilteringChange), (status = 422, response = Unprocessable))
+)]
 pub async fn reject_change(
     State(ctx): State<Ctx>,
     p: Principal,

@@ -3,14 +3,19 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{self, Query};
+use super::openapi::Unprocessable;
+use super::schemas::QueueViewSchema;
 use crate::auth::{Permission, Principal};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::push_cert::{PushCertInfo, PushCertUpload};
 
-#[derive(Deserialize)]
+/// The certificate and key as PEM (`cert_pem` and `key_pem`), or a .p12 (`p12_base64`, with its
+/// `password` if it has one).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
     cert_pem: Option<String>,
@@ -19,12 +24,25 @@ pub struct Upload {
     password: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ForceQuery {
+    /// allow a different topic (orphans enrolled devices)
     #[serde(default)]
+    #[param(required = false)]
     force: bool,
 }
 
+#[utoipa::path(
+    put,
+    path = "/push-cert",
+    tag = "push",
+    summary = "Load or renew the MDM push certificate",
+    description = "Roles: admin.",
+    params(ForceQuery),
+    request_body = Upload,
+    responses((status = 200, description = "OK", body = PushCertInfo), (status = 422, response = Unprocessable))
+)]
 pub async fn put_push_cert(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -45,6 +63,14 @@ pub async fn put_push_cert(
     Ok(Json(ctx.load_push_cert(&p.actor(), upload, q.force).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/push-cert",
+    tag = "push",
+    summary = "The loaded push certificate: subject, topic, expiry",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    responses((status = 200, description = "OK", body = PushCertInfo))
+)]
 pub async fn get_push_cert(State(ctx): State<Ctx>, p: Principal) -> Result<Json<PushCertInfo>> {
     p.require(Permission::ReadDevices)?;
     ctx.push_cert_info().await?.map(Json).ok_or_else(|| {
@@ -52,13 +78,22 @@ pub async fn get_push_cert(State(ctx): State<Ctx>, p: Principal) -> Result<Json<
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     targets: Vec<String>,
 }
 
 /// `POST /api/v1/push` `{"targets": [...]}`: wake these devices now.
+#[utoipa::path(
+    post,
+    path = "/push",
+    tag = "push",
+    summary = "Push these devices now",
+    description = "Roles: admin, technician.",
+    request_body = PushRequest,
+    responses((status = 200, description = "OK", body = crate::pushing::PushSummary), (status = 422, response = Unprocessable))
+)]
 pub async fn push_many(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -74,6 +109,15 @@ pub async fn push_many(
 }
 
 /// `POST /api/v1/devices/{udid}/push`.
+#[utoipa::path(
+    post,
+    path = "/devices/{udid}/push",
+    tag = "push",
+    summary = "Push one device now",
+    description = "Roles: admin, technician.",
+    params(("udid" = String, Path)),
+    responses((status = 200, description = "OK", body = crate::pushing::PushSummary))
+)]
 pub async fn push_device(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -89,6 +133,15 @@ pub async fn push_device(
 }
 
 /// `GET /api/v1/devices/{udid}/queue`: what is pending and why it has not arrived.
+#[utoipa::path(
+    get,
+    path = "/devices/{udid}/queue",
+    tag = "push",
+    summary = "What is pending for a device, its push history, and why nothing has arrived",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("udid" = String, Path)),
+    responses((status = 200, description = "OK", body = QueueViewSchema))
+)]
 pub async fn device_queue(
     State(ctx): State<Ctx>,
     p: Principal,

@@ -12,35 +12,64 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{self, Page, Query, uuid_param};
+use super::openapi::Unprocessable;
 use crate::auth::{Permission, Principal};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::profiles::compliance::CSV_COLUMNS;
+use crate::profiles::compliance::{CSV_COLUMNS, ComplianceReport};
 use crate::profiles::filevault::RevealedKey;
 use crate::profiles::reconcile::DeviceProfiles;
 use crate::profiles::timetable::{Drift, Schedule, Timetable};
 
+#[utoipa::path(
+    get,
+    path = "/timetable",
+    tag = "schedules",
+    summary = "The timetable",
+    description = "Roles: every role.",
+    responses((status = 200, description = "OK", body = Timetable))
+)]
 pub async fn get_timetable(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Timetable>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(ctx.timetable_view().await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/timetable",
+    tag = "schedules",
+    summary = "Replace the timetable",
+    description = "Roles: admin, technician. {periods:[{name, weekday, start, end}], terms:[{start, end}], timezone?: Europe/London (default) or UTC}. Lessons are on inside a period on a term day (no terms: every week). 422 names the field (periods[2].start).",
+    request_body = Timetable,
+    responses((status = 200, description = "OK", body = Timetable), (status = 422, response = Unprocessable))
+)]
 pub async fn put_timetable(State(ctx): State<Ctx>, p: Principal, extract::Json(body): extract::Json<Value>) -> Result<Json<Timetable>> {
     p.require(Permission::ManageProfiles)?;
     Ok(Json(ctx.put_timetable(&p.actor(), &body).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSchedule {
     profile_id: Uuid,
     group_id: Uuid,
+    #[schema(schema_with = super::openapi::enums::schedule_when)]
     when: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/schedules",
+    tag = "schedules",
+    summary = "Apply a profile to a group during lessons",
+    description = "Roles: admin, technician. when: lessons. Installed at the start and removed at the end of each window; a removal not confirmed leaves the restriction on. Filtering profiles cannot be scheduled (422). 409 schedule_exists.",
+    request_body = NewSchedule,
+    responses((status = 201, description = "OK", body = Schedule), (status = 422, response = Unprocessable))
+)]
 pub async fn create_schedule(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -50,34 +79,80 @@ pub async fn create_schedule(
     Ok((StatusCode::CREATED, Json(ctx.create_schedule(&p.actor(), s.profile_id, s.group_id, &s.when).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/schedules",
+    tag = "schedules",
+    summary = "Lesson-time schedules",
+    description = "Roles: every role.",
+    responses((status = 200, description = "OK", body = Page<Schedule>))
+)]
 pub async fn list_schedules(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<Schedule>>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(Page { items: ctx.list_schedule_views().await?, next_cursor: None }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/schedules/{id}",
+    tag = "schedules",
+    summary = "Delete a schedule",
+    description = "Roles: admin, technician.",
+    params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn delete_schedule(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
     p.require(Permission::ManageProfiles)?;
     ctx.delete_schedule(&p.actor(), uuid_param(&id, "schedule")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/schedules/drift",
+    tag = "schedules",
+    summary = "Devices whose state differs from the timetable's intent",
+    description = "Roles: every role. Each with what the timetable wants, what the device has, a pending command, the last refusal, since when and for how long.",
+    responses((status = 200, description = "OK", body = Drift))
+)]
 pub async fn drift(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Drift>> {
     p.require(Permission::ReadProfiles)?;
     Ok(Json(ctx.schedule_drift().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/devices/{udid}/profiles",
+    tag = "devices",
+    summary = "A device's profiles: intended vs installed vs pending",
+    description = "Roles: admin, technician, dsl, headteacher, auditor. Installed includes profiles Lanyard did not install (managed_by_lanyard false), which it never touches.",
+    params(("udid" = String, Path)),
+    responses((status = 200, description = "OK", body = DeviceProfiles))
+)]
 pub async fn device_profiles(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<String>) -> Result<Json<DeviceProfiles>> {
     p.require(Permission::ReadDevices)?;
     Ok(Json(ctx.device_profiles_view(&udid).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RevealQuery {
+    /// why the key is needed (required: 10+ characters)
+    #[param(required = true)]
     justification: Option<String>,
 }
 
 /// `GET /api/v1/devices/{udid}/filevault-key?justification=...` (admin, dsl).
+#[utoipa::path(
+    get,
+    path = "/devices/{udid}/filevault-key",
+    tag = "devices",
+    summary = "Reveal a Mac's escrowed FileVault recovery key",
+    description = "Roles: admin, dsl. justification required (10+ characters; 422 without); audited with it, and on the custody log of a case holding the device. 404 if none escrowed.",
+    params(("udid" = String, Path), RevealQuery),
+    responses((status = 200, description = "OK", body = RevealedKey), (status = 422, response = Unprocessable))
+)]
 pub async fn filevault_key(
     State(ctx): State<Ctx>,
     p: Principal,
@@ -89,13 +164,24 @@ pub async fn filevault_key(
     Ok(([(CACHE_CONTROL, "no-store")], Json(key)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ComplianceQuery {
+    /// json (default) or csv
     format: Option<String>,
 }
 
 /// `GET /api/v1/compliance` (`?format=csv`).
+#[utoipa::path(
+    get,
+    path = "/compliance",
+    tag = "devices",
+    summary = "Compliance per device",
+    description = "Roles: admin, technician, dsl, headteacher, auditor. Encrypted (FileVault / data protection with a passcode), passcode compliant, required profiles installed, recovery key escrowed (Macs), last seen; summary counts. ?format=csv: one row per enrolled device (x-non-compliant header gives the count).",
+    params(ComplianceQuery),
+    responses((status = 200, description = "OK", content((ComplianceReport = "application/json"), (String = "text/csv")), headers(("x-non-compliant" = u64, description = "with ?format=csv: how many devices are not compliant"))), (status = 422, response = Unprocessable))
+)]
 pub async fn compliance(State(ctx): State<Ctx>, p: Principal, Query(q): Query<ComplianceQuery>) -> Result<Response> {
     p.require(Permission::ReadDevices)?;
     let report = ctx.compliance_report().await?;

@@ -30,7 +30,7 @@ impl Lanyard {
 }
 
 /// The outcome of walking the chain.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ChainReport {
     pub ok: bool,
     pub entries_checked: i64,

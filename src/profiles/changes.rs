@@ -60,12 +60,14 @@ pub struct Proposal {
 }
 
 /// A filtering change as the API, the CSV and the approver see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FilteringChange {
     pub id: Uuid,
     /// The same as `id` (what a proposal's 202 answer names).
     pub change_id: Uuid,
+    #[schema(schema_with = crate::api::openapi::enums::filtering_state)]
     pub state: String,
+    #[schema(schema_with = crate::api::openapi::enums::filtering_kind)]
     pub kind: String,
     pub profile_id: Uuid,
     pub profile_name: String,

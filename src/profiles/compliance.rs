@@ -31,7 +31,7 @@ use crate::supervision::{self, NeedsSupervision, ProfileKeyInForce};
 /// A device not seen for this long is counted as stale in the summary.
 pub const STALE_AFTER: Duration = Duration::days(7);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComplianceRow {
     pub udid: String,
     pub serial_number: Option<String>,
@@ -52,6 +52,7 @@ pub struct ComplianceRow {
     pub supervised: Option<bool>,
     /// Settings of its intended profiles that need a supervised device: `not_in_force` (the
     /// device is not supervised) or `unknown` (not reported yet), per profile and key.
+    #[schema(inline)]
     pub not_in_force: Vec<ProfileKeyInForce>,
     pub last_seen_at: DateTime<Utc>,
     pub security_updated_at: Option<DateTime<Utc>>,
@@ -59,7 +60,7 @@ pub struct ComplianceRow {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ComplianceSummary {
     pub devices: usize,
     pub compliant: usize,
@@ -77,10 +78,12 @@ pub struct ComplianceSummary {
     pub supervision_unknown: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComplianceReport {
     pub generated_at: DateTime<Utc>,
+    #[schema(inline)]
     pub summary: ComplianceSummary,
+    #[schema(inline)]
     pub items: Vec<ComplianceRow>,
 }
 

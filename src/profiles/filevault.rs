@@ -43,7 +43,7 @@ pub fn decrypt_recovery_key(cms_der: &[u8], cert: &X509, key: &PKey<Private>) ->
 }
 
 /// The answer to a reveal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RevealedKey {
     pub udid: String,
     pub serial_number: Option<String>,

@@ -24,7 +24,7 @@ pub const DNS_PROXY: &str = "com.apple.dnsProxy.managed";
 pub const FILTER_PAYLOAD_TYPES: &[&str] = &[WEB_CONTENT_FILTER, GLOBAL_PROXY, DNS_SETTINGS, DNS_PROXY];
 
 /// What a filtering profile allows and blocks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FilterPolicy {
     /// How filtering works, as `+`-joined names in alphabetical order: `allow_list` (only
     /// listed sites), `auto_filter` (Apple's adult-content filter), `deny_list` (a built-in

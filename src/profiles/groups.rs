@@ -36,7 +36,7 @@ use crate::store::{DeviceFilter, DeviceRecord, GroupRecord, HolderRow};
 use crate::supervision::SupervisionWarning;
 
 /// Who a device belongs to, for smart groups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Ownership {
     Pupil,
@@ -60,20 +60,33 @@ impl<T> OneOrMany<T> {
     }
 }
 
-#[derive(Deserialize)]
+/// A smart group's rules as given: all given rules must hold. Each may be one value or a list.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SmartRulesInput)]
 #[serde(deny_unknown_fields)]
-struct RulesInput {
+pub(crate) struct RulesInput {
+    /// iOS, iPadOS, macOS
+    #[schema(schema_with = crate::api::openapi::enums::one_or_many_strings)]
     platform: Option<OneOrMany<String>>,
+    /// model number, model name or product name; trailing * is a prefix
+    #[schema(schema_with = crate::api::openapi::enums::one_or_many_strings)]
     model: Option<OneOrMany<String>>,
     supervised: Option<bool>,
+    /// pupil, staff or shared (from the register's current holder)
+    #[schema(schema_with = crate::api::openapi::enums::one_or_many_ownership)]
     ownership: Option<OneOrMany<Ownership>>,
+    /// N, R, Y1..Y13 of the pupil holder
+    #[schema(schema_with = crate::api::openapi::enums::one_or_many_strings)]
     year_group: Option<OneOrMany<String>>,
+    /// EYFS, KS1..KS5 of the pupil holder
+    #[schema(schema_with = crate::api::openapi::enums::one_or_many_strings)]
     key_stage: Option<OneOrMany<String>>,
 }
 
 /// A smart group's rules, normalised (canonical platform names, year groups and key stages).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SmartRules {
+    /// iOS, iPadOS, macOS
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platform: Vec<String>,
     /// Matched against the model number, model name and product name, ignoring case; a
@@ -82,10 +95,13 @@ pub struct SmartRules {
     pub model: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervised: Option<bool>,
+    /// From the register's current holder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ownership: Vec<Ownership>,
+    /// N, R, Y1..Y13 of the pupil holder
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub year_group: Vec<String>,
+    /// EYFS, KS1..KS5 of the pupil holder
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_stage: Vec<String>,
 }
@@ -217,7 +233,7 @@ fn model_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupKind {
     Static,
@@ -225,14 +241,16 @@ pub enum GroupKind {
 }
 
 /// A group as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub id: Uuid,
     pub name: String,
+    #[schema(schema_with = crate::api::openapi::enums::group_kind)]
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<SmartRules>,
     pub members: Vec<String>,
+    #[schema(inline)]
     pub profiles: Vec<GroupProfile>,
     pub schedules: Vec<Uuid>,
     pub created_by: String,
@@ -240,7 +258,7 @@ pub struct Group {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupProfile {
     pub id: Uuid,
     pub name: String,
@@ -248,7 +266,7 @@ pub struct GroupProfile {
 }
 
 /// What adding members did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MembersAdded {
     pub group_id: Uuid,
     pub added: Vec<String>,
@@ -257,7 +275,7 @@ pub struct MembersAdded {
 }
 
 /// What assigning a profile did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Assigned {
     pub group_id: Uuid,
     pub profile_id: Uuid,

@@ -32,7 +32,7 @@ pub enum ProfileSource {
 }
 
 /// A profile as the API shows it (its current version).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: Uuid,
     pub name: String,
@@ -58,7 +58,7 @@ pub struct Profile {
 }
 
 /// One version, without its XML (download it from `/mobileconfig?version=N`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionSummary {
     pub version: i64,
     pub identifier: String,
@@ -91,12 +91,14 @@ impl From<&ProfileVersionRecord> for VersionSummary {
 }
 
 /// A profile with its history and where it is used.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileDetail {
     #[serde(flatten)]
     pub profile: Profile,
+    #[schema(inline)]
     pub versions: Vec<VersionSummary>,
     /// Groups it is assigned to.
+    #[schema(inline)]
     pub groups: Vec<GroupRef>,
     /// Lesson-time schedules applying it.
     pub schedules: Vec<Uuid>,
@@ -104,7 +106,7 @@ pub struct ProfileDetail {
     pub pending_changes: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GroupRef {
     pub id: Uuid,
     pub name: String,

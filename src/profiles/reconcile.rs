@@ -447,21 +447,26 @@ fn profile_list(report: &CommandReport, udid: &str, now: DateTime<Utc>) -> Vec<D
 }
 
 /// A device's profiles as the API shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceProfiles {
     pub udid: String,
     /// From the device's DeviceInformation (`IsSupervised`); null until it reports.
     pub supervised: Option<bool>,
+    #[schema(inline)]
     pub groups: Vec<super::library::GroupRef>,
     pub on_legal_hold: bool,
+    #[schema(inline)]
     pub intended: Vec<IntendedView>,
+    #[schema(inline)]
     pub installed: Vec<InstalledView>,
+    #[schema(inline)]
     pub pending: Vec<PendingView>,
     /// The latest refusal per profile, when it has not since succeeded.
+    #[schema(inline)]
     pub failed: Vec<PendingView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IntendedView {
     pub profile_id: Uuid,
     pub name: String,
@@ -469,13 +474,14 @@ pub struct IntendedView {
     pub identifier: String,
     pub via: Vec<String>,
     /// `installed`, `outdated`, `pending_install`, `install_failed` or `missing`.
+    #[schema(schema_with = crate::api::openapi::enums::intended_state)]
     pub state: String,
     /// Its settings that need a supervised device, when this device is not supervised
     /// (`not_in_force`) or has not said yet (`unknown`); empty on a supervised device.
     pub not_in_force: Vec<KeyInForce>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstalledView {
     pub identifier: String,
     pub display_name: Option<String>,
@@ -488,9 +494,10 @@ pub struct InstalledView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PendingView {
     pub command_uuid: String,
+    #[schema(schema_with = crate::api::openapi::enums::profile_action)]
     pub action: String,
     pub identifier: String,
     pub profile_id: Option<Uuid>,
@@ -516,7 +523,7 @@ impl From<&ProfileCommandState> for PendingView {
 }
 
 /// A device's state for one profile, for the per-profile status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceProfileState {
     pub udid: String,
     pub device_name: Option<String>,
@@ -524,17 +531,19 @@ pub struct DeviceProfileState {
     /// `installed`, `outdated`, `pending_install`, `pending_removal`, `install_failed`,
     /// `removal_failed`, `missing` (intended, nothing queued yet), `kept_legal_hold` (no longer
     /// intended, kept because the device is on legal hold) or `removal_due`.
+    #[schema(schema_with = crate::api::openapi::enums::device_profile_state)]
     pub state: String,
     pub installed_version: Option<i64>,
     pub last_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileStatus {
     pub profile_id: Uuid,
     pub name: String,
     pub version: i64,
     pub counts: BTreeMap<String, usize>,
+    #[schema(inline)]
     pub devices: Vec<DeviceProfileState>,
 }
 

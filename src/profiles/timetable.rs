@@ -26,7 +26,7 @@ use crate::store::{ScheduleRecord, TimetableRecord};
 /// and for schools that want fixed times.
 pub const TIMEZONES: &[&str] = &["Europe/London", "UTC"];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Period {
     pub name: String,
     /// `monday` .. `sunday`.
@@ -36,7 +36,7 @@ pub struct Period {
     pub end: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Term {
     /// First day of term.
     pub start: NaiveDate,
@@ -45,11 +45,14 @@ pub struct Term {
 }
 
 /// The timetable as stored and shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Timetable {
+    #[schema(schema_with = crate::api::openapi::enums::timezone)]
     pub timezone: String,
+    #[schema(inline)]
     pub periods: Vec<Period>,
     /// No terms: every week counts as term time.
+    #[schema(inline)]
     pub terms: Vec<Term>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub updated_by: Option<String>,
@@ -258,11 +261,12 @@ fn calendar_of(t: &TimetableRecord) -> Calendar {
 }
 
 /// A schedule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub id: Uuid,
     pub profile_id: Uuid,
     pub group_id: Uuid,
+    #[schema(schema_with = crate::api::openapi::enums::schedule_when)]
     pub when: String,
     /// Whether the timetable tick has it applied now.
     pub active: bool,
@@ -287,7 +291,7 @@ impl From<ScheduleRecord> for Schedule {
 }
 
 /// A device whose profile state differs from what the timetable wants now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriftItem {
     pub schedule_id: Uuid,
     pub profile_id: Uuid,
@@ -297,10 +301,13 @@ pub struct DriftItem {
     pub udid: String,
     pub device_name: Option<String>,
     /// What the timetable wants: `installed` (lessons on) or `removed`.
+    #[schema(schema_with = crate::api::openapi::enums::drift_intended)]
     pub intended: String,
     /// What Lanyard knows the device has: `installed` or `not_installed`.
+    #[schema(schema_with = crate::api::openapi::enums::drift_actual)]
     pub actual: String,
     /// A command on its way: `install` or `remove`.
+    #[schema(schema_with = crate::api::openapi::enums::drift_pending)]
     pub pending: Option<String>,
     /// The device's latest refusal, if it refused.
     pub last_error: Option<String>,
@@ -312,10 +319,11 @@ pub struct DriftItem {
     pub drift_seconds: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Drift {
     pub now: DateTime<Utc>,
     pub in_lessons: bool,
+    #[schema(inline)]
     pub items: Vec<DriftItem>,
 }
 

@@ -15,7 +15,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::{AssignmentRecord, StoreError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAssignment {
     pub person_id: Uuid,
@@ -24,14 +24,14 @@ pub struct NewAssignment {
     pub from: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndAssignment {
     /// Defaults to now; never in the past.
     pub at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Assignment {
     pub id: Uuid,
     pub person_id: Uuid,
@@ -43,6 +43,7 @@ pub struct Assignment {
     pub assigned_by: String,
     pub ended_by: Option<String>,
     /// `current`, `future` or `ended`, now.
+    #[schema(schema_with = crate::api::openapi::enums::assignment_status)]
     pub status: &'static str,
 }
 

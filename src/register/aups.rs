@@ -16,9 +16,10 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::{AupRecord, StoreError};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAup {
+    #[schema(value_type = crate::api::openapi::Audience)]
     pub audience: String,
     pub title: String,
     pub text: String,
@@ -27,9 +28,10 @@ pub struct NewAup {
     pub review_due: Option<NaiveDate>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Aup {
     pub id: Uuid,
+    #[schema(value_type = crate::api::openapi::Audience)]
     pub audience: String,
     pub version: i64,
     pub title: String,

@@ -16,7 +16,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::{GrantRecord, GroupMembership, PersonRecord};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGrant {
     pub person_id: Uuid,
@@ -30,11 +30,12 @@ pub struct NewGrant {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     pub id: Uuid,
     pub person_id: Uuid,
     /// `device`, `group` or `system`.
+    #[schema(schema_with = crate::api::openapi::enums::grant_kind)]
     pub kind: &'static str,
     pub udid: Option<String>,
     pub group_id: Option<Uuid>,
@@ -52,6 +53,7 @@ pub struct Grant {
     /// When it stops: the earlier of `until` and `revoked_at`.
     pub ends_at: Option<DateTime<Utc>>,
     /// `live`, `future`, `expired` or `revoked`, now.
+    #[schema(schema_with = crate::api::openapi::enums::grant_status)]
     pub status: &'static str,
 }
 
@@ -293,7 +295,7 @@ impl Lanyard {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RevokeOutcome {
     #[serde(flatten)]
     pub grant: Grant,

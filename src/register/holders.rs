@@ -14,7 +14,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::GrantRecord;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PersonRef {
     pub id: Uuid,
     pub name: String,
@@ -22,9 +22,10 @@ pub struct PersonRef {
     pub school_ref: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Holding {
     pub assignment_id: Uuid,
+    #[schema(inline)]
     pub person: PersonRef,
     pub from: DateTime<Utc>,
     pub until: Option<DateTime<Utc>>,
@@ -33,11 +34,13 @@ pub struct Holding {
 }
 
 /// A period in which someone had access to the device.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AccessPeriod {
     pub grant_id: Uuid,
+    #[schema(inline)]
     pub person: PersonRef,
     /// `device` (a grant for this device) or `group` (a grant for a group it was in).
+    #[schema(schema_with = crate::api::openapi::enums::access_via)]
     pub via: &'static str,
     pub group_id: Option<Uuid>,
     /// The overlap of the grant and, for a group grant, the device's membership of the group.
@@ -49,14 +52,16 @@ pub struct AccessPeriod {
     pub revoke_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Holders {
     pub udid: String,
     /// The moment asked about; null for the whole history.
     pub at: Option<DateTime<Utc>>,
     /// Who held the device (at most one at a moment), oldest first.
+    #[schema(inline)]
     pub holders: Vec<Holding>,
     /// Who had access to it, oldest first.
+    #[schema(inline)]
     pub access: Vec<AccessPeriod>,
 }
 

@@ -26,7 +26,7 @@ const REQUIRED: [&str; 3] = ["school_ref", "kind", "name"];
 /// At most this many errors are listed.
 const MAX_ERRORS: usize = 200;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RowError {
     pub row: usize,
     /// Null when the problem is the row's shape rather than one cell.
@@ -34,11 +34,12 @@ pub struct RowError {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RowOutcome {
     pub row: usize,
     pub school_ref: String,
     /// `created`, `updated` or `unchanged`.
+    #[schema(schema_with = crate::api::openapi::enums::import_action)]
     pub action: &'static str,
     /// The person's id (for a dry run's new people: null).
     pub person_id: Option<Uuid>,
@@ -51,12 +52,13 @@ pub struct RowOutcome {
     pub assignments_ended: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImportOutcome {
     pub dry_run: bool,
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
+    #[schema(inline)]
     pub rows: Vec<RowOutcome>,
 }
 

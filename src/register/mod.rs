@@ -35,7 +35,7 @@ pub const REVIEW_MONTHS: u32 = 12;
 /// skew between a script and the server).
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PersonKind {
     Pupil,

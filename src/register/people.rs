@@ -22,7 +22,7 @@ use crate::store::register::EndedAccess;
 use crate::store::{AuditFilter, NewAuditEntry, PeopleFilter, PersonRecord, StoreError};
 
 /// A person as the API shows them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Person {
     pub id: Uuid,
     pub kind: PersonKind,
@@ -31,6 +31,7 @@ pub struct Person {
     pub year_group: Option<String>,
     pub key_stage: Option<String>,
     /// Which AUP they sign.
+    #[schema(schema_with = crate::api::openapi::enums::audience_or_null)]
     pub audience: Option<&'static str>,
     pub start_date: Option<NaiveDate>,
     /// The first day without access (leaving date).
@@ -67,13 +68,15 @@ pub fn is_leaver(r: &PersonRecord, today: NaiveDate) -> bool {
 }
 
 /// The fields a person is made of, before the rules are applied.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonFields {
     pub kind: PersonKind,
     pub name: String,
     pub school_ref: Option<String>,
+    /// N, R/Reception, Y1..Y13 (pupils only)
     pub year_group: Option<String>,
+    /// EYFS, KS1..KS5, if no year group
     pub key_stage: Option<String>,
     pub start_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
@@ -215,22 +218,30 @@ impl PersonFields {
 }
 
 /// `PATCH /people/{id}`: absent fields stay, `null` clears.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonPatch {
     pub kind: Option<PersonKind>,
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub school_ref: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    /// N, R/Reception, Y1..Y13 (pupils only)
     pub year_group: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    /// EYFS, KS1..KS5, if no year group
     pub key_stage: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     pub start_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<chrono::NaiveDate>)]
     pub end_date: Option<Option<NaiveDate>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub notes: Option<Option<String>>,
 }
 
@@ -244,7 +255,7 @@ where
 }
 
 /// A person with everything the register knows about them.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PersonDetail {
     #[serde(flatten)]
     pub person: Person,
@@ -256,10 +267,11 @@ pub struct PersonDetail {
     /// The devices they hold now.
     pub devices_held: Vec<String>,
     /// Every change to their record, from the audit log, newest first.
+    #[schema(inline)]
     pub history: Vec<HistoryItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -269,7 +281,7 @@ pub struct HistoryItem {
 }
 
 /// What marking a leaver (or moving an end date earlier) ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LeaveOutcome {
     pub person: Person,
     /// When their grants and holdings end: 00:00 UTC on the date, or now if that has passed.

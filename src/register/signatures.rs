@@ -14,7 +14,7 @@ use crate::context::Lanyard;
 use crate::error::{Error, Result};
 use crate::store::SignatureRecord;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignMethod {
     Paper,
@@ -32,7 +32,7 @@ impl SignMethod {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSignature {
     pub person_id: Uuid,
@@ -45,7 +45,8 @@ pub struct NewSignature {
 }
 
 /// A signature as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Signature)]
 pub struct SignatureView {
     pub id: Uuid,
     pub person_id: Uuid,
@@ -53,6 +54,7 @@ pub struct SignatureView {
     pub aup_audience: String,
     pub aup_version: i64,
     pub aup_title: String,
+    #[schema(schema_with = crate::api::openapi::enums::signature_method)]
     pub method: String,
     pub signed_at: DateTime<Utc>,
     pub co_signer: Option<String>,

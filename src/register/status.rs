@@ -16,7 +16,7 @@ use crate::context::Lanyard;
 use crate::error::Result;
 use crate::store::{AssignmentRecord, AupRecord, GrantRecord, PersonRecord, SignatureRecord};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureState {
     /// Signed the current version of their audience's AUP within the last year.
@@ -32,7 +32,7 @@ pub enum SignatureState {
     Unsigned,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AupRef {
     pub id: Uuid,
     pub audience: String,
@@ -46,7 +46,7 @@ impl From<&AupRecord> for AupRef {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SignatureRef {
     pub id: Uuid,
     pub aup_id: Uuid,
@@ -61,9 +61,10 @@ impl From<&SignatureRecord> for SignatureRef {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SignatureStatus {
     pub state: SignatureState,
+    #[schema(nullable)]
     pub audience: Option<&'static str>,
     /// What they must have signed: the current version of their audience's AUP.
     pub current_aup: Option<AupRef>,
@@ -137,9 +138,10 @@ impl Snapshot {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DueItem {
     pub person: Person,
+    #[schema(schema_with = crate::api::openapi::enums::due_state)]
     pub state: SignatureState,
     /// The AUP to sign (null when their audience has none in effect).
     pub must_sign: Option<AupRef>,
@@ -188,7 +190,7 @@ pub fn due_reason(st: &SignatureStatus) -> String {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExpiringVisitor {
     pub id: Uuid,
     pub name: String,
@@ -197,7 +199,8 @@ pub struct ExpiringVisitor {
 }
 
 /// The register at a glance, for governors and auditors.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = RegisterReport)]
 pub struct Report {
     pub generated_at: DateTime<Utc>,
     /// People who are not leavers.
@@ -218,6 +221,7 @@ pub struct Report {
     pub leavers_with_live_grants: usize,
     /// Visitors and contractors whose access ends within the next 7 days.
     pub visitors_expiring: usize,
+    #[schema(inline)]
     pub visitors_expiring_people: Vec<ExpiringVisitor>,
     /// AUP versions in effect whose review date has passed.
     pub aups_review_overdue: usize,

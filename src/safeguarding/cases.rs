@@ -28,9 +28,10 @@ pub const KINDS: &[&str] = &[
 
 pub const ACTION_KINDS: &[&str] = &["note", "police_contact", "lado_contact", "parent_contact", "ceop_report", "decision", "other"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCase {
+    #[schema(schema_with = crate::api::openapi::enums::case_kind)]
     pub kind: String,
     pub summary: String,
     pub justification: String,
@@ -42,15 +43,19 @@ pub struct NewCase {
 }
 
 /// A case as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Case {
     pub id: Uuid,
     pub number: i64,
+    #[schema(schema_with = crate::api::openapi::enums::case_kind)]
     pub kind: String,
+    #[schema(schema_with = crate::api::openapi::enums::case_state)]
     pub state: String,
     pub summary: String,
     pub justification: String,
+    #[schema(value_type = Vec<String>)]
     pub people: Value,
+    #[schema(value_type = Object)]
     pub references: Value,
     pub involves_staff: bool,
     pub opened_by: String,

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::mdm::command::{CertificateList, Command, DeviceInformation, DeviceLock, EnableLostMode, InstalledApplicationList, ProfileList};
 use crate::store::{CaseCommandRecord, CaseDeviceRecord, EvidenceRecord};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuarantineRequest {
     pub udid: String,
@@ -29,21 +29,24 @@ pub struct QuarantineRequest {
     pub phone_number: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueuedCommand {
     pub command_uuid: String,
     pub request_type: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Quarantined {
     pub udid: String,
     pub case_id: Uuid,
     /// `lost_mode`, `device_lock` or `mac_lock`.
+    #[schema(schema_with = crate::api::openapi::enums::quarantine_method)]
     pub method: String,
+    #[schema(inline)]
     pub commands: Vec<QueuedCommand>,
     pub evidence_requested: Vec<String>,
     pub grants_suspended: usize,
+    #[schema(value_type = crate::api::schemas::PushResultSchema)]
     pub push: PushResult,
 }
 

@@ -14,7 +14,7 @@ use crate::mdm::command::Command;
 use crate::register::grants::NewGrant;
 use crate::store::{CaseCommandRecord, CaseRequestRecord};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     pub udid: Option<String>,
@@ -26,16 +26,19 @@ pub struct ReleaseRequest {
 
 /// Asked as a release is asked: why, and the reference of the advice (police, LADO, other
 /// agencies) that the evidence is no longer needed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisposeRequest {
+    #[schema(max_length = 4000)]
     pub justification: String,
     /// The advice that the police and other agencies no longer need the evidence. Required; a
     /// missing one is refused naming `advice_reference`, not as a malformed body.
     #[serde(default)]
+    #[schema(max_length = 500, value_type = String, required = true)]
     pub advice_reference: Option<String>,
     /// Optional: who confirmed it (kept for the requests made before `advice_reference`).
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub confirmation: Option<String>,
 }
 
