@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::cases::{Case, required};
+use super::pdf::{Column, Document};
 use crate::auth::Actor;
 use crate::context::Lanyard;
 use crate::error::{Error, Result};
@@ -89,6 +90,19 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// The SHA-256 column's share of the PDF's evidence table: wide enough for 64 hex digits on one
+/// line (a unit test in pdf.rs checks).
+pub(super) const SHA_COLUMN_SHARE: f32 = 0.61;
+
+/// A case's references (police, LADO, CEOP) as "police reference: 123/45; ...".
+fn references(v: &Value) -> String {
+    match v.as_object() {
+        Some(o) if !o.is_empty() => o.iter().map(|(k, v)| format!("{}: {}", k.replace('_', " "), text(v))).collect::<Vec<_>>().join("; "),
+        Some(_) => "none".into(),
+        None => text(v),
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
@@ -102,53 +116,6 @@ impl CustodyReport {
         json!({"case": self.case, "events": self.events, "evidence": self.evidence})
     }
 
-    /// Lines of the printable report (shared by the HTML and PDF renderings).
-    fn lines(&self, org: &str) -> Vec<String> {
-        let c = &self.case;
-        let mut l = vec![
-            format!("{org} - Chain of custody, safeguarding case {}", c.number),
-            format!("Case id {}  |  kind {}  |  state {}", c.id, c.kind, c.state),
-            format!(
-                "Opened {} by {}{}",
-                c.opened_at.to_rfc3339(),
-                c.opened_by,
-                c.closed_at.map(|t| format!("; closed {}", t.to_rfc3339())).unwrap_or_default()
-            ),
-            format!("References: {}", text(&c.references)),
-            String::new(),
-            "Evidence (SHA-256 of each item exactly as the device sent it)".into(),
-        ];
-        for e in &self.evidence {
-            l.push(format!(
-                "  {} {}  received {}  sha256 {}{}",
-                text(&e["request_type"]),
-                text(&e["udid"]),
-                text(&e["received_at"]),
-                text(&e["sha256"]),
-                if e["disposed_at"].is_null() { String::new() } else { format!("  (disposed {})", text(&e["disposed_at"])) }
-            ));
-        }
-        l.push(String::new());
-        l.push("Events, in order".into());
-        for e in &self.events {
-            l.push(format!(
-                "  #{} {}  {}  {}{}",
-                text(&e["seq"]),
-                text(&e["at"]),
-                text(&e["kind"]),
-                text(&e["actor"]),
-                e["udid"].as_str().map(|u| format!("  device {u}")).unwrap_or_default()
-            ));
-            if let Some(j) = e["justification"].as_str() {
-                l.push(format!("      justification: {j}"));
-            }
-            if e["detail"].as_object().is_some_and(|o| !o.is_empty()) {
-                l.push(format!("      {}", e["detail"]));
-            }
-        }
-        l
-    }
-
     pub fn html(&self, org: &str) -> String {
         let c = &self.case;
         let mut h = String::from(
@@ -156,14 +123,15 @@ impl CustodyReport {
         );
         h += &format!("<h1>Chain of custody — safeguarding case {}</h1><p>{}</p>", c.number, esc(org));
         h += &format!(
-            "<table><tr><th>Case id</th><td><code>{}</code></td></tr><tr><th>Kind</th><td>{}</td></tr><tr><th>State</th><td>{}</td></tr><tr><th>Opened</th><td>{} by {}</td></tr><tr><th>Closed</th><td>{}</td></tr><tr><th>References</th><td>{}</td></tr></table>",
+            "<table><tr><th>Case id</th><td><code>{}</code></td></tr><tr><th>Kind</th><td>{}</td></tr><tr><th>State</th><td>{}</td></tr><tr><th>Opened</th><td>{} by {}</td></tr><tr><th>Closed</th><td>{}</td></tr><tr><th>References</th><td>{}</td></tr><tr><th>Summary</th><td>{}</td></tr></table>",
             c.id,
             esc(&c.kind),
             esc(&c.state),
             c.opened_at.to_rfc3339(),
             esc(&c.opened_by),
             c.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            esc(&text(&c.references))
+            esc(&text(&c.references)),
+            esc(&c.summary)
         );
         h += "<h2>Evidence</h2><p>Each item is stored exactly as the device sent it; its SHA-256 lets anyone check it has not changed.</p><table><tr><th>Item</th><th>Device</th><th>Received</th><th>SHA-256</th></tr>";
         for e in &self.evidence {
@@ -193,7 +161,70 @@ impl CustodyReport {
         h
     }
 
+    /// The printable report as a PDF: what the HTML shows, with the case and page number on
+    /// every page (src/safeguarding/pdf.rs).
     pub fn pdf(&self, org: &str) -> Vec<u8> {
-        super::pdf::text_pdf(&self.lines(org))
+        let c = &self.case;
+        let title = format!("Chain of custody — safeguarding case {}", c.number);
+        let mut d = Document::new(&title, &[format!("{org} — {title}"), format!("Case id {}", c.id)]);
+        d.title(&title);
+        d.paragraph(org);
+        d.fields(vec![
+            ("Case id".into(), c.id.to_string()),
+            ("Kind".into(), c.kind.clone()),
+            ("State".into(), c.state.clone()),
+            ("Opened".into(), format!("{} by {}", c.opened_at.to_rfc3339(), c.opened_by)),
+            ("Closed".into(), c.closed_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
+            ("References".into(), references(&c.references)),
+            ("Summary".into(), c.summary.clone()),
+        ]);
+        d.heading("Evidence");
+        d.paragraph("Each item is stored exactly as the device sent it; its SHA-256 lets anyone check it has not changed.");
+        if self.evidence.is_empty() {
+            d.paragraph("No evidence has been taken on this case.");
+        } else {
+            let rest = (1.0 - SHA_COLUMN_SHARE) / 3.0;
+            d.table(
+                vec![
+                    Column::new("Item", rest),
+                    Column::new("Device", rest),
+                    Column::new("Received", rest),
+                    Column::new("SHA-256", SHA_COLUMN_SHARE),
+                ],
+                self.evidence
+                    .iter()
+                    .map(|e| {
+                        let disposed =
+                            if e["disposed_at"].is_null() { String::new() } else { format!(" (disposed {})", text(&e["disposed_at"])) };
+                        vec![text(&e["request_type"]), text(&e["udid"]), text(&e["received_at"]) + &disposed, text(&e["sha256"])]
+                    })
+                    .collect(),
+            );
+        }
+        d.heading("Events, in order");
+        d.table(
+            vec![
+                Column::new("#", 0.05),
+                Column::new("When (UTC)", 0.16),
+                Column::new("What", 0.14),
+                Column::new("Who", 0.12),
+                Column::new("Device", 0.15),
+                Column::new("Justification and detail", 0.38),
+            ],
+            self.events
+                .iter()
+                .map(|e| {
+                    let mut why = text(&e["justification"]);
+                    if e["detail"].as_object().is_some_and(|o| !o.is_empty()) {
+                        if !why.is_empty() {
+                            why.push('\n');
+                        }
+                        why += &e["detail"].to_string();
+                    }
+                    vec![text(&e["seq"]), text(&e["at"]), text(&e["kind"]), text(&e["actor"]), text(&e["udid"]), why]
+                })
+                .collect(),
+        );
+        d.render()
     }
 }
