@@ -697,7 +697,19 @@ async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
                         None,
                     )
                     .await?;
-                ctx.store.token_update(&udid, &token, &id, None, false, now).await?;
+                ctx.store
+                    .token_update(
+                        &crate::store::TokenUpdateRecord {
+                            udid: &udid,
+                            token: &token,
+                            push_magic: &id,
+                            unlock_token_sealed: None,
+                            awaiting_configuration: false,
+                            at: now,
+                        },
+                        &[],
+                    )
+                    .await?;
             }
             anyhow::Ok(())
         }));

@@ -109,19 +109,27 @@ impl Lanyard {
         expires_at: Option<DateTime<Utc>>,
         audit: Option<crate::store::NewAuditEntry>,
     ) -> Result<()> {
-        let uuid = uuid.to_owned();
-        let new = NewCommand {
-            payload: cmd.to_plist(&uuid),
-            uuid: uuid.clone(),
+        let new = self.new_command_as(uuid, created_by, cmd, expires_at);
+        self.store.enqueue(&new, targets, audit).await?;
+        Metrics::add(&self.metrics.commands_queued, targets.len() as u64);
+        Ok(())
+    }
+
+    /// A command as the store keeps it, with a new UUID.
+    pub fn new_command(&self, created_by: &str, cmd: &Command, expires_at: Option<DateTime<Utc>>) -> NewCommand {
+        self.new_command_as(&uuid::Uuid::new_v4().to_string(), created_by, cmd, expires_at)
+    }
+
+    fn new_command_as(&self, uuid: &str, created_by: &str, cmd: &Command, expires_at: Option<DateTime<Utc>>) -> NewCommand {
+        NewCommand {
+            payload: cmd.to_plist(uuid),
+            uuid: uuid.to_owned(),
             request_type: cmd.request_type().to_owned(),
             fields: Value::Object(cmd.fields_json()).to_string(),
             created_by: created_by.to_owned(),
             created_at: self.now(),
             expires_at,
-        };
-        self.store.enqueue(&new, targets, audit).await?;
-        Metrics::add(&self.metrics.commands_queued, targets.len() as u64);
-        Ok(())
+        }
     }
 
     /// Queue a command an operator asked for: validate it, apply the legal hold, check the

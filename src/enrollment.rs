@@ -1,9 +1,11 @@
 //! Enrolment: tokens, the signed enrolment profile, and the SCEP issuing policy.
 //!
 //! An enrolment token is both the key to the profile (`/mdm/enroll?token=T`) and the SCEP
-//! challenge inside it. It is stored hashed; a use is spent when SCEP issues a certificate.
+//! challenge inside it. It is stored hashed; a use is spent when SCEP issues a certificate (in the
+//! transaction that records the certificate).
 
 use chrono::{DateTime, Duration, Utc};
+use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use serde::Serialize;
 use serde_json::json;
@@ -175,6 +177,12 @@ impl Lanyard {
 
     /// Answer one SCEP PKIOperation. Never fails: problems become a CertRep FAILURE (or, for a
     /// message we cannot read at all, a 400 from the caller).
+    ///
+    /// The CPU work runs off the runtime threads in two steps: read the request; then issue the
+    /// certificate and build its CertRep together. The certificate goes on record (spending the
+    /// token's use in the same transaction) before the CertRep leaves: a device never holds an
+    /// identity the server has no record of, and a token use is never spent on a certificate
+    /// that was not issued.
     pub async fn scep_pki_operation(&self, der: Vec<u8>) -> Result<ScepReply> {
         let ca_cert = self.pki.ca_cert.clone();
         let ca_key = self.pki.ca_key.clone();
@@ -185,45 +193,44 @@ impl Lanyard {
                 tracing::warn!(error = %e, "SCEP: unreadable PKIOperation");
                 Error::BadRequest("not a SCEP pkiMessage this CA can read".into())
             })?;
-        let decision = self.scep_decide(&req).await?;
-        let (ca_cert, ca_key) = (self.pki.ca_cert.clone(), self.pki.ca_key.clone());
-        let body = match decision {
-            Ok((token_id, renewed_from)) => {
-                let csr_der = req
-                    .csr
-                    .as_ref()
-                    .ok_or_else(|| Error::BadRequest("SCEP request has no CSR".into()))?
-                    .to_der()
-                    .map_err(Error::internal)?;
-                let (cc, ck) = (ca_cert.clone(), ca_key.clone());
-                let issued = tokio::task::spawn_blocking(move || {
-                    let csr = openssl::x509::X509Req::from_der(&csr_der).map_err(|e| scep::ScepError::InvalidCsr(e.to_string()))?;
-                    scep::issue_certificate(&csr, &cc, &ck, IDENTITY_DAYS)
+        let body = match self.scep_decide(&req).await? {
+            Ok(grant) => {
+                let (ca_cert, ca_key) = (self.pki.ca_cert.clone(), self.pki.ca_key.clone());
+                let (req, issued) = tokio::task::spawn_blocking(move || {
+                    let issued = issue_with_reply(&req, &ca_cert, &ca_key);
+                    (req, issued)
                 })
                 .await
                 .map_err(Error::internal)?;
                 match issued {
-                    Ok(cert) => {
-                        self.record_issued(&cert, token_id, renewed_from).await?;
-                        tokio::task::spawn_blocking(move || scep::cert_rep_success(&req, &cert, &ca_cert, &ca_key))
+                    Ok((cert, reply)) if self.record_issued(&cert, grant).await? => reply,
+                    Ok(_) => {
+                        tracing::warn!("SCEP: the enrolment token was used up, expired or revoked while the certificate was made");
+                        self.scep_failure(req, FailInfo::BadRequest).await?
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "SCEP: cannot issue");
-                        tokio::task::spawn_blocking(move || scep::cert_rep_failure(&req, FailInfo::BadRequest, &ca_cert, &ca_key))
+                        self.scep_failure(req, FailInfo::BadRequest).await?
                     }
                 }
             }
-            Err(fail) => tokio::task::spawn_blocking(move || scep::cert_rep_failure(&req, fail, &ca_cert, &ca_key)),
-        }
-        .await
-        .map_err(Error::internal)?
-        .map_err(Error::internal)?;
+            Err(fail) => self.scep_failure(req, fail).await?,
+        };
         Ok(ScepReply { body, content_type: scep::CONTENT_TYPE_PKI_MESSAGE })
     }
 
-    /// The policy: a PKCSReq needs a live enrolment token as its challenge (one use is spent);
-    /// a RenewalReq must be signed by a certificate we issued.
-    async fn scep_decide(&self, req: &scep::ScepRequest) -> Result<std::result::Result<(Option<Uuid>, Option<String>), FailInfo>> {
+    async fn scep_failure(&self, req: scep::ScepRequest, fail: FailInfo) -> Result<Vec<u8>> {
+        let (ca_cert, ca_key) = (self.pki.ca_cert.clone(), self.pki.ca_key.clone());
+        tokio::task::spawn_blocking(move || scep::cert_rep_failure(&req, fail, &ca_cert, &ca_key))
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)
+    }
+
+    /// The policy: a PKCSReq needs a live enrolment token as its challenge (its use is spent
+    /// when the certificate is recorded); a RenewalReq must be signed by a certificate we
+    /// issued.
+    async fn scep_decide(&self, req: &scep::ScepRequest) -> Result<std::result::Result<Grant, FailInfo>> {
         match req.message_type {
             MessageType::PkcsReq => {
                 let Some(challenge) = req.challenge.as_deref() else {
@@ -234,11 +241,7 @@ impl Lanyard {
                     tracing::warn!("SCEP: PKCSReq with an unknown, expired or used-up challenge");
                     return Ok(Err(FailInfo::BadRequest));
                 };
-                if !self.store.spend_enrollment_token(token.id, self.now()).await? {
-                    tracing::warn!(token = %token.id, "SCEP: enrolment token used up");
-                    return Ok(Err(FailInfo::BadRequest));
-                }
-                Ok(Ok((Some(token.id), None)))
+                Ok(Ok(Grant { token_id: Some(token.id), renewed_from: None }))
             }
             MessageType::RenewalReq | MessageType::UpdateReq => {
                 if !scep::is_renewal_signed_by_ca(req, &self.pki.ca_cert) {
@@ -246,13 +249,15 @@ impl Lanyard {
                     return Ok(Err(FailInfo::BadMessageCheck));
                 }
                 let from = cert_sha256(&req.signer_cert)?;
-                Ok(Ok((None, Some(from))))
+                Ok(Ok(Grant { token_id: None, renewed_from: Some(from) }))
             }
             _ => Ok(Err(FailInfo::BadRequest)),
         }
     }
 
-    async fn record_issued(&self, cert: &X509, token_id: Option<Uuid>, renewed_from: Option<String>) -> Result<()> {
+    /// Put an issued certificate on record; false if its enrolment token's use could not be
+    /// spent (see [`crate::store::DeviceStore::record_issued_cert`]).
+    async fn record_issued(&self, cert: &X509, grant: Grant) -> Result<bool> {
         let serial = cert.serial_number().to_bn().and_then(|b| b.to_hex_str().map(|s| s.to_string())).map_err(Error::internal)?;
         let not_after = crate::pki::asn1_to_utc(cert.not_after()).map_err(Error::internal)?;
         let rec = IssuedCertRecord {
@@ -261,13 +266,34 @@ impl Lanyard {
             subject: format!("{:?}", cert.subject_name()),
             not_after,
             issued_at: self.now(),
-            enrollment_token_id: token_id,
-            renewed_from,
+            enrollment_token_id: grant.token_id,
+            renewed_from: grant.renewed_from,
         };
+        if !self.store.record_issued_cert(&rec).await? {
+            return Ok(false);
+        }
         tracing::info!(sha256 = %rec.sha256, renewal = rec.renewed_from.is_some(), "SCEP: issued a device identity");
-        self.store.record_issued_cert(&rec).await?;
-        Ok(())
+        Ok(true)
     }
+}
+
+/// What the SCEP policy allows a request: a certificate against an enrolment token, or the
+/// renewal of one we issued.
+struct Grant {
+    token_id: Option<Uuid>,
+    renewed_from: Option<String>,
+}
+
+/// Issue the certificate a request asks for and its CertRep, in one piece of blocking work.
+fn issue_with_reply(
+    req: &scep::ScepRequest,
+    ca_cert: &X509,
+    ca_key: &PKey<Private>,
+) -> std::result::Result<(X509, Vec<u8>), scep::ScepError> {
+    let csr = req.csr.as_ref().ok_or_else(|| scep::ScepError::InvalidCsr("SCEP request has no CSR".into()))?;
+    let cert = scep::issue_certificate(csr, ca_cert, ca_key, IDENTITY_DAYS)?;
+    let reply = scep::cert_rep_success(req, &cert, ca_cert, ca_key)?;
+    Ok((cert, reply))
 }
 
 /// Hex SHA-256 of a certificate's DER: how a device identity is bound and looked up.

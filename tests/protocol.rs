@@ -16,6 +16,7 @@ use serde_json::json;
 backend_tests!(
     a_device_enrols_and_obeys_commands,
     enrolment_tokens_guard_the_profile_and_scep,
+    a_token_use_is_spent_exactly_when_a_certificate_is_issued,
     bad_device_input_changes_nothing,
     command_queue_rules,
     renewed_identity_keeps_the_enrolment,
@@ -220,6 +221,47 @@ async fn enrolment_tokens_guard_the_profile_and_scep(b: Backend) {
     assert_error(st, &body, StatusCode::FORBIDDEN);
     let (_, audit) = s.get("/api/v1/audit?action=enrollment_token.", &admin).await;
     assert_eq!(audit["items"].as_array().unwrap().len(), 3);
+    s.stop().await;
+}
+
+/// A technician makes a token for 3 iPads and 8 ask at once: exactly 3 get an identity, each on
+/// record, and the token shows 3 uses — no use is lost to a request that got no certificate.
+async fn a_token_use_is_spent_exactly_when_a_certificate_is_issued(b: Backend) {
+    use lanyard::scep::{MessageType, client::Requester};
+    use openssl::{hash::MessageDigest, pkey::PKey, rsa::Rsa, symm::Cipher, x509::X509};
+    let s = TestServer::start(b).await;
+    let admin = s.admin().await;
+    s.load_push_cert().await;
+    let (id, token) = new_token(&s, Some(3)).await;
+    let ca = X509::from_der(&s.client.get(s.url("/scep?operation=GetCACert")).send().await.unwrap().bytes().await.unwrap()).unwrap();
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let requester = Requester::new(key.clone(), &format!("ipad-{i}"), &token).unwrap();
+        let msg = requester.pkcs_req(&ca, Cipher::aes_256_cbc(), MessageDigest::sha256(), MessageType::PkcsReq).unwrap();
+        let send = s.client.post(s.url("/scep?operation=PKIOperation")).header("content-type", "application/x-pki-message").body(msg.der);
+        asks.spawn(async move {
+            let resp = send.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            let rep = requester.decode_cert_rep(&resp.bytes().await.unwrap()).unwrap();
+            (rep.is_success(), rep.fail_info, rep.certs)
+        });
+    }
+    let answers = asks.join_all().await;
+    let issued: Vec<_> = answers.iter().filter(|(ok, _, _)| *ok).collect();
+    assert_eq!(issued.len(), 3, "{answers:?}");
+    for (_, fail, _) in answers.iter().filter(|(ok, _, _)| !*ok) {
+        assert_eq!(fail.as_deref(), Some("2"), "badRequest for the ones past the limit");
+    }
+    for (_, _, certs) in issued {
+        let sha = hex::encode(openssl::sha::sha256(&certs[0].to_der().unwrap()));
+        let rec = s.ctx.store.issued_cert(&sha).await.unwrap().expect("each identity handed out is on record");
+        assert_eq!(rec.enrollment_token_id.map(|u| u.to_string()), Some(id.clone()));
+    }
+    let (_, list) = s.get("/api/v1/enrollment-tokens", &admin).await;
+    let t = list["items"].as_array().unwrap().iter().find(|t| t["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(t["uses"], 3, "{t}");
+    assert_eq!(t["live"], false, "{t}");
     s.stop().await;
 }
 

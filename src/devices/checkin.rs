@@ -5,7 +5,8 @@ use crate::devices::auth::Enrolment;
 use crate::error::{Error, Result};
 use crate::mdm::checkin::{self, CheckinMessage};
 use crate::mdm::command::{Command, DeviceInformation, ProfileList};
-use crate::store::AuthenticateRecord;
+use crate::metrics::Metrics;
+use crate::store::{AuthenticateRecord, TokenUpdateRecord};
 
 /// What the device face answers.
 pub enum CheckinReply {
@@ -89,14 +90,20 @@ impl Lanyard {
                     Some(u) => Some(self.pki.sealer.seal(u).map_err(Error::internal)?),
                     None => None,
                 };
-                let first =
-                    self.store.token_update(&udid, &t.token, &t.push_magic, unlock.as_deref(), t.awaiting_configuration, now).await?;
-                if first {
+                let record = TokenUpdateRecord {
+                    udid: &udid,
+                    token: &t.token,
+                    push_magic: &t.push_magic,
+                    unlock_token_sealed: unlock.as_deref(),
+                    awaiting_configuration: t.awaiting_configuration,
+                    at: now,
+                };
+                // A new enrolment starts with the commands that fill in its inventory, queued
+                // in the TokenUpdate's own transaction.
+                let first_commands: Vec<_> = initial_inventory().iter().map(|c| self.new_command("system", c, None)).collect();
+                if self.store.token_update(&record, &first_commands).await? {
+                    Metrics::add(&self.metrics.commands_queued, first_commands.len() as u64);
                     tracing::info!(udid, "device enrolled");
-                    for cmd in initial_inventory() {
-                        self.queue_command("system", &cmd, &[udid.clone()], None).await?;
-                    }
-                    self.store.mark_inventory_requested(&udid, now).await?;
                     // Profiles: forget an earlier enrolment's, work out smart groups; reconcile
                     // follows the first ProfileList answer.
                     self.profiles_device_enrolled(&udid).await;

@@ -214,7 +214,7 @@ impl Requester {
             transaction_id: required(ScepAttr::TransactionId)?,
             recipient_nonce: octets(ScepAttr::RecipientNonce)?,
             sender_nonce: octets(ScepAttr::SenderNonce)?,
-            signer_der: signed.signer_cert_der.clone(),
+            signer_der: signed.signer_cert.to_der().map_err(ossl("encoding the signer certificate"))?,
             digest_nid: signed.digest_nid,
             reply_cipher,
             certs,

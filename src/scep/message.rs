@@ -50,13 +50,12 @@ pub fn parse_pki_message(der: &[u8], ca_cert: &X509, ca_key: &PKey<Private>) -> 
             openssl::nid::Nid::from_raw(signed.digest_nid).short_name().unwrap_or("unknown")
         ))
     })?;
-    let signer_cert = X509::from_der(&signed.signer_cert_der).map_err(|e| ScepError::Malformed(format!("signer certificate: {e}")))?;
 
     let (message_data, content_cipher) = decrypt_envelope(&signed.content, ca_cert, ca_key)?;
 
     let (csr, challenge) = if message_type.carries_csr() {
         let csr = X509Req::from_der(&message_data).map_err(|e| ScepError::InvalidCsr(format!("not a PKCS#10 request: {e}")))?;
-        let challenge = ffi::csr_challenge_password(&message_data).map_err(|e| match e {
+        let challenge = ffi::csr_challenge_password(&csr).map_err(|e| match e {
             ScepError::Malformed(m) => ScepError::InvalidCsr(m),
             other => other,
         })?;
@@ -65,8 +64,17 @@ pub fn parse_pki_message(der: &[u8], ca_cert: &X509, ca_key: &PKey<Private>) -> 
         (None, None)
     };
 
-    let request =
-        ScepRequest { message_type, transaction_id, sender_nonce, signer_cert, csr, challenge, digest, content_cipher, message_data };
+    let request = ScepRequest {
+        message_type,
+        transaction_id,
+        sender_nonce,
+        signer_cert: signed.signer_cert.clone(),
+        csr,
+        challenge,
+        digest,
+        content_cipher,
+        message_data,
+    };
     tracing::debug!(?request, "scep: parsed pkiMessage");
     Ok(request)
 }

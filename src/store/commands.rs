@@ -247,6 +247,51 @@ pub trait CommandStore: Send + Sync {
     async fn pending_count(&self, udid: &str, now: DateTime<Utc>) -> StoreResult<i64>;
 }
 
+/// Store a [`NewCommand`] and queue it for `$targets` (a `&[String]`) inside the caller's
+/// transaction: how an operator's command and the first TokenUpdate's inventory commands are
+/// queued. `$conn` is `&mut *tx`, `$db` the sqlx database type. Expands to an expression of
+/// type `StoreResult<i64>` (the command's seq); use it inside a store macro's async method.
+macro_rules! enqueue_in {
+    ($conn:expr, $db:ty, $cmd:expr, $targets:expr) => {{
+        let c: &$crate::store::NewCommand = $cmd;
+        let targets: &[String] = $targets;
+        let conn = $conn;
+        async {
+            let (seq,): (i64,) = sqlx::query_as(
+                "INSERT INTO commands (uuid, request_type, payload, fields, created_by, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+            )
+            .bind(&c.uuid)
+            .bind(&c.request_type)
+            .bind(&c.payload)
+            .bind(&c.fields)
+            .bind(&c.created_by)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err($crate::store::conflict_or("command"))?;
+            for chunk in targets.chunks(500) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO command_targets (udid, command_seq, status, expires_at, queued_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, udid| {
+                    b.push_bind(udid.clone())
+                        .push_bind(seq)
+                        .push_bind("queued")
+                        .push_bind(c.expires_at)
+                        .push_bind(c.created_at)
+                        .push_bind(c.created_at);
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+            $crate::store::StoreResult::Ok(seq)
+        }
+        .await
+    }};
+}
+pub(crate) use enqueue_in;
+
 macro_rules! impl_command_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
@@ -258,34 +303,7 @@ macro_rules! impl_command_store {
                 audit: Option<$crate::store::NewAuditEntry>,
             ) -> $crate::store::StoreResult<i64> {
                 let mut tx = self.pool.begin().await?;
-                let (seq,): (i64,) = sqlx::query_as(
-                    "INSERT INTO commands (uuid, request_type, payload, fields, created_by, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-                )
-                .bind(&c.uuid)
-                .bind(&c.request_type)
-                .bind(&c.payload)
-                .bind(&c.fields)
-                .bind(&c.created_by)
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err($crate::store::conflict_or("command"))?;
-                for chunk in targets.chunks(500) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO command_targets (udid, command_seq, status, expires_at, queued_at, updated_at) ",
-                    );
-                    q.push_values(chunk, |mut b, udid| {
-                        b.push_bind(udid.clone())
-                            .push_bind(seq)
-                            .push_bind("queued")
-                            .push_bind(c.expires_at)
-                            .push_bind(c.created_at)
-                            .push_bind(c.created_at);
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
+                let seq = $crate::store::commands::enqueue_in!(&mut *tx, $db, c, targets)?;
                 if let Some(e) = audit {
                     $crate::store::audit::append_audit_in!(&mut *tx, e)?;
                 }

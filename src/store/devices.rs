@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{NewAuditEntry, StoreResult};
+use super::{NewAuditEntry, NewCommand, StoreResult};
 
 /// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]).
 pub(crate) const DEVICE_SESSION: &str = concat!(
@@ -163,6 +163,18 @@ pub struct DeviceRecord {
     pub pushes_sent: i64,
 }
 
+/// What a TokenUpdate message tells us.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenUpdateRecord<'a> {
+    pub udid: &'a str,
+    pub token: &'a [u8],
+    pub push_magic: &'a str,
+    /// Sealed; None keeps the one on record.
+    pub unlock_token_sealed: Option<&'a [u8]>,
+    pub awaiting_configuration: bool,
+    pub at: DateTime<Utc>,
+}
+
 /// What an Authenticate message tells us.
 #[derive(Debug, Clone)]
 pub struct AuthenticateRecord {
@@ -239,10 +251,11 @@ pub trait DeviceStore: Send + Sync {
     /// Revoke a token, with the audit entry. False if it was already revoked (and nothing
     /// audited).
     async fn revoke_enrollment_token(&self, id: Uuid, at: DateTime<Utc>, audit: NewAuditEntry) -> StoreResult<bool>;
-    /// Spend one use, atomically, only if the token is still live. False if it was not.
-    async fn spend_enrollment_token(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
-
-    async fn record_issued_cert(&self, rec: &IssuedCertRecord) -> StoreResult<()>;
+    /// Record a certificate SCEP issued. For one issued against an enrolment token, spend one
+    /// of the token's uses in the same transaction, only if the token is still live at
+    /// `rec.issued_at`: false, recording nothing, if it is not (used up, expired or revoked
+    /// since the request was read). So a use is spent exactly when a certificate is on record.
+    async fn record_issued_cert(&self, rec: &IssuedCertRecord) -> StoreResult<bool>;
     async fn issued_cert(&self, sha256: &str) -> StoreResult<Option<IssuedCertRecord>>;
 
     async fn device(&self, udid: &str) -> StoreResult<Option<DeviceRecord>>;
@@ -254,16 +267,11 @@ pub trait DeviceStore: Send + Sync {
     /// previous enrolment's push token and cancel what was queued for it.
     /// With the audit entry of a re-enrolment, if it is one, in the same transaction.
     async fn authenticate_device(&self, rec: &AuthenticateRecord, audit: Option<NewAuditEntry>) -> StoreResult<()>;
-    /// Store a TokenUpdate. Returns true if this made the device enrolled (the first one).
-    async fn token_update(
-        &self,
-        udid: &str,
-        token: &[u8],
-        push_magic: &str,
-        unlock_token_sealed: Option<&[u8]>,
-        awaiting_configuration: bool,
-        at: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    /// Store a TokenUpdate. Returns true if this made the device enrolled (the first one); then,
+    /// in the same transaction, `first_commands` are queued for the device and its inventory is
+    /// marked requested, so an enrolment never stands without the commands that fill in its
+    /// inventory.
+    async fn token_update(&self, t: &TokenUpdateRecord<'_>, first_commands: &[NewCommand]) -> StoreResult<bool>;
     async fn check_out(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
     /// Record that a state-changing message signed at `signed_at` (Unix seconds) was accepted
     /// from the device. False, changing nothing, if one signed later was accepted already: this
@@ -273,7 +281,6 @@ pub trait DeviceStore: Send + Sync {
     /// Move the device's binding to a renewed certificate.
     async fn rebind_cert(&self, udid: &str, cert_sha256: &str) -> StoreResult<()>;
     async fn touch_device(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
-    async fn mark_inventory_requested(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
     async fn update_inventory(&self, udid: &str, inv: &InventoryUpdate) -> StoreResult<()>;
     async fn list_devices(&self, f: &DeviceFilter) -> StoreResult<Vec<DeviceRecord>>;
     /// Remove a device record and its command results (retiring it). Not for devices on hold:
@@ -379,19 +386,21 @@ macro_rules! impl_device_store {
                 Ok(true)
             }
 
-            async fn spend_enrollment_token(&self, id: uuid::Uuid, now: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<bool> {
-                let r = sqlx::query(
-                    "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
-                     AND (expires_at IS NULL OR expires_at > $2) AND (max_uses IS NULL OR uses < max_uses)",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-                Ok(r.rows_affected() == 1)
-            }
-
-            async fn record_issued_cert(&self, r: &$crate::store::IssuedCertRecord) -> $crate::store::StoreResult<()> {
+            async fn record_issued_cert(&self, r: &$crate::store::IssuedCertRecord) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(token) = r.enrollment_token_id {
+                    let spent = sqlx::query(
+                        "UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1 AND revoked_at IS NULL \
+                         AND (expires_at IS NULL OR expires_at > $2) AND (max_uses IS NULL OR uses < max_uses)",
+                    )
+                    .bind(token)
+                    .bind(r.issued_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if spent.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                }
                 sqlx::query(
                     "INSERT INTO issued_certificates (sha256, serial, subject, not_after, issued_at, enrollment_token_id, renewed_from) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -403,9 +412,10 @@ macro_rules! impl_device_store {
                 .bind(r.issued_at)
                 .bind(r.enrollment_token_id)
                 .bind(&r.renewed_from)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(())
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn issued_cert(&self, sha256: &str) -> $crate::store::StoreResult<Option<$crate::store::IssuedCertRecord>> {
@@ -490,39 +500,41 @@ macro_rules! impl_device_store {
 
             async fn token_update(
                 &self,
-                udid: &str,
-                token: &[u8],
-                push_magic: &str,
-                unlock: Option<&[u8]>,
-                awaiting: bool,
-                at: chrono::DateTime<chrono::Utc>,
+                t: &$crate::store::TokenUpdateRecord<'_>,
+                first_commands: &[$crate::store::NewCommand],
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
                      awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6, \
-                     enrolled = TRUE, enrolled_at = $6, unenrolled_at = NULL WHERE udid = $1 AND enrolled = FALSE",
+                     enrolled = TRUE, enrolled_at = $6, unenrolled_at = NULL, inventory_requested_at = $6 \
+                     WHERE udid = $1 AND enrolled = FALSE",
                 )
-                .bind(udid)
-                .bind(token)
-                .bind(push_magic)
-                .bind(unlock)
-                .bind(awaiting)
-                .bind(at)
+                .bind(t.udid)
+                .bind(t.token)
+                .bind(t.push_magic)
+                .bind(t.unlock_token_sealed)
+                .bind(t.awaiting_configuration)
+                .bind(t.at)
                 .execute(&mut *tx)
                 .await?;
                 let first = r.rows_affected() == 1;
-                if !first {
+                if first {
+                    let target = [t.udid.to_owned()];
+                    for c in first_commands {
+                        $crate::store::commands::enqueue_in!(&mut *tx, $db, c, &target)?;
+                    }
+                } else {
                     sqlx::query(
                         "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
                          awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6 WHERE udid = $1",
                     )
-                    .bind(udid)
-                    .bind(token)
-                    .bind(push_magic)
-                    .bind(unlock)
-                    .bind(awaiting)
-                    .bind(at)
+                    .bind(t.udid)
+                    .bind(t.token)
+                    .bind(t.push_magic)
+                    .bind(t.unlock_token_sealed)
+                    .bind(t.awaiting_configuration)
+                    .bind(t.at)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -587,11 +599,6 @@ macro_rules! impl_device_store {
                     return Ok(done);
                 }
                 sqlx::query($crate::store::devices::TOUCH_DEVICE).bind(udid).bind(at).execute(&self.pool).await?;
-                Ok(())
-            }
-
-            async fn mark_inventory_requested(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE devices SET inventory_requested_at = $2 WHERE udid = $1").bind(udid).bind(at).execute(&self.pool).await?;
                 Ok(())
             }
 
