@@ -6,7 +6,8 @@
 //! waiting on that thread, through the disk's flushes: with 100,000 devices enrolled,
 //! `lanyard bench commands` found an eighth of the machine idle waiting for the disk. The
 //! device path's connections therefore hand checkpoints to this thread; sqlx's connections
-//! (threads of their own already) keep SQLite's automatic checkpoint.
+//! (threads of their own already) checkpoint as SQLite's automatic checkpoint does
+//! ([`super::inline::patient_busy_handler`]).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, ffi};
 
 /// The log's size that asks for a checkpoint: SQLite's own default.
-const PAGES: c_int = 1000;
+pub(crate) const PAGES: c_int = 1000;
 /// A rest after each checkpoint, so that a log a long reader keeps from being copied does not
 /// have the thread checkpoint again at every commit.
 const REST: Duration = Duration::from_millis(5);
@@ -60,6 +61,7 @@ unsafe extern "C" fn on_commit(wake: *mut c_void, _: *mut ffi::sqlite3, _: *cons
         let wake = unsafe { &*(wake as *const SyncSender<()>) };
         let _ = wake.try_send(());
     }
+    super::inline::COMMITS.note();
     ffi::SQLITE_OK
 }
 
