@@ -504,39 +504,41 @@ macro_rules! impl_device_store {
                 first_commands: &[$crate::store::NewCommand],
             ) -> $crate::store::StoreResult<bool> {
                 let mut tx = self.pool.begin().await?;
-                let r = sqlx::query(
-                    "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
-                     awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6, \
-                     enrolled = TRUE, enrolled_at = $6, unenrolled_at = NULL, inventory_requested_at = $6 \
-                     WHERE udid = $1 AND enrolled = FALSE",
-                )
-                .bind(t.udid)
-                .bind(t.token)
-                .bind(t.push_magic)
-                .bind(t.unlock_token_sealed)
-                .bind(t.awaiting_configuration)
-                .bind(t.at)
-                .execute(&mut *tx)
-                .await?;
-                let first = r.rows_affected() == 1;
+                // The first TokenUpdate enrols the device; a later one refreshes the token.
+                let mut first = false;
+                for (enrolling, sql) in [
+                    (
+                        true,
+                        "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
+                         awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6, \
+                         enrolled = TRUE, enrolled_at = $6, unenrolled_at = NULL, inventory_requested_at = $6 \
+                         WHERE udid = $1 AND enrolled = FALSE",
+                    ),
+                    (
+                        false,
+                        "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
+                         awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6 WHERE udid = $1",
+                    ),
+                ] {
+                    let r = sqlx::query(sql)
+                        .bind(t.udid)
+                        .bind(t.token)
+                        .bind(t.push_magic)
+                        .bind(t.unlock_token_sealed)
+                        .bind(t.awaiting_configuration)
+                        .bind(t.at)
+                        .execute(&mut *tx)
+                        .await?;
+                    if r.rows_affected() == 1 {
+                        first = enrolling;
+                        break;
+                    }
+                }
                 if first {
                     let target = [t.udid.to_owned()];
                     for c in first_commands {
                         $crate::store::commands::enqueue_in!(&mut *tx, $db, c, &target)?;
                     }
-                } else {
-                    sqlx::query(
-                        "UPDATE devices SET push_token = $2, push_magic = $3, unlock_token_sealed = COALESCE($4, unlock_token_sealed), \
-                         awaiting_configuration = $5, push_token_invalid_at = NULL, last_seen_at = $6 WHERE udid = $1",
-                    )
-                    .bind(t.udid)
-                    .bind(t.token)
-                    .bind(t.push_magic)
-                    .bind(t.unlock_token_sealed)
-                    .bind(t.awaiting_configuration)
-                    .bind(t.at)
-                    .execute(&mut *tx)
-                    .await?;
                 }
                 tx.commit().await?;
                 Ok(first)
