@@ -2,8 +2,21 @@
 //!
 //! On first start we make the device CA (RSA-2048, ten years: SCEP envelopes are RSA key
 //! transport, so the CA must be RSA), a TLS server certificate for the configured host name, a
-//! profile-signing identity, the JWT key and the key that seals secrets at rest. Later starts load
-//! them. Private keys are written 0600 into a 0700 directory, atomically (temp file + rename).
+//! profile-signing identity, a FileVault-escrow identity, the JWT key and the key that seals
+//! secrets at rest. Later starts load them. Private keys are written 0600 into a 0700 directory,
+//! atomically (temp file + rename).
+//!
+//! Which library does what:
+//! * **rcgen** writes these certificates (the CA's, TLS, profile-signing, escrow): subject,
+//!   validity, serial, extensions, and the DER of the whole thing. It is built without a crypto
+//!   backend: [`OpensslSigner`] implements its `SigningKey` over an OpenSSL key, so the CA key in
+//!   `ca.key` signs (an existing installation's CA is loaded, never remade).
+//! * **OpenSSL** makes the keys (RSA-2048, P-256), reads and writes the PEM files, signs the
+//!   certificates' TBS bytes, computes key identifiers (SHA-1 of the public key, as before), and
+//!   checks the loaded pairs and the TLS certificate. It also does everything that is not making
+//!   a certificate: the AES-GCM [`Sealer`], CMS (SCEP envelopes, profile signing, escrow
+//!   decryption), TLS itself, and the device identities SCEP issues (`crate::scep::issue`,
+//!   which says why).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -16,13 +29,14 @@ use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
+use openssl::x509::{X509, X509NameRef};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm, SigningKey,
 };
-use openssl::x509::{X509, X509Builder, X509NameBuilder};
 
 pub const CA_FILE: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
@@ -238,24 +252,139 @@ pub fn random_serial() -> Result<Asn1Integer> {
     Ok(bn.to_asn1_integer()?)
 }
 
+/// An OpenSSL private key as rcgen's signer (and the public key it certifies): SHA-256 with
+/// RSA (PKCS#1 v1.5) or ECDSA on P-256, the two kinds of key Lanyard makes.
+pub struct OpensslSigner<'a> {
+    key: &'a PKey<Private>,
+    /// The subjectPublicKey BIT STRING's contents (the key without its algorithm).
+    public_key: Vec<u8>,
+    algorithm: &'static SignatureAlgorithm,
+}
+
+impl<'a> OpensslSigner<'a> {
+    pub fn new(key: &'a PKey<Private>) -> Result<Self> {
+        let algorithm = match key.id() {
+            Id::RSA => &rcgen::PKCS_RSA_SHA256,
+            Id::EC if key.ec_key()?.group().curve_name() == Some(Nid::X9_62_PRIME256V1) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            other => return Err(anyhow!("cannot sign certificates with a {other:?} key")),
+        };
+        let spki = key.public_key_to_der()?;
+        let public_key = spki_public_key(&spki).ok_or_else(|| anyhow!("OpenSSL wrote an unreadable SubjectPublicKeyInfo"))?.to_vec();
+        Ok(OpensslSigner { key, public_key, algorithm })
+    }
+
+    /// RFC 5280's key identifier (method 1): SHA-1 of the subjectPublicKey bits, as OpenSSL's
+    /// `subjectKeyIdentifier = hash` computes it.
+    pub fn key_id(&self) -> Vec<u8> {
+        openssl::sha::sha1(&self.public_key).to_vec()
+    }
+}
+
+impl PublicKeyData for OpensslSigner<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl SigningKey for OpensslSigner<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let sign = || -> Result<Vec<u8>, openssl::error::ErrorStack> {
+            let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), self.key)?;
+            signer.update(msg)?;
+            signer.sign_to_vec()
+        };
+        sign().map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+/// The subjectPublicKey bits of a DER SubjectPublicKeyInfo (without the unused-bits octet).
+fn spki_public_key(spki: &[u8]) -> Option<&[u8]> {
+    use crate::der::{Reader, SEQUENCE};
+    let outer = Reader::new(spki).expect(SEQUENCE)?;
+    let mut fields = outer.children();
+    fields.expect(SEQUENCE)?;
+    let bits = fields.expect(0x03)?;
+    match bits.content.split_first() {
+        Some((0, key)) if fields.is_empty() => Some(key),
+        _ => None,
+    }
+}
+
+/// An OpenSSL name as rcgen's, entry by entry with the same string types, so that the
+/// certificates the CA signs name it exactly as its own certificate does.
+fn rcgen_name(name: &X509NameRef) -> Result<DistinguishedName> {
+    let mut dn = DistinguishedName::new();
+    let mut seen = Vec::new();
+    for entry in name.entries() {
+        let oid = dotted_oid(entry.object());
+        let arcs: Vec<u64> = oid.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|_| anyhow!("name attribute {oid}"))?;
+        let ty = DnType::from_oid(&arcs);
+        if seen.contains(&ty) {
+            return Err(anyhow!("the CA's name repeats {oid}, which Lanyard cannot copy"));
+        }
+        let data = entry.data();
+        let text = || std::str::from_utf8(data.as_slice()).map_err(|_| anyhow!("name attribute {oid} is not text"));
+        // SAFETY: `data` is a live ASN1_STRING borrowed from `name`.
+        let string_type = unsafe { openssl_sys::ASN1_STRING_type(foreign_types::ForeignTypeRef::as_ptr(data)) };
+        let value = match string_type {
+            openssl_sys::V_ASN1_UTF8STRING => DnValue::Utf8String(text()?.to_owned()),
+            openssl_sys::V_ASN1_PRINTABLESTRING => DnValue::PrintableString(text()?.try_into()?),
+            openssl_sys::V_ASN1_IA5STRING => DnValue::Ia5String(text()?.try_into()?),
+            openssl_sys::V_ASN1_T61STRING => DnValue::TeletexString(text()?.try_into()?),
+            openssl_sys::V_ASN1_BMPSTRING => DnValue::BmpString(rcgen::string::BmpString::from_utf16be(data.as_slice().to_vec())?),
+            other => return Err(anyhow!("name attribute {oid} has ASN.1 string type {other}")),
+        };
+        dn.push(ty.clone(), value);
+        seen.push(ty);
+    }
+    Ok(dn)
+}
+
+/// An OID in dotted form (`2.5.4.3`, never the short name OpenSSL's Display prefers).
+fn dotted_oid(obj: &openssl::asn1::Asn1ObjectRef) -> String {
+    let mut buf = [0u8; 128];
+    // SAFETY: OBJ_obj2txt writes at most buf.len() bytes, NUL-terminated, from a live object.
+    let n = unsafe {
+        openssl_sys::OBJ_obj2txt(buf.as_mut_ptr().cast(), buf.len() as libc::c_int, foreign_types::ForeignTypeRef::as_ptr(obj), 1)
+    };
+    let n = usize::try_from(n).unwrap_or(0).min(buf.len() - 1);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// 127 random bits (OpenSSL's generator), as rcgen's serial.
+fn rcgen_serial() -> Result<SerialNumber> {
+    Ok(SerialNumber::from_slice(&random_serial()?.to_bn()?.to_vec()))
+}
+
+/// Valid from now for `days` days.
+fn validity(params: &mut CertificateParams, days: i64) -> Result<()> {
+    let now = time::OffsetDateTime::from_unix_timestamp(chrono::Utc::now().timestamp()).map_err(|e| anyhow!("the clock: {e}"))?;
+    params.not_before = now;
+    params.not_after = now + time::Duration::days(days);
+    Ok(())
+}
+
+fn common_name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
 fn make_ca(key: &PKey<Private>, cn: &str) -> Result<X509> {
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-    let name = name.build();
-    let mut b = X509Builder::new()?;
-    b.set_version(2)?;
-    b.set_serial_number(&*random_serial()?)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(key)?;
-    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
-    b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().digital_signature().build()?)?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-    b.append_extension(ski)?;
-    b.sign(key, MessageDigest::sha256())?;
-    Ok(b.build())
+    let signer = OpensslSigner::new(key)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name(cn);
+    params.serial_number = Some(rcgen_serial()?);
+    validity(&mut params, 3650)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_identifier_method = KeyIdMethod::PreSpecified(signer.key_id());
+    let cert = params.self_signed(&signer)?;
+    Ok(X509::from_der(cert.der())?)
 }
 
 enum Leaf<'a> {
@@ -265,50 +394,46 @@ enum Leaf<'a> {
 }
 
 fn make_leaf(key: &PKey<Private>, cn: &str, ca: &X509, ca_key: &PKey<Private>, kind: Leaf<'_>) -> Result<X509> {
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-    let name = name.build();
-    let mut b = X509Builder::new()?;
-    b.set_version(2)?;
-    b.set_serial_number(&*random_serial()?)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(ca.subject_name())?;
-    b.set_pubkey(key)?;
-    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    b.append_extension(BasicConstraints::new().build()?)?;
+    let subject = OpensslSigner::new(key)?;
+    let ca_signer = OpensslSigner::new(ca_key)?;
+    // The authority key identifier is the CA certificate's own subjectKeyIdentifier.
+    let ca_key_id = ca.subject_key_id().map(|id| id.as_slice().to_vec()).unwrap_or_else(|| ca_signer.key_id());
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = rcgen_name(ca.subject_name())?;
+    ca_params.key_identifier_method = KeyIdMethod::PreSpecified(ca_key_id);
+    let issuer = Issuer::new(ca_params, ca_signer);
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name(cn);
+    params.serial_number = Some(rcgen_serial()?);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(subject.key_id());
+    params.use_authority_key_identifier_extension = true;
     match kind {
         Leaf::TlsServer { hostname } => {
             // Apple clients refuse TLS server certificates valid for more than 825 days.
-            b.set_not_after(&*Asn1Time::days_from_now(825)?)?;
-            b.append_extension(KeyUsage::new().critical().digital_signature().key_agreement().build()?)?;
-            b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-            let mut san = SubjectAlternativeName::new();
+            validity(&mut params, 825)?;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyAgreement];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             for h in sans(hostname) {
-                if h.parse::<std::net::IpAddr>().is_ok() {
-                    san.ip(&h);
-                } else {
-                    san.dns(&h);
-                }
+                params.subject_alt_names.push(match h.parse::<std::net::IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName(h.try_into()?),
+                });
             }
-            let san = san.build(&b.x509v3_context(Some(ca), None))?;
-            b.append_extension(san)?;
         }
         Leaf::ProfileSigning => {
-            b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
-            b.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-            b.append_extension(ExtendedKeyUsage::new().code_signing().email_protection().build()?)?;
+            validity(&mut params, 3650)?;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning, ExtendedKeyUsagePurpose::EmailProtection];
         }
         Leaf::Escrow => {
-            b.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
-            b.append_extension(KeyUsage::new().critical().key_encipherment().data_encipherment().build()?)?;
+            validity(&mut params, 3650)?;
+            params.key_usages = vec![KeyUsagePurpose::KeyEncipherment, KeyUsagePurpose::DataEncipherment];
         }
     }
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(ca), None))?;
-    b.append_extension(ski)?;
-    let aki = AuthorityKeyIdentifier::new().keyid(false).build(&b.x509v3_context(Some(ca), None))?;
-    b.append_extension(aki)?;
-    b.sign(ca_key, MessageDigest::sha256())?;
-    Ok(b.build())
+    let cert = params.signed_by(&subject, &issuer)?;
+    Ok(X509::from_der(cert.der())?)
 }
 
 /// The names the TLS certificate must cover.
@@ -354,6 +479,17 @@ mod tests {
         assert!(tls.verify(&pki.ca_cert.public_key().unwrap()).unwrap());
         let dns: Vec<_> = tls.subject_alt_names().unwrap().iter().filter_map(|n| n.dnsname().map(str::to_owned)).collect();
         assert!(dns.contains(&"mdm.school.test".to_string()) && dns.contains(&"localhost".to_string()));
+        // The CA's key identifier is SHA-1 of its public key (as OpenSSL's `hash`), and every
+        // certificate it made names it as the authority.
+        let ca_ski = pki.ca_cert.subject_key_id().unwrap().as_slice().to_vec();
+        assert_eq!(ca_ski, OpensslSigner::new(&pki.ca_key).unwrap().key_id());
+        for cert in [&tls, &pki.signing_cert, &pki.escrow_cert] {
+            assert!(cert.verify(&pki.ca_cert.public_key().unwrap()).unwrap());
+            assert_eq!(cert.authority_key_id().unwrap().as_slice(), ca_ski.as_slice());
+            assert_eq!(cert.issuer_name().to_der().unwrap(), pki.ca_cert.subject_name().to_der().unwrap());
+            assert!(cert.serial_number().to_bn().unwrap().num_bits() <= 127);
+        }
+        assert!(pki.escrow_cert.public_key().unwrap().public_eq(&pki.escrow_key));
         let (again, created2) = Pki::load_or_create(&data, "mdm.school.test", "Test School").unwrap();
         assert!(created2.is_empty(), "second start created {created2:?}");
         assert_eq!(again.ca_pem, pki.ca_pem);

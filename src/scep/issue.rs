@@ -1,4 +1,16 @@
 //! Certificate issuance from a PKCS#10 request, and renewal checks.
+//!
+//! These device identities are written by OpenSSL's `X509Builder`, not by rcgen (which writes
+//! the certificates of `crate::pki`). rcgen does not fit here, for three reasons:
+//! * the subject is copied from the CSR as it is; rcgen's `DistinguishedName` keeps one value
+//!   per attribute type and one attribute per RDN, so a subject with two `OU`s or a
+//!   multi-valued RDN could not be copied faithfully;
+//! * rcgen writes the SubjectPublicKeyInfo from its own algorithm table (RSA, P-256, P-384,
+//!   Ed25519), so a CSR with any other key would be refused where OpenSSL issues it;
+//! * it would not be faster: the CertRep's CMS (OpenSSL) needs the certificate as an `X509`, so
+//!   rcgen's DER would be parsed straight back, and on OpenSSL 3.0 that parse decodes the public
+//!   key (the slow part of `X509_PUBKEY_set` that rcgen would save); the CA's RSA signature,
+//!   most of the time here, costs the same either way.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
