@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Actor, Role, password};
@@ -56,7 +56,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PushCertCommand {
-    /// Load (or renew) the push certificate: --p12 FILE [--password P], or --cert PEM --key PEM.
+    /// Load (or renew) the push certificate: --p12 FILE [--password P], or --cert PEM --key PEM;
+    /// with neither, the certs directory's push.p12 (or push.pem and push.key).
     Import {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["cert", "key"])]
         p12: Option<PathBuf>,
@@ -129,7 +130,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lanyard: {e:#}");
-            ExitCode::FAILURE
+            // A configuration problem found at start-up (a bad certificate in the certs
+            // directory, say) exits like one found in the settings.
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -253,15 +256,30 @@ fn print_welcome(p: &Prepared) {
 
 async fn push_cert(cmd: PushCertCommand, config: Config) -> Result<ExitCode> {
     let public_url = config.effective_public_url(None);
+    let certs_dir = config.certs_dir.clone();
     let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
     let info = match cmd {
         PushCertCommand::Import { p12, password, cert, key, force } => {
+            let read = |f: &std::path::Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
             let upload = match (p12, cert, key) {
-                (Some(f), None, None) => {
-                    crate::push_cert::PushCertUpload::P12 { der: std::fs::read(&f)?, password: password.unwrap_or_default() }
-                }
-                (None, Some(c), Some(k)) => {
-                    crate::push_cert::PushCertUpload::Pem { cert_pem: std::fs::read(&c)?, key_pem: std::fs::read(&k)? }
+                (Some(f), None, None) => crate::push_cert::PushCertUpload::P12 { der: read(&f)?, password: password.unwrap_or_default() },
+                (None, Some(c), Some(k)) => crate::push_cert::PushCertUpload::Pem { cert_pem: read(&c)?, key_pem: read(&k)? },
+                (None, None, None) => {
+                    // Nothing given: what the operator put in the certs directory.
+                    let (p12, pem, pem_key) = (certs_dir.join("push.p12"), certs_dir.join("push.pem"), certs_dir.join("push.key"));
+                    if p12.exists() {
+                        println!("importing {} (no password; for one with a password, give --p12 FILE --password P)", p12.display());
+                        crate::push_cert::PushCertUpload::P12 { der: read(&p12)?, password: String::new() }
+                    } else if pem.exists() && pem_key.exists() {
+                        println!("importing {} and {}", pem.display(), pem_key.display());
+                        crate::push_cert::PushCertUpload::Pem { cert_pem: read(&pem)?, key_pem: read(&pem_key)? }
+                    } else {
+                        return Err(anyhow!(
+                            "no push certificate given, and {} has neither push.p12 nor push.pem with push.key: give --p12 FILE [--password P], or --cert PEM --key PEM, or put push.p12 in {}",
+                            certs_dir.display(),
+                            certs_dir.display()
+                        ));
+                    }
                 }
                 _ => return Err(anyhow!("give --p12 FILE, or --cert PEM and --key PEM")),
             };

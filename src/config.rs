@@ -21,6 +21,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub hostname: String,
     pub data_dir: PathBuf,
+    /// Certificates the operator brings (`tls.pem` + `tls.key`, `push.p12`, ...): see certs/README.md.
+    pub certs_dir: PathBuf,
     pub database_url: String,
     /// Connections to PostgreSQL (`LANYARD_POSTGRES_POOL`); SQLite does not use it.
     pub postgres_pool: u32,
@@ -55,6 +57,7 @@ const KEYS: &[(&str, &str)] = &[
     ("public_url", "LANYARD_PUBLIC_URL"),
     ("hostname", "LANYARD_HOSTNAME"),
     ("data_dir", "LANYARD_DATA_DIR"),
+    ("certs_dir", "LANYARD_CERTS_DIR"),
     ("database_url", "LANYARD_DATABASE_URL"),
     ("postgres_pool", "LANYARD_POSTGRES_POOL"),
     ("log_format", "LANYARD_LOG_FORMAT"),
@@ -80,6 +83,7 @@ impl Config {
             public_url: None,
             hostname: machine_hostname(),
             data_dir: PathBuf::from("data"),
+            certs_dir: PathBuf::from("certs"),
             database_url: String::new(),
             postgres_pool: default_postgres_pool(),
             log_format: LogFormat::Pretty,
@@ -178,6 +182,16 @@ impl Config {
                     return Err(err(key, "must not be empty"));
                 }
                 self.data_dir = PathBuf::from(value);
+            }
+            "certs_dir" => {
+                if value.is_empty() {
+                    return Err(err(key, "must not be empty"));
+                }
+                let path = PathBuf::from(value);
+                if path.exists() && !path.is_dir() {
+                    return Err(err(key, format!("{value:?} is not a directory")));
+                }
+                self.certs_dir = path;
             }
             "database_url" => {
                 if !(value.starts_with("sqlite:") || value.starts_with("postgres://") || value.starts_with("postgresql://")) {
@@ -313,6 +327,21 @@ mod tests {
         std::fs::write(&f, "tls = [").unwrap();
         let msg = Config::from_sources(Some(&f), &env(&[])).unwrap_err().to_string();
         assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn certs_dir_defaults_to_certs_and_takes_a_directory() {
+        assert_eq!(Config::from_sources(None, &env(&[])).unwrap().certs_dir, PathBuf::from("certs"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.toml");
+        std::fs::write(&f, format!("certs_dir = {:?}\n", dir.path().display().to_string())).unwrap();
+        assert_eq!(Config::from_sources(Some(&f), &env(&[])).unwrap().certs_dir, dir.path());
+        let c = Config::from_sources(Some(&f), &env(&[("LANYARD_CERTS_DIR", "/etc/lanyard/certs")])).unwrap();
+        assert_eq!(c.certs_dir, PathBuf::from("/etc/lanyard/certs"), "the environment overrides the file");
+        let msg = Config::from_sources(None, &env(&[("LANYARD_CERTS_DIR", "")])).unwrap_err().to_string();
+        assert!(msg.contains("LANYARD_CERTS_DIR (certs_dir: must not be empty)"), "{msg}");
+        let msg = Config::from_sources(None, &env(&[("LANYARD_CERTS_DIR", f.to_str().unwrap())])).unwrap_err().to_string();
+        assert!(msg.contains("certs_dir:") && msg.contains("is not a directory") && !msg.contains('\n'), "{msg}");
     }
 
     #[test]

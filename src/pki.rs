@@ -17,6 +17,8 @@
 //!   a certificate: the AES-GCM [`Sealer`], CMS (SCEP envelopes, profile signing, escrow
 //!   decryption), TLS itself, and the device identities SCEP issues (`crate::scep::issue`,
 //!   which says why).
+//! * An operator's own TLS certificate in the certs directory ([`operator_tls`]) is only checked
+//!   here (OpenSSL), never written.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -56,6 +58,9 @@ pub struct Pki {
     pub ca_pem: Vec<u8>,
     pub tls_cert_path: PathBuf,
     pub tls_key_path: PathBuf,
+    /// The TLS certificate served is the operator's, from the certs directory ([`operator_tls`]),
+    /// not the one our CA made (which is then not sent as part of its chain).
+    pub tls_from_certs_dir: bool,
     pub signing_cert: X509,
     pub signing_key: PKey<Private>,
     /// FileVault recovery keys are encrypted to this certificate by Macs (it is filled into the
@@ -136,6 +141,7 @@ impl Pki {
                 ca_pem,
                 tls_cert_path: data_dir.join(TLS_CERT_FILE),
                 tls_key_path: data_dir.join(TLS_KEY),
+                tls_from_certs_dir: false,
                 signing_cert,
                 signing_key,
                 escrow_cert,
@@ -146,6 +152,50 @@ impl Pki {
             created,
         ))
     }
+}
+
+/// An operator's TLS certificate chain and key in the certs directory, to serve instead of the one
+/// our CA made.
+#[derive(Debug)]
+pub struct OperatorTls {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The leaf certificate (the first in `tls.pem`).
+    pub cert: X509,
+}
+
+/// `certs_dir/tls.pem` and `tls.key` if both are there: `None` if neither is, an error naming the
+/// problem if only one is, if they do not parse, if the key is not the certificate's, or if the
+/// certificate has expired.
+pub fn operator_tls(certs_dir: &Path) -> Result<Option<OperatorTls>, crate::config::ConfigError> {
+    let (cert_path, key_path) = (certs_dir.join(TLS_CERT_FILE), certs_dir.join(TLS_KEY));
+    let bad = |msg: String| crate::config::ConfigError(format!("certs_dir: {msg}"));
+    match (cert_path.exists(), key_path.exists()) {
+        (false, false) => return Ok(None),
+        (true, false) => {
+            return Err(bad(format!("{} is there but {} is not: give both, or neither", cert_path.display(), key_path.display())));
+        }
+        (false, true) => {
+            return Err(bad(format!("{} is there but {} is not: give both, or neither", key_path.display(), cert_path.display())));
+        }
+        (true, true) => {}
+    }
+    let read = |p: &Path| fs::read(p).map_err(|e| bad(format!("cannot read {}: {e}", p.display())));
+    let chain = X509::stack_from_pem(&read(&cert_path)?).unwrap_or_default();
+    let cert = chain.into_iter().next().ok_or_else(|| bad(format!("{} holds no PEM certificate", cert_path.display())))?;
+    let key = PKey::private_key_from_pem(&read(&key_path)?)
+        .map_err(|_| bad(format!("{} is not a PEM private key (without a passphrase)", key_path.display())))?;
+    if !cert.public_key().is_ok_and(|public| public.public_eq(&key)) {
+        return Err(bad(format!("{} is not the key of the certificate in {}", key_path.display(), cert_path.display())));
+    }
+    let now = Asn1Time::days_from_now(0).map_err(|e| bad(e.to_string()))?;
+    if cert.not_after() < now {
+        return Err(bad(format!("the certificate in {} expired on {}", cert_path.display(), cert.not_after())));
+    }
+    if cert.not_before() > now {
+        return Err(bad(format!("the certificate in {} is not valid until {}", cert_path.display(), cert.not_before())));
+    }
+    Ok(Some(OperatorTls { cert_path, key_path, cert }))
 }
 
 /// Seals small secrets at rest (unlock tokens, bootstrap tokens, escrowed keys) with AES-256-GCM.

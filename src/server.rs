@@ -111,9 +111,23 @@ impl Listener for TlsListener {
 pub fn tls_acceptor(ctx: &Ctx) -> Result<Arc<SslAcceptor>> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_certificate_chain_file(&ctx.pki.tls_cert_path).with_context(|| format!("cannot load {}", ctx.pki.tls_cert_path.display()))?;
-    b.add_extra_chain_cert(ctx.pki.ca_cert.clone())?;
+    if !ctx.pki.tls_from_certs_dir {
+        // Our own certificate's chain is the device CA; an operator's tls.pem carries its own.
+        b.add_extra_chain_cert(ctx.pki.ca_cert.clone())?;
+    }
     b.set_private_key_file(&ctx.pki.tls_key_path, SslFiletype::PEM)?;
     b.check_private_key()?;
+    let served = std::fs::read(&ctx.pki.tls_cert_path).ok().and_then(|pem| openssl::x509::X509::from_pem(&pem).ok());
+    if let Some(cert) = served {
+        let subject = cert.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME).next().and_then(|e| e.data().to_string().ok());
+        tracing::info!(
+            certificate = %ctx.pki.tls_cert_path.display(),
+            subject = subject.unwrap_or_default(),
+            not_after = %cert.not_after(),
+            source = if ctx.pki.tls_from_certs_dir { "certs_dir (the operator's)" } else { "data_dir (made by Lanyard's CA)" },
+            "TLS: serving this certificate"
+        );
+    }
     b.set_alpn_select_callback(|_, client| openssl::ssl::select_next_proto(b"\x02h2\x08http/1.1", client).ok_or(AlpnError::NOACK));
     // The device CA is the only one we ask for; the chain is checked by device authentication.
     let mut names = openssl::stack::Stack::new()?;
