@@ -524,8 +524,8 @@ fn device_scep_post() {}
     get,
     path = "/metrics",
     tag = "meta",
-    summary = "Prometheus metrics",
-    responses((status = 200, description = "OK", content_type = "text/plain", body = String)),
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "OK", content_type = "application/openmetrics-text", body = String)),
     security(())
 )]
 #[allow(dead_code)]
