@@ -145,6 +145,7 @@ impl Lanyard {
             json!({"subject": rec.subject, "not_after": rec.not_after, "renewal": renewal, "forced_topic_change": previous.is_some() && !renewal}),
         );
         self.store.put_push_cert(&rec, audit).await?;
+        self.pusher.forget_topic();
         let info = PushCertInfo::from_record(&rec, now);
         if let Some(w) = &info.warning {
             tracing::warn!("{w}");

@@ -28,11 +28,26 @@ pub struct Pusher {
     /// school goes out batch by batch, so devices checking in meanwhile (and a technician's
     /// single push) wait for one batch at most, not behind thousands of queued streams.
     sending: tokio::sync::Semaphore,
+    /// The loaded certificate's topic, as every Authenticate and TokenUpdate checks it, and
+    /// when it was read: see [`Lanyard::served_topic`].
+    topic: std::sync::Mutex<Option<(Instant, Option<String>)>>,
 }
 
 impl Default for Pusher {
     fn default() -> Self {
-        Pusher { client: Mutex::new(None), sending: tokio::sync::Semaphore::new(1) }
+        Pusher { client: Mutex::new(None), sending: tokio::sync::Semaphore::new(1), topic: std::sync::Mutex::new(None) }
+    }
+}
+
+/// How long a check-in may rely on the push topic read before: a certificate for another topic
+/// (which makes every device enrol again) loaded on another instance is in force here within
+/// this; on this instance at once.
+const TOPIC_TTL: Duration = Duration::from_secs(2);
+
+impl Pusher {
+    /// Forget the cached topic: a certificate was just loaded.
+    pub fn forget_topic(&self) {
+        *self.topic.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -65,6 +80,20 @@ fn label(o: &PushOutcome) -> String {
 }
 
 impl Lanyard {
+    /// The push topic this server serves (None before a push certificate is loaded), read from
+    /// the store at most every [`TOPIC_TTL`]: an enrolment checks it twice, and it changes only
+    /// when an admin loads a certificate for another topic.
+    pub async fn served_topic(&self) -> Result<Option<String>> {
+        if let Some((read, topic)) = self.pusher.topic.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && read.elapsed() < TOPIC_TTL
+        {
+            return Ok(topic.clone());
+        }
+        let topic = self.store.push_cert().await?.map(|c| c.topic);
+        *self.pusher.topic.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), topic.clone()));
+        Ok(topic)
+    }
+
     /// The client for the loaded push certificate; a clear error when there is none or it expired.
     async fn apns_client(&self) -> Result<ApnsClient> {
         let rec = self.store.push_cert().await?.ok_or_else(|| {

@@ -209,6 +209,18 @@ async fn a_foreign_push_topic_is_refused(b: Backend) {
     // With the right topic the enrolment completes.
     d.topic = common::device::TOPIC.into();
     assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
+
+    // A certificate for another topic, loaded on purpose: from that moment the old topic is
+    // foreign here (the topic the check-ins compare with is never read from before the load).
+    let other = "com.apple.mgmt.External.11111111-2222-3333-4444-555555555555";
+    let (cert, key, _, _) = lanyard::push::test_push_certificate(other, 365);
+    let (st, body) = s.upload_push_cert(&cert, &key, "?force=true").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, msg) = s.checkin(&d, d.token_update()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&msg));
+    assert!(String::from_utf8_lossy(&msg).contains(other), "{}", String::from_utf8_lossy(&msg));
+    d.topic = other.into();
+    assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
     s.stop().await;
 }
 

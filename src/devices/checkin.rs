@@ -150,10 +150,10 @@ impl Lanyard {
         if topic.len() > 255 {
             return Err(Error::BadRequest("push topic is longer than any APNs topic (255 characters)".into()));
         }
-        match self.store.push_cert().await? {
-            Some(cert) if cert.topic != topic => {
-                tracing::warn!(topic, served = %cert.topic, "check-in names a push topic this server does not serve");
-                Err(Error::BadRequest(format!("push topic {topic:?} is not this server's ({})", cert.topic)))
+        match self.served_topic().await? {
+            Some(served) if served != topic => {
+                tracing::warn!(topic, served, "check-in names a push topic this server does not serve");
+                Err(Error::BadRequest(format!("push topic {topic:?} is not this server's ({served})")))
             }
             _ => Ok(()),
         }
