@@ -22,12 +22,12 @@ pub struct Prepared {
 pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) -> Result<Prepared> {
     let (mut pki, created) = Pki::load_or_create(&config.data_dir, &config.hostname, &config.organization)?;
     // An operator's certificate in the certs directory is served instead of the self-made one.
-    if config.tls {
-        if let Some(own) = crate::pki::operator_tls(&config.certs_dir)? {
-            pki.tls_cert_path = own.cert_path;
-            pki.tls_key_path = own.key_path;
-            pki.tls_from_certs_dir = true;
-        }
+    if config.tls
+        && let Some(own) = crate::pki::operator_tls(&config.certs_dir)?
+    {
+        pki.tls_cert_path = own.cert_path;
+        pki.tls_key_path = own.key_path;
+        pki.tls_from_certs_dir = true;
     }
     let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
     let ctx = Arc::new(Lanyard {
