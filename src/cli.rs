@@ -1,6 +1,8 @@
-//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`, `bench`.
+//! The `lanyard` command line: `serve`, `init`, `admin ...`, `audit verify`, and `bench` (which
+//! runs the separate load generator, `lanyard-bench`).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -44,8 +46,13 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Measure the protocol core: simulated devices with real certificates against a server child process.
-    Bench(crate::bench::BenchArgs),
+    /// Measure the protocol core: runs the load generator, `lanyard-bench` (beside this binary, else
+    /// on PATH), with the same arguments; `lanyard bench --help` for its options.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
     /// The school's MDM push certificate (from Apple's Push Certificates Portal).
     #[command(subcommand, name = "push-cert")]
     PushCert(PushCertCommand),
@@ -111,6 +118,9 @@ enum AuditCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Bench { args } = &cli.command {
+        return bench(args, cli.log_format.as_deref());
+    }
     let config = match load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -135,6 +145,39 @@ pub fn main() -> ExitCode {
             if e.downcast_ref::<crate::config::ConfigError>().is_some() { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// The name of the load generator's binary (the `lanyard-bench` crate, `bench/`).
+const BENCH_EXE: &str = "lanyard-bench";
+/// Where `lanyard-bench` takes the server binary to run from (`lanyard_bench::bench::SERVER_EXE_ENV`).
+const BENCH_SERVER_EXE_ENV: &str = "LANYARD_BENCH_SERVER_EXE";
+
+/// `lanyard bench ARGS...`: the load generator is not part of the server; run `lanyard-bench ARGS...`
+/// instead of this process, with this binary as the server it starts.
+fn bench(args: &[OsString], log_format: Option<&str>) -> ExitCode {
+    let name = format!("{BENCH_EXE}{}", std::env::consts::EXE_SUFFIX);
+    let me = std::env::current_exe().ok();
+    let beside = me.as_deref().and_then(Path::parent).map(|d| d.join(&name)).filter(|p| p.is_file());
+    let on_path = || std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(&name)).find(|p| p.is_file());
+    let Some(exe) = beside.or_else(on_path) else {
+        eprintln!(
+            "lanyard: `lanyard bench` runs the load generator, {BENCH_EXE}, which is not beside this binary nor on PATH; \
+             build it with `cargo build --release -p lanyard-bench` (it goes beside target/release/lanyard), or run it directly"
+        );
+        return ExitCode::from(2);
+    };
+    let mut command = std::process::Command::new(&exe);
+    command.args(args);
+    if let Some(me) = &me {
+        command.env(BENCH_SERVER_EXE_ENV, me);
+    }
+    if let Some(format) = log_format {
+        command.env("LANYARD_LOG_FORMAT", format);
+    }
+    // Replaces this process: signals, exit status and output are the load generator's own.
+    let e = std::os::unix::process::CommandExt::exec(&mut command);
+    eprintln!("lanyard: cannot run {}: {e}", exe.display());
+    ExitCode::FAILURE
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -197,7 +240,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => crate::bench::main(args).await,
+        Command::Bench { args } => Ok(bench(&args, None)),
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
             let report = crate::audit::verify_chain(store.as_ref()).await?;

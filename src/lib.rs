@@ -7,7 +7,6 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -31,7 +30,6 @@ pub mod safeguarding;
 pub mod scep;
 pub mod server;
 pub mod setup;
-pub mod sim;
 pub mod store;
 pub mod supervision;
 pub mod ui;

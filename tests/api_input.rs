@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Backend, TestServer};
-use lanyard::sim::Kind;
+use lanyard_bench::sim::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

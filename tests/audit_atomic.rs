@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Backend, TestServer};
 use lanyard::auth::Actor;
-use lanyard::sim::Kind;
 use lanyard::store::{AuditFilter, FileVaultKeyRecord};
+use lanyard_bench::sim::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

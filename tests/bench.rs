@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::Backend;
-use lanyard::bench::{BenchArgs, DeviceKey, Report, Scenario};
+use lanyard_bench::bench::{BenchArgs, DeviceKey, Report, Scenario};
 
 fn args(database_url: Option<String>) -> BenchArgs {
     BenchArgs {
@@ -59,7 +59,7 @@ fn check(r: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_runs_end_to_end_on_sqlite() {
-    let r = lanyard::bench::run(args(None)).await.unwrap();
+    let r = lanyard_bench::bench::run(args(None)).await.unwrap();
     assert_eq!(r.backend, "sqlite");
     check(&r);
 }
@@ -69,11 +69,11 @@ async fn bench_runs_end_to_end_on_postgres() {
     let Some(Backend::Postgres(url)) = Backend::postgres().await else {
         return;
     };
-    let r = lanyard::bench::run(args(Some(url.clone()))).await.unwrap();
+    let r = lanyard_bench::bench::run(args(Some(url.clone()))).await.unwrap();
     assert_eq!(r.backend, "postgres");
     check(&r);
     // A second run on the same database is refused: its figures would not be comparable.
-    let e = lanyard::bench::run(args(Some(url))).await.unwrap_err();
+    let e = lanyard_bench::bench::run(args(Some(url))).await.unwrap_err();
     assert!(e.to_string().contains("empty database"), "{e}");
 }
 
@@ -85,7 +85,7 @@ async fn push_through_the_server_reaches_every_device_while_check_ins_go_on() {
     a.scenario = Scenario::PushServer;
     a.enrolled = Some(21_000);
     a.rate = vec![100.0];
-    let r = lanyard::bench::run(a).await.unwrap();
+    let r = lanyard_bench::bench::run(a).await.unwrap();
     let shown = r.to_string();
     assert_eq!(r.errors(), 0, "{shown}");
     assert_eq!(r.phases.len(), 1, "{shown}");
@@ -109,7 +109,7 @@ async fn enrolment_bench_enrols_every_device_by_scep_and_splits_the_cost() {
     let mut a = args(None);
     a.scenario = Scenario::Enrol;
     a.enrolled = None;
-    let r = lanyard::bench::run(a).await.unwrap();
+    let r = lanyard_bench::bench::run(a).await.unwrap();
     let shown = r.to_string();
     assert_eq!(r.errors(), 0, "{shown}");
     assert_eq!(r.phases.len(), 1, "{shown}");

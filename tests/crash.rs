@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use common::child::{ServerChild, free_addr, lanyard_env};
 use common::device::TOPIC;
 use common::{ADMIN_PASSWORD, Backend};
-use lanyard::sim::{Kind, SimDevice, new_key};
+use lanyard_bench::sim::{Kind, SimDevice, SimIdentity, new_key};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

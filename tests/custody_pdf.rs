@@ -11,7 +11,7 @@ mod common;
 use std::process::Command;
 
 use common::{Backend, TestServer};
-use lanyard::sim::{Kind, SimDevice};
+use lanyard_bench::sim::{Kind, SimDevice};
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Backend, TestServer, assert_error};
-use lanyard::sim::{Kind, SimDevice};
+use lanyard_bench::sim::{Kind, SimDevice};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -12,8 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use common::{Backend, Options, TestServer, assert_error};
-use lanyard::sim::{Kind, SIM_ENROLLMENT_PROFILE, SimDevice};
 use lanyard::store::{CaseDeviceRecord, CaseRecord, NewAuditEntry};
+use lanyard_bench::sim::{Kind, SIM_ENROLLMENT_PROFILE, SimDevice};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

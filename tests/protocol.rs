@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::device::TOPIC;
 use common::{Backend, TestServer, assert_error};
-use lanyard::sim::{Kind, SimDevice};
+use lanyard_bench::sim::{Kind, SimDevice, SimIdentity};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -414,7 +414,7 @@ async fn renewed_identity_keeps_the_enrolment(b: Backend) {
     let d = s.enrolled_device(Kind::SupervisedIpad).await;
     // SCEP renewal records the new certificate as renewing the old one (see the SCEP tests);
     // here the device then simply uses it.
-    let key = lanyard::sim::new_key().unwrap();
+    let key = lanyard_bench::sim::new_key().unwrap();
     let renewed = s.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
     let old_sha = lanyard::enrollment::cert_sha256(&d.cert).unwrap();
     let new_sha = lanyard::enrollment::cert_sha256(&renewed).unwrap();
@@ -440,7 +440,7 @@ async fn renewed_identity_keeps_the_enrolment(b: Backend) {
     let old = SimDevice { udid, ..SimDevice::new(Kind::SupervisedIpad, TOPIC, old_cert, old_key) };
     assert_eq!(s.connect(&old, old.idle()).await.0, StatusCode::FORBIDDEN);
     // A certificate that renews nothing of this device's is refused.
-    let key = lanyard::sim::new_key().unwrap();
+    let key = lanyard_bench::sim::new_key().unwrap();
     let unrelated = s.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
     let impostor = SimDevice { udid: d2.udid.clone(), ..SimDevice::new(Kind::SupervisedIpad, TOPIC, unrelated, key) };
     assert_eq!(s.connect(&impostor, impostor.idle()).await.0, StatusCode::FORBIDDEN);

@@ -8,7 +8,7 @@ use common::device::TOPIC;
 use common::push::PushRig;
 use common::{Backend, Options, TestServer, assert_error};
 use lanyard::push::MockResponse;
-use lanyard::sim::Kind;
+use lanyard_bench::sim::Kind;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

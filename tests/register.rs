@@ -479,7 +479,7 @@ async fn holders_at_a_time_across_reassignments(b: Backend) {
     assert_eq!(cat_access.len(), 1);
     assert_eq!(time(&cat_access[0]["until"]), t3, "{h}");
     // An enrolled device nobody was ever given is simply empty.
-    let fresh = s.enrolled_device(lanyard::sim::Kind::SupervisedIpad).await;
+    let fresh = s.enrolled_device(lanyard_bench::sim::Kind::SupervisedIpad).await;
     let (st, h) = s.get(&format!("/api/v1/devices/{}/holders", fresh.udid), &admin).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!((h["holders"].clone(), h["access"].clone()), (json!([]), json!([])));
@@ -664,7 +664,7 @@ async fn roles_read_and_write(b: Backend) {
     assert_eq!(st, StatusCode::CREATED, "{body}");
 
     // The auditor reads everything and changes nothing.
-    let ipad = s.enrolled_device(lanyard::sim::Kind::SupervisedIpad).await;
+    let ipad = s.enrolled_device(lanyard_bench::sim::Kind::SupervisedIpad).await;
     for path in [
         "/api/v1/people".to_owned(),
         format!("/api/v1/people/{pid}"),

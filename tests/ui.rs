@@ -14,7 +14,7 @@ mod common;
 
 use common::browser::Browser;
 use common::{ADMIN_PASSWORD, Backend, Options, TestServer};
-use lanyard::sim::Kind;
+use lanyard_bench::sim::Kind;
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 use serde_json::json;
@@ -127,12 +127,12 @@ async fn operator(s: &TestServer, username: &str, role: &str) -> String {
 }
 
 /// A device on legal hold under case 1, quarantined by a DSL through the API.
-async fn quarantined(s: &TestServer) -> (lanyard::sim::SimDevice, String) {
+async fn quarantined(s: &TestServer) -> (lanyard_bench::sim::SimDevice, String) {
     quarantined_as(s, Kind::SupervisedIpad).await
 }
 
 /// A device of `kind` on legal hold under case 1 (a Mac is locked with a PIN).
-async fn quarantined_as(s: &TestServer, kind: Kind) -> (lanyard::sim::SimDevice, String) {
+async fn quarantined_as(s: &TestServer, kind: Kind) -> (lanyard_bench::sim::SimDevice, String) {
     s.load_push_cert().await;
     let d = s.enrolled_device(kind).await;
     let dsl = s.operator("dsl-api", "dsl").await;
@@ -1224,7 +1224,7 @@ async fn console_clears_a_passcode_with_the_devices_own_token() {
     let r = c.post(&format!("/ui/devices/{}/actions", ipad.udid), &[("csrf", &csrf), ("action", "clear_passcode")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let (_, next) = s.connect(&ipad, ipad.idle()).await;
-    let (_, rt, cmd) = lanyard::sim::SimDevice::read_command(&next).expect("a command");
+    let (_, rt, cmd) = lanyard_bench::sim::SimDevice::read_command(&next).expect("a command");
     assert_eq!(rt, "ClearPasscode");
     assert_eq!(cmd.get("UnlockToken").and_then(|v| v.as_data()).map(<[u8]>::to_vec), ipad.unlock_token());
     s.stop().await;

@@ -1,7 +1,7 @@
 //! Playing a device against the test server: real CMS signatures over real plists.
 #![allow(dead_code)]
 
-use lanyard::sim::{Kind, SimDevice, new_key};
+use lanyard_bench::sim::{Kind, SimDevice, SimIdentity, new_key};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use reqwest::StatusCode;

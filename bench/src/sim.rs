@@ -27,10 +27,10 @@ use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
 use openssl::x509::{X509, X509Builder, X509NameBuilder};
 use plist::{Dictionary, Value};
 
-use crate::context::Lanyard;
-use crate::enrollment::cert_sha256;
-use crate::error::{Error, Result};
-use crate::store::IssuedCertRecord;
+use lanyard::context::Lanyard;
+use lanyard::enrollment::cert_sha256;
+use lanyard::error::{Error, Result};
+use lanyard::store::IssuedCertRecord;
 
 /// What kind of device to play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +192,7 @@ impl SimDevice {
         self.memory().install_payloads.push(payload.to_vec());
         let (plist_bytes, signed) = if payload.first() == Some(&0x30) {
             let (content, _) =
-                crate::mdm::cms::unwrap_signed_profile(payload).map_err(|e| format!("The profile's signature is not valid: {e}"))?;
+                lanyard::mdm::cms::unwrap_signed_profile(payload).map_err(|e| format!("The profile's signature is not valid: {e}"))?;
             (content, true)
         } else {
             (payload.to_vec(), false)
@@ -301,7 +301,7 @@ impl SimDevice {
 
     /// The `Mdm-Signature` header value for `body`.
     pub fn sign(&self, body: &[u8]) -> String {
-        let der = crate::mdm::cms::sign_detached(body, &self.cert, &self.key).expect("the key belongs to the certificate");
+        let der = lanyard::mdm::cms::sign_detached(body, &self.cert, &self.key).expect("the key belongs to the certificate");
         B64.encode(der)
     }
 
@@ -489,17 +489,25 @@ impl SimDevice {
     }
 }
 
-impl Lanyard {
+/// Device identities issued straight from the server's CA, for simulated devices: bring it into
+/// scope (`use lanyard_bench::sim::SimIdentity`) to call it on a [`Lanyard`] context.
+#[allow(async_fn_in_trait)]
+pub trait SimIdentity {
     /// Issue a device identity as the SCEP service would, without the wire protocol: for the
-    /// integration tests and the benchmark, which enrol many simulated devices quickly.
-    pub async fn issue_simulated_identity(&self, key: &PKey<Private>, common_name: &str) -> Result<X509> {
+    /// integration tests and the benchmark, which enrol many simulated devices quickly. The
+    /// certificate is recorded in the store as issued (serial "simulated"), as SCEP records it.
+    async fn issue_simulated_identity(&self, key: &PKey<Private>, common_name: &str) -> Result<X509>;
+}
+
+impl SimIdentity for Lanyard {
+    async fn issue_simulated_identity(&self, key: &PKey<Private>, common_name: &str) -> Result<X509> {
         let mut name = X509NameBuilder::new().map_err(Error::internal)?;
         name.append_entry_by_nid(Nid::COMMONNAME, common_name).map_err(Error::internal)?;
         let name = name.build();
         let build = || -> std::result::Result<X509, openssl::error::ErrorStack> {
             let mut b = X509Builder::new()?;
             b.set_version(2)?;
-            b.set_serial_number(&*crate::pki::random_serial().map_err(|_| openssl::error::ErrorStack::get())?)?;
+            b.set_serial_number(&*lanyard::pki::random_serial().map_err(|_| openssl::error::ErrorStack::get())?)?;
             b.set_subject_name(&name)?;
             b.set_issuer_name(self.pki.ca_cert.subject_name())?;
             b.set_pubkey(key)?;

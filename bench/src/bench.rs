@@ -4,7 +4,7 @@
 //! directory, SQLite or a PostgreSQL database), so that the CPU time and peak RSS it reports are
 //! the server's own and not the load generator's. This process shares the data directory and the
 //! database with it: it issues device identities from the CA directly (as SCEP would, see
-//! [`crate::context::Lanyard::issue_simulated_identity`]) and then enrols every simulated device
+//! [`crate::sim::SimIdentity`]) and then enrols every simulated device
 //! over HTTP for real: Authenticate, TokenUpdate, and answering the initial inventory commands.
 //! With `--enrolled M` the devices beyond the active `--devices N` are written straight into the
 //! database through the store (the same `authenticate_device` + `token_update` an HTTP enrolment
@@ -53,13 +53,13 @@ use openssl::rsa::Rsa;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use crate::clock::SystemClock;
-use crate::config::Config;
-use crate::context::Ctx;
-use crate::mdm::command::{Command, DeviceInformation};
-use crate::push::{MockApns, MockConfig};
-use crate::sim::{Kind, SimDevice};
-use crate::store::{AuthenticateRecord, DeviceFilter};
+use crate::sim::{Kind, SimDevice, SimIdentity};
+use lanyard::clock::SystemClock;
+use lanyard::config::Config;
+use lanyard::context::Ctx;
+use lanyard::mdm::command::{Command, DeviceInformation};
+use lanyard::push::{MockApns, MockConfig};
+use lanyard::store::{AuthenticateRecord, DeviceFilter};
 
 mod enrol;
 
@@ -155,7 +155,7 @@ pub enum Scenario {
     Enrol,
 }
 
-/// `lanyard bench [idle|commands|all] [options]`.
+/// `lanyard-bench [idle|commands|all|...] [options]` (or `lanyard bench ...`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// What to measure.
@@ -196,9 +196,70 @@ pub struct BenchArgs {
     /// The simulated devices' keys: `rsa2048` as real iPads and Macs, or `p256`.
     #[arg(long, value_enum, default_value = "rsa2048")]
     pub device_key: DeviceKey,
-    /// The lanyard binary to run as the server (default: this one).
-    #[arg(long, hide = true)]
+    /// The lanyard binary to run as the server (default: `lanyard` beside this binary, else on
+    /// PATH; `lanyard bench` passes its own path in LANYARD_BENCH_SERVER_EXE).
+    #[arg(long, hide = true, env = SERVER_EXE_ENV)]
     pub server_exe: Option<PathBuf>,
+}
+
+/// The environment variable in which `lanyard bench` tells `lanyard-bench` which server binary
+/// to run (its own).
+pub const SERVER_EXE_ENV: &str = "LANYARD_BENCH_SERVER_EXE";
+
+/// The `lanyard-bench` command line.
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "lanyard-bench",
+    version,
+    about = "Measure Lanyard's protocol core: simulated devices with real certificates against a server child process (also run as `lanyard bench`)."
+)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+/// The `lanyard-bench` binary: parse `argv` (program name first), log as `LANYARD_LOG_FORMAT`
+/// says (`pretty` or `json`), run, and exit as [`main`] does (2 on bad arguments).
+pub fn cli_main(argv: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    use clap::Parser;
+    let cli = Cli::parse_from(argv);
+    let format = match std::env::var("LANYARD_LOG_FORMAT").as_deref() {
+        Ok("json") => lanyard::config::LogFormat::Json,
+        _ => lanyard::config::LogFormat::Pretty,
+    };
+    lanyard::logging::init(format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lanyard-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(main(cli.args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lanyard-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The server binary to run when `--server-exe` is not given: `lanyard` in this binary's
+/// directory (where cargo builds both), else the first on PATH.
+fn default_server_exe() -> Result<PathBuf> {
+    let name = format!("lanyard{}", std::env::consts::EXE_SUFFIX);
+    if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(Path::parent) {
+        let beside = dir.join(&name);
+        if beside.is_file() {
+            return Ok(beside);
+        }
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(&name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("cannot find the lanyard binary beside lanyard-bench or on PATH (build it: cargo build --release)"))
 }
 
 /// One measured run.
@@ -318,10 +379,10 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
     Ok(if report.errors() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `lanyard bench push`: [`crate::push::bench_push`], with the CPU it took.
+/// `lanyard bench push`: [`lanyard::push::bench_push`], with the CPU it took.
 async fn push(n: usize) -> Result<ExitCode> {
     let cpu = proc_cpu_secs("/proc/self/stat");
-    let r = crate::push::bench_push(n).await?;
+    let r = lanyard::push::bench_push(n).await?;
     let cpu = proc_cpu_secs("/proc/self/stat") - cpu;
     println!("push (mock APNs, loopback): {r}");
     println!(
@@ -337,7 +398,7 @@ async fn push(n: usize) -> Result<ExitCode> {
 /// `lanyard bench steps`: time each step of the device path, one after the other, in this
 /// process, on an enrolled device (SQLite in a temporary directory, or `database_url`).
 async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<ExitCode> {
-    use crate::mdm::cms::verify_mdm_signature;
+    use lanyard::mdm::cms::verify_mdm_signature;
     use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
     use openssl::stack::Stack;
     use openssl::x509::store::X509StoreBuilder;
@@ -355,7 +416,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     );
     env.insert("LANYARD_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned());
     let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
-    let ctx = crate::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
+    let ctx = lanyard::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
     // Devices enrolled through the services: one for the Idle steps, M to command once each.
     const M: usize = 200;
     let keys = DeviceKeys::new(device_key).await?;
@@ -384,7 +445,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     b.set_purpose(X509PurposeId::ANY)?;
     b.set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
     let ca_store = b.build();
-    let sha = crate::enrollment::cert_sha256(&d.cert)?;
+    let sha = lanyard::enrollment::cert_sha256(&d.cert)?;
 
     let mut rows: Vec<(&str, f64)> = Vec::new();
     macro_rules! time {
@@ -396,7 +457,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
             rows.push(($name, t.elapsed().as_secs_f64() * 1e6 / N as f64));
         }};
     }
-    time!("parse the Idle plist", crate::mdm::report::parse(&body));
+    time!("parse the Idle plist", lanyard::mdm::report::parse(&body));
     time!("verify_mdm_signature, in all", verify_mdm_signature(&body, &sig, &ctx.pki.ca_cert));
     time!("- parse the CMS (with its certificate)", Pkcs7::from_der(&der));
     time!("  - parse the certificate alone", X509::from_der(&cert_der));
@@ -409,7 +470,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
         let mut c = X509StoreContext::new()?;
         c.init(&ca_store, &d.cert, &none, |c| c.verify_cert())
     });
-    time!("SHA-256 of the certificate", crate::enrollment::cert_sha256(&d.cert));
+    time!("SHA-256 of the certificate", lanyard::enrollment::cert_sha256(&d.cert));
     time!("SignerCache::verify, a known certificate", ctx.signers.verify(&body, &sig, &ctx.pki.ca_cert));
     time!("device_by_cert (query)", ctx.store.device_by_cert(&sha).await);
     time!("device_session (query)", ctx.store.device_session(&sha).await);
@@ -417,7 +478,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     time!("connect: an Idle, in all", ctx.connect(&body, Some(&sig), None).await);
     // A command for each of M devices, queued (not timed), then Idle -> the command, and
     // Acknowledged -> empty.
-    let cmd = crate::mdm::command::Command::DeviceInformation(crate::mdm::command::DeviceInformation::inventory());
+    let cmd = lanyard::mdm::command::Command::DeviceInformation(lanyard::mdm::command::DeviceInformation::inventory());
     let (mut deliver, mut ack) = (0.0, 0.0);
     for c in &sims[1..] {
         ctx.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None).await?;
@@ -440,8 +501,8 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     let c = &sims[1];
     let (_, _, answer) = c.answer(&cmd.to_plist("0B7C2F5E-0000-4000-8000-000000000001")).ok_or_else(|| anyhow!("not a command"))?;
     let answer_sig = c.sign(&answer);
-    let parsed = crate::mdm::report::parse(&answer)?;
-    time!("- parse the DeviceInformation answer", crate::mdm::report::parse(&answer));
+    let parsed = lanyard::mdm::report::parse(&answer)?;
+    time!("- parse the DeviceInformation answer", lanyard::mdm::report::parse(&answer));
     time!("- its JSON view", parsed.to_json().to_string());
     time!("- SignerCache::verify, the answer", ctx.signers.verify(&answer, &answer_sig, &ctx.pki.ca_cert));
     time!("- apply_inventory (query)", ctx.apply_inventory(&c.udid, "DeviceInformation", &parsed, ctx.now()).await);
@@ -491,7 +552,7 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     }
     let exe = match &args.server_exe {
         Some(p) => p.clone(),
-        None => std::env::current_exe().context("cannot find the lanyard binary")?,
+        None => default_server_exe()?,
     };
 
     let dir = WorkDir::new(args.keep)?;
@@ -534,14 +595,14 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
     // the server starts on a finished set-up, as it would on any day but the first.
     let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
     let public_url = config.effective_public_url(Some(addr));
-    let ctx = crate::setup::prepare(config, public_url, Arc::new(SystemClock)).await?.ctx;
+    let ctx = lanyard::setup::prepare(config, public_url, Arc::new(SystemClock)).await?.ctx;
     let existing = ctx.store.list_devices(&DeviceFilter { limit: 1, ..Default::default() }).await?;
     if !existing.is_empty() {
         bail!("the database already holds devices: give lanyard bench an empty database (e.g. CREATE DATABASE bench2)");
     }
     if let Some(a) = &apns {
-        let actor = crate::auth::Actor { name: "cli".into(), ip: None };
-        let upload = crate::push_cert::PushCertUpload::Pem { cert_pem: a.cert_pem.clone(), key_pem: a.key_pem.clone() };
+        let actor = lanyard::auth::Actor { name: "cli".into(), ip: None };
+        let upload = lanyard::push_cert::PushCertUpload::Pem { cert_pem: a.cert_pem.clone(), key_pem: a.key_pem.clone() };
         ctx.load_push_cert(&actor, upload, false).await?;
     }
 
@@ -699,7 +760,7 @@ async fn enrol_through_store(ctx: &Ctx, count: usize) -> Result<()> {
                     .await?;
                 ctx.store
                     .token_update(
-                        &crate::store::TokenUpdateRecord {
+                        &lanyard::store::TokenUpdateRecord {
                             udid: &udid,
                             token: &token,
                             push_magic: &id,
@@ -905,7 +966,7 @@ struct BenchApns {
 }
 
 async fn start_mock_apns(dir: &Path) -> Result<BenchApns> {
-    let (cert, key, ca, _) = crate::push::testing::try_test_push_certificate(TOPIC, 365)?;
+    let (cert, key, ca, _) = lanyard::push::testing::try_test_push_certificate(TOPIC, 365)?;
     let mut config = MockConfig::new(ca);
     config.record = false;
     let mock = MockApns::start_with(config).await?;
@@ -1021,7 +1082,7 @@ async fn commands_run(
             "targets": chunk.iter().map(|d| d.sim.udid.as_str()).collect::<Vec<_>>(),
             "command": {
                 "request_type": "DeviceInformation",
-                "Queries": crate::mdm::command::INVENTORY_QUERIES,
+                "Queries": lanyard::mdm::command::INVENTORY_QUERIES,
             },
         });
         let (status, answer) = api.json(Method::POST, "/api/v1/commands", Some(token), Some(body)).await?;

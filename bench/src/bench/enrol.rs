@@ -35,11 +35,11 @@ use openssl::symm::Cipher;
 use openssl::x509::X509;
 
 use super::{Client, DeviceKeys, Monitor, PhaseReport, TOPIC, Tally, finish_phase, header_value, lossy};
-use crate::context::Ctx;
-use crate::scep::MessageType;
-use crate::scep::client::{BuiltMessage, Requester};
 use crate::sim::{Kind, SimDevice};
-use crate::store::DeviceFilter;
+use lanyard::context::Ctx;
+use lanyard::scep::MessageType;
+use lanyard::scep::client::{BuiltMessage, Requester};
+use lanyard::store::DeviceFilter;
 
 /// What an enrol run measured beyond the usual phase figures.
 #[derive(Debug, Clone)]
@@ -183,7 +183,7 @@ pub(super) async fn run(
     concurrency: usize,
     monitor: &Monitor,
 ) -> Result<PhaseReport> {
-    let actor = crate::auth::Actor { name: "bench".into(), ip: None };
+    let actor = lanyard::auth::Actor { name: "bench".into(), ip: None };
     let max_uses = i64::try_from(n).context("too many devices")?;
     let token = ctx
         .create_enrollment_token(&actor, "lanyard bench", Some(max_uses), Some(24), None)
