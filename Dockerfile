@@ -8,6 +8,7 @@ WORKDIR /src
 # The whole tree but what .dockerignore leaves out (build output, data, secrets, git): the
 # build reads askama.toml, fonts/, migrations/, profiles/ and data-apple/ besides the sources.
 COPY . .
+# Only the server (-p lanyard): the workspace's load generator, bench/, is not built or shipped.
 RUN cargo build --release --locked -p lanyard && cp target/release/lanyard /usr/local/bin/lanyard
 
 FROM debian:bookworm-slim
