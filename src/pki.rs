@@ -15,8 +15,8 @@
 //!   certificates' TBS bytes, computes key identifiers (SHA-1 of the public key, as before), and
 //!   checks the loaded pairs and the TLS certificate. It also does everything that is not making
 //!   a certificate: the AES-GCM [`Sealer`], CMS (SCEP envelopes, profile signing, escrow
-//!   decryption) and TLS itself. The device identities SCEP issues are rcgen's too where rcgen
-//!   can write them as OpenSSL would, and OpenSSL's otherwise (`crate::scep::issue` says when).
+//!   decryption), TLS itself, and the device identities SCEP issues (`crate::scep::issue`,
+//!   which says why).
 //! * An operator's own TLS certificate in the certs directory ([`operator_tls`]) is only checked
 //!   here (OpenSSL), never written.
 
@@ -313,22 +313,14 @@ pub struct OpensslSigner<'a> {
 
 impl<'a> OpensslSigner<'a> {
     pub fn new(key: &'a PKey<Private>) -> Result<Self> {
-        let mut signer = Self::without_public_key(key)?;
-        let spki = key.public_key_to_der()?;
-        signer.public_key = spki_public_key(&spki).ok_or_else(|| anyhow!("OpenSSL wrote an unreadable SubjectPublicKeyInfo"))?.to_vec();
-        Ok(signer)
-    }
-
-    /// A signer only: without its public key (whose encoding is slow on OpenSSL 3.0), for an
-    /// [`Issuer`] whose key identifier is given (`KeyIdMethod::PreSpecified`), which is all
-    /// rcgen reads the issuer's public key for.
-    pub fn without_public_key(key: &'a PKey<Private>) -> Result<Self> {
         let algorithm = match key.id() {
             Id::RSA => &rcgen::PKCS_RSA_SHA256,
             Id::EC if key.ec_key()?.group().curve_name() == Some(Nid::X9_62_PRIME256V1) => &rcgen::PKCS_ECDSA_P256_SHA256,
             other => return Err(anyhow!("cannot sign certificates with a {other:?} key")),
         };
-        Ok(OpensslSigner { key, public_key: Vec::new(), algorithm })
+        let spki = key.public_key_to_der()?;
+        let public_key = spki_public_key(&spki).ok_or_else(|| anyhow!("OpenSSL wrote an unreadable SubjectPublicKeyInfo"))?.to_vec();
+        Ok(OpensslSigner { key, public_key, algorithm })
     }
 
     /// RFC 5280's key identifier (method 1): SHA-1 of the subjectPublicKey bits, as OpenSSL's
@@ -373,10 +365,8 @@ fn spki_public_key(spki: &[u8]) -> Option<&[u8]> {
 }
 
 /// An OpenSSL name as rcgen's, entry by entry with the same string types, so that the
-/// certificates the CA signs name it exactly as its own certificate does. An error for what
-/// rcgen cannot write the same: a repeated attribute type, a string type it lacks. (A
-/// multi-valued RDN is not detected here: `crate::scep::issue` checks for it.)
-pub(crate) fn rcgen_name(name: &X509NameRef) -> Result<DistinguishedName> {
+/// certificates the CA signs name it exactly as its own certificate does.
+fn rcgen_name(name: &X509NameRef) -> Result<DistinguishedName> {
     let mut dn = DistinguishedName::new();
     let mut seen = Vec::new();
     for entry in name.entries() {
@@ -384,7 +374,7 @@ pub(crate) fn rcgen_name(name: &X509NameRef) -> Result<DistinguishedName> {
         let arcs: Vec<u64> = oid.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|_| anyhow!("name attribute {oid}"))?;
         let ty = DnType::from_oid(&arcs);
         if seen.contains(&ty) {
-            return Err(anyhow!("the name repeats {oid}, which rcgen cannot write"));
+            return Err(anyhow!("the CA's name repeats {oid}, which Lanyard cannot copy"));
         }
         let data = entry.data();
         let text = || std::str::from_utf8(data.as_slice()).map_err(|_| anyhow!("name attribute {oid} is not text"));
