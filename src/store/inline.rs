@@ -264,22 +264,33 @@ pub(crate) fn patient_busy_handler(db: std::ptr::NonNull<rusqlite::ffi::sqlite3>
 pub(crate) struct Commits {
     count: Mutex<u64>,
     committed: std::sync::Condvar,
+    /// Writers in [`Commits::wait`]: with none, a commit (the device path makes thousands a
+    /// second) costs one atomic load, not a lock and a futex wake-up.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
-pub(crate) static COMMITS: Commits = Commits { count: Mutex::new(0), committed: std::sync::Condvar::new() };
+pub(crate) static COMMITS: Commits =
+    Commits { count: Mutex::new(0), committed: std::sync::Condvar::new(), waiting: std::sync::atomic::AtomicUsize::new(0) };
 
 impl Commits {
-    /// A connection committed: wake the waiting writers.
+    /// A connection committed: wake the waiting writers, if any.
     pub(crate) fn note(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.waiting.load(SeqCst) == 0 {
+            return;
+        }
         *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.committed.notify_all();
     }
 
     /// Sleep until the next commit, or `timeout`.
     pub(crate) fn wait(&self, timeout: Duration) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting.fetch_add(1, SeqCst);
         let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
         let seen = *count;
         let _ = self.committed.wait_timeout_while(count, timeout, |c| *c == seen);
+        self.waiting.fetch_sub(1, SeqCst);
     }
 }
 
