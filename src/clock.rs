@@ -13,7 +13,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        crate::store::truncate_micros(Utc::now())
+        truncate_micros(Utc::now())
     }
 }
 
@@ -22,11 +22,11 @@ pub struct ManualClock(Mutex<DateTime<Utc>>);
 
 impl ManualClock {
     pub fn new(at: DateTime<Utc>) -> ManualClock {
-        ManualClock(Mutex::new(crate::store::truncate_micros(at)))
+        ManualClock(Mutex::new(truncate_micros(at)))
     }
 
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = crate::store::truncate_micros(at);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = truncate_micros(at);
     }
 
     pub fn advance(&self, by: chrono::Duration) {
@@ -39,4 +39,9 @@ impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Timestamps are kept to the microsecond so that both backends store them exactly.
+pub fn truncate_micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }

@@ -1,31 +1,147 @@
-//! The one context every handler and service receives.
+//! The one context every face receives: the services, composed once at start.
+//!
+//! Each service ([`crate::services`]) holds what it needs (store handle, clock, the services it
+//! builds on) and nothing else; this is the only place they are put together. A face reaches a
+//! rule as `ctx.register.create_grant(..)` or `ctx.commands.queue_command(..)`.
 
 use std::sync::Arc;
 
-use crate::auth::session_token::SessionKey;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pki::Pki;
+use crate::protocol::signers::SignerCache;
+use crate::services::audit::Audit;
+use crate::services::auth::session_token::SessionKey;
+use crate::services::commands::Commands;
+use crate::services::devices::Devices;
+use crate::services::enrollment::Enrollment;
+use crate::services::hold::Hold;
+use crate::services::operators::Operators;
+use crate::services::profiles::Profiles;
+use crate::services::push::{Push, Pusher};
+use crate::services::register::Register;
+use crate::services::safeguarding::Safeguarding;
+use crate::services::supervision::Supervision;
 use crate::store::DynStore;
 
 pub struct Lanyard {
-    pub config: Config,
+    pub config: Arc<Config>,
+    /// The services' store. The faces ask the services, never this (`tests/architecture.rs`
+    /// checks); tests read it to check what was stored.
     pub store: DynStore,
-    pub pki: Pki,
+    pub pki: Arc<Pki>,
     /// Signs and checks session tokens (`data/jwt.key`).
-    pub session_key: SessionKey,
+    pub session_key: Arc<SessionKey>,
     pub clock: Arc<dyn Clock>,
     /// What devices and people are told to connect to.
     pub public_url: String,
-    pub pusher: crate::pushing::Pusher,
-    pub metrics: crate::metrics::Metrics,
-    /// Device certificates that passed the full signature check (see `mdm::signers`).
-    pub signers: crate::mdm::signers::SignerCache,
+    pub metrics: Arc<Metrics>,
+    /// Device certificates that passed the full signature check (see `protocol::signers`).
+    pub signers: Arc<SignerCache>,
+
+    pub audit: Audit,
+    pub hold: Hold,
+    pub supervision: Supervision,
+    pub push: Push,
+    pub commands: Commands,
+    pub register: Register,
+    pub profiles: Profiles,
+    pub safeguarding: Safeguarding,
+    pub enrollment: Enrollment,
+    pub operators: Operators,
+    pub devices: Devices,
 }
 
 pub type Ctx = Arc<Lanyard>;
 
 impl Lanyard {
+    /// Compose the services, each from what it needs.
+    pub fn new(config: Config, store: DynStore, pki: Pki, session_key: SessionKey, clock: Arc<dyn Clock>, public_url: String) -> Lanyard {
+        let config = Arc::new(config);
+        let pki = Arc::new(pki);
+        let session_key = Arc::new(session_key);
+        let metrics = Arc::new(Metrics::default());
+        let signers = Arc::new(SignerCache::default());
+        let audit = Audit::new(store.clone(), clock.clone());
+        let hold = Hold::new(store.clone(), clock.clone(), audit.clone());
+        let supervision = Supervision::new(store.clone());
+        let push = Push::new(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            metrics.clone(),
+            pki.clone(),
+            Arc::new(Pusher::default()),
+            audit.clone(),
+        );
+        let commands =
+            Commands::new(store.clone(), clock.clone(), metrics.clone(), audit.clone(), hold.clone(), supervision.clone(), push.clone());
+        let register = Register::new(store.clone(), clock.clone(), audit.clone(), hold.clone());
+        let profiles = Profiles::new(
+            store.clone(),
+            clock.clone(),
+            pki.clone(),
+            audit.clone(),
+            hold.clone(),
+            supervision.clone(),
+            commands.clone(),
+            push.clone(),
+        );
+        let safeguarding = Safeguarding::new(
+            store.clone(),
+            clock.clone(),
+            config.clone(),
+            pki.clone(),
+            audit.clone(),
+            commands.clone(),
+            register.clone(),
+            profiles.clone(),
+        );
+        let enrollment =
+            Enrollment::new(store.clone(), clock.clone(), config.clone(), pki.clone(), Arc::from(public_url.as_str()), audit.clone());
+        let operators = Operators::new(store.clone(), clock.clone(), config.clone(), session_key.clone(), audit.clone());
+        let devices = Devices::new(
+            store.clone(),
+            clock.clone(),
+            pki.clone(),
+            signers.clone(),
+            metrics.clone(),
+            audit.clone(),
+            hold.clone(),
+            push.clone(),
+            commands.clone(),
+            profiles.clone(),
+            safeguarding.clone(),
+        );
+        Lanyard {
+            config,
+            store,
+            pki,
+            session_key,
+            clock,
+            public_url,
+            metrics,
+            signers,
+            audit,
+            hold,
+            supervision,
+            push,
+            commands,
+            register,
+            profiles,
+            safeguarding,
+            enrollment,
+            operators,
+            devices,
+        }
+    }
+
+    /// Whether the database answers and every migration is applied (`/readyz`).
+    pub async fn readiness(&self) -> crate::store::Readiness {
+        self.store.readiness().await
+    }
+
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
     }

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    lanyard::cli::main()
+    lanyard::faces::cli::main()
 }

@@ -15,9 +15,6 @@
 
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -25,8 +22,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-use crate::context::Ctx;
 
 const LATENCY_BUCKETS: [f64; 9] = [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
 
@@ -111,7 +106,7 @@ impl Metrics {
         counter.inc_by(n);
     }
 
-    fn count_http(&self, method: &str, route: &str, status: u16) {
+    pub fn count_http(&self, method: &str, route: &str, status: u16) {
         self.http.get_or_create(&HttpLabels { method: method.to_owned(), route: route.to_owned(), status }).inc();
     }
 
@@ -173,34 +168,6 @@ pub fn render(metrics: &Metrics, gauges: &ScrapeGauges) -> String {
     gauges.render(&mut out);
     encode_eof(&mut out).expect("writing to a String");
     out
-}
-
-/// Counts every request by its route template (never the raw path, which holds UDIDs).
-pub async fn track(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
-    ctx.metrics.count_http(&method, &route, resp.status().as_u16());
-    resp
-}
-
-/// `GET /metrics`.
-pub async fn metrics(State(ctx): State<Ctx>) -> Response {
-    let now = ctx.now();
-    let mut gauges = ScrapeGauges::default();
-    if let Ok(q) = ctx.store.queue_stats(now).await {
-        gauges.queue = Some(QueueGauges {
-            oldest_pending_seconds: q.oldest_pending_queued_at.map(|t| (now - t).num_milliseconds() as f64 / 1000.0).unwrap_or(0.0),
-            pending: q.pending_targets,
-            enrolled: q.enrolled,
-            seen_last_hour: q.seen_last_hour,
-            seen_last_day: q.seen_last_day,
-        });
-    }
-    if let Ok(Some(info)) = ctx.push_cert_info().await {
-        gauges.push_certificate_days_left = Some(info.days_left);
-    }
-    ([(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)], render(&ctx.metrics, &gauges)).into_response()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //!   certificates' TBS bytes, computes key identifiers (SHA-1 of the public key, as before), and
 //!   checks the loaded pairs and the TLS certificate. It also does everything that is not making
 //!   a certificate: the AES-GCM [`Sealer`], CMS (SCEP envelopes, profile signing, escrow
-//!   decryption), TLS itself, and the device identities SCEP issues (`crate::scep::issue`,
+//!   decryption), TLS itself, and the device identities SCEP issues (`crate::services::enrollment::identity`,
 //!   which says why).
 //! * An operator's own TLS certificate in the certs directory ([`operator_tls`]) is only checked
 //!   here (OpenSSL), never written.
@@ -353,7 +353,7 @@ impl SigningKey for OpensslSigner<'_> {
 
 /// The subjectPublicKey bits of a DER SubjectPublicKeyInfo (without the unused-bits octet).
 fn spki_public_key(spki: &[u8]) -> Option<&[u8]> {
-    use crate::der::{Reader, SEQUENCE};
+    use crate::protocol::der::{Reader, SEQUENCE};
     let outer = Reader::new(spki).expect(SEQUENCE)?;
     let mut fields = outer.children();
     fields.expect(SEQUENCE)?;

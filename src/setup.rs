@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::auth::session_token::SessionKey;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::context::{Ctx, Lanyard};
-use crate::operators::FirstAdmin;
 use crate::pki::Pki;
+use crate::services::auth::session_token::SessionKey;
+use crate::services::operators::FirstAdmin;
 
 pub struct Prepared {
     pub ctx: Ctx,
@@ -30,24 +30,15 @@ pub async fn prepare(config: Config, public_url: String, clock: Arc<dyn Clock>) 
         pki.tls_from_certs_dir = true;
     }
     let store = crate::store::connect(&config.database_url, config.postgres_pool).await?;
-    let ctx = Arc::new(Lanyard {
-        session_key: SessionKey::new(&pki.jwt_key)?,
-        config,
-        store,
-        pki,
-        clock,
-        public_url,
-        pusher: Default::default(),
-        metrics: Default::default(),
-        signers: Default::default(),
-    });
+    let session_key = SessionKey::new(&pki.jwt_key)?;
+    let ctx = Arc::new(Lanyard::new(config, store, pki, session_key, clock, public_url));
     // The hash a login for an unknown username is checked against, made now rather than by the
     // first such login (which would take twice as long as a known username's).
     tokio::task::spawn_blocking(|| {
-        crate::auth::password::dummy_hash();
+        crate::services::auth::password::dummy_hash();
     });
-    let first_admin = ctx.ensure_first_admin().await?;
+    let first_admin = ctx.operators.ensure_first_admin().await?;
     // The school baseline (profiles/*.mobileconfig), on a fresh installation only.
-    ctx.load_baseline_profiles().await?;
+    ctx.profiles.load_baseline_profiles().await?;
     Ok(Prepared { ctx, first_admin, created })
 }

@@ -317,11 +317,11 @@ async fn wrong_types_name_the_field(b: Backend) {
 /// `parse_json` on anything: never a panic; 400 exactly when serde_json finds no JSON document;
 /// a repeated key always 422 naming its path, whatever type the body is read as.
 mod parse_json_properties {
-    use lanyard::api::devices::BulkCommand;
-    use lanyard::api::extract::parse_json;
     use lanyard::error::Error;
-    use lanyard::register::grants::NewGrant;
-    use lanyard::register::people::{PersonFields, PersonPatch};
+    use lanyard::faces::api::devices::BulkCommand;
+    use lanyard::faces::api::extract::parse_json;
+    use lanyard::services::register::grants::NewGrant;
+    use lanyard::services::register::people::{PersonFields, PersonPatch};
     use proptest::prelude::*;
     use serde_json::{Map, Value};
 

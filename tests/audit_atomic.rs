@@ -11,7 +11,7 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Backend, TestServer};
-use lanyard::auth::Actor;
+use lanyard::services::auth::Actor;
 use lanyard::store::{AuditFilter, FileVaultKeyRecord};
 use lanyard_bench::sim::Kind;
 use reqwest::{Method, StatusCode};
@@ -104,7 +104,7 @@ async fn an_unaudited_write_does_not_happen(b: Backend) {
     done(&s, "enrollment_token.revoke", &admin, Method::DELETE, &revoke, None).await;
 
     // The push certificate.
-    let (cert, key, _, _) = lanyard::push::test_push_certificate(common::device::TOPIC, 365);
+    let (cert, key, _, _) = lanyard_mocks::test_push_certificate(common::device::TOPIC, 365);
     let pair = json!({"cert_pem": String::from_utf8(cert.to_pem().unwrap()).unwrap(),
                       "key_pem": String::from_utf8(key.private_key_to_pem_pkcs8().unwrap()).unwrap()});
     refused(&s, "push_cert.load", &admin, Method::PUT, "/api/v1/push-cert", Some(pair.clone())).await;
@@ -202,7 +202,8 @@ async fn an_unaudited_write_does_not_happen(b: Backend) {
     let now = chrono::Utc::now();
     let key =
         FileVaultKeyRecord { udid: mac.udid.clone(), key_sealed: b"sealed".to_vec(), device_key: None, escrowed_at: now, updated_at: now };
-    let entry = || s.ctx.audit_entry(&Actor::system(), "filevault.escrow", Some(&mac.udid), json!({"device_key": null, "replaced": false}));
+    let entry =
+        || s.ctx.audit.audit_entry(&Actor::system(), "filevault.escrow", Some(&mac.udid), json!({"device_key": null, "replaced": false}));
     break_audit(&s, "filevault.escrow").await;
     assert!(store.put_filevault_key(&key, entry()).await.is_err());
     mend_audit(&s).await;

@@ -31,7 +31,7 @@ fn nested_xml(open: &str, close: &str, levels: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-use lanyard::mdm::hostile::chained_bplist;
+use lanyard::protocol::hostile::chained_bplist;
 
 async fn audit_actions(s: &TestServer, action: &str) -> Vec<Value> {
     let admin = s.admin().await;
@@ -213,7 +213,7 @@ async fn a_foreign_push_topic_is_refused(b: Backend) {
     // A certificate for another topic, loaded on purpose: from that moment the old topic is
     // foreign here (the topic the check-ins compare with is never read from before the load).
     let other = "com.apple.mgmt.External.11111111-2222-3333-4444-555555555555";
-    let (cert, key, _, _) = lanyard::push::test_push_certificate(other, 365);
+    let (cert, key, _, _) = lanyard_mocks::test_push_certificate(other, 365);
     let (st, body) = s.upload_push_cert(&cert, &key, "?force=true").await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (st, msg) = s.checkin(&d, d.token_update()).await;

@@ -289,7 +289,7 @@ async fn tampered_audit_row_is_caught(b: Backend) {
         Backend::Postgres(_) => s.raw_sql(&["DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)"]).await,
     }
     s.raw_sql(&["UPDATE audit_log SET details = '{\"role\":\"auditor\",\"id\":null}' WHERE seq = 2"]).await;
-    let report = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap();
+    let report = lanyard::services::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap();
     assert!(!report.ok);
     s.stop().await;
 }
@@ -307,7 +307,7 @@ async fn concurrent_actions_keep_one_chain(b: Backend) {
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::CREATED);
     }
-    let report = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap();
+    let report = lanyard::services::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert!(report.entries_checked >= 26);
     s.stop().await;

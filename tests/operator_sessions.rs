@@ -142,7 +142,7 @@ async fn console_logout_ends_the_session(b: Backend) {
     replay.cookies.push(("__Host-lanyard".into(), saved.clone()));
     let r = replay.post("/ui/enroll", &[("csrf", &csrf(&home.body)), ("label", "after logout")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty());
+    assert!(s.ctx.enrollment.list_enrollment_tokens().await.unwrap().is_empty());
     // Its JWT is refused as a bearer token.
     let (st, body) = whoami(&s, &jwt).await;
     assert_eq!(assert_error(st, &body, StatusCode::UNAUTHORIZED), "unauthorized");
@@ -252,7 +252,11 @@ async fn password_reset_disable_and_role_change_end_sessions(b: Backend) {
 
     // The CLI's reset (`lanyard admin reset-password`) goes through the same service.
     let op = s.ctx.store.operator_by_username("tess").await.unwrap().unwrap();
-    s.ctx.update_operator(&lanyard::auth::Actor::cli(), op.id, None, None, Some("the-cli-reset-password")).await.unwrap();
+    s.ctx
+        .operators
+        .update_operator(&lanyard::services::auth::Actor::cli(), op.id, None, None, Some("the-cli-reset-password"))
+        .await
+        .unwrap();
     assert_eq!(whoami(&s, &tok).await.0, StatusCode::UNAUTHORIZED);
 
     // The admin's own session was never touched; every change is audited, saying whether it
@@ -410,7 +414,7 @@ async fn an_unknown_username_takes_as_long_as_a_known_one() {
 
 async fn timed_wrong_login(s: &TestServer, username: &str) -> Duration {
     let t = Instant::now();
-    let r = s.ctx.login(username, "not the password", None).await;
+    let r = s.ctx.operators.login(username, "not the password", None).await;
     let took = t.elapsed();
     assert!(matches!(r, Err(lanyard::error::Error::Unauthorized(_))), "{username}: {:?}", r.err());
     took
@@ -433,7 +437,7 @@ fn hand_signed(header: &str, claims: &[u8], digest: openssl::hash::MessageDigest
 /// server's clock, from its `exp` second on; a fresh login works again.
 async fn forged_and_expired_session_tokens_get_401(b: Backend) {
     use base64::Engine;
-    use lanyard::auth::session_token::{Claims, SessionKey};
+    use lanyard::services::auth::session_token::{Claims, SessionKey};
     use openssl::hash::MessageDigest;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

@@ -5,7 +5,7 @@
 //!   `mdm::report::parse`, and through them the event-stream builder of `src/mdm/value.rs`),
 //!   and uploaded profiles with their binary-plist pre-check (`profiles::inspect`);
 //! - the `Mdm-Signature` header: the full CMS check (`mdm::cms`) and the cached fast path
-//!   (`mdm::signers::SignerCache`), with the DER reader under it (`lanyard::der`);
+//!   (`mdm::signers::SignerCache`), with the DER reader under it (`lanyard::protocol::der`);
 //! - SCEP: pkiMessages and the PKCS#10 inside them through the OpenSSL FFI
 //!   (`scep::parse_pki_message`), and the `GET ?operation=PKIOperation&message=` parameter
 //!   (`scep::decode_message_param`);
@@ -32,8 +32,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
-use lanyard::mdm::{checkin, cms, report, signers::SignerCache};
-use lanyard::scep::{self, MessageType, client::Requester};
+use lanyard::protocol::scep::{self, MessageType, client::Requester};
+use lanyard::protocol::{checkin, cms, report, signers::SignerCache};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
@@ -301,7 +301,7 @@ fn nested_xml(open: &str, close: &str, levels: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-use lanyard::mdm::hostile::chained_bplist;
+use lanyard::protocol::hostile::chained_bplist;
 
 /// Every parser a plist body from a device reaches, on a small stack: whether check-in and
 /// command-report parsing succeeded, and the largest allocation made.
@@ -314,15 +314,15 @@ fn parse_plist_everywhere(body: Vec<u8>) -> ((bool, bool), usize) {
                 let _ = rep.to_json().to_string();
                 let _ = rep.security_info();
                 let _ = rep.error_summary();
-                let _ = lanyard::devices::inventory::device_information_update(&rep, chrono::Utc::now());
+                let _ = lanyard::services::devices::inventory::device_information_update(&rep, chrono::Utc::now());
             })
             .is_ok();
-        let _ = lanyard::profiles::inspect(&body);
+        let _ = lanyard::services::profiles::inspect(&body);
         (c, r)
     })
 }
 
-fn too_deep(e: &lanyard::mdm::ProtocolError) -> bool {
+fn too_deep(e: &lanyard::protocol::ProtocolError) -> bool {
     e.to_string().contains("nested more than 64 deep")
 }
 
@@ -458,7 +458,7 @@ proptest! {
 /// Check-in messages built field by field parse to the same fields, from XML and binary.
 mod checkin_messages {
     use super::*;
-    use lanyard::mdm::CheckinMessage;
+    use lanyard::protocol::CheckinMessage;
 
     #[derive(Debug, Clone)]
     struct Fields {
@@ -592,9 +592,9 @@ fn d2_hostile_nesting_is_a_clear_error_on_a_small_stack() {
         ("50,000-level binary plist", chained_bplist(50_000, 1)),
     ];
     for (what, body) in bodies {
-        assert!(body.len() < lanyard::api::mdm::CONNECT_BODY_LIMIT, "{what}");
+        assert!(body.len() < lanyard::faces::device::CONNECT_BODY_LIMIT, "{what}");
         let (results, _) = on_small_stack(move || {
-            (checkin::parse(&body).map(|_| ()), report::parse(&body).map(|_| ()), lanyard::profiles::inspect(&body).map(|_| ()))
+            (checkin::parse(&body).map(|_| ()), report::parse(&body).map(|_| ()), lanyard::services::profiles::inspect(&body).map(|_| ()))
         });
         assert!(results.0.as_ref().is_err_and(too_deep), "{what}: check-in {:?}", results.0);
         assert!(results.1.as_ref().is_err_and(too_deep), "{what}: connect {:?}", results.1);
@@ -611,7 +611,7 @@ fn binary_plist_expansion_bomb_is_refused() {
     assert!(result.is_err_and(|e| e.to_string().contains("expands to more than")));
     assert!(largest < ALLOCATION_BOUND);
     body = chained_bplist(40, 2);
-    assert!(lanyard::profiles::inspect(&body).is_err());
+    assert!(lanyard::services::profiles::inspect(&body).is_err());
 }
 
 /// Regression (found by `plist_xml_mutations_agree_with_the_plist_crate`): anything after the
@@ -682,7 +682,8 @@ struct Keys {
 fn make_device(ca: &Ca, cn: &str) -> Device {
     let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("rsa")).expect("key");
     let requester = Requester::new(key, cn, CHALLENGE).expect("requester");
-    let identity = scep::issue_certificate(&requester.csr().expect("csr"), &ca.cert, &ca.key, 30).expect("issue");
+    let identity =
+        lanyard::services::enrollment::identity::issue_certificate(&requester.csr().expect("csr"), &ca.cert, &ca.key, 30).expect("issue");
     Device { requester, identity }
 }
 
@@ -736,7 +737,7 @@ proptest! {
         let body = b"body";
         prop_assert!(cms::verify_detached_der(body, &der, &k.ca.cert).is_err());
         prop_assert!(SignerCache::new(4).verify(body, &STANDARD.encode(&der), &k.ca.cert).is_err());
-        let mut r = lanyard::der::Reader::new(&der);
+        let mut r = lanyard::protocol::der::Reader::new(&der);
         while let Some(tlv) = r.next_tlv() {
             prop_assert!(tlv.raw.len() <= der.len());
             let mut children = tlv.children();
@@ -800,12 +801,12 @@ fn der_reader_is_bounded() {
         for _ in 0..100_000 {
             deep.extend([0x30, 0x80]);
         }
-        lanyard::der::Reader::new(&deep).next_tlv().is_none()
+        lanyard::protocol::der::Reader::new(&deep).next_tlv().is_none()
     });
     assert!(none);
     for len in [[0x84, 0xff, 0xff, 0xff, 0xff], [0x84, 0x7f, 0xff, 0xff, 0xff], [0x83, 0x01, 0x00, 0x00, 0x00]] {
         let der = [&[0x30u8][..], &len, &[1, 2, 3]].concat();
-        assert!(lanyard::der::Reader::new(&der).next_tlv().is_none());
+        assert!(lanyard::protocol::der::Reader::new(&der).next_tlv().is_none());
     }
 }
 
@@ -873,7 +874,7 @@ proptest! {
     fn scep_get_message_param_round_trips(data in vec(any::<u8>(), 0..600), form in 0u8..6, junk in any::<String>()) {
         let _ = scep::decode_message_param(&junk);
         let query = format!("operation=PKIOperation&message={}", client_encoding(&data, form));
-        let message = lanyard::api::mdm::decode_keeping_plus(lanyard::api::mdm::raw_query_param(&query, "message").expect("message"));
+        let message = lanyard::faces::device::decode_keeping_plus(lanyard::faces::device::raw_query_param(&query, "message").expect("message"));
         let decoded = scep::decode_message_param(&message).map_err(|e| TestCaseError::fail(format!("{e}: {query}")))?;
         prop_assert_eq!(decoded, data);
     }
@@ -949,13 +950,14 @@ fn server() -> &'static Server {
                 .expect("prepare");
             let token = prepared
                 .ctx
-                .create_enrollment_token(&lanyard::auth::Actor::system(), "property tests", None, None, None)
+                .enrollment
+                .create_enrollment_token(&lanyard::services::auth::Actor::system(), "property tests", None, None, None)
                 .await
                 .expect("token")
                 .token;
             (prepared.ctx, token)
         });
-        let app = lanyard::server::app(ctx.clone());
+        let app = lanyard::faces::server::app(ctx.clone());
         Server { runtime, app, ctx, token, _dir: dir }
     })
 }
@@ -1061,13 +1063,19 @@ fn http_d2_signed_hostile_nesting_answers_400() {
     let s = server();
     let key = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).expect("rsa")).expect("key");
     let requester = Requester::new(key, "deep-device", CHALLENGE).expect("requester");
-    let identity = scep::issue_certificate(&requester.csr().expect("csr"), &s.ctx.pki.ca_cert, &s.ctx.pki.ca_key, 30).expect("issue");
+    let identity = lanyard::services::enrollment::identity::issue_certificate(
+        &requester.csr().expect("csr"),
+        &s.ctx.pki.ca_cert,
+        &s.ctx.pki.ca_key,
+        30,
+    )
+    .expect("issue");
     let bodies =
         [nested_xml("<array>", "</array>", 32_500), nested_xml("<dict><key>a</key>", "</dict>", 40_000), chained_bplist(50_000, 1)];
     for body in bodies {
         let header = STANDARD.encode(cms::sign_detached(&body, &identity, &requester.key).expect("sign"));
         for path in ["/mdm/connect", "/mdm/checkin"] {
-            if path == "/mdm/checkin" && body.len() > lanyard::api::mdm::CHECKIN_BODY_LIMIT {
+            if path == "/mdm/checkin" && body.len() > lanyard::faces::device::CHECKIN_BODY_LIMIT {
                 continue;
             }
             let (status, text) = call("PUT", path, &[("mdm-signature", header.clone())], body.clone());
@@ -1149,7 +1157,7 @@ fn fuzz_seeds_are_messages_the_server_reads() {
         ("getcertinitial-aes128-sha256", &requester, Cipher::aes_128_cbc(), MessageDigest::sha256(), MessageType::GetCertInitial),
     ] {
         let der = r.pkcs_req(&ca, cipher, md, kind).expect("pkiMessage").der;
-        let parsed = lanyard::scep::parse_pki_message(&der, &ca, &ca_key).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let parsed = lanyard::protocol::scep::parse_pki_message(&der, &ca, &ca_key).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(parsed.message_type, kind, "{name}");
         std::fs::write(dir.join("scep_pki_message").join(name), &der).expect("write");
         std::fs::write(dir.join("scep_get_message").join(name), STANDARD.encode(&der)).expect("write");

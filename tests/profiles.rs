@@ -229,7 +229,7 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     assert!(ks2["filtering"]["denied"].as_array().unwrap().iter().any(|d| d == "tiktok.com"));
     assert_eq!(profile(&s, &tech, "pupil-camera-off").await["filtering"], Value::Null);
     // Loading again (a restart) adds nothing.
-    assert_eq!(s.ctx.load_baseline_profiles().await.unwrap(), 0);
+    assert_eq!(s.ctx.profiles.load_baseline_profiles().await.unwrap(), 0);
 
     // Upload a raw .mobileconfig.
     let airdrop = common::AIRDROP_PROFILE.as_bytes();
@@ -242,7 +242,7 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     let id = p["id"].as_str().unwrap().to_owned();
 
     // JSON with base64, of a profile already signed (verified and unwrapped).
-    let signed = s.ctx.signed_for_devices(&airdrop.to_vec().replace_id()).unwrap();
+    let signed = s.ctx.profiles.signed_for_devices(&airdrop.to_vec().replace_id()).unwrap();
     let (st, p2) = s.post("/api/v1/profiles", &tech, json!({"name": "signed-upload", "mobileconfig_base64": B64.encode(&signed)})).await;
     assert_eq!(st, StatusCode::CREATED, "{p2}");
     assert_eq!(p2["identifier"], "uk.sch.test.other");
@@ -299,7 +299,7 @@ async fn baseline_library_uploads_and_versions(b: Backend) {
     let (st, detail) = s.get(&format!("/api/v1/profiles/{id}"), &tech).await;
     assert_eq!(st, StatusCode::OK);
     assert!(detail["deleted_at"].is_string(), "{detail}");
-    assert_eq!(s.ctx.load_baseline_profiles().await.unwrap(), 0);
+    assert_eq!(s.ctx.profiles.load_baseline_profiles().await.unwrap(), 0);
 
     let (_, audit) = s.get("/api/v1/audit?action=profile.", &admin).await;
     let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -557,7 +557,7 @@ async fn smart_groups_follow_the_device_and_the_register(b: Backend) {
     let (st, held) = s.post("/api/v1/assignments", &admin, json!({"person_id": pupil["id"], "udid": unsupervised.udid})).await;
     assert_eq!(st, StatusCode::CREATED, "{held}");
 
-    let sweep = s.ctx.profiles_sweep().await.unwrap();
+    let sweep = s.ctx.profiles.profiles_sweep().await.unwrap();
     assert_eq!(sweep.regrouped, 1, "{sweep:?}");
     let (_, y3) = s.get(&format!("/api/v1/groups/{y3id}"), &admin).await;
     assert_eq!(y3["members"], json!([unsupervised.udid]), "{y3}");
@@ -817,13 +817,13 @@ async fn lesson_time_profiles_follow_the_timetable(b: Backend) {
     assert_eq!(sched["active"], false);
 
     // Before the lesson: nothing.
-    let r = s.ctx.timetable_tick().await.unwrap();
+    let r = s.ctx.profiles.timetable_tick().await.unwrap();
     assert_eq!((r.changed, r.installs), (0, 0), "{r:?}");
     assert!(s.drain(&d1).await.is_empty());
 
     // 09:01: the window opens; the profile is installed; until then the drift shows it.
     clock.set(monday + Duration::minutes(6));
-    let r = s.ctx.timetable_tick().await.unwrap();
+    let r = s.ctx.profiles.timetable_tick().await.unwrap();
     assert_eq!((r.changed, r.installs, r.in_lessons), (1, 2, true), "{r:?}");
     let admin = s.admin().await;
     let (_, drift) = s.get("/api/v1/schedules/drift", &admin).await;
@@ -837,13 +837,13 @@ async fn lesson_time_profiles_follow_the_timetable(b: Backend) {
     assert!(d1.installed_profiles().contains(&camera_ident) && d2.installed_profiles().contains(&camera_ident));
     let (_, drift) = s.get("/api/v1/schedules/drift", &admin).await;
     assert_eq!(drift["items"].as_array().unwrap().len(), 0, "{drift}");
-    assert_eq!(s.ctx.timetable_tick().await.unwrap().changed, 0, "a tick inside the window changes nothing");
+    assert_eq!(s.ctx.profiles.timetable_tick().await.unwrap().changed, 0, "a tick inside the window changes nothing");
 
     // 10:01: the window closes. One device refuses the removal: it keeps the restriction
     // (fail closed) and the drift says so, and since when.
     d2.fail("RemoveProfile");
     clock.set(monday + Duration::minutes(66));
-    let r = s.ctx.timetable_tick().await.unwrap();
+    let r = s.ctx.profiles.timetable_tick().await.unwrap();
     assert_eq!((r.changed, r.removals, r.in_lessons), (1, 2, false), "{r:?}");
     s.drain(&d1).await;
     s.drain(&d2).await;
@@ -864,11 +864,11 @@ async fn lesson_time_profiles_follow_the_timetable(b: Backend) {
 
     // Not asked again every tick: after the back-off, asked again; this time it works.
     clock.set(monday + Duration::minutes(71));
-    s.ctx.timetable_tick().await.unwrap();
+    s.ctx.profiles.timetable_tick().await.unwrap();
     assert!(s.drain(&d2).await.is_empty(), "inside the back-off");
     d2.unfail("RemoveProfile");
     clock.set(monday + Duration::minutes(82));
-    let r = s.ctx.timetable_tick().await.unwrap();
+    let r = s.ctx.profiles.timetable_tick().await.unwrap();
     assert_eq!(r.removals, 1, "{r:?}");
     assert!(s.drain(&d2).await.contains(&"RemoveProfile".to_owned()));
     assert!(!d2.installed_profiles().contains(&camera_ident));
@@ -878,11 +878,11 @@ async fn lesson_time_profiles_follow_the_timetable(b: Backend) {
 
     // Tuesday 09:00 it comes back; outside term it does not.
     clock.set(monday + Duration::days(1) + Duration::minutes(5));
-    assert_eq!(s.ctx.timetable_tick().await.unwrap().installs, 2);
+    assert_eq!(s.ctx.profiles.timetable_tick().await.unwrap().installs, 2);
     clock.set(monday + Duration::days(1) + Duration::minutes(65));
-    assert_eq!(s.ctx.timetable_tick().await.unwrap().removals, 2);
+    assert_eq!(s.ctx.profiles.timetable_tick().await.unwrap().removals, 2);
     clock.set(monday + Duration::days(35) + Duration::minutes(6));
-    assert_eq!(s.ctx.timetable_tick().await.unwrap().changed, 0, "after the end of term");
+    assert_eq!(s.ctx.profiles.timetable_tick().await.unwrap().changed, 0, "after the end of term");
 
     let admin = s.admin().await;
     let (_, audit) = s.get("/api/v1/audit?action=schedule.", &admin).await;
@@ -1006,7 +1006,7 @@ async fn compliance_report_json_and_csv(b: Backend) {
     assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("format")));
 
     // The daily check asks devices for their security state and profiles again.
-    assert_eq!(s.ctx.request_periodic_checks().await.unwrap(), 0, "everyone reported just now");
+    assert_eq!(s.ctx.profiles.request_periodic_checks().await.unwrap(), 0, "everyone reported just now");
     s.stop().await;
 }
 

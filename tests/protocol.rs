@@ -227,7 +227,7 @@ async fn enrolment_tokens_guard_the_profile_and_scep(b: Backend) {
 /// A technician makes a token for 3 iPads and 8 ask at once: exactly 3 get an identity, each on
 /// record, and the token shows 3 uses — no use is lost to a request that got no certificate.
 async fn a_token_use_is_spent_exactly_when_a_certificate_is_issued(b: Backend) {
-    use lanyard::scep::{MessageType, client::Requester};
+    use lanyard::protocol::scep::{MessageType, client::Requester};
     use openssl::{hash::MessageDigest, pkey::PKey, rsa::Rsa, symm::Cipher, x509::X509};
     let s = TestServer::start(b).await;
     let admin = s.admin().await;
@@ -270,7 +270,7 @@ async fn bad_device_input_changes_nothing(b: Backend) {
     let admin = s.admin().await;
     let a = s.enrolled_device(Kind::SupervisedIpad).await;
     let before = s.get(&format!("/api/v1/devices/{}", a.udid), &admin).await.1;
-    let audit_before = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
+    let audit_before = lanyard::services::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
 
     // Malformed plist, correctly signed.
     let junk = b"<plist><dict><key>MessageType".to_vec();
@@ -293,7 +293,7 @@ async fn bad_device_input_changes_nothing(b: Backend) {
     let (st, _) = s.device_request("/mdm/checkin", a.token_update(), Some(sig_other)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A certificate from another CA.
-    let (other_ca, other_key, _, _) = lanyard::push::test_push_certificate("com.apple.mgmt.External.other", 30);
+    let (other_ca, other_key, _, _) = lanyard_mocks::test_push_certificate("com.apple.mgmt.External.other", 30);
     let foreign = SimDevice { udid: a.udid.clone(), ..SimDevice::new(Kind::SupervisedIpad, TOPIC, other_ca, other_key) };
     assert_eq!(s.connect(&foreign, foreign.idle()).await.0, StatusCode::FORBIDDEN);
     assert_eq!(s.checkin(&foreign, foreign.check_out()).await.0, StatusCode::FORBIDDEN);
@@ -320,7 +320,7 @@ async fn bad_device_input_changes_nothing(b: Backend) {
     assert_eq!(after["enrolled"], true);
     assert_eq!(s.get(&format!("/api/v1/devices/{}", b_dev.udid), &admin).await.1["enrolled"], true);
     assert_eq!(s.drain(&a).await.len(), 0);
-    let audit_after = lanyard::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
+    let audit_after = lanyard::services::audit::verify_chain(s.ctx.store.as_ref()).await.unwrap().entries_checked;
     assert_eq!(audit_before, audit_after);
     s.stop().await;
 }
@@ -416,8 +416,8 @@ async fn renewed_identity_keeps_the_enrolment(b: Backend) {
     // here the device then simply uses it.
     let key = lanyard_bench::sim::new_key().unwrap();
     let renewed = s.ctx.issue_simulated_identity(&key, "Lanyard device identity").await.unwrap();
-    let old_sha = lanyard::enrollment::cert_sha256(&d.cert).unwrap();
-    let new_sha = lanyard::enrollment::cert_sha256(&renewed).unwrap();
+    let old_sha = lanyard::services::enrollment::cert_sha256(&d.cert).unwrap();
+    let new_sha = lanyard::services::enrollment::cert_sha256(&renewed).unwrap();
     s.raw_sql(&[&format!("UPDATE issued_certificates SET renewed_from = '{old_sha}' WHERE sha256 = '{new_sha}'")]).await;
     // A command handed over under the old certificate is answered under the new one.
     let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "SecurityInfo"})).await;

@@ -7,8 +7,8 @@ mod common;
 use common::device::TOPIC;
 use common::push::PushRig;
 use common::{Backend, Options, TestServer, assert_error};
-use lanyard::push::MockResponse;
 use lanyard_bench::sim::Kind;
+use lanyard_mocks::MockResponse;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -114,7 +114,7 @@ async fn sweeper_repushes_quiet_devices(b: Backend) {
     let d = s.enrolled_device(Kind::SupervisedIpad).await;
     let (_, q) = s.post(&format!("/api/v1/devices/{}/commands", d.udid), &admin, json!({"request_type": "SecurityInfo"})).await;
     assert_eq!(q["push"]["delivered"], 1);
-    let sweep = || async { s.ctx.sweep_once().await.unwrap() };
+    let sweep = || async { s.ctx.push.sweep_once().await.unwrap() };
     let minutes = |m| clock.advance(chrono::Duration::minutes(m));
 
     // The device stays quiet: re-pushed after 5 minutes, then 15, then 60 (backing off).
@@ -180,7 +180,7 @@ async fn only_one_instance_pushes_each_device(b: Backend) {
     env.push(("LANYARD_DATA_DIR", s.dir.path().join("data").display().to_string()));
     env.push(("LANYARD_DATABASE_URL", s.backend.database_url(s.dir.path())));
     let s2 = TestServer::start_with(b, Options { env, ..Default::default() }).await;
-    let (r1, r2) = tokio::join!(s.ctx.sweep_once(), s2.ctx.sweep_once());
+    let (r1, r2) = tokio::join!(s.ctx.push.sweep_once(), s2.ctx.push.sweep_once());
     let (r1, r2) = (r1.unwrap(), r2.unwrap());
     assert_eq!(r1.repushed + r2.repushed, 30, "{r1:?} {r2:?}");
     assert_eq!(rig.mock.count(), 30, "each device pushed exactly once");
@@ -215,7 +215,7 @@ async fn renewal_keeps_devices_and_topic_change_is_refused(b: Backend) {
     let (st, body) = s.upload_push_cert(&cert2, &key2, "?force=true").await;
     assert_eq!((st, body["topic"].as_str()), (StatusCode::OK, Some(other)));
     // Not an MDM push certificate, or a key that does not match: 422 naming the field.
-    let (plain, plain_key, _, _) = lanyard::push::test_push_certificate("com.example.not-mdm", 30);
+    let (plain, plain_key, _, _) = lanyard_mocks::test_push_certificate("com.example.not-mdm", 30);
     let (st, body) = s.upload_push_cert(&plain, &plain_key, "?force=true").await;
     assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("cert_pem")), "{body}");
     let (st, body) = s.upload_push_cert(&cert, &key2, "?force=true").await;

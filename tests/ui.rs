@@ -219,7 +219,7 @@ async fn browser_enrol_page_shows_a_qr_code() {
     let qr = b.find("svg#enroll-qr").await;
     let svg = b.execute("return arguments[0].outerHTML", vec![Browser::element_arg(&qr).await]).await;
     // The modules drawn are those of a QR code of the URL shown (same path data).
-    let expected = lanyard::ui::enroll::qr_svg(&url).unwrap();
+    let expected = lanyard::faces::console::enroll::qr_svg(&url).unwrap();
     let path_data = |s: &str| s.split(" d=\"").nth(1).map(|d| d.split('"').next().unwrap().to_owned());
     let rendered = svg.as_str().unwrap();
     assert!(path_data(rendered).is_some_and(|d| d.len() > 100), "{rendered}");
@@ -397,7 +397,7 @@ async fn browser_a_form_without_its_csrf_token_is_refused() {
     b.execute("document.querySelector('form[action=\"/ui/enroll\"] input[name=csrf]').remove()", vec![]).await;
     b.click_css("#make-token").await;
     b.wait_for_text("h1", "This form could not be accepted").await;
-    assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty(), "nothing was created");
+    assert!(s.ctx.enrollment.list_enrollment_tokens().await.unwrap().is_empty(), "nothing was created");
     b.quit().await;
     s.stop().await;
 }
@@ -451,10 +451,10 @@ async fn session_cookie_csp_and_csrf() {
     assert_ne!(other, csrf, "tokens are per session");
     let r = c.post("/ui/enroll", &[("csrf", &other), ("label", "Another session's token")]).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert!(s.ctx.list_enrollment_tokens().await.unwrap().is_empty());
+    assert!(s.ctx.enrollment.list_enrollment_tokens().await.unwrap().is_empty());
     let r = c.post("/ui/enroll", &[("csrf", &csrf), ("label", "Right token")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(s.ctx.list_enrollment_tokens().await.unwrap().len(), 1);
+    assert_eq!(s.ctx.enrollment.list_enrollment_tokens().await.unwrap().len(), 1);
 
     // Every POST route refuses a missing token (403), whatever the path.
     for path in [
@@ -629,7 +629,7 @@ async fn release_needs_a_second_person_in_the_console() {
 
 /// The baseline KS2 filter with `site` added to its deny-list.
 fn ks2_with_denied(site: &str) -> Vec<u8> {
-    let (_, xml) = lanyard::profiles::BASELINE.iter().find(|(s, _)| *s == "ks2-web-filtered").unwrap();
+    let (_, xml) = lanyard::services::profiles::BASELINE.iter().find(|(s, _)| *s == "ks2-web-filtered").unwrap();
     let mut v: plist::Value = plist::from_bytes(xml.as_bytes()).unwrap();
     let payload = v.as_dictionary_mut().unwrap().get_mut("PayloadContent").unwrap().as_array_mut().unwrap()[0].as_dictionary_mut().unwrap();
     payload.get_mut("DenyListURLs").unwrap().as_array_mut().unwrap().push(site.into());
@@ -741,7 +741,7 @@ async fn browser_filtering_change_is_proposed_then_approved_by_a_second_person()
     b.click_css(&format!("#version-button-{pid}")).await;
     b.wait_text("#done", "only been proposed", 15).await;
     assert_eq!(s.ctx.store.profile(ks2.id).await.unwrap().unwrap().version, 1, "nothing is deployed yet");
-    let changes = s.ctx.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap();
+    let changes = s.ctx.profiles.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap();
     assert_eq!(changes.len(), 1);
     let cid = changes[0].id.to_string();
 
@@ -774,7 +774,7 @@ async fn browser_filtering_change_is_proposed_then_approved_by_a_second_person()
     .await;
     let err = b.wait_text("#form-error", "second person", 15).await;
     assert!(err.contains("proposed this change: a second person (dsl, headteacher or admin) must decide it"), "{err}");
-    assert_eq!(s.ctx.filtering_change_view(changes[0].id).await.unwrap().state, "proposed");
+    assert_eq!(s.ctx.profiles.filtering_change_view(changes[0].id).await.unwrap().state, "proposed");
     assert_eq!(s.ctx.store.profile(ks2.id).await.unwrap().unwrap().version, 1);
 
     // The DSL approves it: deployed as version 2.
@@ -807,7 +807,7 @@ async fn browser_filtering_change_is_proposed_then_approved_by_a_second_person()
 
 /// How many sites the live KS2 filter blocks.
 async fn ks2_blocked_count(s: &TestServer) -> usize {
-    let p = s.ctx.list_profile_views(Some("ks2-web-filtered")).await.unwrap();
+    let p = s.ctx.profiles.list_profile_views(Some("ks2-web-filtered")).await.unwrap();
     p[0].filtering.as_ref().unwrap().denied.len()
 }
 
@@ -1142,7 +1142,7 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
         tech.post_multipart(&path, &[("csrf", &csrf), ("reason", "Block example.org")], Some(("file", "ks2.mobileconfig", &edited))).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("Risk assessment reference: This is required for a filtering change."), "{}", r.body);
-    assert!(s.ctx.list_filtering_changes(None, None, None, 10).await.unwrap().is_empty());
+    assert!(s.ctx.profiles.list_filtering_changes(None, None, None, 10).await.unwrap().is_empty());
     let r = tech
         .post_multipart(
             &path,
@@ -1152,7 +1152,7 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     assert!(r.location().starts_with("/ui/profiles?done=proposed#c-"), "{}", r.location());
-    let change = s.ctx.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap().remove(0);
+    let change = s.ctx.profiles.list_filtering_changes(Some("proposed"), None, None, 10).await.unwrap().remove(0);
 
     // The DSL rejects it (a reason is needed for that too): nothing changes.
     let mut dsl = Console::new(&s);
@@ -1166,7 +1166,7 @@ async fn profile_forms_show_refusals_in_words_and_are_audited() {
     assert!(r.body.contains("Your reason for deciding: A written justification is required."), "{}", r.body);
     let r = dsl.post(&decide, &[("csrf", &dcsrf), ("decision", "reject"), ("justification", "Not risk assessed properly")]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(s.ctx.filtering_change_view(change.id).await.unwrap().state, "rejected");
+    assert_eq!(s.ctx.profiles.filtering_change_view(change.id).await.unwrap().state, "rejected");
     assert_eq!(s.ctx.store.profile(ks2).await.unwrap().unwrap().version, 1);
     let page = dsl.get("/ui/profiles").await;
     assert!(page.body.contains("<strong>Rejected</strong>"), "the decision is in the recent changes");

@@ -57,9 +57,9 @@ use crate::sim::{Kind, SimDevice, SimIdentity};
 use lanyard::clock::SystemClock;
 use lanyard::config::Config;
 use lanyard::context::Ctx;
-use lanyard::mdm::command::{Command, DeviceInformation};
-use lanyard::push::{MockApns, MockConfig};
+use lanyard::protocol::command::{Command, DeviceInformation};
 use lanyard::store::{AuthenticateRecord, DeviceFilter};
+use lanyard_mocks::{MockApns, MockConfig};
 
 mod enrol;
 
@@ -379,10 +379,10 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
     Ok(if report.errors() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `lanyard bench push`: [`lanyard::push::bench_push`], with the CPU it took.
+/// `lanyard bench push`: [`lanyard_mocks::bench_push`], with the CPU it took.
 async fn push(n: usize) -> Result<ExitCode> {
     let cpu = proc_cpu_secs("/proc/self/stat");
-    let r = lanyard::push::bench_push(n).await?;
+    let r = lanyard_mocks::bench_push(n).await?;
     let cpu = proc_cpu_secs("/proc/self/stat") - cpu;
     println!("push (mock APNs, loopback): {r}");
     println!(
@@ -398,7 +398,7 @@ async fn push(n: usize) -> Result<ExitCode> {
 /// `lanyard bench steps`: time each step of the device path, one after the other, in this
 /// process, on an enrolled device (SQLite in a temporary directory, or `database_url`).
 async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<ExitCode> {
-    use lanyard::mdm::cms::verify_mdm_signature;
+    use lanyard::protocol::cms::verify_mdm_signature;
     use openssl::pkcs7::{Pkcs7, Pkcs7Flags};
     use openssl::stack::Stack;
     use openssl::x509::store::X509StoreBuilder;
@@ -426,7 +426,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
         let cert = ctx.issue_simulated_identity(&key, "Lanyard bench device").await?;
         let d = SimDevice::new(Kind::SupervisedIpad, TOPIC, cert, key);
         for body in [d.authenticate(), d.token_update()] {
-            ctx.checkin(&body, Some(&d.sign(&body)), None).await?;
+            ctx.devices.checkin(&body, Some(&d.sign(&body)), None).await?;
         }
         drain(&ctx, &d).await?;
         sims.push(d);
@@ -445,7 +445,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     b.set_purpose(X509PurposeId::ANY)?;
     b.set_flags(openssl::x509::verify::X509VerifyFlags::PARTIAL_CHAIN)?;
     let ca_store = b.build();
-    let sha = lanyard::enrollment::cert_sha256(&d.cert)?;
+    let sha = lanyard::services::enrollment::cert_sha256(&d.cert)?;
 
     let mut rows: Vec<(&str, f64)> = Vec::new();
     macro_rules! time {
@@ -457,7 +457,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
             rows.push(($name, t.elapsed().as_secs_f64() * 1e6 / N as f64));
         }};
     }
-    time!("parse the Idle plist", lanyard::mdm::report::parse(&body));
+    time!("parse the Idle plist", lanyard::protocol::report::parse(&body));
     time!("verify_mdm_signature, in all", verify_mdm_signature(&body, &sig, &ctx.pki.ca_cert));
     time!("- parse the CMS (with its certificate)", Pkcs7::from_der(&der));
     time!("  - parse the certificate alone", X509::from_der(&cert_der));
@@ -470,27 +470,27 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
         let mut c = X509StoreContext::new()?;
         c.init(&ca_store, &d.cert, &none, |c| c.verify_cert())
     });
-    time!("SHA-256 of the certificate", lanyard::enrollment::cert_sha256(&d.cert));
+    time!("SHA-256 of the certificate", lanyard::services::enrollment::cert_sha256(&d.cert));
     time!("SignerCache::verify, a known certificate", ctx.signers.verify(&body, &sig, &ctx.pki.ca_cert));
     time!("device_by_cert (query)", ctx.store.device_by_cert(&sha).await);
     time!("device_session (query)", ctx.store.device_session(&sha).await);
     time!("next_command, empty queue (query)", ctx.store.next_command(&d.udid, true, ctx.now()).await);
-    time!("connect: an Idle, in all", ctx.connect(&body, Some(&sig), None).await);
+    time!("connect: an Idle, in all", ctx.devices.connect(&body, Some(&sig), None).await);
     // A command for each of M devices, queued (not timed), then Idle -> the command, and
     // Acknowledged -> empty.
-    let cmd = lanyard::mdm::command::Command::DeviceInformation(lanyard::mdm::command::DeviceInformation::inventory());
+    let cmd = lanyard::protocol::command::Command::DeviceInformation(lanyard::protocol::command::DeviceInformation::inventory());
     let (mut deliver, mut ack) = (0.0, 0.0);
     for c in &sims[1..] {
-        ctx.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None).await?;
+        ctx.commands.queue_command("bench", &cmd, std::slice::from_ref(&c.udid), None).await?;
         let idle = c.idle();
         let idle_sig = c.sign(&idle);
         let t = Instant::now();
-        let command = ctx.connect(&idle, Some(&idle_sig), None).await?.ok_or_else(|| anyhow!("no command queued"))?;
+        let command = ctx.devices.connect(&idle, Some(&idle_sig), None).await?.ok_or_else(|| anyhow!("no command queued"))?;
         deliver += t.elapsed().as_secs_f64();
         let (_, _, report) = c.answer(&command).ok_or_else(|| anyhow!("not a command"))?;
         let report_sig = c.sign(&report);
         let t = Instant::now();
-        if ctx.connect(&report, Some(&report_sig), None).await?.is_some() {
+        if ctx.devices.connect(&report, Some(&report_sig), None).await?.is_some() {
             bail!("a second command was handed out");
         }
         ack += t.elapsed().as_secs_f64();
@@ -501,16 +501,16 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
     let c = &sims[1];
     let (_, _, answer) = c.answer(&cmd.to_plist("0B7C2F5E-0000-4000-8000-000000000001")).ok_or_else(|| anyhow!("not a command"))?;
     let answer_sig = c.sign(&answer);
-    let parsed = lanyard::mdm::report::parse(&answer)?;
-    time!("- parse the DeviceInformation answer", lanyard::mdm::report::parse(&answer));
+    let parsed = lanyard::protocol::report::parse(&answer)?;
+    time!("- parse the DeviceInformation answer", lanyard::protocol::report::parse(&answer));
     time!("- its JSON view", parsed.to_json().to_string());
     time!("- SignerCache::verify, the answer", ctx.signers.verify(&answer, &answer_sig, &ctx.pki.ca_cert));
-    time!("- apply_inventory (query)", ctx.apply_inventory(&c.udid, "DeviceInformation", &parsed, ctx.now()).await);
-    time!("- refresh_smart_groups, none defined (list_groups query)", ctx.refresh_smart_groups(Some(&c.udid)).await);
+    time!("- apply_inventory (query)", ctx.devices.apply_inventory(&c.udid, "DeviceInformation", &parsed, ctx.now()).await);
+    time!("- refresh_smart_groups, none defined (list_groups query)", ctx.profiles.refresh_smart_groups(Some(&c.udid)).await);
     // A device with a long history: 1,000 finished commands.
     let old = &sims[1];
     for _ in 0..1000 {
-        ctx.queue_command("bench", &cmd, std::slice::from_ref(&old.udid), None).await?;
+        ctx.commands.queue_command("bench", &cmd, std::slice::from_ref(&old.udid), None).await?;
         drain(&ctx, old).await?;
     }
     time!("next_command, empty, 1,000 finished (query)", ctx.store.next_command(&old.udid, true, ctx.now()).await);
@@ -525,10 +525,10 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
 /// Idle, then acknowledge everything the server hands out, through the services.
 async fn drain(ctx: &Ctx, d: &SimDevice) -> Result<()> {
     let idle = d.idle();
-    let mut next = ctx.connect(&idle, Some(&d.sign(&idle)), None).await?;
+    let mut next = ctx.devices.connect(&idle, Some(&d.sign(&idle)), None).await?;
     while let Some(cmd) = next {
         let (_, _, report) = d.answer(&cmd).ok_or_else(|| anyhow!("not a command"))?;
-        next = ctx.connect(&report, Some(&d.sign(&report)), None).await?;
+        next = ctx.devices.connect(&report, Some(&d.sign(&report)), None).await?;
     }
     Ok(())
 }
@@ -601,9 +601,9 @@ pub async fn run(args: BenchArgs) -> Result<Report> {
         bail!("the database already holds devices: give lanyard bench an empty database (e.g. CREATE DATABASE bench2)");
     }
     if let Some(a) = &apns {
-        let actor = lanyard::auth::Actor { name: "cli".into(), ip: None };
-        let upload = lanyard::push_cert::PushCertUpload::Pem { cert_pem: a.cert_pem.clone(), key_pem: a.key_pem.clone() };
-        ctx.load_push_cert(&actor, upload, false).await?;
+        let actor = lanyard::services::auth::Actor { name: "cli".into(), ip: None };
+        let upload = lanyard::services::push::certificate::PushCertUpload::Pem { cert_pem: a.cert_pem.clone(), key_pem: a.key_pem.clone() };
+        ctx.push.load_push_cert(&actor, upload, false).await?;
     }
 
     let started = Instant::now();
@@ -966,7 +966,7 @@ struct BenchApns {
 }
 
 async fn start_mock_apns(dir: &Path) -> Result<BenchApns> {
-    let (cert, key, ca, _) = lanyard::push::testing::try_test_push_certificate(TOPIC, 365)?;
+    let (cert, key, ca, _) = lanyard_mocks::certificates::try_test_push_certificate(TOPIC, 365)?;
     let mut config = MockConfig::new(ca);
     config.record = false;
     let mock = MockApns::start_with(config).await?;
@@ -1082,7 +1082,7 @@ async fn commands_run(
             "targets": chunk.iter().map(|d| d.sim.udid.as_str()).collect::<Vec<_>>(),
             "command": {
                 "request_type": "DeviceInformation",
-                "Queries": lanyard::mdm::command::INVENTORY_QUERIES,
+                "Queries": lanyard::protocol::command::INVENTORY_QUERIES,
             },
         });
         let (status, answer) = api.json(Method::POST, "/api/v1/commands", Some(token), Some(body)).await?;

@@ -28,8 +28,8 @@ use openssl::x509::{X509, X509Builder, X509NameBuilder};
 use plist::{Dictionary, Value};
 
 use lanyard::context::Lanyard;
-use lanyard::enrollment::cert_sha256;
 use lanyard::error::{Error, Result};
+use lanyard::services::enrollment::cert_sha256;
 use lanyard::store::IssuedCertRecord;
 
 /// What kind of device to play.
@@ -192,7 +192,7 @@ impl SimDevice {
         self.memory().install_payloads.push(payload.to_vec());
         let (plist_bytes, signed) = if payload.first() == Some(&0x30) {
             let (content, _) =
-                lanyard::mdm::cms::unwrap_signed_profile(payload).map_err(|e| format!("The profile's signature is not valid: {e}"))?;
+                lanyard::protocol::cms::unwrap_signed_profile(payload).map_err(|e| format!("The profile's signature is not valid: {e}"))?;
             (content, true)
         } else {
             (payload.to_vec(), false)
@@ -301,7 +301,7 @@ impl SimDevice {
 
     /// The `Mdm-Signature` header value for `body`.
     pub fn sign(&self, body: &[u8]) -> String {
-        let der = lanyard::mdm::cms::sign_detached(body, &self.cert, &self.key).expect("the key belongs to the certificate");
+        let der = lanyard::protocol::cms::sign_detached(body, &self.cert, &self.key).expect("the key belongs to the certificate");
         B64.encode(der)
     }
 

@@ -3,9 +3,9 @@
 //! printable characters.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(msg) = lanyard::mdm::checkin::parse(data) {
+    if let Ok(msg) = lanyard::protocol::checkin::parse(data) {
         let id = &msg.ids().device_id;
-        assert!(id.len() <= lanyard::mdm::checkin::MAX_DEVICE_ID_LEN && !id.chars().any(char::is_control));
+        assert!(id.len() <= lanyard::protocol::checkin::MAX_DEVICE_ID_LEN && !id.chars().any(char::is_control));
         assert!(lanyard_fuzz::plist_crate_reads(data).is_some(), "accepted what the plist crate refuses");
     }
 });

@@ -2,7 +2,7 @@
 //! (JSON, DeviceInformation inventory, SecurityInfo, the error summary).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    if let Ok(report) = lanyard::mdm::report::parse(data) {
+    if let Ok(report) = lanyard::protocol::report::parse(data) {
         let theirs = lanyard_fuzz::plist_crate_reads(data);
         assert!(theirs.is_some_and(|t| lanyard_fuzz::same(&t, &report.raw)), "read differently from the plist crate");
         let _ = report.to_json().to_string();

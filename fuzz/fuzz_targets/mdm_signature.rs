@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use lanyard::mdm::signers::SignerCache;
+use lanyard::protocol::signers::SignerCache;
 use lanyard_fuzz::{SIGNATURE_DER, SIGNED_BODY, fixtures};
 
 fn cache() -> &'static SignerCache {
@@ -26,7 +26,7 @@ fn device_sha256() -> [u8; 32] {
 
 fn check(body: &[u8], header: &str) {
     let ca = &fixtures().ca;
-    let full = lanyard::mdm::cms::verify_mdm_signature(body, header, ca);
+    let full = lanyard::protocol::cms::verify_mdm_signature(body, header, ca);
     if let Ok(signer) = &full {
         assert_eq!(openssl::sha::sha256(&signer.to_der().expect("der")), device_sha256());
         assert_eq!(body, SIGNED_BODY, "a signature verified over a body the device never signed");

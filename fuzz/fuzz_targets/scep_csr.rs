@@ -4,8 +4,8 @@
 #![no_main]
 use std::sync::{Mutex, OnceLock};
 
-use lanyard::scep::MessageType;
-use lanyard::scep::client::Requester;
+use lanyard::protocol::scep::MessageType;
+use lanyard::protocol::scep::client::Requester;
 use openssl::hash::MessageDigest;
 use openssl::symm::Cipher;
 
@@ -24,12 +24,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         r.csr_der = data.to_vec();
         r.pkcs_req(&f.ca, Cipher::aes_128_cbc(), MessageDigest::sha256(), MessageType::PkcsReq).expect("a PKCSReq around any bytes").der
     };
-    let req = match lanyard::scep::parse_pki_message(&der, &f.ca, &f.ca_key) {
+    let req = match lanyard::protocol::scep::parse_pki_message(&der, &f.ca, &f.ca_key) {
         Ok(req) => req,
         Err(_) => return,
     };
     assert_eq!(req.message_data, data);
     if let Some(csr) = &req.csr {
-        let _ = lanyard::scep::issue_certificate(csr, &f.ca, &f.ca_key, 1);
+        let _ = lanyard::services::enrollment::identity::issue_certificate(csr, &f.ca, &f.ca_key, 1);
     }
 });

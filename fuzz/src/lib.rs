@@ -56,8 +56,8 @@ pub fn same(a: &Dictionary, b: &Dictionary) -> bool {
 /// Every plist parser a device reaches, with the agreement check: a command report Lanyard
 /// accepts is the dictionary the plist crate reads.
 pub fn check_plist(body: &[u8]) {
-    let _ = lanyard::mdm::checkin::parse(body);
-    if let Ok(report) = lanyard::mdm::report::parse(body) {
+    let _ = lanyard::protocol::checkin::parse(body);
+    if let Ok(report) = lanyard::protocol::report::parse(body) {
         let theirs = plist_crate_reads(body);
         assert!(theirs.as_ref().is_some_and(|t| same(t, &report.raw)), "Lanyard read {:?}, the plist crate {theirs:?}", report.raw);
         let _ = report.to_json();
@@ -65,5 +65,5 @@ pub fn check_plist(body: &[u8]) {
         let _ = report.security_info();
         let _ = report.error_summary();
     }
-    let _ = lanyard::profiles::inspect(body);
+    let _ = lanyard::services::profiles::inspect(body);
 }

@@ -170,7 +170,7 @@ macro_rules! impl_audit_store {
                 if let Some(v) = &f.action {
                     // `operator.` matches every operator action.
                     if v.ends_with('.') {
-                        q.push(" AND action LIKE ").push_bind(format!("{}%", $crate::store::register::like_escape(v))).push(" ESCAPE '\\'");
+                        q.push(" AND action LIKE ").push_bind(format!("{}%", $crate::store::like_escape(v))).push(" ESCAPE '\\'");
                     } else {
                         q.push(" AND action = ").push_bind(v.clone());
                     }

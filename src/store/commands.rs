@@ -191,14 +191,14 @@ pub(crate) const RECORD_RESULT: &str = concat!(
 /// answer): `$1` the device, `$2`...`$23` the inventory, `$24`...`$30` RECORD_RESULT's
 /// `$2`...`$8`. It returns RECORD_RESULT's row.
 ///
-/// [`UPDATE_INVENTORY`]: super::devices::UPDATE_INVENTORY
+/// [`UPDATE_INVENTORY`]: super::inventory::UPDATE_INVENTORY
 pub(crate) static RECORD_RESULT_WITH_INVENTORY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH recorded (command_seq, request_type, for_case, smart_groups, last_seen_at, last_push_at, pending) AS ({}), \
          inventory AS ({} AND EXISTS (SELECT 1 FROM recorded WHERE recorded.request_type = 'DeviceInformation')) \
          SELECT * FROM recorded",
         shift_params(RECORD_RESULT, 22),
-        super::devices::UPDATE_INVENTORY
+        super::inventory::UPDATE_INVENTORY
     )
 });
 
@@ -365,7 +365,7 @@ macro_rules! impl_command_store {
                     // PostgreSQL: both in one statement.
                     Some(i) if <$db as sqlx::Database>::NAME == "PostgreSQL" => {
                         let sql = $crate::store::commands::RECORD_RESULT_WITH_INVENTORY.as_str();
-                        let q = $crate::store::devices::bind_inventory!(sqlx::query_as::<_, $crate::store::commands::RecordedRow>(sql).bind(a.udid), i);
+                        let q = $crate::store::inventory::bind_inventory!(sqlx::query_as::<_, $crate::store::commands::RecordedRow>(sql).bind(a.udid), i);
                         q.bind(a.command_uuid)
                             .bind(a.status)
                             .bind(a.plist)
@@ -381,8 +381,8 @@ macro_rules! impl_command_store {
                         let mut tx = self.pool.begin().await?;
                         let row = record($crate::store::commands::RECORD_RESULT).fetch_optional(&mut *tx).await?;
                         if row.as_ref().is_some_and(|r| r.1 == "DeviceInformation") {
-                            let q = sqlx::query($crate::store::devices::UPDATE_INVENTORY).bind(a.udid);
-                            $crate::store::devices::bind_inventory!(q, i).execute(&mut *tx).await?;
+                            let q = sqlx::query($crate::store::inventory::UPDATE_INVENTORY).bind(a.udid);
+                            $crate::store::inventory::bind_inventory!(q, i).execute(&mut *tx).await?;
                         }
                         tx.commit().await?;
                         row

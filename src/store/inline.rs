@@ -22,7 +22,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 
 use super::checkpoint::Checkpointer;
 use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
-use super::devices::{DEVICE_SESSION, TOUCH_DEVICE, UPDATE_INVENTORY};
+use super::devices::{DEVICE_SESSION, TOUCH_DEVICE};
+use super::inventory::UPDATE_INVENTORY;
 use super::sqlite::WAL_SIZE_LIMIT;
 use super::{DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
 

@@ -6,13 +6,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 pub mod audit;
 mod checkpoint;
 pub mod commands;
 pub mod devices;
 pub mod inline;
+pub mod inventory;
 pub mod operators;
 pub mod postgres;
 pub mod profiles;
@@ -123,9 +122,19 @@ pub async fn connect(database_url: &str, postgres_pool: u32) -> anyhow::Result<D
     }
 }
 
-/// Timestamps are kept to the microsecond so that both backends store them exactly.
-pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+pub use crate::clock::truncate_micros;
+
+/// Escape `%`, `_` and `\` so that user text matches literally in `LIKE ... ESCAPE '\'` (said
+/// explicitly: SQLite has no default escape character, PostgreSQL's is the backslash).
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Readiness check shared by both backends: reachable, and every embedded migration applied.

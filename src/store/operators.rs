@@ -5,7 +5,54 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{NewAuditEntry, StoreResult};
-use crate::auth::Role;
+use std::fmt;
+
+/// An operator's role (what it allows: `services::auth`, `Role::allows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Devices, profiles, commands; no safeguarding cases.
+    Technician,
+    /// Designated Safeguarding Lead: cases, quarantine, read devices, register and filter history.
+    Dsl,
+    /// As the DSL, and the second signature on releases.
+    Headteacher,
+    /// Read-only: inventory, register, audit log (governors and audit scripts).
+    Auditor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [Role::Admin, Role::Technician, Role::Dsl, Role::Headteacher, Role::Auditor];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Technician => "technician",
+            Role::Dsl => "dsl",
+            Role::Headteacher => "headteacher",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Role, String> {
+        Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}"))
+    }
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OperatorRecord {

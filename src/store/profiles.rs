@@ -1,6 +1,6 @@
 //! Profiles for schools: the library and its versions, device groups and their assignments, what
 //! each device has, the profile commands reconcile queued, filtering changes, the timetable and
-//! schedules, escrowed FileVault keys. The rules live in `crate::profiles`; this module stores.
+//! schedules, escrowed FileVault keys. The rules live in `crate::services::profiles`; this module stores.
 //!
 //! Group membership is the register's `group_memberships` history table: an open row
 //! (`removed_at IS NULL`) is a current member. Smart groups write it through

@@ -1,12 +1,62 @@
 //! The user-access register's tables: people, AUP versions, signatures, grants, device
-//! assignments and device-group membership history. The rules live in `crate::register`; this
+//! assignments and device-group membership history. The rules live in `crate::services::register`; this
 //! only stores, except that ending a person's access (leavers, imports) is one transaction here.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use super::{NewAuditEntry, StoreResult};
-use crate::register::PersonKind;
+
+/// What a person is to the school.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonKind {
+    Pupil,
+    Staff,
+    Visitor,
+    Governor,
+    Contractor,
+    Volunteer,
+}
+
+impl PersonKind {
+    pub const ALL: [PersonKind; 6] =
+        [PersonKind::Pupil, PersonKind::Staff, PersonKind::Visitor, PersonKind::Governor, PersonKind::Contractor, PersonKind::Volunteer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonKind::Pupil => "pupil",
+            PersonKind::Staff => "staff",
+            PersonKind::Visitor => "visitor",
+            PersonKind::Governor => "governor",
+            PersonKind::Contractor => "contractor",
+            PersonKind::Volunteer => "volunteer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PersonKind> {
+        let s = s.trim().to_ascii_lowercase();
+        PersonKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Visitors and contractors have an end date by default.
+    pub fn is_temporary(self) -> bool {
+        matches!(self, PersonKind::Visitor | PersonKind::Contractor)
+    }
+}
+
+impl std::fmt::Display for PersonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for PersonKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<PersonKind, String> {
+        PersonKind::parse(&s).ok_or_else(|| format!("unknown kind of person {s:?}"))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PersonRecord {
@@ -252,22 +302,9 @@ pub(crate) fn with_ended(details: &str, e: &EndedAccess) -> String {
     super::audit::with_detail(&d, "assignments_ended", serde_json::json!(e.assignments))
 }
 
-/// Escape `%`, `_` and `\` so that user text matches literally in `LIKE ... ESCAPE '\'` (said
-/// explicitly: SQLite has no default escape character, PostgreSQL's is the backslash).
-pub(crate) fn like_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `%text%`, lower-cased and escaped, for `LOWER(column) LIKE ... ESCAPE '\'`.
 pub(crate) fn like_pattern(text: &str) -> String {
-    format!("%{}%", like_escape(&text.to_lowercase()))
+    format!("%{}%", super::like_escape(&text.to_lowercase()))
 }
 
 macro_rules! impl_register_store {

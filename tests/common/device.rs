@@ -14,7 +14,7 @@ pub const TOPIC: &str = "com.apple.mgmt.External.7d2b5c0e-4a55-4f39-9f6b-2d1b1c3
 impl TestServer {
     /// Load a push certificate shaped like Apple's (topic `TOPIC`), as an admin would.
     pub async fn load_push_cert(&self) {
-        let (cert, key, _, _) = lanyard::push::test_push_certificate(TOPIC, 365);
+        let (cert, key, _, _) = lanyard_mocks::test_push_certificate(TOPIC, 365);
         let (st, b) = self.upload_push_cert(&cert, &key, "").await;
         assert_eq!(st, StatusCode::OK, "{b}");
     }

@@ -137,7 +137,7 @@ impl TestServer {
             env.insert(k.to_string(), v.clone());
         }
         let config = Config::from_sources(Some(std::path::Path::new("/nonexistent-lanyard.toml")).filter(|p| p.exists()), &env).unwrap();
-        let listeners = lanyard::server::bind(&config.listen).await.unwrap();
+        let listeners = lanyard::faces::server::bind(&config.listen).await.unwrap();
         let addr = listeners[0].local_addr().unwrap();
         let public_url = config.effective_public_url(Some(addr));
         // Where the tests reach the server (the public URL may name a proxy in front of it).
@@ -150,7 +150,7 @@ impl TestServer {
         let prepared = lanyard::setup::prepare(config, public_url.clone(), clock).await.unwrap();
         let ctx = prepared.ctx;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lanyard::server::serve(
+        let task = tokio::spawn(lanyard::faces::server::serve(
             ctx.clone(),
             listeners,
             Box::pin(async move {

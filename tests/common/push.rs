@@ -1,7 +1,7 @@
 //! A mock APNs (a real HTTP/2 server over TLS) wired to a test server.
 #![allow(dead_code)]
 
-use lanyard::push::{MockApns, issue_test_push_certificate, testing::test_ca};
+use lanyard_mocks::{MockApns, certificates::test_ca, issue_test_push_certificate};
 use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 

@@ -37,8 +37,8 @@ use openssl::x509::X509;
 use super::{Client, DeviceKeys, Monitor, PhaseReport, TOPIC, Tally, finish_phase, header_value, lossy};
 use crate::sim::{Kind, SimDevice};
 use lanyard::context::Ctx;
-use lanyard::scep::MessageType;
-use lanyard::scep::client::{BuiltMessage, Requester};
+use lanyard::protocol::scep::MessageType;
+use lanyard::protocol::scep::client::{BuiltMessage, Requester};
 use lanyard::store::DeviceFilter;
 
 /// What an enrol run measured beyond the usual phase figures.
@@ -183,9 +183,10 @@ pub(super) async fn run(
     concurrency: usize,
     monitor: &Monitor,
 ) -> Result<PhaseReport> {
-    let actor = lanyard::auth::Actor { name: "bench".into(), ip: None };
+    let actor = lanyard::services::auth::Actor { name: "bench".into(), ip: None };
     let max_uses = i64::try_from(n).context("too many devices")?;
     let token = ctx
+        .enrollment
         .create_enrollment_token(&actor, "lanyard bench", Some(max_uses), Some(24), None)
         .await
         .map_err(|e| anyhow!("creating the enrolment token: {e}"))?;

@@ -1,0 +1,14 @@
+//! Stand-ins for Apple's services that cannot run in a test: today the Apple Push Notification
+//! service ([`apns`]), with the throwaway certificates shaped like Apple's that it needs
+//! ([`certificates`]).
+//!
+//! A mock here is a real server on a local port that speaks Apple's protocol and fails the ways
+//! Apple fails (status codes, reason strings, dropped connections), so that Lanyard's client code
+//! is tested against behaviour, not against a yes-machine. The server does not ship this crate:
+//! only its tests and the load generator (`lanyard-bench`) use it.
+
+pub mod apns;
+pub mod certificates;
+
+pub use apns::{BenchReport, MockApns, MockConfig, MockResponse, ReceivedPush, bench_push};
+pub use certificates::{issue_test_push_certificate, test_push_certificate, try_test_push_certificate};

@@ -1,0 +1,49 @@
+//! The sweeper: the clock's face. Every tick it opens and closes lesson-time windows, refreshes
+//! smart groups, expires commands past their time and re-pushes quiet devices, and once a day
+//! warns about the push certificate. It calls the services as any face does.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::context::Ctx;
+
+/// Run the sweeper until the process stops. Also warns daily about the push certificate.
+pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warned: Option<DateTime<Utc>> = None;
+    let mut last_profiles_sweep: Option<DateTime<Utc>> = None;
+    loop {
+        tick.tick().await;
+        // Lesson-time windows open and close on this tick.
+        match ctx.profiles.timetable_tick().await {
+            Ok(r) if r.changed > 0 || r.installs > 0 || r.removals > 0 => {
+                tracing::info!(changed = r.changed, installs = r.installs, removals = r.removals, drifting = r.drifting, "timetable")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "timetable tick failed"),
+        }
+        if last_profiles_sweep.is_none_or(|t| ctx.now() - t >= crate::services::profiles::sweep::SMART_REFRESH_EVERY) {
+            if let Err(e) = ctx.profiles.profiles_sweep().await {
+                tracing::warn!(error = %e, "profiles sweep failed");
+            }
+            last_profiles_sweep = Some(ctx.now());
+        }
+        match ctx.push.sweep_once().await {
+            Ok(r) if r.expired > 0 || r.repushed > 0 => {
+                tracing::info!(expired = r.expired, repushed = r.repushed, delivered = r.delivered, "sweeper")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeper tick failed"),
+        }
+        if last_warned.is_none_or(|t| ctx.now() - t > chrono::Duration::hours(24)) {
+            if let Ok(Some(info)) = ctx.push.push_cert_info().await {
+                if let Some(w) = info.warning {
+                    tracing::warn!("{w}");
+                }
+            }
+            last_warned = Some(ctx.now());
+        }
+    }
+}
