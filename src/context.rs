@@ -63,57 +63,76 @@ impl Lanyard {
         let session_key = Arc::new(session_key);
         let metrics = Arc::new(Metrics::default());
         let signers = Arc::new(SignerCache::default());
-        let audit = Audit::new(store.clone(), clock.clone());
-        let hold = Hold::new(store.clone(), clock.clone(), audit.clone());
-        let supervision = Supervision::new(store.clone());
-        let push = Push::new(
-            store.clone(),
-            clock.clone(),
-            config.clone(),
-            metrics.clone(),
-            pki.clone(),
-            Arc::new(Pusher::default()),
-            audit.clone(),
-        );
-        let commands =
-            Commands::new(store.clone(), clock.clone(), metrics.clone(), audit.clone(), hold.clone(), supervision.clone(), push.clone());
-        let register = Register::new(store.clone(), clock.clone(), audit.clone(), hold.clone());
-        let profiles = Profiles::new(
-            store.clone(),
-            clock.clone(),
-            pki.clone(),
-            audit.clone(),
-            hold.clone(),
-            supervision.clone(),
-            commands.clone(),
-            push.clone(),
-        );
-        let safeguarding = Safeguarding::new(
-            store.clone(),
-            clock.clone(),
-            config.clone(),
-            pki.clone(),
-            audit.clone(),
-            commands.clone(),
-            register.clone(),
-            profiles.clone(),
-        );
-        let enrollment =
-            Enrollment::new(store.clone(), clock.clone(), config.clone(), pki.clone(), Arc::from(public_url.as_str()), audit.clone());
-        let operators = Operators::new(store.clone(), clock.clone(), config.clone(), session_key.clone(), audit.clone());
-        let devices = Devices::new(
-            store.clone(),
-            clock.clone(),
-            pki.clone(),
-            signers.clone(),
-            metrics.clone(),
-            audit.clone(),
-            hold.clone(),
-            push.clone(),
-            commands.clone(),
-            profiles.clone(),
-            safeguarding.clone(),
-        );
+        let audit = Audit { store: store.clone(), clock: clock.clone() };
+        let hold = Hold { store: store.clone(), clock: clock.clone(), audit: audit.clone() };
+        let supervision = Supervision { store: store.clone() };
+        let push = Push {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+            pki: pki.clone(),
+            pusher: Arc::new(Pusher::default()),
+            audit: audit.clone(),
+        };
+        let commands = Commands {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            hold: hold.clone(),
+            supervision: supervision.clone(),
+            push: push.clone(),
+        };
+        let register = Register { store: store.clone(), clock: clock.clone(), audit: audit.clone(), hold: hold.clone() };
+        let profiles = Profiles {
+            store: store.clone(),
+            clock: clock.clone(),
+            pki: pki.clone(),
+            audit: audit.clone(),
+            hold: hold.clone(),
+            supervision: supervision.clone(),
+            commands: commands.clone(),
+            push: push.clone(),
+        };
+        let safeguarding = Safeguarding {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            pki: pki.clone(),
+            audit: audit.clone(),
+            commands: commands.clone(),
+            register: register.clone(),
+            profiles: profiles.clone(),
+        };
+        let enrollment = Enrollment {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            pki: pki.clone(),
+            public_url: Arc::from(public_url.as_str()),
+            audit: audit.clone(),
+        };
+        let operators = Operators {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            session_key: session_key.clone(),
+            audit: audit.clone(),
+        };
+        let devices = Devices {
+            store: store.clone(),
+            clock: clock.clone(),
+            pki: pki.clone(),
+            signers: signers.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+            hold: hold.clone(),
+            push: push.clone(),
+            commands: commands.clone(),
+            profiles: profiles.clone(),
+            safeguarding: safeguarding.clone(),
+        };
         Lanyard {
             config,
             store,

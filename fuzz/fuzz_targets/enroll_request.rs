@@ -35,7 +35,12 @@ fn server() -> &'static Server {
             let p = lanyard::setup::prepare(config, "http://localhost:8443".into(), Arc::new(lanyard::clock::SystemClock))
                 .await
                 .expect("prepare");
-            let t = p.ctx.create_enrollment_token(&lanyard::services::auth::Actor::system(), "fuzz", None, None, None).await.expect("token");
+            let t = p
+                .ctx
+                .enrollment
+                .create_enrollment_token(&lanyard::services::auth::Actor::system(), "fuzz", None, None, None)
+                .await
+                .expect("token");
             (p.ctx, t.token)
         });
         Server { runtime, app: lanyard::faces::server::app(ctx), token, _dir: dir }

@@ -23,13 +23,6 @@ pub struct Hold {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-impl Hold {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(store: DynStore, clock: Arc<dyn Clock>, audit: crate::services::audit::Audit) -> Self {
-        Hold { store, clock, audit }
-    }
-}
-
 /// Commands refused for a device on hold: they destroy evidence, or release the quarantine, or
 /// unenrol it (removing a profile is refused outright while the hold lasts).
 pub const FORBIDDEN_UNDER_HOLD: &[&str] = &["EraseDevice", "ClearPasscode", "DisableLostMode", "RemoveProfile"];
@@ -89,15 +82,7 @@ impl Hold {
     pub(crate) async fn record_hold_refusal(&self, actor: &Actor, udid: &str, case_id: Uuid, action: &str) -> Result<()> {
         tracing::warn!(udid, %case_id, action, actor = %actor.name, "refused: device is on legal hold");
         let audit = self.audit.audit_entry(actor, "legal_hold.refused", Some(udid), json!({"case_id": case_id, "action": action}));
-        let event = NewCaseEvent {
-            case_id,
-            at: self.clock.now(),
-            actor: actor.name.clone(),
-            kind: "refused".into(),
-            udid: Some(udid.to_owned()),
-            justification: None,
-            detail: json!({"action": action}),
-        };
+        let event = NewCaseEvent::new(case_id, self.clock.now(), &actor.name, "refused", Some(udid), None, json!({"action": action}));
         self.store.append_case_event(&event, Some(audit)).await?;
         Ok(())
     }

@@ -36,12 +36,6 @@ pub struct Supervision {
     pub(crate) store: DynStore,
 }
 
-impl Supervision {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(store: DynStore) -> Self {
-        Supervision { store }
-    }
-}
 
 /// The generated facts, as committed.
 pub const FACTS_JSON: &str = include_str!("../../data-apple/supervision.json");

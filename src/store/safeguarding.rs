@@ -50,6 +50,29 @@ pub struct NewCaseEvent {
     pub detail: serde_json::Value,
 }
 
+impl NewCaseEvent {
+    /// An entry for case `case_id`'s custody log, by `actor` (an audit actor name) at `at`.
+    pub fn new(
+        case_id: Uuid,
+        at: DateTime<Utc>,
+        actor: &str,
+        kind: &str,
+        udid: Option<&str>,
+        justification: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
+        NewCaseEvent {
+            case_id,
+            at,
+            actor: actor.to_owned(),
+            kind: kind.to_owned(),
+            udid: udid.map(str::to_owned),
+            justification: justification.map(str::to_owned),
+            detail,
+        }
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CaseDeviceRecord {
     pub case_id: Uuid,

@@ -8,7 +8,7 @@
 //!
 //! The console is another face on the same services as the API: handlers check the same
 //! [`Permission`](crate::services::auth::Permission)s through the operator's
-//! [`Principal`](crate::services::auth::Principal) and call the same `impl Lanyard` methods, so every rule
+//! [`Principal`](crate::services::auth::Principal) and call the same service methods (`ctx.register`, `ctx.commands`, ...), so every rule
 //! (legal hold, AUP before access, two people for a release) is enforced once, below both.
 //! Sessions and CSRF are in [`session`].
 //!

@@ -525,7 +525,7 @@ pub async fn import_page(State(_ctx): State<Ctx>, s: Session) -> UiResult {
 }
 
 /// The CSV import: a dry run first (nothing written), then "Apply" posts the same CSV with
-/// `apply=yes`. Both go through [`Lanyard::import_people_csv`].
+/// `apply=yes`. Both go through [`Register::import_people_csv`](crate::services::register::Register::import_people_csv).
 pub async fn import(State(ctx): State<Ctx>, form: Form) -> UiResult {
     let s = &form.session;
     s.require(Permission::WriteRegister)?;

@@ -1,6 +1,6 @@
 //! Console sessions without a server-side session store.
 //!
-//! Logging in calls [`Lanyard::login`] (the API's rules: lockout, audit, disabled accounts) and
+//! Logging in calls [`Operators::login`](crate::services::operators::Operators::login) (the API's rules: lockout, audit, disabled accounts) and
 //! puts the one-hour session JWT it returns in a cookie, followed by the time of the last
 //! activity and a MAC over both:
 //!

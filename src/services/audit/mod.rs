@@ -18,12 +18,6 @@ pub struct Audit {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-impl Audit {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(store: DynStore, clock: Arc<dyn Clock>) -> Self {
-        Audit { store, clock }
-    }
-}
 
 impl Audit {
     /// Append one entry on its own. Failure to audit fails the action: an unaudited change must

@@ -29,21 +29,6 @@ pub struct Commands {
     pub(crate) push: crate::services::push::Push,
 }
 
-impl Commands {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        audit: crate::services::audit::Audit,
-        hold: crate::services::hold::Hold,
-        supervision: crate::services::supervision::Supervision,
-        push: crate::services::push::Push,
-    ) -> Self {
-        Commands { store, clock, metrics, audit, hold, supervision, push }
-    }
-}
-
 /// At most this many targets in one request.
 pub const MAX_TARGETS: usize = 100_000;
 
@@ -241,8 +226,8 @@ impl Commands {
     /// Push `udids`; answer with the result if it comes within a few seconds, else let it finish
     /// in the background. The command is queued either way: the sweeper re-pushes if needed.
     pub async fn push_in_background(&self, udids: Vec<String>) -> PushResult {
-        let ctx = self.clone();
-        let task = tokio::spawn(async move { ctx.push.push_devices(&udids).await });
+        let push = self.push.clone();
+        let task = tokio::spawn(async move { push.push_devices(&udids).await });
         match tokio::time::timeout(PUSH_WAIT, task).await {
             Ok(Ok(Ok(summary))) => PushResult::Done(summary),
             Ok(Ok(Err(e))) => PushResult::Failed { error: e.to_string() },

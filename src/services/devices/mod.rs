@@ -32,24 +32,6 @@ pub struct Devices {
     pub(crate) safeguarding: crate::services::safeguarding::Safeguarding,
 }
 
-impl Devices {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        pki: Arc<crate::pki::Pki>,
-        signers: Arc<crate::protocol::signers::SignerCache>,
-        metrics: Arc<Metrics>,
-        audit: crate::services::audit::Audit,
-        hold: crate::services::hold::Hold,
-        push: crate::services::push::Push,
-        commands: crate::services::commands::Commands,
-        profiles: crate::services::profiles::Profiles,
-        safeguarding: crate::services::safeguarding::Safeguarding,
-    ) -> Self {
-        Devices { store, clock, pki, signers, metrics, audit, hold, push, commands, profiles, safeguarding }
-    }
-}
 
 /// `iOS`, `iPadOS` or `macOS`, from what the device says it is.
 pub fn platform_of(product_name: Option<&str>, model_name: Option<&str>, model: Option<&str>) -> &'static str {

@@ -34,19 +34,6 @@ pub struct Enrollment {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-impl Enrollment {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        config: Arc<crate::config::Config>,
-        pki: Arc<crate::pki::Pki>,
-        public_url: Arc<str>,
-        audit: crate::services::audit::Audit,
-    ) -> Self {
-        Enrollment { store, clock, config, pki, public_url, audit }
-    }
-}
 
 pub const TOKEN_PREFIX: &str = "enr_";
 /// Device identity certificates last a year; devices renew them by SCEP.

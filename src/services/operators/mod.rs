@@ -25,18 +25,6 @@ pub struct Operators {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-impl Operators {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        config: Arc<crate::config::Config>,
-        session_key: Arc<crate::services::auth::session_token::SessionKey>,
-        audit: crate::services::audit::Audit,
-    ) -> Self {
-        Operators { store, clock, config, session_key, audit }
-    }
-}
 
 pub const FIRST_ADMIN: &str = "admin";
 

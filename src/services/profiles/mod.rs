@@ -15,7 +15,7 @@
 //!
 //! Errors name the payload and the key, as a technician needs to find the mistake in the file.
 //!
-//! The services (`impl Lanyard`), one file per concern:
+//! The [`Profiles`] service, one file per concern:
 //!
 //! - [`library`]: upload or build, versions, deletion, the baseline at first start, signing for
 //!   devices.
@@ -71,22 +71,6 @@ pub struct Profiles {
     pub(crate) supervision: crate::services::supervision::Supervision,
     pub(crate) commands: crate::services::commands::Commands,
     pub(crate) push: crate::services::push::Push,
-}
-
-impl Profiles {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        pki: Arc<crate::pki::Pki>,
-        audit: crate::services::audit::Audit,
-        hold: crate::services::hold::Hold,
-        supervision: crate::services::supervision::Supervision,
-        commands: crate::services::commands::Commands,
-        push: crate::services::push::Push,
-    ) -> Self {
-        Profiles { store, clock, pki, audit, hold, supervision, commands, push }
-    }
 }
 
 /// Deepest nesting of arrays and dictionaries accepted in a profile. Real profiles stay under a

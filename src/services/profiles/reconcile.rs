@@ -155,9 +155,9 @@ impl Profiles {
         if udids.is_empty() {
             return;
         }
-        let ctx = self.clone();
+        let push = self.push.clone();
         tokio::spawn(async move {
-            if let Err(e) = ctx.push.push_devices(&udids).await {
+            if let Err(e) = push.push_devices(&udids).await {
                 tracing::debug!(error = %e, devices = udids.len(), "could not push after reconcile; the sweeper will retry");
             }
         });

@@ -30,20 +30,6 @@ pub struct Push {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-impl Push {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        config: Arc<crate::config::Config>,
-        metrics: Arc<Metrics>,
-        pki: Arc<crate::pki::Pki>,
-        pusher: Arc<Pusher>,
-        audit: crate::services::audit::Audit,
-    ) -> Self {
-        Push { store, clock, config, metrics, pki, pusher, audit }
-    }
-}
 
 /// Streams in flight at once when pushing a batch.
 const PUSH_CONCURRENCY: usize = 500;

@@ -25,12 +25,6 @@ pub struct Register {
     pub(crate) hold: crate::services::hold::Hold,
 }
 
-impl Register {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(store: DynStore, clock: Arc<dyn Clock>, audit: crate::services::audit::Audit, hold: crate::services::hold::Hold) -> Self {
-        Register { store, clock, audit, hold }
-    }
-}
 
 pub mod assignments;
 pub mod aups;

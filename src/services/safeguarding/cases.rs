@@ -124,18 +124,7 @@ impl Safeguarding {
     ) -> Result<CaseEvent> {
         Ok(self
             .store
-            .append_case_event(
-                &NewCaseEvent {
-                    case_id,
-                    at: self.clock.now(),
-                    actor: actor.name.clone(),
-                    kind: kind.to_owned(),
-                    udid: udid.map(str::to_owned),
-                    justification: justification.map(str::to_owned),
-                    detail,
-                },
-                audit,
-            )
+            .append_case_event(&NewCaseEvent::new(case_id, self.clock.now(), &actor.name, kind, udid, justification, detail), audit)
             .await?)
     }
 

@@ -24,21 +24,6 @@ pub struct Safeguarding {
     pub(crate) profiles: crate::services::profiles::Profiles,
 }
 
-impl Safeguarding {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: DynStore,
-        clock: Arc<dyn Clock>,
-        config: Arc<crate::config::Config>,
-        pki: Arc<crate::pki::Pki>,
-        audit: crate::services::audit::Audit,
-        commands: crate::services::commands::Commands,
-        register: crate::services::register::Register,
-        profiles: crate::services::profiles::Profiles,
-    ) -> Self {
-        Safeguarding { store, clock, config, pki, audit, commands, register, profiles }
-    }
-}
 
 /// What the faces read about safeguarding, through this service rather than from the store.
 impl Safeguarding {
