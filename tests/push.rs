@@ -19,6 +19,7 @@ backend_tests!(
     only_one_instance_pushes_each_device,
     renewal_keeps_devices_and_topic_change_is_refused,
     queue_view_and_metrics,
+    an_older_database_keeps_its_push_history,
 );
 
 async fn enqueue_pushes_with_apples_headers(b: Backend) {
@@ -145,6 +146,10 @@ async fn sweeper_repushes_quiet_devices(b: Backend) {
     // Not seen for a day: pushed to check in, even with nothing queued.
     minutes(24 * 60);
     assert_eq!(sweep().await.repushed, 1);
+    // The count of unanswered pushes started again when the device connected: 1, not 5.
+    let admin = s.admin().await;
+    let (_, view) = s.get(&format!("/api/v1/devices/{}/queue", d.udid), &admin).await;
+    assert_eq!((view["push"]["pushes_since_last_seen"].as_i64(), view["push"]["pushes_sent"].as_i64()), (Some(1), Some(5)), "{view}");
 
     // Expired commands are persisted as expired.
     let admin = s.admin().await;
@@ -281,5 +286,76 @@ async fn queue_view_and_metrics(b: Backend) {
     assert!(!metrics.contains(&d.udid), "no UDIDs in metric labels");
     let (st, _) = s.get("/api/v1/devices/NOSUCH/queue", &admin).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// Migration 0012 moved the push figures out of `devices` into `device_push`: a school's
+/// database from before it keeps each device's push history, and a device that was never
+/// pushed gets no row.
+async fn an_older_database_keeps_its_push_history(b: Backend) {
+    use sqlx::migrate::Migrator;
+    let dir = tempfile::tempdir().unwrap();
+    let url = match &b {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+        Backend::Postgres(url) => url.clone(),
+    };
+    let folder = match &b {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres(_) => "migrations/postgres",
+    };
+    let mut old = Migrator::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder)).await.unwrap();
+    old.migrations = old.migrations.iter().filter(|m| m.version <= 11).cloned().collect::<Vec<_>>().into();
+    let seen = chrono::Utc::now() - chrono::Duration::hours(2);
+    let pushed = seen + chrono::Duration::minutes(30);
+    let insert = "INSERT INTO devices (udid, platform, enrolled, first_seen_at, last_seen_at, authenticated_at, \
+                  last_push_at, last_push_outcome, pushes_unanswered, pushes_sent) VALUES ($1, 'iPadOS', TRUE, $2, $2, $2, $3, $4, $5, $6)";
+    macro_rules! fill {
+        ($pool:expr) => {{
+            let pool = $pool;
+            old.run(&pool).await.unwrap();
+            sqlx::query(insert)
+                .bind("PUSHED")
+                .bind(seen)
+                .bind(Some(pushed))
+                .bind(Some("delivered"))
+                .bind(3_i64)
+                .bind(7_i64)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(insert)
+                .bind("NEVER")
+                .bind(seen)
+                .bind(None::<chrono::DateTime<chrono::Utc>>)
+                .bind(None::<&str>)
+                .bind(0_i64)
+                .bind(0_i64)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }};
+    }
+    match &b {
+        Backend::Sqlite => fill!(sqlx::SqlitePool::connect(&url).await.unwrap()),
+        Backend::Postgres(_) => fill!(sqlx::PgPool::connect(&url).await.unwrap()),
+    }
+    let url = url.trim_end_matches("?mode=rwc").to_owned();
+    let s = TestServer::start_with(b, Options { env: vec![("LANYARD_DATABASE_URL", url)], ..Default::default() }).await;
+    let admin = s.admin().await;
+    let (st, view) = s.get("/api/v1/devices/PUSHED/queue", &admin).await;
+    assert_eq!(st, StatusCode::OK, "{view}");
+    let push = &view["push"];
+    assert_eq!(
+        (push["last_push_outcome"].as_str(), push["pushes_sent"].as_i64(), push["pushes_since_last_seen"].as_i64()),
+        (Some("delivered"), Some(7), Some(3)),
+        "{view}"
+    );
+    assert_eq!(
+        push["last_push_at"].as_str().map(|t| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp()),
+        Some(pushed.timestamp())
+    );
+    let (_, view) = s.get("/api/v1/devices/NEVER/queue", &admin).await;
+    assert_eq!((view["push"]["last_push_at"].clone(), view["push"]["pushes_sent"].as_i64()), (serde_json::Value::Null, Some(0)), "{view}");
     s.stop().await;
 }

@@ -180,7 +180,7 @@ pub(crate) const RECORD_RESULT: &str = concat!(
        EXISTS (SELECT 1 FROM case_commands cc WHERE cc.command_uuid = $2), \
        EXISTS (SELECT 1 FROM device_groups g WHERE g.kind = 'smart' AND g.deleted_at IS NULL), \
        (SELECT d.last_seen_at FROM devices d WHERE d.udid = $1), \
-       (SELECT d.last_push_at FROM devices d WHERE d.udid = $1), \
+       (SELECT p.last_push_at FROM device_push p WHERE p.udid = $1), \
        (SELECT COUNT(*) FROM command_targets t WHERE t.udid = $1 AND ",
     super::pending!("t."),
     " AND t.command_seq <> command_targets.command_seq)"

@@ -7,14 +7,14 @@ use super::{NewAuditEntry, NewCommand, StoreResult};
 
 /// The device whose certificate is `$1`, for a device request (see [`DeviceSession`]).
 pub(crate) const DEVICE_SESSION: &str = concat!(
-    "SELECT d.udid, d.last_seen_at, d.last_push_at, \
+    "SELECT d.udid, d.last_seen_at, (SELECT p.last_push_at FROM device_push p WHERE p.udid = d.udid) AS last_push_at, \
        (SELECT COUNT(*) FROM command_targets t WHERE t.udid = d.udid AND ",
     super::pending!("t."),
     ") AS pending FROM devices d WHERE d.cert_sha256 = $1"
 );
 
-/// Device `$1` was seen at `$2`.
-pub(crate) const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2, pushes_unanswered = 0 WHERE udid = $1";
+/// Device `$1` was seen at `$2` (which also ends its count of unanswered pushes: see store::push).
+pub(crate) const TOUCH_DEVICE: &str = "UPDATE devices SET last_seen_at = $2 WHERE udid = $1";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PushCertRecord {
@@ -113,10 +113,6 @@ pub struct DeviceRecord {
     pub inventory_requested_at: Option<DateTime<Utc>>,
     pub info_updated_at: Option<DateTime<Utc>>,
     pub security_updated_at: Option<DateTime<Utc>>,
-    pub last_push_at: Option<DateTime<Utc>>,
-    pub last_push_outcome: Option<String>,
-    pub pushes_unanswered: i64,
-    pub pushes_sent: i64,
 }
 
 /// What a TokenUpdate message tells us.

@@ -31,7 +31,7 @@ pub use profiles::{
     DeviceProfileRecord, FileVaultKeyRecord, FilteringChangeRecord, FilteringDeploy, GroupRecord, HolderRow, ProfileCommandRecord,
     ProfileCommandState, ProfileRecord, ProfileStore, ProfileVersionRecord, ScheduleRecord, TimetableRecord,
 };
-pub use push::{PushStore, PushTarget, QueueStats};
+pub use push::{DevicePushRecord, PushStore, PushTarget, QueueStats};
 pub use register::{AssignmentRecord, AupRecord, GrantRecord, GroupMembership, PeopleFilter, PersonRecord, RegisterStore, SignatureRecord};
 pub use safeguarding::{
     CaseCommandRecord, CaseDeviceRecord, CaseEvent, CaseRecord, CaseRequestRecord, EvidenceRecord, NewCaseEvent, NotificationRecord,

@@ -46,6 +46,7 @@ super::audit::impl_audit_store!(PgStore, Postgres);
 super::devices::impl_device_store!(PgStore, Postgres);
 super::commands::impl_command_store!(PgStore, Postgres);
 super::register::impl_register_store!(PgStore, Postgres);
-super::push::impl_push_store!(PgStore, Postgres, " FOR UPDATE SKIP LOCKED");
+// One sweeper claim at a time across every instance sharing the database (see store::push).
+super::push::impl_push_store!(PgStore, Postgres, "SELECT pg_advisory_xact_lock(7308895159027526516)");
 super::safeguarding::impl_safeguarding_store!(PgStore, Postgres);
 super::profiles::impl_profile_store!(PgStore, Postgres);

@@ -47,6 +47,10 @@ pub struct QueueView {
 impl Commands {
     pub async fn queue_view(&self, udid: &str) -> Result<QueueView> {
         let d = self.store.device(udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
+        let pushed = self.store.device_push(udid).await?;
+        let last_push_at = pushed.as_ref().map(|p| p.last_push_at);
+        // The count holds while the device has not been seen since it was last pushed.
+        let pushes_unanswered = pushed.as_ref().filter(|p| p.seen_at_push == Some(d.last_seen_at)).map_or(0, |p| p.pushes_unanswered);
         let now = self.clock.now();
         let mut pending = Vec::new();
         let mut before = None;
@@ -79,9 +83,9 @@ impl Commands {
         }
         pending.reverse();
         let token_valid = d.push_token.is_some() && d.push_token_invalid_at.is_none();
-        let backoff = REPUSH_BACKOFF_MINUTES[(d.pushes_unanswered.max(1) as usize - 1).min(REPUSH_BACKOFF_MINUTES.len() - 1)];
-        let unanswered = d.last_push_at.is_some_and(|p| p >= d.last_seen_at);
-        let next_repush_at = (token_valid && !pending.is_empty()).then(|| match d.last_push_at {
+        let backoff = REPUSH_BACKOFF_MINUTES[(pushes_unanswered.max(1) as usize - 1).min(REPUSH_BACKOFF_MINUTES.len() - 1)];
+        let unanswered = last_push_at.is_some_and(|p| p >= d.last_seen_at);
+        let next_repush_at = (token_valid && !pending.is_empty()).then(|| match last_push_at {
             Some(p) if unanswered => p + Duration::minutes(backoff),
             _ => now,
         });
@@ -122,9 +126,9 @@ impl Commands {
             if unanswered {
                 why.push(format!(
                     "Pushed {} time(s) since the device was last seen ({}), with no answer: it may be switched off, asleep off Wi-Fi, or unable to reach Lanyard. Last push outcome: {}.",
-                    d.pushes_unanswered,
+                    pushes_unanswered,
                     d.last_seen_at.format("%Y-%m-%d %H:%M UTC"),
-                    d.last_push_outcome.as_deref().unwrap_or("unknown")
+                    pushed.as_ref().and_then(|p| p.last_push_outcome.as_deref()).unwrap_or("unknown")
                 ));
             } else if d.enrolled && token_valid {
                 why.push("Commands are waiting; the device gets them at its next connection (a push is sent when they are queued, and again by the sweeper if it stays quiet).".into());
@@ -138,10 +142,10 @@ impl Commands {
             push: PushState {
                 token_valid,
                 token_invalid_since: d.push_token_invalid_at,
-                last_push_at: d.last_push_at,
-                last_push_outcome: d.last_push_outcome,
-                pushes_sent: d.pushes_sent,
-                pushes_since_last_seen: if unanswered { d.pushes_unanswered } else { 0 },
+                last_push_at,
+                last_push_outcome: pushed.as_ref().and_then(|p| p.last_push_outcome.clone()),
+                pushes_sent: pushed.as_ref().map_or(0, |p| p.pushes_sent),
+                pushes_since_last_seen: if unanswered { pushes_unanswered } else { 0 },
                 next_repush_at,
             },
             diagnosis: why,
