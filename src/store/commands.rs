@@ -317,7 +317,7 @@ macro_rules! impl_command_store {
                 include_not_now: bool,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<Option<$crate::store::NextCommand>> {
-                if let Some(db) = self.inline()
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
                     && let $crate::store::inline::Ran::Done(done) = db.next_command(udid, include_not_now, now)?
                 {
                     return Ok(done);
@@ -338,7 +338,7 @@ macro_rules! impl_command_store {
                 &self,
                 a: &$crate::store::commands::DeviceAnswer<'_>,
             ) -> $crate::store::StoreResult<Option<$crate::store::RecordedResult>> {
-                if let Some(db) = self.inline()
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
                     && let $crate::store::inline::Ran::Done(done) = db.record_result(a)?
                 {
                     return Ok(done);

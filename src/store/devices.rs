@@ -383,7 +383,7 @@ macro_rules! impl_device_store {
             }
 
             async fn device_session(&self, h: &str) -> $crate::store::StoreResult<Option<$crate::store::DeviceSession>> {
-                if let Some(db) = self.inline()
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
                     && let $crate::store::inline::Ran::Done(done) = db.device_session(h)?
                 {
                     return Ok(done);
@@ -547,7 +547,7 @@ macro_rules! impl_device_store {
             }
 
             async fn touch_device(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                if let Some(db) = self.inline()
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
                     && let $crate::store::inline::Ran::Done(done) = db.touch_device(udid, at)?
                 {
                     return Ok(done);
@@ -557,7 +557,7 @@ macro_rules! impl_device_store {
             }
 
             async fn update_inventory(&self, udid: &str, i: &$crate::store::InventoryUpdate) -> $crate::store::StoreResult<()> {
-                if let Some(db) = self.inline()
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
                     && let $crate::store::inline::Ran::Done(done) = db.update_inventory(udid, i)?
                 {
                     return Ok(done);

@@ -50,6 +50,26 @@ pub struct InlineSqlite {
     checkpointer: Option<Checkpointer>,
 }
 
+/// The store's shared statements ask a backend for its in-place path through this, so that
+/// only SQLite's store knows it has one: PostgreSQL's store has no such path and says so here,
+/// without postgres.rs naming anything of SQLite's.
+pub(crate) trait InPlace {
+    fn inline(&self) -> Option<&InlineSqlite>;
+}
+
+impl InPlace for super::sqlite::SqliteStore {
+    fn inline(&self) -> Option<&InlineSqlite> {
+        self.inline.as_ref()
+    }
+}
+
+impl InPlace for super::postgres::PgStore {
+    /// PostgreSQL runs every statement through sqlx.
+    fn inline(&self) -> Option<&InlineSqlite> {
+        None
+    }
+}
+
 /// What a statement run here came to.
 pub enum Ran<T> {
     Done(T),

@@ -2,7 +2,8 @@
 //!
 //! The code above this module only sees `Arc<dyn Store>`. Each concern's queries are written
 //! once, as a macro body in its own file, and instantiated for both backends; the backends only
-//! differ in how they connect, migrate and lock. Both pass the one suite in `tests/store.rs`.
+//! differ in how they connect, migrate and lock. Both pass one end-to-end suite: every test in
+//! `tests/` written with `backend_tests!` runs once on SQLite and once on PostgreSQL.
 
 use std::sync::Arc;
 

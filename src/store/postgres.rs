@@ -33,11 +33,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    /// PostgreSQL has no in-process path: see [`super::inline`].
-    pub(crate) fn inline(&self) -> Option<&super::inline::InlineSqlite> {
-        None
-    }
 }
 
 super::impl_health!(PgStore, "postgres");

@@ -18,7 +18,7 @@ pub(crate) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
     /// The device path's statements, without sqlx's thread hand-overs (none in memory).
-    inline: Option<super::inline::InlineSqlite>,
+    pub(super) inline: Option<super::inline::InlineSqlite>,
 }
 
 impl SqliteStore {
@@ -56,10 +56,6 @@ impl SqliteStore {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    pub(crate) fn inline(&self) -> Option<&super::inline::InlineSqlite> {
-        self.inline.as_ref()
     }
 }
 

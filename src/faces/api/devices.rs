@@ -12,9 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::created;
 use super::extract::{self, Page, Query, page_limit, uuid_param};
 use super::openapi::{CommandRequest, CommandUnprocessable, Unprocessable};
-use super::schemas::{
-    CommandStatusSchema, DeviceCommand, DeviceDetail, DeviceSchema, EnqueuedSchema, EnrollmentTokenSchema, NewEnrollmentTokenSchema,
-};
+use super::schemas::{CommandStatusSchema, DeviceCommand, DeviceDetail, DeviceSchema, EnqueuedSchema};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::services::auth::{Permission, Principal};
@@ -42,7 +40,7 @@ pub struct NewTokenRequest {
     summary = "Create an enrolment token",
     description = "Roles: admin, technician.",
     request_body = NewTokenRequest,
-    responses((status = 201, description = "OK", body = NewEnrollmentTokenSchema), (status = 422, response = Unprocessable))
+    responses((status = 201, description = "OK", body = crate::services::enrollment::NewEnrollmentToken), (status = 422, response = Unprocessable))
 )]
 pub async fn create_enrollment_token(
     State(ctx): State<Ctx>,
@@ -59,7 +57,7 @@ pub async fn create_enrollment_token(
     tag = "enrolment",
     summary = "List enrolment tokens (without secrets)",
     description = "Roles: admin, technician.",
-    responses((status = 200, description = "OK", body = Page<EnrollmentTokenSchema>))
+    responses((status = 200, description = "OK", body = Page<crate::services::enrollment::EnrollmentToken>))
 )]
 pub async fn list_enrollment_tokens(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<EnrollmentToken>>> {
     p.require(Permission::ManageDevices)?;

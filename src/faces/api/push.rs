@@ -7,10 +7,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{self, Query};
 use super::openapi::Unprocessable;
-use super::schemas::QueueViewSchema;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::services::auth::{Permission, Principal};
+use crate::services::commands::queue::QueueView;
 use crate::services::push::certificate::{PushCertInfo, PushCertUpload};
 
 /// The certificate and key as PEM (`cert_pem` and `key_pem`), or a .p12 (`p12_base64`, with its
@@ -140,7 +140,7 @@ pub async fn push_device(
     summary = "What is pending for a device, its push history, and why nothing has arrived",
     description = "Roles: admin, technician, dsl, headteacher, auditor.",
     params(("udid" = String, Path)),
-    responses((status = 200, description = "OK", body = QueueViewSchema))
+    responses((status = 200, description = "OK", body = QueueView))
 )]
 pub async fn device_queue(
     State(ctx): State<Ctx>,

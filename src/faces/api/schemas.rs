@@ -1,5 +1,5 @@
 //! OpenAPI schemas for the API's types whose modules do not derive `ToSchema` themselves yet
-//! (`devices`, `enrollment`, `commands`, `store`): the same fields, under the type's name. A
+//! (`devices`, `commands`, `store`): the same fields, under the type's name. A
 //! test below serializes each real type and checks that its fields are exactly the schema's, so a
 //! field added to one and not the other fails the build's tests. Once a module derives
 //! `ToSchema` on its own type, its mirror here goes.
@@ -74,82 +74,6 @@ struct LastResult {
     received_at: DateTime<Utc>,
     /// the device's report as JSON
     result: Option<Value>,
-}
-
-/// An enrolment token, without its secret.
-// Mirrors `crate::services::enrollment::EnrollmentToken`.
-#[derive(ToSchema)]
-#[schema(as = EnrollmentToken)]
-#[allow(dead_code)]
-pub struct EnrollmentTokenSchema {
-    id: Uuid,
-    label: String,
-    max_uses: Option<i64>,
-    uses: i64,
-    expires_at: Option<DateTime<Utc>>,
-    group: Option<String>,
-    created_by: String,
-    created_at: DateTime<Utc>,
-    revoked_at: Option<DateTime<Utc>>,
-    live: bool,
-}
-
-/// An enrolment token as created.
-// Mirrors `crate::services::enrollment::NewEnrollmentToken`.
-#[derive(ToSchema)]
-#[schema(as = NewEnrollmentToken)]
-#[allow(dead_code)]
-pub struct NewEnrollmentTokenSchema {
-    id: Uuid,
-    label: String,
-    /// shown once; the SCEP challenge
-    token: String,
-    enroll_url: String,
-    expires_at: Option<DateTime<Utc>>,
-    max_uses: Option<i64>,
-    group: Option<String>,
-}
-
-/// A device's pending queue, its push history and a diagnosis.
-// Mirrors `crate::services::commands::queue::QueueView`.
-#[derive(ToSchema)]
-#[schema(as = QueueView)]
-#[allow(dead_code)]
-pub struct QueueViewSchema {
-    udid: String,
-    enrolled: bool,
-    last_seen_at: DateTime<Utc>,
-    #[schema(inline)]
-    pending: Vec<PendingCommandSchema>,
-    #[schema(inline)]
-    push: PushStateSchema,
-    /// Why nothing has arrived yet, in words a technician can act on.
-    diagnosis: Vec<String>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct PendingCommandSchema {
-    command_uuid: String,
-    request_type: String,
-    status: String,
-    queued_at: DateTime<Utc>,
-    waiting_seconds: i64,
-    sent_at: Option<DateTime<Utc>>,
-    not_now_count: i64,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct PushStateSchema {
-    token_valid: bool,
-    token_invalid_since: Option<DateTime<Utc>>,
-    last_push_at: Option<DateTime<Utc>>,
-    last_push_outcome: Option<String>,
-    pushes_sent: i64,
-    pushes_since_last_seen: i64,
-    next_repush_at: Option<DateTime<Utc>>,
 }
 
 /// A notification for a role.
@@ -285,61 +209,6 @@ mod tests {
             security_updated_at: None,
         };
         assert_eq!(keys(&device), properties(&schema::<DeviceSchema>()), "Device");
-
-        let token = crate::services::enrollment::EnrollmentToken {
-            id: Uuid::nil(),
-            label: "l".into(),
-            max_uses: None,
-            uses: 0,
-            expires_at: None,
-            group: None,
-            created_by: "c".into(),
-            created_at: now,
-            revoked_at: None,
-            live: true,
-        };
-        assert_eq!(keys(&token), properties(&schema::<EnrollmentTokenSchema>()), "EnrollmentToken");
-        let new = crate::services::enrollment::NewEnrollmentToken {
-            id: Uuid::nil(),
-            label: "l".into(),
-            token: "t".into(),
-            enroll_url: "e".into(),
-            expires_at: None,
-            max_uses: None,
-            group: None,
-        };
-        assert_eq!(keys(&new), properties(&schema::<NewEnrollmentTokenSchema>()), "NewEnrollmentToken");
-
-        let pending = crate::services::commands::queue::PendingCommand {
-            command_uuid: "c".into(),
-            request_type: "r".into(),
-            status: "queued".into(),
-            queued_at: now,
-            waiting_seconds: 0,
-            sent_at: None,
-            not_now_count: 0,
-            expires_at: None,
-        };
-        assert_eq!(keys(&pending), properties(&schema::<PendingCommandSchema>()), "PendingCommand");
-        let push = crate::services::commands::queue::PushState {
-            token_valid: true,
-            token_invalid_since: None,
-            last_push_at: None,
-            last_push_outcome: None,
-            pushes_sent: 0,
-            pushes_since_last_seen: 0,
-            next_repush_at: None,
-        };
-        assert_eq!(keys(&push), properties(&schema::<PushStateSchema>()), "PushState");
-        let queue = crate::services::commands::queue::QueueView {
-            udid: "u".into(),
-            enrolled: true,
-            last_seen_at: now,
-            pending: vec![pending],
-            push,
-            diagnosis: vec![],
-        };
-        assert_eq!(keys(&queue), properties(&schema::<QueueViewSchema>()), "QueueView");
 
         let n = crate::store::NotificationRecord {
             id: Uuid::nil(),

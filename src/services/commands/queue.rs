@@ -10,7 +10,7 @@ use crate::services::commands::effective_status;
 use crate::services::push::certificate::RENEWAL_STEPS;
 use crate::store::push::REPUSH_BACKOFF_MINUTES;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PendingCommand {
     pub command_uuid: String,
     pub request_type: String,
@@ -22,7 +22,7 @@ pub struct PendingCommand {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PushState {
     pub token_valid: bool,
     pub token_invalid_since: Option<DateTime<Utc>>,
@@ -33,12 +33,15 @@ pub struct PushState {
     pub next_repush_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A device's pending queue, its push history and a diagnosis.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub udid: String,
     pub enrolled: bool,
     pub last_seen_at: DateTime<Utc>,
+    #[schema(inline)]
     pub pending: Vec<PendingCommand>,
+    #[schema(inline)]
     pub push: PushState,
     /// Why nothing has arrived yet, in words a technician can act on.
     pub diagnosis: Vec<String>,

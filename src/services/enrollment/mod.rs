@@ -34,13 +34,13 @@ pub struct Enrollment {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-
 pub const TOKEN_PREFIX: &str = "enr_";
 /// Device identity certificates last a year; devices renew them by SCEP.
 pub const IDENTITY_DAYS: u32 = 365;
 pub const DEFAULT_TOKEN_HOURS: i64 = 24 * 7;
 
-#[derive(Debug, Clone, Serialize)]
+/// An enrolment token, without its secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EnrollmentToken {
     pub id: Uuid,
     pub label: String,
@@ -54,10 +54,12 @@ pub struct EnrollmentToken {
     pub live: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An enrolment token as created.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewEnrollmentToken {
     pub id: Uuid,
     pub label: String,
+    /// shown once; the SCEP challenge
     pub token: String,
     pub enroll_url: String,
     pub expires_at: Option<DateTime<Utc>>,
