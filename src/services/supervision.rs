@@ -36,7 +36,6 @@ pub struct Supervision {
     pub(crate) store: DynStore,
 }
 
-
 /// The generated facts, as committed.
 pub const FACTS_JSON: &str = include_str!("../../data-apple/supervision.json");
 

@@ -18,7 +18,6 @@ pub struct Audit {
     pub(crate) clock: Arc<dyn Clock>,
 }
 
-
 impl Audit {
     /// Append one entry on its own. Failure to audit fails the action: an unaudited change must
     /// not happen. For an action that writes, build the entry with [`Audit::audit_entry`] and

@@ -32,7 +32,6 @@ pub struct Devices {
     pub(crate) safeguarding: crate::services::safeguarding::Safeguarding,
 }
 
-
 /// `iOS`, `iPadOS` or `macOS`, from what the device says it is.
 pub fn platform_of(product_name: Option<&str>, model_name: Option<&str>, model: Option<&str>) -> &'static str {
     let names = [product_name, model_name, model].into_iter().flatten().map(str::to_ascii_lowercase).collect::<Vec<_>>();

@@ -25,7 +25,6 @@ pub struct Operators {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-
 pub const FIRST_ADMIN: &str = "admin";
 
 /// An operator as the API shows it (never the hash).

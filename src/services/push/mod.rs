@@ -30,7 +30,6 @@ pub struct Push {
     pub(crate) audit: crate::services::audit::Audit,
 }
 
-
 /// Streams in flight at once when pushing a batch.
 const PUSH_CONCURRENCY: usize = 500;
 /// At most this many devices re-pushed, and commands expired, per sweeper tick.

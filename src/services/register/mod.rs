@@ -25,7 +25,6 @@ pub struct Register {
     pub(crate) hold: crate::services::hold::Hold,
 }
 
-
 pub mod assignments;
 pub mod aups;
 pub mod grants;

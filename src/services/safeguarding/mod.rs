@@ -24,7 +24,6 @@ pub struct Safeguarding {
     pub(crate) profiles: crate::services::profiles::Profiles,
 }
 
-
 /// What the faces read about safeguarding, through this service rather than from the store.
 impl Safeguarding {
     pub async fn case(&self, id: uuid::Uuid) -> crate::error::Result<Option<crate::store::CaseRecord>> {
