@@ -610,11 +610,7 @@ macro_rules! impl_device_store {
                 let mut found = Vec::with_capacity(udids.len());
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid FROM devices WHERE udid IN (");
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
                     found.extend(rows.into_iter().map(|(u,)| u));
                 }
@@ -625,11 +621,7 @@ macro_rules! impl_device_store {
                 let mut found = Vec::new();
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid FROM devices WHERE unlock_token_sealed IS NOT NULL AND udid IN (");
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
                     found.extend(rows.into_iter().map(|(u,)| u));
                 }
@@ -643,11 +635,7 @@ macro_rules! impl_device_store {
                 let mut found = Vec::with_capacity(udids.len());
                 for chunk in udids.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<$db>::new("SELECT udid, platform, supervised, device_name FROM devices WHERE udid IN (");
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     found.extend(q.build_query_as::<(String, String, Option<bool>, Option<String>)>().fetch_all(&self.pool).await?);
                 }
                 Ok(found)

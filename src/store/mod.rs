@@ -125,6 +125,19 @@ pub async fn connect(database_url: &str, postgres_pool: u32) -> anyhow::Result<D
 
 pub use crate::clock::truncate_micros;
 
+/// Finish an `IN (` the query ends with: one bind per udid, then `)`. Callers pass at most 500
+/// at a time, well inside both backends' limits on binds.
+pub(crate) fn close_in_list<DB: sqlx::Database>(q: &mut sqlx::QueryBuilder<DB>, udids: &[String])
+where
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut sep = q.separated(", ");
+    for u in udids {
+        sep.push_bind(u.clone());
+    }
+    q.push(")");
+}
+
 /// Escape `%`, `_` and `\` so that user text matches literally in `LIKE ... ESCAPE '\'` (said
 /// explicitly: SQLite has no default escape character, PostgreSQL's is the backslash).
 pub(crate) fn like_escape(text: &str) -> String {

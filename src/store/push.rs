@@ -102,11 +102,7 @@ macro_rules! impl_push_store {
                         "SELECT udid, push_token, push_magic FROM devices WHERE enrolled = TRUE AND push_token IS NOT NULL \
                          AND push_magic IS NOT NULL AND push_token_invalid_at IS NULL AND udid IN (",
                     );
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     out.extend(q.build_query_as::<$crate::store::PushTarget>().fetch_all(&self.pool).await?);
                 }
                 Ok(out)
@@ -129,11 +125,7 @@ macro_rules! impl_push_store {
                         "INSERT INTO device_push (udid, last_push_at, seen_at_push, pushes_unanswered, pushes_sent) SELECT d.udid, ",
                     );
                     q.push_bind(at).push(", d.last_seen_at, 1, 1 FROM devices d WHERE d.udid IN (");
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     q.push($crate::store::push::pushes_unanswered_next!());
                     q.build().execute(&self.pool).await?;
                 }
@@ -154,20 +146,12 @@ macro_rules! impl_push_store {
                     q.push_bind(outcome.to_owned());
                     q.push(" WHERE (last_push_outcome IS NULL OR last_push_outcome <> ").push_bind(outcome.to_owned());
                     q.push(") AND udid IN (");
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     q.build().execute(&self.pool).await?;
                     if token_dead {
                         let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE devices SET push_token_invalid_at = ");
                         q.push_bind(at).push(" WHERE udid IN (");
-                        let mut sep = q.separated(", ");
-                        for u in chunk {
-                            sep.push_bind(u.clone());
-                        }
-                        q.push(")");
+                        $crate::store::close_in_list(&mut q, chunk);
                         q.build().execute(&self.pool).await?;
                     }
                 }

@@ -347,11 +347,7 @@ macro_rules! impl_safeguarding_store {
                         "SELECT d.udid, c.id, c.number FROM case_devices d JOIN cases c ON c.id = d.case_id \
                          WHERE d.state = 'held' AND c.state = 'open' AND d.udid IN (",
                     );
-                    let mut sep = q.separated(", ");
-                    for u in chunk {
-                        sep.push_bind(u.clone());
-                    }
-                    q.push(")");
+                    $crate::store::close_in_list(&mut q, chunk);
                     out.extend(q.build_query_as::<(String, uuid::Uuid, i64)>().fetch_all(&self.pool).await?);
                 }
                 Ok(out)
