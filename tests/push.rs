@@ -20,6 +20,7 @@ backend_tests!(
     renewal_keeps_devices_and_topic_change_is_refused,
     queue_view_and_metrics,
     an_older_database_keeps_its_push_history,
+    a_requested_certificate_loads_without_its_key,
 );
 
 async fn enqueue_pushes_with_apples_headers(b: Backend) {
@@ -357,5 +358,106 @@ async fn an_older_database_keeps_its_push_history(b: Backend) {
     );
     let (_, view) = s.get("/api/v1/devices/NEVER/queue", &admin).await;
     assert_eq!((view["push"]["last_push_at"].clone(), view["push"]["pushes_sent"].as_i64()), (serde_json::Value::Null, Some(0)), "{view}");
+    s.stop().await;
+}
+
+/// The path a school takes with no certificate at all: Lanyard's request, Apple's portal, the
+/// certificate loaded alone; then a renewal where Create is chosen by mistake, then Renew; and the
+/// expiry warnings written to the audit log once per threshold.
+async fn a_requested_certificate_loads_without_its_key(b: Backend) {
+    let s = TestServer::start_with(b, Options { manual_clock: true, ..Options::default() }).await;
+    let admin = s.admin().await;
+    let vendor = lanyard_mocks::test_vendor().unwrap();
+    let portal = lanyard_mocks::PushPortal::new(vendor.apple_root.clone()).unwrap();
+    let (st, body) = s.get("/api/v1/push-cert", &admin).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("POST /api/v1/push-cert/requests"), "{body}");
+
+    // No vendor certificate: a bare CSR, which the portal will not take, and the steps.
+    let (st, bare) = s.post("/api/v1/push-cert/requests", &admin, json!({})).await;
+    assert_eq!(st, StatusCode::CREATED, "{bare}");
+    assert_eq!((bare["signed"].as_bool(), bare["request_file"].as_str()), (Some(false), None));
+    assert!(bare["csr_pem"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert_eq!(bare["next_steps"].as_array().unwrap().len(), 3);
+    assert!(portal.create(bare["csr_pem"].as_str().unwrap()).unwrap_err().contains("not signed"));
+    // A vendor certificate without Apple's intermediate: refused before the portal refuses it.
+    let pem = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    let (st, body) = s
+        .post(
+            "/api/v1/push-cert/requests",
+            &admin,
+            json!({"vendor_cert_pem": pem(&vendor.cert_pem), "vendor_key_pem": pem(&vendor.key_pem)}),
+        )
+        .await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("vendor_chain_pem")), "{body}");
+    assert!(body.to_string().contains("Worldwide Developer Relations"), "{body}");
+    let (st, body) = s.post("/api/v1/push-cert/requests", &admin, json!({"vendor_cert_pem": pem(&vendor.cert_pem)})).await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("vendor_key_pem")), "{body}");
+    let signed_body = json!({"vendor_cert_pem": pem(&vendor.cert_pem), "vendor_chain_pem": pem(&vendor.chain_pem), "vendor_key_pem": pem(&vendor.key_pem)});
+    let clock = s.clock.clone().unwrap();
+    clock.advance(chrono::Duration::minutes(5));
+    let (st, request) = s.post("/api/v1/push-cert/requests", &admin, signed_body.clone()).await;
+    assert_eq!((st, request["signed"].as_bool()), (StatusCode::CREATED, Some(true)), "{request}");
+    assert!(request["vendor_subject"].as_str().unwrap().contains("MDM Vendor: Test Trust"));
+    let (_, body) = s.get("/api/v1/push-cert", &admin).await;
+    assert!(body["error"].as_str().unwrap().contains(request["id"].as_str().unwrap()), "the 404 names the pending request: {body}");
+    let (st, again) = s.get(&format!("/api/v1/push-cert/requests/{}", request["id"].as_str().unwrap()), &admin).await;
+    assert_eq!((st, &again["request_file"]), (StatusCode::OK, &request["request_file"]));
+    // A technician may not make requests.
+    let tech = s.operator("tech", "technician").await;
+    assert_eq!(s.post("/api/v1/push-cert/requests", &tech, json!({})).await.0, StatusCode::FORBIDDEN);
+
+    // Apple's portal issues a certificate for the request's key; it loads on its own.
+    let (topic, cert_pem) = portal.create(request["request_file"].as_str().unwrap()).unwrap();
+    let put = |cert: Vec<u8>| {
+        let admin = admin.clone();
+        let s = &s;
+        async move { s.call(Method::PUT, "/api/v1/push-cert", Some(&admin), Some(json!({"cert_pem": pem(&cert)}))).await }
+    };
+    let (st, info) = put(cert_pem.clone()).await;
+    assert_eq!((st, info["topic"].as_str()), (StatusCode::OK, Some(topic.as_str())), "{info}");
+    assert!(info["pending_request"].is_null(), "the request is done: {info}");
+    let (_, audit) = s.get("/api/v1/audit?action=push_cert.load", &admin).await;
+    assert_eq!(audit["items"][0]["details"]["request"], request["id"]);
+    // The request is used: the same certificate alone no longer finds a key (the bare CSR's request is still pending).
+    let (st, body) = put(cert_pem).await;
+    assert_eq!((st, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("cert_pem")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("not issued for any"), "{body}");
+    // Not a push certificate at all: said plainly.
+    let (st, body) = put(vendor.cert_pem.clone()).await;
+    assert!(st == StatusCode::UNPROCESSABLE_ENTITY && body["error"].as_str().unwrap().contains("not an MDM push certificate"), "{body}");
+
+    // A year on: the renewal request. Create by mistake gives a new topic, refused with the way out.
+    clock.advance(chrono::Duration::minutes(5));
+    let (_, renewal) = s.post("/api/v1/push-cert/requests", &admin, signed_body).await;
+    let (_, info) = s.get("/api/v1/push-cert", &admin).await;
+    assert_eq!(info["pending_request"]["id"], renewal["id"], "{info}");
+    let file = renewal["request_file"].as_str().unwrap();
+    let (_, wrong) = portal.create(file).unwrap();
+    let (st, body) = put(wrong).await;
+    assert_eq!(assert_error(st, &body, StatusCode::CONFLICT), "topic_mismatch");
+    assert!(body["error"].as_str().unwrap().contains("choose Renew"), "{body}");
+    let (st, info) = put(portal.renew(file, &topic).unwrap()).await;
+    assert_eq!((st, info["topic"].as_str()), (StatusCode::OK, Some(topic.as_str())), "{info}");
+    assert_eq!(s.get("/api/v1/audit?action=push_cert.load", &admin).await.1["items"][0]["details"]["renewal"], true);
+
+    // Expiry warnings: once per threshold, in the audit log.
+    // (Logging in again each time: a session does not last the months the clock jumps.)
+    let warnings =
+        || async { s.get("/api/v1/audit?action=push_cert.expiry_warning", &s.admin().await).await.1["items"].as_array().unwrap().clone() };
+    s.ctx.push.warn_push_cert_expiry().await.unwrap();
+    assert!(warnings().await.is_empty(), "a year left: no warning");
+    clock.advance(chrono::Duration::days(340));
+    s.ctx.push.warn_push_cert_expiry().await.unwrap();
+    s.ctx.push.warn_push_cert_expiry().await.unwrap();
+    let w = warnings().await;
+    assert_eq!(w.len(), 1, "written once: {w:?}");
+    assert_eq!(w[0]["details"]["threshold"], 30);
+    assert_eq!(w[0]["actor"], "system");
+    clock.advance(chrono::Duration::days(16));
+    s.ctx.push.warn_push_cert_expiry().await.unwrap();
+    let w = warnings().await;
+    assert_eq!((w.len(), &w[0]["details"]["threshold"]), (2, &json!(14)), "{w:?}");
+    assert!(w[0]["details"]["warning"].as_str().unwrap().contains("Renew"));
     s.stop().await;
 }

@@ -1309,3 +1309,59 @@ async fn supervision_is_told_plainly_in_the_console() {
     assert!(cmds.iter().all(|c| c.request_type != "RestartDevice"), "nothing queued");
     s.stop().await;
 }
+
+/// An admin with no push certificate gets one through the console alone: a vendor-signed
+/// request made from uploaded files, downloaded, taken to (the stand-in for) Apple's portal, and
+/// the certificate Apple returns loaded on its own. A technician cannot open the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_admin_requests_and_loads_the_push_certificate() {
+    let Some(b) = Browser::start().await else { return };
+    let s = server().await;
+    let vendor = lanyard_mocks::test_vendor().unwrap();
+    let portal = lanyard_mocks::PushPortal::new(vendor.apple_root.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let (cert, chain, key) =
+        (file("vendor.pem", &vendor.cert_pem), file("chain.pem", &vendor.chain_pem), file("vendor.key", &vendor.key_pem));
+
+    b.login(&s.base, "admin", ADMIN_PASSWORD).await;
+    b.find("#main").await;
+    b.goto(&format!("{}/ui/apple", s.base)).await;
+    assert!(b.text_of("#push-cert-state").await.contains("No push certificate is loaded"));
+    b.upload("#vendor_cert", &cert).await;
+    b.upload("#vendor_chain", &chain).await;
+    b.upload("#vendor_key", &key).await;
+    b.click_css("#make-request").await;
+    b.wait_text("#pending-request", "signed by", 15).await;
+    assert!(b.text_of("#pending-request").await.contains("MDM Vendor: Test Trust"));
+    b.screenshot("apple-push-request").await;
+
+    // The download link gives the portal's file.
+    let href = b.attr(&b.find("#download-request").await, "href").await.unwrap();
+    let mut admin = Console::new(&s);
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let download = admin.get(href.trim_start_matches(&s.base)).await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert!(download.headers["content-disposition"].to_str().unwrap().contains("push-cert-request.b64"));
+    let (topic, issued) = portal.create(&download.body).expect("the portal takes the downloaded request");
+
+    b.upload("#cert", &file("MDM_ Lanyard_Certificate.pem", &issued)).await;
+    b.click_css("#load-cert").await;
+    b.wait_text("#push-cert-state", "Loaded, valid until", 15).await;
+    assert!(b.source().await.contains(&topic));
+    assert!(b.find_now("#pending-request").await.is_none(), "the request is done");
+    b.screenshot("apple-push-loaded").await;
+    b.quit().await;
+    let items = audit(&s, "push_cert.load").await;
+    assert!(items.iter().any(|e| e["actor"] == "operator:admin"), "{items:?}");
+
+    let pw = operator(&s, "tech", "technician").await;
+    let mut tech = Console::new(&s);
+    tech.login("tech", &pw).await;
+    assert_eq!(tech.get("/ui/apple").await.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}

@@ -55,6 +55,19 @@ pub fn issue_test_push_certificate(
     not_after_days: i64,
 ) -> Result<(X509, PKey<Private>), ErrorStack> {
     let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let cert = push_certificate_for_key(ca, ca_key, &key, topic, not_after_days)?;
+    Ok((cert, key))
+}
+
+/// A push certificate shaped like Apple's for someone else's public key (a CSR's), as Apple's
+/// Push Certificates Portal issues one.
+pub fn push_certificate_for_key<T: openssl::pkey::HasPublic>(
+    ca: &X509,
+    ca_key: &PKey<Private>,
+    key: &openssl::pkey::PKeyRef<T>,
+    topic: &str,
+    not_after_days: i64,
+) -> Result<X509, ErrorStack> {
     let uuid = topic.rsplit('.').next().unwrap_or(topic);
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::USERID, topic)?;
@@ -67,14 +80,14 @@ pub fn issue_test_push_certificate(
     let not_after = now + not_after_days * DAY;
     let not_before = (not_after - 365 * DAY).min(now - 3600);
 
-    let mut b = leaf_builder(&name, &key, ca, not_before, not_after)?;
+    let mut b = leaf_builder(&name, key, ca, not_before, not_after)?;
     b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
     b.append_extension(ExtendedKeyUsage::new().client_auth().build()?)?;
     let ctx = b.x509v3_context(Some(ca), None);
     let aki = AuthorityKeyIdentifier::new().keyid(false).build(&ctx)?;
     b.append_extension(aki)?;
     b.sign(ca_key, MessageDigest::sha256())?;
-    Ok((b.build(), key))
+    Ok(b.build())
 }
 
 /// A throwaway CA (EC P-256, valid from yesterday for ten years).
@@ -116,7 +129,7 @@ fn serial() -> Result<openssl::asn1::Asn1Integer, ErrorStack> {
     bn.to_asn1_integer()
 }
 
-fn self_signed_ca(common_name: &str, key: &PKey<Private>) -> Result<X509, ErrorStack> {
+pub(crate) fn self_signed_ca(common_name: &str, key: &PKey<Private>) -> Result<X509, ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
     name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "Lanyard tests")?;
@@ -140,7 +153,13 @@ fn self_signed_ca(common_name: &str, key: &PKey<Private>) -> Result<X509, ErrorS
 }
 
 /// Common part of an end-entity certificate issued by `ca` (not yet signed).
-fn leaf_builder(name: &X509Name, key: &PKey<Private>, ca: &X509, not_before: i64, not_after: i64) -> Result<X509Builder, ErrorStack> {
+fn leaf_builder<T: openssl::pkey::HasPublic>(
+    name: &X509Name,
+    key: &openssl::pkey::PKeyRef<T>,
+    ca: &X509,
+    not_before: i64,
+    not_after: i64,
+) -> Result<X509Builder, ErrorStack> {
     let mut b = X509Builder::new()?;
     b.set_version(2)?;
     b.set_serial_number(&*serial()?)?;

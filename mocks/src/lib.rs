@@ -1,6 +1,6 @@
 //! Stand-ins for Apple's services that cannot run in a test: today the Apple Push Notification
-//! service ([`apns`]), with the throwaway certificates shaped like Apple's that it needs
-//! ([`certificates`]).
+//! service ([`apns`]), Apple's Push Certificates Portal ([`push_portal`]), with the throwaway
+//! certificates shaped like Apple's that they need ([`certificates`]).
 //!
 //! A mock here is a real server on a local port that speaks Apple's protocol and fails the ways
 //! Apple fails (status codes, reason strings, dropped connections), so that Lanyard's client code
@@ -9,6 +9,8 @@
 
 pub mod apns;
 pub mod certificates;
+pub mod push_portal;
 
 pub use apns::{BenchReport, MockApns, MockConfig, MockResponse, ReceivedPush, bench_push};
-pub use certificates::{issue_test_push_certificate, test_push_certificate, try_test_push_certificate};
+pub use certificates::{issue_test_push_certificate, push_certificate_for_key, test_push_certificate, try_test_push_certificate};
+pub use push_portal::{PushPortal, TestVendor, test_vendor};

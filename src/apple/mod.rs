@@ -7,6 +7,8 @@
 //! * [`push_certificate`] — the school's MDM push certificate from Apple's Push Certificates
 //!   Portal ([`PushCertificate`]): PEM and `.p12` import, the push topic (the subject's `UID`,
 //!   `com.apple.mgmt.…`), expiry reporting.
+//! * [`push_cert_request`] — the key and CSR Lanyard makes for the portal, and the vendor-signed
+//!   request file (`PushCertRequestCSR`, `PushCertCertificateChain`, `PushCertSignature`).
 //! * [`apns`] — [`ApnsClient`], an HTTP/2-over-TLS client that authenticates with the push
 //!   certificate and sends `{"mdm":"<PushMagic>"}` notifications, many at once over a small pool
 //!   of multiplexed connections, with bounded retries ([`PushOutcome`] tells the caller what
@@ -17,7 +19,9 @@
 //! external crates, so it can be built and tested on its own.
 
 pub mod apns;
+pub mod push_cert_request;
 pub mod push_certificate;
 
 pub use apns::{APNS_PRODUCTION_URL, APNS_SANDBOX_URL, ApnsClient, ApnsConfig, ApnsError, PushOutcome};
+pub use push_cert_request::{PushCertRequest, PushRequestError, VendorSigner};
 pub use push_certificate::{MDM_TOPIC_PREFIX, PushCertError, PushCertificate, topic_of};

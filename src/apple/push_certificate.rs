@@ -205,7 +205,7 @@ pub fn topic_of(cert: &X509) -> Result<String, PushCertError> {
 }
 
 /// Every certificate in `bytes`: PEM blocks, else one DER certificate.
-fn read_certificates(bytes: &[u8]) -> Result<Vec<X509>, PushCertError> {
+pub fn read_certificates(bytes: &[u8]) -> Result<Vec<X509>, PushCertError> {
     let pem = X509::stack_from_pem(bytes).map_err(|e| PushCertError::UnreadableCertificate(first_error(&e)))?;
     if !pem.is_empty() {
         return Ok(pem);

@@ -63,14 +63,31 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PushCertCommand {
-    /// Load (or renew) the push certificate: --p12 FILE [--password P], or --cert PEM --key PEM;
-    /// with neither, the certs directory's push.p12 (or push.pem and push.key).
+    /// Make the push key and CSR for Apple's Push Certificates Portal; with an MDM vendor
+    /// certificate and key, the signed request file the portal takes. Writes it to --out.
+    Request {
+        /// The MDM vendor certificate (PEM or DER; Apple's intermediate and root may follow it).
+        #[arg(long, value_name = "FILE", requires = "vendor_key")]
+        vendor_cert: Option<PathBuf>,
+        /// The vendor certificate's private key (PEM). Used once, not stored.
+        #[arg(long, value_name = "FILE", requires = "vendor_cert")]
+        vendor_key: Option<PathBuf>,
+        /// Apple's intermediate and root certificates, if the vendor certificate file lacks them.
+        #[arg(long, value_name = "FILE", requires = "vendor_cert")]
+        vendor_chain: Option<PathBuf>,
+        /// Where to write the request (signed) or the CSR (PEM).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load (or renew) the push certificate: --cert PEM alone (the certificate Apple returned for
+    /// `push-cert request`), --cert PEM --key PEM, or --p12 FILE [--password P]; with none, the
+    /// certs directory's push.p12 (or push.pem and push.key).
     Import {
         #[arg(long, value_name = "FILE", conflicts_with_all = ["cert", "key"])]
         p12: Option<PathBuf>,
         #[arg(long, requires = "p12")]
         password: Option<String>,
-        #[arg(long, value_name = "PEM", requires = "key")]
+        #[arg(long, value_name = "PEM")]
         cert: Option<PathBuf>,
         #[arg(long, value_name = "PEM", requires = "cert")]
         key: Option<PathBuf>,
@@ -302,6 +319,32 @@ async fn push_cert(cmd: PushCertCommand, config: Config) -> Result<ExitCode> {
     let certs_dir = config.certs_dir.clone();
     let p = prepare(config, public_url, Arc::new(SystemClock)).await?;
     let info = match cmd {
+        PushCertCommand::Request { vendor_cert, vendor_key, vendor_chain, out } => {
+            let read = |f: &std::path::Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
+            let vendor = match (vendor_cert, vendor_key) {
+                (Some(c), Some(k)) => Some(crate::services::push::certificate::VendorFiles {
+                    cert: read(&c)?,
+                    chain: vendor_chain.as_deref().map(read).transpose()?,
+                    key: read(&k)?,
+                }),
+                _ => None,
+            };
+            let r = p.ctx.push.request_push_cert(&Actor::cli(), vendor).await.map_err(|e| anyhow!("{e}"))?;
+            let contents = r.request_file.clone().unwrap_or_else(|| r.csr_pem.clone());
+            std::fs::write(&out, contents).with_context(|| format!("cannot write {}", out.display()))?;
+            match &r.vendor_subject {
+                Some(v) => println!("wrote {}: the push certificate request, signed by {v}", out.display()),
+                None => println!(
+                    "wrote {}: the CSR. Apple's portal only takes it signed by an MDM vendor certificate: see README, \"Apple push certificate\"",
+                    out.display()
+                ),
+            }
+            println!("request {} (its key is sealed in Lanyard's database)", r.id);
+            for (i, step) in r.next_steps.iter().enumerate() {
+                println!("{}. {step}", i + 1);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         PushCertCommand::Import { p12, password, cert, key, force } => {
             let read = |f: &std::path::Path| std::fs::read(f).with_context(|| format!("cannot read {}", f.display()));
             let upload = match (p12, cert, key) {
@@ -311,6 +354,7 @@ async fn push_cert(cmd: PushCertCommand, config: Config) -> Result<ExitCode> {
                 (None, Some(c), Some(k)) => {
                     crate::services::push::certificate::PushCertUpload::Pem { cert_pem: read(&c)?, key_pem: read(&k)? }
                 }
+                (None, Some(c), None) => crate::services::push::certificate::PushCertUpload::Certificate { cert_pem: read(&c)? },
                 (None, None, None) => {
                     // Nothing given: what the operator put in the certs directory.
                     let (p12, pem, pem_key) = (certs_dir.join("push.p12"), certs_dir.join("push.pem"), certs_dir.join("push.key"));

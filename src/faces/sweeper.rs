@@ -1,6 +1,6 @@
 //! The sweeper: the clock's face. Every tick it opens and closes lesson-time windows, refreshes
-//! smart groups, expires commands past their time and re-pushes quiet devices, and once a day
-//! warns about the push certificate. It calls the services as any face does.
+//! smart groups, expires commands past their time and re-pushes quiet devices, and once an hour
+//! writes the push certificate's expiry warnings (30, 14, 7, 1 days) to the audit log. It calls the services as any face does.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::context::Ctx;
 
-/// Run the sweeper until the process stops. Also warns daily about the push certificate.
+/// Run the sweeper until the process stops.
 pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -37,11 +37,9 @@ pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeper tick failed"),
         }
-        if last_warned.is_none_or(|t| ctx.now() - t > chrono::Duration::hours(24)) {
-            if let Ok(Some(info)) = ctx.push.push_cert_info().await {
-                if let Some(w) = info.warning {
-                    tracing::warn!("{w}");
-                }
+        if last_warned.is_none_or(|t| ctx.now() - t >= chrono::Duration::hours(1)) {
+            if let Err(e) = ctx.push.warn_push_cert_expiry().await {
+                tracing::warn!(error = %e, "push certificate expiry check failed");
             }
             last_warned = Some(ctx.now());
         }

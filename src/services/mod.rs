@@ -13,6 +13,7 @@ pub mod compliance;
 pub mod csv;
 pub mod devices;
 pub mod enrollment;
+pub mod expiry;
 pub mod hold;
 pub mod operators;
 pub mod profiles;

@@ -87,6 +87,9 @@ pub trait AuditStore: Send + Sync {
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditEntry>>;
     /// The head row: (last sequence number, last hash).
     async fn audit_head(&self) -> StoreResult<(i64, String)>;
+    /// Append `entry` unless an entry was already appended under `(key, days)` (an expiry
+    /// warning, written once per certificate and threshold). True when it was appended now.
+    async fn append_audit_once(&self, key: &str, days: i64, entry: NewAuditEntry) -> StoreResult<bool>;
 }
 
 /// `details` (a JSON object's text) with one more field, for an entry whose details include what
@@ -154,6 +157,23 @@ macro_rules! impl_audit_store {
                 let entry = $crate::store::audit::append_audit_in!(&mut *tx, e)?;
                 tx.commit().await?;
                 Ok(entry)
+            }
+
+            async fn append_audit_once(&self, key: &str, days: i64, e: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let new = sqlx::query("INSERT INTO expiry_warnings (subject, days, logged_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(key)
+                    .bind(days)
+                    .bind(e.at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if new {
+                    $crate::store::audit::append_audit_in!(&mut *tx, e)?;
+                }
+                tx.commit().await?;
+                Ok(new)
             }
 
             async fn list_audit(&self, f: &$crate::store::AuditFilter) -> $crate::store::StoreResult<Vec<$crate::store::AuditEntry>> {

@@ -28,6 +28,20 @@ pub struct PushCertRecord {
     pub uploaded_by: String,
 }
 
+/// A push-certificate request Lanyard made: its CSR, its sealed key, and (signed by a vendor
+/// certificate) the file the portal takes. Pending until the certificate issued for it is loaded.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PushCertRequestRecord {
+    pub id: Uuid,
+    pub csr_pem: String,
+    pub key_sealed: Vec<u8>,
+    pub signed_request: Option<String>,
+    pub vendor_subject: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EnrollmentTokenRecord {
     pub id: Uuid,
@@ -192,8 +206,14 @@ pub struct DeviceFilter {
 #[async_trait::async_trait]
 pub trait DeviceStore: Send + Sync {
     /// Load (or replace) the push certificate, with the operator's audit entry.
-    async fn put_push_cert(&self, rec: &PushCertRecord, audit: NewAuditEntry) -> StoreResult<()>;
+    /// Load the push certificate; `completes` is the request it was issued for, marked done in
+    /// the same transaction.
+    async fn put_push_cert(&self, rec: &PushCertRecord, completes: Option<Uuid>, audit: NewAuditEntry) -> StoreResult<()>;
     async fn push_cert(&self) -> StoreResult<Option<PushCertRecord>>;
+    async fn create_push_cert_request(&self, rec: &PushCertRequestRecord, audit: NewAuditEntry) -> StoreResult<()>;
+    /// Requests whose certificate has not been loaded yet, newest first.
+    async fn pending_push_cert_requests(&self) -> StoreResult<Vec<PushCertRequestRecord>>;
+    async fn push_cert_request(&self, id: Uuid) -> StoreResult<Option<PushCertRequestRecord>>;
 
     /// A new token, with the operator's audit entry.
     async fn create_enrollment_token(&self, rec: &EnrollmentTokenRecord, audit: NewAuditEntry) -> StoreResult<()>;
@@ -251,8 +271,20 @@ macro_rules! impl_device_store {
     ($store:ty, $db:ty) => {
         #[async_trait::async_trait]
         impl $crate::store::DeviceStore for $store {
-            async fn put_push_cert(&self, r: &$crate::store::PushCertRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+            async fn put_push_cert(
+                &self,
+                r: &$crate::store::PushCertRecord,
+                completes: Option<uuid::Uuid>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
+                if let Some(id) = completes {
+                    sqlx::query("UPDATE push_cert_requests SET completed_at = $1 WHERE id = $2")
+                        .bind(r.uploaded_at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query(
                     "INSERT INTO push_certificate (id, topic, subject, not_before, not_after, cert_pem, key_sealed, uploaded_at, uploaded_by) \
                      VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
@@ -276,6 +308,40 @@ macro_rules! impl_device_store {
 
             async fn push_cert(&self) -> $crate::store::StoreResult<Option<$crate::store::PushCertRecord>> {
                 Ok(sqlx::query_as("SELECT * FROM push_certificate WHERE id = 1").fetch_optional(&self.pool).await?)
+            }
+
+            async fn create_push_cert_request(
+                &self,
+                r: &$crate::store::PushCertRequestRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO push_cert_requests (id, csr_pem, key_sealed, signed_request, vendor_subject, created_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(r.id)
+                .bind(&r.csr_pem)
+                .bind(&r.key_sealed)
+                .bind(&r.signed_request)
+                .bind(&r.vendor_subject)
+                .bind(r.created_at)
+                .bind(&r.created_by)
+                .execute(&mut *tx)
+                .await?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn pending_push_cert_requests(&self) -> $crate::store::StoreResult<Vec<$crate::store::PushCertRequestRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM push_cert_requests WHERE completed_at IS NULL ORDER BY created_at DESC")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn push_cert_request(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::PushCertRequestRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM push_cert_requests WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
             }
 
             async fn create_enrollment_token(

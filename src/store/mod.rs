@@ -25,7 +25,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
-    PushCertRecord, TokenUpdateRecord,
+    PushCertRecord, PushCertRequestRecord, TokenUpdateRecord,
 };
 pub use operators::{ApiTokenRecord, LoginAttempt, OperatorPatch, OperatorRecord, OperatorSession, OperatorStore};
 pub use profiles::{

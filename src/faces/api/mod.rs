@@ -70,6 +70,8 @@ pub fn routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(devices::bulk_command))
         .routes(routes!(devices::get_command, devices::cancel_command))
         .routes(routes!(push::put_push_cert, push::get_push_cert))
+        .routes(routes!(push::create_push_cert_request))
+        .routes(routes!(push::get_push_cert_request))
         .routes(routes!(push::push_many))
         .routes(routes!(push::push_device))
         .routes(routes!(push::device_queue))

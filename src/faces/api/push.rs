@@ -1,4 +1,5 @@
-//! `GET/PUT /api/v1/push-cert`: the school's MDM push certificate.
+//! `GET/PUT /api/v1/push-cert`: the school's MDM push certificate, and
+//! `/api/v1/push-cert/requests`: the requests Lanyard makes for Apple's portal.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,10 +12,11 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::services::auth::{Permission, Principal};
 use crate::services::commands::queue::QueueView;
-use crate::services::push::certificate::{PushCertInfo, PushCertUpload};
+use crate::services::push::certificate::{PushCertInfo, PushCertRequestInfo, PushCertUpload, VendorFiles};
 
-/// The certificate and key as PEM (`cert_pem` and `key_pem`), or a .p12 (`p12_base64`, with its
-/// `password` if it has one).
+/// The certificate Apple returned for Lanyard's request (`cert_pem` alone: its key is the
+/// request's), or a certificate and key as PEM (`cert_pem` and `key_pem`), or a .p12
+/// (`p12_base64`, with its `password` if it has one).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
@@ -38,7 +40,7 @@ pub struct ForceQuery {
     path = "/push-cert",
     tag = "push",
     summary = "Load or renew the MDM push certificate",
-    description = "Roles: admin.",
+    description = "Roles: admin. `cert_pem` alone is matched to the pending request (POST /push-cert/requests) whose key it was issued for. A certificate with another topic than the loaded one (Create chosen instead of Renew in Apple's portal) is refused with 409 `topic_mismatch` unless `force`.",
     params(ForceQuery),
     request_body = Upload,
     responses((status = 200, description = "OK", body = PushCertInfo), (status = 422, response = Unprocessable))
@@ -53,11 +55,12 @@ pub async fn put_push_cert(
     let upload = match (u.cert_pem, u.key_pem, u.p12_base64) {
         (Some(c), Some(k), None) => PushCertUpload::Pem { cert_pem: c.into_bytes(), key_pem: k.into_bytes() },
         (None, None, Some(p12)) => PushCertUpload::from_p12_base64(&p12, u.password.unwrap_or_default())?,
-        (Some(_), None, None) => {
-            return Err(Error::unprocessable("key_pem", "missing: send the private key with the certificate"));
-        }
+        (Some(c), None, None) => PushCertUpload::Certificate { cert_pem: c.into_bytes() },
         _ => {
-            return Err(Error::unprocessable("cert_pem", "send either {\"cert_pem\",\"key_pem\"} or {\"p12_base64\",\"password\"}"));
+            return Err(Error::unprocessable(
+                "cert_pem",
+                "send {\"cert_pem\"} (the certificate Apple returned for Lanyard's request), {\"cert_pem\",\"key_pem\"}, or {\"p12_base64\",\"password\"}",
+            ));
         }
     };
     Ok(Json(ctx.push.load_push_cert(&p.actor(), upload, q.force).await?))
@@ -68,14 +71,81 @@ pub async fn put_push_cert(
     path = "/push-cert",
     tag = "push",
     summary = "The loaded push certificate: subject, topic, expiry",
-    description = "Roles: admin, technician, dsl, headteacher, auditor.",
-    responses((status = 200, description = "OK", body = PushCertInfo))
+    description = "Roles: admin, technician, dsl, headteacher, auditor. `pending_request` is a request made for the renewal whose certificate is not loaded yet. 404 when none is loaded (naming the pending request, if any).",
+    responses((status = 200, description = "OK", body = PushCertInfo), (status = 404, description = "No push certificate loaded"))
 )]
 pub async fn get_push_cert(State(ctx): State<Ctx>, p: Principal) -> Result<Json<PushCertInfo>> {
     p.require(Permission::ReadDevices)?;
-    ctx.push.push_cert_info().await?.map(Json).ok_or_else(|| {
-        Error::not_found("no push certificate loaded: get one from Apple's Push Certificates Portal and load it with `lanyard push-cert import` or PUT /api/v1/push-cert")
-    })
+    if let Some(info) = ctx.push.push_cert_info().await? {
+        return Ok(Json(info));
+    }
+    Err(Error::not_found(match ctx.push.pending_push_cert_request().await? {
+        Some(r) => format!(
+            "no push certificate loaded yet: request {} ({}) is pending; upload it at https://identity.apple.com/pushcert and load what Apple returns with PUT /api/v1/push-cert {{\"cert_pem\"}}",
+            r.id,
+            if r.signed { "vendor-signed" } else { "a bare CSR, to be signed by an MDM vendor certificate" }
+        ),
+        None => "no push certificate loaded: make a request (POST /api/v1/push-cert/requests or `lanyard push-cert request`), upload it to Apple's Push Certificates Portal, and load the certificate it returns with PUT /api/v1/push-cert".to_owned(),
+    }))
+}
+
+/// An MDM vendor certificate to sign the request with: the certificate (PEM, possibly with
+/// Apple's intermediate and root after it), optionally the chain separately, and its key (PEM).
+/// An empty body makes a bare CSR.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewPushCertRequest {
+    vendor_cert_pem: Option<String>,
+    vendor_chain_pem: Option<String>,
+    vendor_key_pem: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/push-cert/requests",
+    tag = "push",
+    summary = "Make a push-certificate request for Apple's portal",
+    description = "Roles: admin. Lanyard makes the push key (sealed in its database; it never leaves) and a CSR. With an MDM vendor certificate and key, it signs the CSR into the file Apple's Push Certificates Portal takes (`request_file`: base64 of the plist with `PushCertRequestCSR`, `PushCertCertificateChain`, `PushCertSignature`); without, `csr_pem` is for whoever signs for the school (README, \"Apple push certificate\"). The vendor key is used once and not stored.",
+    request_body(content = NewPushCertRequest, description = "empty, or the vendor certificate and key"),
+    responses((status = 201, description = "Created", body = PushCertRequestInfo), (status = 422, response = Unprocessable))
+)]
+pub async fn create_push_cert_request(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<PushCertRequestInfo>)> {
+    p.require(Permission::ManagePushCert)?;
+    let r: NewPushCertRequest =
+        if body.iter().all(u8::is_ascii_whitespace) { NewPushCertRequest::default() } else { extract::parse_json(&body)? };
+    let vendor = match (r.vendor_cert_pem, r.vendor_key_pem) {
+        (Some(cert), Some(key)) => {
+            Some(VendorFiles { cert: cert.into_bytes(), chain: r.vendor_chain_pem.map(String::into_bytes), key: key.into_bytes() })
+        }
+        (None, None) if r.vendor_chain_pem.is_none() => None,
+        (_, None) => return Err(Error::unprocessable("vendor_key_pem", "missing: the vendor certificate's private key signs the request")),
+        (None, _) => {
+            return Err(Error::unprocessable("vendor_cert_pem", "missing: the MDM vendor certificate (from Apple's developer account)"));
+        }
+    };
+    Ok((axum::http::StatusCode::CREATED, Json(ctx.push.request_push_cert(&p.actor(), vendor).await?)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/push-cert/requests/{id}",
+    tag = "push",
+    summary = "One push-certificate request: its CSR, request file and the steps",
+    description = "Roles: admin.",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "OK", body = PushCertRequestInfo), (status = 404, description = "No such request"))
+)]
+pub async fn get_push_cert_request(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<PushCertRequestInfo>> {
+    p.require(Permission::ManagePushCert)?;
+    Ok(Json(ctx.push.push_cert_request(extract::uuid_param(&id, "push certificate request")?).await?))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -67,8 +67,8 @@ pub async fn home(State(ctx): State<Ctx>, s: Session) -> UiResult<Response> {
         push_warning = match ctx.push.push_cert_info().await? {
             None => Some((
                 "notice-warn",
-                "No MDM push certificate is loaded, so no device can enrol yet. An admin loads it with \
-                 `lanyard push-cert import`."
+                "No MDM push certificate is loaded, so no device can enrol yet. An admin gets it from Apple \
+                 on the Apple page (/ui/apple)."
                     .to_owned(),
             )),
             Some(info) => match info.status {

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use crate::context::Ctx;
 use crate::services::auth::Permission;
 
+pub mod apple;
 pub mod assets;
 pub mod audit;
 pub mod cases;
@@ -51,6 +52,10 @@ pub fn router(ctx: Ctx) -> Router<Ctx> {
         .route("/ui/devices/{udid}/status.json", get(devices::status_json))
         .route("/ui/devices/{udid}/actions", post(devices::action))
         .route("/ui/enroll", get(enroll::page).post(enroll::create))
+        .route("/ui/apple", get(apple::page))
+        .route("/ui/apple/push-cert", post(apple::load))
+        .route("/ui/apple/push-cert/requests", post(apple::request))
+        .route("/ui/apple/push-cert/requests/{id}/file", get(apple::download))
         .route("/ui/enroll/{id}/revoke", post(enroll::revoke))
         .route("/ui/profiles", get(profiles::page).post(profiles::upload))
         .route("/ui/profiles/baseline", post(profiles::add_baseline))
@@ -133,6 +138,7 @@ pub struct Nav {
     pub current: &'static str,
     pub devices: bool,
     pub enroll: bool,
+    pub apple: bool,
     pub profiles: bool,
     pub register: bool,
     pub cases: bool,
@@ -148,6 +154,7 @@ impl Nav {
             current,
             devices: s.can(Permission::ReadDevices),
             enroll: s.can(Permission::ManageDevices),
+            apple: s.can(Permission::ManagePushCert),
             profiles: s.can(Permission::ReadProfiles),
             register: s.can(Permission::ReadRegister),
             cases: s.can(Permission::Safeguarding),

@@ -1,0 +1,106 @@
+//! `/ui/apple`: Apple's portals, step by step: the MDM push certificate (make the request,
+//! download it, load what Apple returns, renew). Everything here is also in the API
+//! (`/api/v1/push-cert`, `/api/v1/push-cert/requests`).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect};
+
+use super::{Form, Nav, Params, Session, UiError, UiResult, render, when};
+use crate::context::Ctx;
+use crate::services::auth::Permission;
+use crate::services::push::certificate::{PushCertInfo, PushCertRequestInfo, PushCertUpload, REQUEST_STEPS, VendorFiles};
+
+#[derive(Template)]
+#[template(path = "apple.html")]
+struct ApplePage {
+    nav: Nav,
+    done: Option<&'static str>,
+    cert: Option<PushCertInfo>,
+    /// `notice-ok`, `notice-warn` or `notice-bad`, for the certificate's state.
+    cert_class: &'static str,
+    cert_expires: String,
+    pending: Option<PushCertRequestInfo>,
+    pending_made: String,
+    steps: [&'static str; 3],
+}
+
+pub async fn page(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
+    s.require(Permission::ManagePushCert)?;
+    let done = match p.get("done") {
+        Some("requested") => Some("Request made. Download it below and take it to Apple's Push Certificates Portal."),
+        Some("loaded") => Some("Push certificate loaded. Devices can now be woken with it."),
+        _ => None,
+    };
+    let cert = ctx.push.push_cert_info().await?;
+    let pending = ctx.push.pending_push_cert_request().await?;
+    let cert_class = match cert.as_ref().map(|c| c.status) {
+        Some("ok") if cert.as_ref().is_some_and(|c| c.apns_error.is_none()) => "notice-ok",
+        Some("ok" | "expiring") => "notice-warn",
+        _ => "notice-bad",
+    };
+    Ok(render(&ApplePage {
+        nav: Nav::new(&s, "apple"),
+        done,
+        cert_expires: cert.as_ref().map(|c| when(c.not_after)).unwrap_or_default(),
+        cert_class,
+        cert,
+        pending_made: pending.as_ref().map(|r| format!("{} by {}", when(r.created_at), r.created_by)).unwrap_or_default(),
+        pending,
+        steps: REQUEST_STEPS,
+    }))
+}
+
+/// Make a request: bare, or signed with the vendor certificate files given.
+pub async fn request(State(ctx): State<Ctx>, form: Form) -> UiResult {
+    let s = &form.session;
+    s.require(Permission::ManagePushCert)?;
+    let vendor = match (form.file("vendor_cert"), form.file("vendor_key")) {
+        (Some((_, cert)), Some((_, key))) => {
+            Some(VendorFiles { cert: cert.clone(), chain: form.file("vendor_chain").map(|(_, c)| c.clone()), key: key.clone() })
+        }
+        (None, None) => None,
+        (Some(_), None) => return Err(UiError::field("Vendor private key", "choose the key file that goes with the vendor certificate")),
+        (None, Some(_)) => return Err(UiError::field("Vendor certificate", "choose the vendor certificate that goes with the key")),
+    };
+    ctx.push.request_push_cert(&s.actor(), vendor).await?;
+    Ok(Redirect::to("/ui/apple?done=requested").into_response())
+}
+
+/// Download a request: the portal's file when signed, else the CSR.
+pub async fn download(State(ctx): State<Ctx>, s: Session, Path(id): Path<String>) -> UiResult {
+    s.require(Permission::ManagePushCert)?;
+    let r = ctx.push.push_cert_request(crate::faces::api::extract::uuid_param(&id, "push certificate request")?).await?;
+    let (name, body) = match r.request_file {
+        Some(file) => ("push-cert-request.b64", file),
+        None => ("push-cert.csr", r.csr_pem),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Load a certificate: the one Apple returned for the pending request, a PEM pair, or a .p12.
+pub async fn load(State(ctx): State<Ctx>, form: Form) -> UiResult {
+    let s = &form.session;
+    s.require(Permission::ManagePushCert)?;
+    let upload = match (form.file("cert"), form.file("key"), form.file("p12")) {
+        (Some((_, cert)), None, None) => PushCertUpload::Certificate { cert_pem: cert.clone() },
+        (Some((_, cert)), Some((_, key)), None) => PushCertUpload::Pem { cert_pem: cert.clone(), key_pem: key.clone() },
+        (None, None, Some((_, p12))) => PushCertUpload::P12 { der: p12.clone(), password: form.raw("password").to_owned() },
+        _ => {
+            return Err(UiError::field(
+                "Certificate",
+                "choose the certificate Apple returned (with its key file only if Lanyard did not make the request), or a .p12 file",
+            ));
+        }
+    };
+    ctx.push.load_push_cert(&s.actor(), upload, form.checked("force")).await?;
+    Ok(Redirect::to("/ui/apple?done=loaded").into_response())
+}
