@@ -39,6 +39,12 @@ pub struct Config {
     pub apns_url: String,
     /// Extra CA certificate that the APNs endpoint's TLS certificate chains to (tests).
     pub apns_ca_file: Option<PathBuf>,
+    /// Apple School Manager's device service (Apple's by default; a local mock in tests).
+    pub ade_url: String,
+    /// Extra CA certificate that the ADE endpoint's TLS certificate chains to (tests).
+    pub ade_ca_file: Option<PathBuf>,
+    /// How often each Apple School Manager token is synced (`ade_sync_interval`, e.g. `30m`).
+    pub ade_sync_interval: std::time::Duration,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -67,6 +73,9 @@ const KEYS: &[(&str, &str)] = &[
     ("organization", "LANYARD_ORGANIZATION"),
     ("apns_url", "LANYARD_APNS_URL"),
     ("apns_ca_file", "LANYARD_APNS_CA_FILE"),
+    ("ade_url", "LANYARD_ADE_URL"),
+    ("ade_ca_file", "LANYARD_ADE_CA_FILE"),
+    ("ade_sync_interval", "LANYARD_ADE_SYNC_INTERVAL"),
 ];
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -93,6 +102,9 @@ impl Config {
             organization: "Lanyard".into(),
             apns_url: APNS_PRODUCTION.into(),
             apns_ca_file: None,
+            ade_url: crate::apple::ade::ADE_PRODUCTION_URL.into(),
+            ade_ca_file: None,
+            ade_sync_interval: std::time::Duration::from_secs(30 * 60),
             source_file: None,
         }
     }
@@ -230,6 +242,15 @@ impl Config {
                 self.apns_url = value.trim_end_matches('/').to_owned();
             }
             "apns_ca_file" => self.apns_ca_file = Some(PathBuf::from(value)),
+            "ade_url" => {
+                // http:// only for a local mock: Apple's service is https.
+                if !(value.starts_with("https://") || value.starts_with("http://127.0.0.1") || value.starts_with("http://localhost")) {
+                    return Err(err(key, format!("expected an https:// URL, got {value:?}")));
+                }
+                self.ade_url = value.trim_end_matches('/').to_owned();
+            }
+            "ade_ca_file" => self.ade_ca_file = Some(PathBuf::from(value)),
+            "ade_sync_interval" => self.ade_sync_interval = parse_interval(key, value)?,
             other => return Err(err(other, "unknown key")),
         }
         Ok(())
@@ -248,6 +269,26 @@ impl Config {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
     }
+}
+
+/// `90s`, `30m`, `2h` (a bare number is minutes); from one minute to a day.
+fn parse_interval(key: &str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    let v = value.trim();
+    let (number, unit) = match v.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&v[..i], &v[i..]),
+        None => (v, "m"),
+    };
+    let n: u64 = number.parse().map_err(|_| err(key, format!("expected a time like 30m, 2h or 90s, got {value:?}")))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(err(key, format!("expected a time like 30m, 2h or 90s, got {value:?}"))),
+    };
+    if !(60..=86_400).contains(&secs) {
+        return Err(err(key, format!("must be from 1 minute to 24 hours, got {value:?}")));
+    }
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {

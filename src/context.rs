@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pki::Pki;
 use crate::protocol::signers::SignerCache;
+use crate::services::ade::Ade;
 use crate::services::audit::Audit;
 use crate::services::auth::session_token::SessionKey;
 use crate::services::commands::Commands;
@@ -51,6 +52,7 @@ pub struct Lanyard {
     pub enrollment: Enrollment,
     pub operators: Operators,
     pub devices: Devices,
+    pub ade: Ade,
 }
 
 pub type Ctx = Arc<Lanyard>;
@@ -120,6 +122,14 @@ impl Lanyard {
             session_key: session_key.clone(),
             audit: audit.clone(),
         };
+        let ade = Ade {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            pki: pki.clone(),
+            audit: audit.clone(),
+            client_config: crate::apple::ade::AdeConfig::default(),
+        };
         let devices = Devices {
             store: store.clone(),
             clock: clock.clone(),
@@ -153,6 +163,7 @@ impl Lanyard {
             enrollment,
             operators,
             devices,
+            ade,
         }
     }
 

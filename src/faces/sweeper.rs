@@ -30,6 +30,10 @@ pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
             }
             last_profiles_sweep = Some(ctx.now());
         }
+        // Apple School Manager tokens due a sync (each in a task of its own).
+        if let Err(e) = ctx.ade.sync_due().await {
+            tracing::warn!(error = %e, "Apple School Manager sync check failed");
+        }
         match ctx.push.sweep_once().await {
             Ok(r) if r.expired > 0 || r.repushed > 0 => {
                 tracing::info!(expired = r.expired, repushed = r.repushed, delivered = r.delivered, "sweeper")
@@ -40,6 +44,9 @@ pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
         if last_warned.is_none_or(|t| ctx.now() - t >= chrono::Duration::hours(1)) {
             if let Err(e) = ctx.push.warn_push_cert_expiry().await {
                 tracing::warn!(error = %e, "push certificate expiry check failed");
+            }
+            if let Err(e) = ctx.ade.warn_token_expiry().await {
+                tracing::warn!(error = %e, "Apple School Manager token expiry check failed");
             }
             last_warned = Some(ctx.now());
         }

@@ -6,6 +6,7 @@
 //! every face calls: the legal hold in [`hold`], AUP-before-access in
 //! [`register::grants`], supervision in [`supervision`].
 
+pub mod ade;
 pub mod audit;
 pub mod auth;
 pub mod commands;

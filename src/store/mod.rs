@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+pub mod ade;
 pub mod audit;
 mod checkpoint;
 pub mod commands;
@@ -21,6 +22,7 @@ pub mod register;
 pub mod safeguarding;
 pub mod sqlite;
 
+pub use ade::{AdeDeviceFilter, AdeDeviceRecord, AdeDeviceRow, AdePage, AdeStore, AdeTokenCounts, AdeTokenRecord, CursorMove};
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{
@@ -90,6 +92,7 @@ pub trait Store:
     + PushStore
     + SafeguardingStore
     + ProfileStore
+    + AdeStore
     + Send
     + Sync
     + 'static
@@ -105,6 +108,7 @@ impl<T> Store for T where
         + PushStore
         + SafeguardingStore
         + ProfileStore
+        + AdeStore
         + Send
         + Sync
         + 'static

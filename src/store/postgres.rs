@@ -45,3 +45,4 @@ super::register::impl_register_store!(PgStore, Postgres);
 super::push::impl_push_store!(PgStore, Postgres, "SELECT pg_advisory_xact_lock(7308895159027526516)");
 super::safeguarding::impl_safeguarding_store!(PgStore, Postgres);
 super::profiles::impl_profile_store!(PgStore, Postgres);
+super::ade::impl_ade_store!(PgStore, Postgres);

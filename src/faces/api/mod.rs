@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::context::Ctx;
 use crate::error::Error;
 
+pub mod ade;
 pub mod audit;
 pub mod auth;
 pub mod cases;
@@ -71,6 +72,11 @@ pub fn routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(devices::get_command, devices::cancel_command))
         .routes(routes!(push::put_push_cert, push::get_push_cert))
         .routes(routes!(push::create_push_cert_request))
+        .routes(routes!(ade::public_key))
+        .routes(routes!(ade::upload_token, ade::list_tokens))
+        .routes(routes!(ade::get_token, ade::delete_token))
+        .routes(routes!(ade::sync_token))
+        .routes(routes!(ade::list_devices))
         .routes(routes!(push::get_push_cert_request))
         .routes(routes!(push::push_many))
         .routes(routes!(push::push_device))

@@ -44,6 +44,7 @@ use crate::schema::{hand_schema, string_enum};
         (name = "devices", description = "The inventory, a device's profiles, FileVault keys, compliance"),
         (name = "commands", description = "MDM commands"),
         (name = "push", description = "The push certificate and waking devices"),
+        (name = "ade", description = "Apple School Manager: server tokens, device sync, the devices it assigned"),
         (name = "device", description = "The device face: Apple's MDM protocol and SCEP"),
         (name = "register", description = "The user-access register"),
         (name = "safeguarding", description = "Cases, quarantine and evidence"),

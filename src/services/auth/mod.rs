@@ -46,6 +46,8 @@ pub enum Permission {
     ManageOperators,
     ManageApiTokens,
     ManagePushCert,
+    /// Apple School Manager server tokens (uploading one reads every school device's record).
+    ManageAde,
     ReadAudit,
     ReadDevices,
     /// Enrolment tokens, commands, groups.
@@ -73,6 +75,7 @@ impl Permission {
             ManageOperators => "manage operators",
             ManageApiTokens => "manage API tokens",
             ManagePushCert => "manage the push certificate",
+            ManageAde => "manage Apple School Manager tokens",
             ReadAudit => "read the audit log",
             ReadDevices => "read devices",
             ManageDevices => "manage devices",

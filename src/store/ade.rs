@@ -1,0 +1,422 @@
+//! Apple School Manager: Lanyard's ADE key pair, the server tokens, and the devices each token's
+//! MDM server is assigned, with the sync state that lets an interrupted sync resume.
+//!
+//! A page of devices and the cursor that follows it commit in one transaction
+//! ([`AdeStore::apply_ade_page`]): after a crash the next sync asks Apple for the page after the
+//! last one stored, never skipping one nor losing its cursor.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{NewAuditEntry, StoreResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdeTokenRecord {
+    pub id: Uuid,
+    pub server_uuid: String,
+    pub server_name: String,
+    pub org_name: String,
+    pub org_email: Option<String>,
+    pub admin_id: Option<String>,
+    pub secrets_sealed: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub renewed_at: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub cursor_at: Option<DateTime<Utc>>,
+    pub fetch_cursor: Option<String>,
+    pub fetch_generation: i64,
+    /// `idle` or `running`.
+    pub sync_state: String,
+    pub sync_started_at: Option<DateTime<Utc>>,
+    /// Device records applied by the running (or last) sync.
+    pub sync_devices: i64,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+/// A device as ASM lists it.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct AdeDeviceRecord {
+    pub serial_number: String,
+    pub model: Option<String>,
+    pub description: Option<String>,
+    pub color: Option<String>,
+    pub asset_tag: Option<String>,
+    pub os: Option<String>,
+    pub device_family: Option<String>,
+    pub profile_status: Option<String>,
+    pub profile_uuid: Option<String>,
+    pub profile_assign_time: Option<String>,
+    pub profile_push_time: Option<String>,
+    pub device_assigned_date: Option<String>,
+    pub device_assigned_by: Option<String>,
+    pub mdm_migration_deadline: Option<String>,
+    pub op_type: Option<String>,
+    pub op_date: Option<String>,
+}
+
+/// A device row with its token and the enrolled device of the same serial, for the list.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdeDeviceRow {
+    #[sqlx(flatten)]
+    pub device: AdeDeviceRecord,
+    pub token_id: Uuid,
+    pub removed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub enrolled_udid: Option<String>,
+}
+
+/// What a page moves the cursors to.
+#[derive(Debug, Clone)]
+pub enum CursorMove {
+    /// A page of the full fetch; `done` on its last page, whose cursor becomes the sync cursor
+    /// and which flags the token's devices the fetch did not list.
+    Fetch { cursor: String, done: bool },
+    /// A page of changes.
+    Sync { cursor: String },
+}
+
+/// One page to apply: devices added or changed, devices deleted (serial, op_date), the cursor.
+#[derive(Debug, Clone)]
+pub struct AdePage {
+    pub devices: Vec<AdeDeviceRecord>,
+    pub removed: Vec<(String, Option<String>)>,
+    pub cursor: CursorMove,
+    pub at: DateTime<Utc>,
+}
+
+/// Filters of the device list.
+#[derive(Debug, Clone, Default)]
+pub struct AdeDeviceFilter {
+    pub token: Option<Uuid>,
+    pub profile_status: Option<String>,
+    /// Serial, description, model or asset tag contains this.
+    pub q: Option<String>,
+    /// Only devices after this serial (the page cursor).
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// Device counts of one token.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct AdeTokenCounts {
+    pub token_id: Uuid,
+    pub devices: i64,
+    pub removed: i64,
+    pub enrolled: i64,
+}
+
+#[async_trait::async_trait]
+pub trait AdeStore: Send + Sync {
+    /// Lanyard's key pair for server tokens: (certificate PEM, sealed key).
+    async fn ade_keypair(&self) -> StoreResult<Option<(String, Vec<u8>)>>;
+    /// Store the key pair unless one exists (two instances starting together keep one).
+    async fn put_ade_keypair_if_absent(&self, cert_pem: &str, key_sealed: &[u8], at: DateTime<Utc>) -> StoreResult<()>;
+    /// Store a token; a token for a server already known replaces its secrets and names and
+    /// keeps its id, sync state and devices. Returns (id stored, renewed).
+    async fn put_ade_token(&self, rec: &AdeTokenRecord, audit: NewAuditEntry) -> StoreResult<(Uuid, bool)>;
+    async fn ade_tokens(&self) -> StoreResult<Vec<AdeTokenRecord>>;
+    async fn ade_token(&self, id: Uuid) -> StoreResult<Option<AdeTokenRecord>>;
+    async fn delete_ade_token(&self, id: Uuid, audit: NewAuditEntry) -> StoreResult<bool>;
+    async fn ade_token_counts(&self) -> StoreResult<Vec<AdeTokenCounts>>;
+    /// Mark a sync as running unless one is (a sync started before `stale_before` is taken
+    /// over: its instance died). True when this caller may sync.
+    async fn begin_ade_sync(&self, id: Uuid, at: DateTime<Utc>, stale_before: DateTime<Utc>) -> StoreResult<bool>;
+    /// End the sync: idle, and the outcome (`error` None: success, `last_sync_at` = at).
+    async fn finish_ade_sync(&self, id: Uuid, at: DateTime<Utc>, error: Option<&str>) -> StoreResult<()>;
+    /// Start a full fetch: a new generation and no cursors. Returns the generation.
+    async fn start_ade_fetch(&self, id: Uuid) -> StoreResult<i64>;
+    /// Apply one page and move the cursors, in one transaction.
+    async fn apply_ade_page(&self, id: Uuid, page: &AdePage) -> StoreResult<()>;
+    async fn ade_devices(&self, filter: &AdeDeviceFilter) -> StoreResult<Vec<AdeDeviceRow>>;
+}
+
+macro_rules! impl_ade_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::AdeStore for $store {
+            async fn ade_keypair(&self) -> $crate::store::StoreResult<Option<(String, Vec<u8>)>> {
+                Ok(sqlx::query_as("SELECT cert_pem, key_sealed FROM ade_keypair WHERE id = 1").fetch_optional(&self.pool).await?)
+            }
+
+            async fn put_ade_keypair_if_absent(
+                &self,
+                cert_pem: &str,
+                key_sealed: &[u8],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("INSERT INTO ade_keypair (id, cert_pem, key_sealed, created_at) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING")
+                    .bind(cert_pem)
+                    .bind(key_sealed)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn put_ade_token(
+                &self,
+                r: &$crate::store::AdeTokenRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<(uuid::Uuid, bool)> {
+                let mut tx = self.pool.begin().await?;
+                let existing: Option<(uuid::Uuid,)> =
+                    sqlx::query_as("SELECT id FROM ade_tokens WHERE server_uuid = $1").bind(&r.server_uuid).fetch_optional(&mut *tx).await?;
+                let result = match existing {
+                    Some((id,)) => {
+                        sqlx::query(
+                            "UPDATE ade_tokens SET server_name = $1, org_name = $2, org_email = $3, admin_id = $4, secrets_sealed = $5, \
+                             expires_at = $6, renewed_at = $7, last_error = NULL, last_error_at = NULL WHERE id = $8",
+                        )
+                        .bind(&r.server_name)
+                        .bind(&r.org_name)
+                        .bind(&r.org_email)
+                        .bind(&r.admin_id)
+                        .bind(&r.secrets_sealed)
+                        .bind(r.expires_at)
+                        .bind(r.created_at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        (id, true)
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO ade_tokens (id, server_uuid, server_name, org_name, org_email, admin_id, secrets_sealed, expires_at, \
+                             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        )
+                        .bind(r.id)
+                        .bind(&r.server_uuid)
+                        .bind(&r.server_name)
+                        .bind(&r.org_name)
+                        .bind(&r.org_email)
+                        .bind(&r.admin_id)
+                        .bind(&r.secrets_sealed)
+                        .bind(r.expires_at)
+                        .bind(r.created_at)
+                        .bind(&r.created_by)
+                        .execute(&mut *tx)
+                        .await?;
+                        (r.id, false)
+                    }
+                };
+                let mut audit = audit;
+                audit.target = Some(result.0.to_string());
+                audit.details = $crate::store::audit::with_detail(&audit.details, "renewal", serde_json::json!(result.1));
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(result)
+            }
+
+            async fn ade_tokens(&self) -> $crate::store::StoreResult<Vec<$crate::store::AdeTokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM ade_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?)
+            }
+
+            async fn ade_token(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::AdeTokenRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM ade_tokens WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn delete_ade_token(&self, id: uuid::Uuid, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let gone = sqlx::query("DELETE FROM ade_tokens WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+                if gone {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
+                tx.commit().await?;
+                Ok(gone)
+            }
+
+            async fn ade_token_counts(&self) -> $crate::store::StoreResult<Vec<$crate::store::AdeTokenCounts>> {
+                Ok(sqlx::query_as(
+                    "SELECT a.token_id AS token_id, COUNT(*) AS devices, \
+                     COALESCE(SUM(CASE WHEN a.removed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS removed, \
+                     COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM devices d WHERE d.serial_number = a.serial_number) THEN 1 ELSE 0 END), 0) AS enrolled \
+                     FROM ade_devices a GROUP BY a.token_id",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn begin_ade_sync(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                stale_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                Ok(sqlx::query(
+                    "UPDATE ade_tokens SET sync_state = 'running', sync_started_at = $1, sync_devices = 0 \
+                     WHERE id = $2 AND (sync_state <> 'running' OR sync_started_at IS NULL OR sync_started_at < $3)",
+                )
+                .bind(at)
+                .bind(id)
+                .bind(stale_before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1)
+            }
+
+            async fn finish_ade_sync(
+                &self,
+                id: uuid::Uuid,
+                at: chrono::DateTime<chrono::Utc>,
+                error: Option<&str>,
+            ) -> $crate::store::StoreResult<()> {
+                let q = match error {
+                    None => sqlx::query("UPDATE ade_tokens SET sync_state = 'idle', last_sync_at = $1, last_error = NULL, last_error_at = NULL WHERE id = $2")
+                        .bind(at)
+                        .bind(id),
+                    Some(e) => sqlx::query("UPDATE ade_tokens SET sync_state = 'idle', last_error = $1, last_error_at = $2 WHERE id = $3")
+                        .bind(e)
+                        .bind(at)
+                        .bind(id),
+                };
+                q.execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn start_ade_fetch(&self, id: uuid::Uuid) -> $crate::store::StoreResult<i64> {
+                let (generation,): (i64,) = sqlx::query_as(
+                    "UPDATE ade_tokens SET fetch_generation = fetch_generation + 1, fetch_cursor = '', cursor = NULL, cursor_at = NULL \
+                     WHERE id = $1 RETURNING fetch_generation",
+                )
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(generation)
+            }
+
+            async fn apply_ade_page(&self, id: uuid::Uuid, page: &$crate::store::AdePage) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let (generation,): (i64,) =
+                    sqlx::query_as("SELECT fetch_generation FROM ade_tokens WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+                for chunk in page.devices.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO ade_devices (serial_number, token_id, model, description, color, asset_tag, os, device_family, \
+                         profile_status, profile_uuid, profile_assign_time, profile_push_time, device_assigned_date, device_assigned_by, \
+                         mdm_migration_deadline, op_type, op_date, seen_generation, removed_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut b, d| {
+                        b.push_bind(&d.serial_number)
+                            .push_bind(id)
+                            .push_bind(&d.model)
+                            .push_bind(&d.description)
+                            .push_bind(&d.color)
+                            .push_bind(&d.asset_tag)
+                            .push_bind(&d.os)
+                            .push_bind(&d.device_family)
+                            .push_bind(&d.profile_status)
+                            .push_bind(&d.profile_uuid)
+                            .push_bind(&d.profile_assign_time)
+                            .push_bind(&d.profile_push_time)
+                            .push_bind(&d.device_assigned_date)
+                            .push_bind(&d.device_assigned_by)
+                            .push_bind(&d.mdm_migration_deadline)
+                            .push_bind(&d.op_type)
+                            .push_bind(&d.op_date)
+                            .push_bind(generation)
+                            .push_bind(None::<chrono::DateTime<chrono::Utc>>)
+                            .push_bind(page.at);
+                    });
+                    // A record older than the one stored (Apple may send both) changes nothing.
+                    q.push(
+                        " ON CONFLICT (serial_number) DO UPDATE SET token_id = excluded.token_id, model = excluded.model, \
+                         description = excluded.description, color = excluded.color, asset_tag = excluded.asset_tag, os = excluded.os, \
+                         device_family = excluded.device_family, profile_status = excluded.profile_status, profile_uuid = excluded.profile_uuid, \
+                         profile_assign_time = excluded.profile_assign_time, profile_push_time = excluded.profile_push_time, \
+                         device_assigned_date = excluded.device_assigned_date, device_assigned_by = excluded.device_assigned_by, \
+                         mdm_migration_deadline = excluded.mdm_migration_deadline, op_type = excluded.op_type, \
+                         op_date = COALESCE(excluded.op_date, ade_devices.op_date), seen_generation = excluded.seen_generation, \
+                         removed_at = NULL, updated_at = excluded.updated_at \
+                         WHERE excluded.op_date IS NULL OR ade_devices.op_date IS NULL OR excluded.op_date >= ade_devices.op_date",
+                    );
+                    q.build().execute(&mut *tx).await?;
+                }
+                for (serial, op_date) in &page.removed {
+                    sqlx::query(
+                        "UPDATE ade_devices SET removed_at = $1, op_type = 'deleted', op_date = COALESCE($2, op_date), updated_at = $1 \
+                         WHERE serial_number = $3 AND token_id = $4 AND ($2 IS NULL OR op_date IS NULL OR op_date <= $2)",
+                    )
+                    .bind(page.at)
+                    .bind(op_date)
+                    .bind(serial)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let applied = (page.devices.len() + page.removed.len()) as i64;
+                match &page.cursor {
+                    $crate::store::CursorMove::Fetch { cursor, done: false } => {
+                        sqlx::query("UPDATE ade_tokens SET fetch_cursor = $1, sync_devices = sync_devices + $2 WHERE id = $3")
+                            .bind(cursor)
+                            .bind(applied)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    $crate::store::CursorMove::Fetch { cursor, done: true } => {
+                        sqlx::query(
+                            "UPDATE ade_tokens SET fetch_cursor = NULL, cursor = $1, cursor_at = $2, sync_devices = sync_devices + $3 WHERE id = $4",
+                        )
+                        .bind(cursor)
+                        .bind(page.at)
+                        .bind(applied)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        // What the full fetch no longer lists has left this server in ASM.
+                        sqlx::query(
+                            "UPDATE ade_devices SET removed_at = $1, updated_at = $1 \
+                             WHERE token_id = $2 AND seen_generation < $3 AND removed_at IS NULL",
+                        )
+                        .bind(page.at)
+                        .bind(id)
+                        .bind(generation)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    $crate::store::CursorMove::Sync { cursor } => {
+                        sqlx::query("UPDATE ade_tokens SET cursor = $1, cursor_at = $2, sync_devices = sync_devices + $3 WHERE id = $4")
+                            .bind(cursor)
+                            .bind(page.at)
+                            .bind(applied)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ade_devices(&self, f: &$crate::store::AdeDeviceFilter) -> $crate::store::StoreResult<Vec<$crate::store::AdeDeviceRow>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT a.*, (SELECT d.udid FROM devices d WHERE d.serial_number = a.serial_number ORDER BY d.udid LIMIT 1) AS enrolled_udid \
+                     FROM ade_devices a WHERE 1 = 1",
+                );
+                if let Some(t) = f.token {
+                    q.push(" AND a.token_id = ").push_bind(t);
+                }
+                if let Some(s) = &f.profile_status {
+                    q.push(" AND a.profile_status = ").push_bind(s.clone());
+                }
+                if let Some(text) = &f.q {
+                    let like = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                    q.push(" AND (LOWER(a.serial_number) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
+                    q.push(" OR LOWER(COALESCE(a.description, '')) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
+                    q.push(" OR LOWER(COALESCE(a.model, '')) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
+                    q.push(" OR LOWER(COALESCE(a.asset_tag, '')) LIKE ").push_bind(like).push(" ESCAPE '\\')");
+                }
+                if let Some(after) = &f.after {
+                    q.push(" AND a.serial_number > ").push_bind(after.clone());
+                }
+                q.push(" ORDER BY a.serial_number LIMIT ").push_bind(f.limit);
+                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+        }
+    };
+}
+pub(crate) use impl_ade_store;
