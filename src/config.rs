@@ -83,6 +83,8 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 /// larger figure is a typo rather than a setting.
 const MAX_POSTGRES_POOL: u32 = 500;
 pub const APNS_PRODUCTION: &str = "https://api.push.apple.com";
+/// Apple School Manager's device service (`apple::ade::ADE_PRODUCTION_URL`, which config may not name).
+pub const ADE_PRODUCTION: &str = "https://mdmenrollment.apple.com";
 
 impl Config {
     /// Defaults only: what `lanyard serve` uses in an empty directory.
@@ -102,7 +104,7 @@ impl Config {
             organization: "Lanyard".into(),
             apns_url: APNS_PRODUCTION.into(),
             apns_ca_file: None,
-            ade_url: crate::apple::ade::ADE_PRODUCTION_URL.into(),
+            ade_url: ADE_PRODUCTION.into(),
             ade_ca_file: None,
             ade_sync_interval: std::time::Duration::from_secs(30 * 60),
             source_file: None,

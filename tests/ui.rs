@@ -1365,3 +1365,41 @@ async fn browser_admin_requests_and_loads_the_push_certificate() {
     assert_eq!(tech.get("/ui/apple").await.status, StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+/// A technician-free path for the admin: Lanyard's key downloaded, the ASM token uploaded from
+/// the Apple page, its devices synced, "Sync now"; a broken file is refused in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_connects_apple_school_manager() {
+    let mock = lanyard_mocks::MockAde::start().await.unwrap();
+    mock.add_devices((0..3).map(|i| lanyard_mocks::MockDevice::ipad(&format!("UIPAD{i:04}"))));
+    let s = TestServer::start_with(Backend::Sqlite, Options { env: vec![("LANYARD_ADE_URL", mock.url())], ..Default::default() }).await;
+    let mut admin = Console::new(&s);
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let page = admin.get("/ui/apple").await;
+    assert!(page.body.contains("No Apple School Manager token yet"));
+    let key = admin.get("/ui/apple/ade/public-key").await;
+    assert_eq!(key.status, StatusCode::OK);
+    assert!(key.headers["content-disposition"].to_str().unwrap().contains("lanyard-ade.pem"));
+    let csrf = page.csrf();
+    let r = admin.post_multipart("/ui/apple/ade/tokens", &[("csrf", &csrf)], Some(("token", "token.p7m", b"not a token"))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("not a server token file"), "{}", r.body);
+    let file = lanyard_mocks::smime_token_file(key.body.as_bytes(), &mock.token_json()).unwrap();
+    let r = admin.post_multipart("/ui/apple/ade/tokens", &[("csrf", &csrf)], Some(("token", "token.p7m", &file))).await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/ui/apple?done=token".to_owned()), "{}", r.body);
+    let mut page = admin.get("/ui/apple?done=token").await;
+    for _ in 0..100 {
+        if page.body.contains("3 listed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = admin.get("/ui/apple").await;
+    }
+    assert!(page.body.contains(&mock.server_name()) && page.body.contains("3 listed, 0 enrolled"), "{}", page.body);
+    let id = s.ctx.ade.tokens().await.unwrap()[0].id;
+    let r = admin.post(&format!("/ui/apple/ade/tokens/{id}/sync"), &[("csrf", &csrf)]).await;
+    assert_eq!(r.location(), "/ui/apple?done=syncing");
+    let items = audit(&s, "ade.token.upload").await;
+    assert!(items.iter().any(|e| e["actor"] == "operator:admin"), "{items:?}");
+    s.stop().await;
+}
