@@ -129,6 +129,7 @@ impl Lanyard {
             pki: pki.clone(),
             audit: audit.clone(),
             client_config: crate::apple::ade::AdeConfig::default(),
+            public_url: Arc::from(public_url.as_str()),
         };
         let devices = Devices {
             store: store.clone(),

@@ -13,7 +13,11 @@ use lanyard_mocks::{Failure, MockAde, MockDevice, smime_token_file};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-backend_tests!(a_server_token_is_opened_checked_and_stored, device_sync_survives_apples_failure_modes);
+backend_tests!(
+    a_server_token_is_opened_checked_and_stored,
+    device_sync_survives_apples_failure_modes,
+    profiles_are_defined_once_and_assigned_by_rules
+);
 
 async fn server(mock: &MockAde, b: Backend) -> TestServer {
     TestServer::start_with(b, Options { env: vec![("LANYARD_ADE_URL", mock.url())], ..Options::default() }).await
@@ -247,4 +251,111 @@ async fn wait_synced(s: &TestServer, token: &str, id: uuid::Uuid) -> Value {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the sync did not finish in 30 s");
+}
+
+async fn profiles_are_defined_once_and_assigned_by_rules(b: Backend) {
+    let mock = MockAde::start().await.unwrap();
+    let s = server(&mock, b).await;
+    let admin = s.admin().await;
+    let tech = s.operator("tech", "technician").await;
+    mock.add_devices((0..2500).map(|i| MockDevice::ipad(&format!("DMPX{i:06}"))));
+    mock.add_devices((0..5).map(|i| MockDevice { model: "iPad Air (5th generation)".into(), ..MockDevice::ipad(&format!("AIR{i:04}")) }));
+    mock.set_assign_result("DMPX000003", "NOT_ACCESSIBLE");
+    let pem = public_key(&s, &admin).await;
+    let (_, t) = upload(&s, &admin, smime_token_file(&pem, &mock.token_json()).unwrap()).await;
+    let token = t["id"].as_str().unwrap().to_owned();
+    let id: uuid::Uuid = token.parse().unwrap();
+
+    // Profiles, with a school's defaults, checked as Apple checks them.
+    let (st, pupil) = s.post("/api/v1/ade/profiles", &tech, json!({"name": "Pupil iPads", "skip_setup_items": ["Siri", "Privacy"], "department": "IT office", "support_phone_number": "01632 960000"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{pupil}");
+    assert_eq!(
+        (
+            pupil["is_supervised"].as_bool(),
+            pupil["is_mandatory"].as_bool(),
+            pupil["is_mdm_removable"].as_bool(),
+            pupil["await_device_configured"].as_bool()
+        ),
+        (Some(true), Some(true), Some(false), Some(true))
+    );
+    assert!(pupil["url"].as_str().unwrap().ends_with("/mdm/ade/enroll"));
+    for (body, field) in [
+        (json!({"name": "x", "skip_setup_items": ["siri"]}), "skip_setup_items"),
+        (json!({"name": "x", "is_supervised": false}), "is_mdm_removable"),
+        (json!({"name": ""}), "name"),
+    ] {
+        let (st, e) = s.post("/api/v1/ade/profiles", &tech, body).await;
+        assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{e}");
+    }
+    let (st, e) = s.post("/api/v1/ade/profiles", &tech, json!({"name": "x", "is_superviced": true})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "a typo is refused: {e}");
+    assert_eq!(s.post("/api/v1/ade/profiles", &tech, json!({"name": "Pupil iPads"})).await.0, StatusCode::CONFLICT);
+    let (_, staff) = s.post("/api/v1/ade/profiles", &tech, json!({"name": "Staff iPad Air", "is_mdm_removable": false})).await;
+    let (pid, sid) = (pupil["id"].as_str().unwrap().to_owned(), staff["id"].as_str().unwrap().to_owned());
+
+    // Rules: iPad Airs get the staff profile, everything else the pupil one.
+    let rules_path = format!("/api/v1/ade/tokens/{token}/assignment");
+    let (st, e) = s.call(Method::PUT, &rules_path, Some(&tech), Some(json!({"default_profile": pid, "rules": [{"profile": sid}]}))).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("rules")), "a rule without a condition: {e}");
+    let (st, e) = s.call(Method::PUT, &rules_path, Some(&tech), Some(json!({"default_profile": uuid::Uuid::new_v4()}))).await;
+    assert_eq!((st, e["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("default_profile")), "{e}");
+    let rules = json!({"default_profile": pid, "rules": [{"profile": sid, "model": "iPad Air"}]});
+    let (st, set) = s.call(Method::PUT, &rules_path, Some(&tech), Some(rules.clone())).await;
+    assert_eq!(st, StatusCode::OK, "{set}");
+    assert_eq!(s.get(&rules_path, &tech).await.1["rules"][0]["model"], "iPad Air");
+
+    // The sync assigns: each profile defined once, batches of at most 1000, each answer kept.
+    let report = s.ctx.ade.sync_token(id).await.unwrap().unwrap();
+    assert_eq!((report.assigned, report.assign_failed), (2504, 1), "{report:?}");
+    assert_eq!(mock.request_count("POST", "/profile"), 2);
+    assert_eq!(mock.request_count("PUT", "/profile/devices"), 4, "2,500 in three batches, five iPad Airs in one");
+    let defined = mock.profiles();
+    let apple_pupil = defined.iter().find(|p| p["profile_name"] == "Pupil iPads").expect("defined with Apple");
+    assert_eq!((apple_pupil["is_supervised"].as_bool(), apple_pupil["is_mdm_removable"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(apple_pupil["skip_setup_items"], json!(["Siri", "Privacy"]));
+    assert_eq!(apple_pupil["department"], "IT office");
+    assert!(apple_pupil["url"].as_str().unwrap().ends_with("/mdm/ade/enroll"));
+    let pupil_uuid = apple_pupil["profile_uuid"].as_str().unwrap();
+    assert_eq!(mock.assigned_profile("DMPX000000").as_deref(), Some(pupil_uuid));
+    let staff_uuid = defined.iter().find(|p| p["profile_name"] == "Staff iPad Air").unwrap()["profile_uuid"].as_str().unwrap().to_owned();
+    assert_eq!(mock.assigned_profile("AIR0003").as_deref(), Some(staff_uuid.as_str()));
+    assert_eq!(mock.assigned_profile("DMPX000003"), None);
+    let (_, listed) = s.get("/api/v1/ade/devices?q=DMPX000000", &tech).await;
+    assert_eq!(
+        (listed["items"][0]["profile_status"].as_str(), listed["items"][0]["profile_uuid"].as_str()),
+        (Some("assigned"), Some(pupil_uuid))
+    );
+
+    // Nothing to do the next time: no profile defined again, nothing reassigned.
+    let report = s.ctx.ade.sync_token(id).await.unwrap().unwrap();
+    assert_eq!((report.assigned, mock.request_count("POST", "/profile"), mock.request_count("PUT", "/profile/devices")), (0, 2, 4));
+
+    // A changed profile is defined again and its devices moved to the new version.
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/ade/profiles/{sid}"),
+            Some(&tech),
+            Some(json!({"name": "Staff iPad Air", "skip_setup_items": ["Location"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let report = s.ctx.ade.sync_token(id).await.unwrap().unwrap();
+    assert_eq!((report.assigned, mock.request_count("POST", "/profile")), (5, 3), "{report:?}");
+    assert_ne!(mock.assigned_profile("AIR0001").as_deref(), Some(staff_uuid.as_str()));
+
+    // By hand, across whatever the rules say; a serial ASM does not list is named.
+    let (st, r) = s.post(&format!("/api/v1/ade/profiles/{sid}/devices"), &tech, json!({"serials": ["DMPX000010", "NOT-OURS-1"]})).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!((r["devices"]["DMPX000010"].as_str(), r["devices"]["NOT-OURS-1"].as_str()), (Some("SUCCESS"), Some("NOT_IN_ASM")));
+    let (_, audit) = s.get("/api/v1/audit?action=ade.profile.assign", &admin).await;
+    assert_eq!(audit["items"][0]["actor"], "operator:tech");
+
+    // A profile the rules name cannot be deleted; an auditor cannot make one.
+    let (st, e) = s.call(Method::DELETE, &format!("/api/v1/ade/profiles/{pid}"), Some(&tech), None).await;
+    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("profile_in_use")), "{e}");
+    let auditor = s.operator("audit", "auditor").await;
+    assert_eq!(s.post("/api/v1/ade/profiles", &auditor, json!({"name": "y"})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(s.get("/api/v1/ade/profiles", &auditor).await.1["items"].as_array().unwrap().len(), 2);
+    s.stop().await;
 }

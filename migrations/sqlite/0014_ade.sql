@@ -36,7 +36,10 @@ CREATE TABLE ade_tokens (
     sync_devices     BIGINT NOT NULL DEFAULT 0,
     last_sync_at     TEXT,
     last_error       TEXT,
-    last_error_at    TEXT
+    last_error_at    TEXT,
+    -- Which ADE profile each new device gets: JSON {"default_profile": id|null,
+    -- "rules": [{"profile", "device_family"?, "model"?, "serials"?}]}, first match wins.
+    assignment       TEXT
 );
 
 -- The devices ASM lists for each token, by serial number (a device is assigned to one MDM server
@@ -63,6 +66,34 @@ CREATE TABLE ade_devices (
     op_date                TEXT,
     seen_generation        BIGINT NOT NULL DEFAULT 0,
     removed_at             TEXT,
-    updated_at             TEXT NOT NULL
+    updated_at             TEXT NOT NULL,
+    -- Lanyard's last assignment of an ADE profile to it: which profile, Apple's answer
+    -- (SUCCESS, NOT_ACCESSIBLE, FAILED, THROTTLED) and when; failures are tried again later.
+    assign_profile_id      BLOB,
+    assign_result          TEXT,
+    assign_attempted_at    TEXT,
+    assign_retry_at        TEXT
 );
 CREATE INDEX ade_devices_token ON ade_devices (token_id, seen_generation);
+
+-- ADE profiles: what Setup Assistant does on a new device (supervised, mandatory, which panes
+-- it skips, the support details). `settings` is Lanyard's JSON of the profile's fields.
+CREATE TABLE ade_profiles (
+    id         BLOB PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    settings   TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- Apple's profiles are immutable: each (profile, token) is defined with Apple once per version of
+-- its settings (`settings_hash`), and Apple's `profile_uuid` is what devices are assigned.
+CREATE TABLE ade_profile_definitions (
+    profile_id    BLOB NOT NULL REFERENCES ade_profiles (id) ON DELETE CASCADE,
+    token_id      BLOB NOT NULL REFERENCES ade_tokens (id) ON DELETE CASCADE,
+    settings_hash TEXT NOT NULL,
+    profile_uuid  TEXT NOT NULL,
+    defined_at    TEXT NOT NULL,
+    PRIMARY KEY (profile_id, token_id)
+);

@@ -44,6 +44,56 @@ const USER_AGENT: &str = concat!("Lanyard/", env!("CARGO_PKG_VERSION"));
 /// Apple's largest page, and the most serials per profile request.
 pub const PAGE_LIMIT: usize = 1000;
 
+/// Apple's skip keys: the Setup Assistant panes an ADE profile may skip (`skip_setup_items`),
+/// as Apple's schema lists them (`apple-device-management/other/skipkeys.yaml`).
+pub const SKIP_KEYS: [&str; 45] = [
+    "Accessibility",
+    "ActionButton",
+    "Android",
+    "Appearance",
+    "AppleID",
+    "AppStore",
+    "Biometric",
+    "CameraButton",
+    "DeviceToDeviceMigration",
+    "Diagnostics",
+    "DisplayTone",
+    "EnableLockdownMode",
+    "FileVault",
+    "HomeButtonSensitivity",
+    "iCloudDiagnostics",
+    "iCloudStorage",
+    "iMessageAndFaceTime",
+    "Intelligence",
+    "Keyboard",
+    "Location",
+    "MessagingActivationUsingPhoneNumber",
+    "OnBoarding",
+    "Passcode",
+    "Payment",
+    "Privacy",
+    "Restore",
+    "RestoreCompleted",
+    "ScreenSaver",
+    "Safety",
+    "ScreenTime",
+    "SIMSetup",
+    "Siri",
+    "SoftwareUpdate",
+    "SpokenLanguage",
+    "TapToSetup",
+    "TermsOfAddress",
+    "TOS",
+    "TVHomeScreenSync",
+    "TVProviderSignIn",
+    "TVRoom",
+    "UpdateCompleted",
+    "Wallpaper",
+    "WatchMigration",
+    "Welcome",
+    "Zoom",
+];
+
 // ---- the server token ------------------------------------------------------------------------
 
 /// The four OAuth values and the expiry in a server token file.
@@ -634,6 +684,14 @@ mod tests {
             ServerToken::from_message("-----BEGIN MESSAGE-----{\"consumer_key\":1}-----END MESSAGE-----"),
             Err(TokenFileError::BadJson(_))
         ));
+    }
+
+    #[test]
+    fn skip_keys_are_apples() {
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/apple-device-management/other/skipkeys.yaml"))
+            .expect("Apple's schema beside the repository (../shared)");
+        let listed: Vec<&str> = yaml.lines().filter_map(|l| l.strip_prefix("- key: ")).map(str::trim).collect();
+        assert_eq!(listed, SKIP_KEYS.to_vec());
     }
 
     #[test]

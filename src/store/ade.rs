@@ -35,6 +35,8 @@ pub struct AdeTokenRecord {
     pub last_sync_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub last_error_at: Option<DateTime<Utc>>,
+    /// Which profile new devices get (JSON; see `services::ade::assign`).
+    pub assignment: Option<String>,
 }
 
 /// A device as ASM lists it.
@@ -109,6 +111,42 @@ pub struct AdeTokenCounts {
     pub enrolled: i64,
 }
 
+/// An ADE profile: its name and Lanyard's JSON of its settings.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdeProfileRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub settings: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A device that may need an ADE profile assigned.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdeAssignCandidate {
+    pub serial_number: String,
+    pub model: Option<String>,
+    pub device_family: Option<String>,
+    pub profile_uuid: Option<String>,
+    pub profile_status: Option<String>,
+    pub assign_profile_id: Option<Uuid>,
+    pub assign_result: Option<String>,
+    pub assign_retry_at: Option<DateTime<Utc>>,
+}
+
+/// Apple's answer for one serial.
+#[derive(Debug, Clone)]
+pub struct AdeAssignResult {
+    pub serial_number: String,
+    pub profile_id: Uuid,
+    pub profile_uuid: String,
+    /// `SUCCESS`, `NOT_ACCESSIBLE`, `FAILED` or `THROTTLED`.
+    pub result: String,
+    /// When to try again (not SUCCESS).
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
 #[async_trait::async_trait]
 pub trait AdeStore: Send + Sync {
     /// Lanyard's key pair for server tokens: (certificate PEM, sealed key).
@@ -132,6 +170,31 @@ pub trait AdeStore: Send + Sync {
     /// Apply one page and move the cursors, in one transaction.
     async fn apply_ade_page(&self, id: Uuid, page: &AdePage) -> StoreResult<()>;
     async fn ade_devices(&self, filter: &AdeDeviceFilter) -> StoreResult<Vec<AdeDeviceRow>>;
+
+    async fn create_ade_profile(&self, rec: &AdeProfileRecord, audit: NewAuditEntry) -> StoreResult<()>;
+    async fn ade_profiles(&self) -> StoreResult<Vec<AdeProfileRecord>>;
+    async fn ade_profile(&self, id: Uuid) -> StoreResult<Option<AdeProfileRecord>>;
+    /// Name and settings; false when there is no such profile.
+    async fn update_ade_profile(&self, rec: &AdeProfileRecord, audit: NewAuditEntry) -> StoreResult<bool>;
+    async fn delete_ade_profile(&self, id: Uuid, audit: NewAuditEntry) -> StoreResult<bool>;
+    /// Every definition with Apple for this token: (profile id, settings hash, Apple's uuid).
+    async fn ade_profile_definitions(&self, token_id: Uuid) -> StoreResult<Vec<(Uuid, String, String)>>;
+    async fn put_ade_profile_definition(
+        &self,
+        profile_id: Uuid,
+        token_id: Uuid,
+        hash: &str,
+        profile_uuid: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The token's assignment rules (JSON), with the audit entry.
+    async fn set_ade_assignment(&self, token_id: Uuid, rules: Option<&str>, audit: NewAuditEntry) -> StoreResult<bool>;
+    /// The token's devices ASM still lists, for assignment.
+    async fn ade_assignment_candidates(&self, token_id: Uuid) -> StoreResult<Vec<AdeAssignCandidate>>;
+    /// Record Apple's answers; a SUCCESS also sets the device's profile as ASM now has it.
+    async fn record_ade_assignments(&self, results: &[AdeAssignResult], at: DateTime<Utc>) -> StoreResult<()>;
+    /// The token of each of these serials ASM lists.
+    async fn ade_device_tokens(&self, serials: &[String]) -> StoreResult<Vec<(String, Uuid)>>;
 }
 
 macro_rules! impl_ade_store {
@@ -404,7 +467,7 @@ macro_rules! impl_ade_store {
                     q.push(" AND a.profile_status = ").push_bind(s.clone());
                 }
                 if let Some(text) = &f.q {
-                    let like = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                    let like = format!("%{}%", $crate::store::like_escape(&text.to_lowercase()));
                     q.push(" AND (LOWER(a.serial_number) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
                     q.push(" OR LOWER(COALESCE(a.description, '')) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
                     q.push(" OR LOWER(COALESCE(a.model, '')) LIKE ").push_bind(like.clone()).push(" ESCAPE '\\'");
@@ -415,6 +478,156 @@ macro_rules! impl_ade_store {
                 }
                 q.push(" ORDER BY a.serial_number LIMIT ").push_bind(f.limit);
                 Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn create_ade_profile(&self, r: &$crate::store::AdeProfileRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("INSERT INTO ade_profiles (id, name, settings, created_at, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(r.id)
+                    .bind(&r.name)
+                    .bind(&r.settings)
+                    .bind(r.created_at)
+                    .bind(&r.created_by)
+                    .bind(r.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::conflict_or("an ADE profile with this name"))?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ade_profiles(&self) -> $crate::store::StoreResult<Vec<$crate::store::AdeProfileRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM ade_profiles ORDER BY name").fetch_all(&self.pool).await?)
+            }
+
+            async fn ade_profile(&self, id: uuid::Uuid) -> $crate::store::StoreResult<Option<$crate::store::AdeProfileRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM ade_profiles WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn update_ade_profile(&self, r: &$crate::store::AdeProfileRecord, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let found = sqlx::query("UPDATE ade_profiles SET name = $1, settings = $2, updated_at = $3 WHERE id = $4")
+                    .bind(&r.name)
+                    .bind(&r.settings)
+                    .bind(r.updated_at)
+                    .bind(r.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::conflict_or("an ADE profile with this name"))?
+                    .rows_affected()
+                    == 1;
+                if found {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn delete_ade_profile(&self, id: uuid::Uuid, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let found = sqlx::query("DELETE FROM ade_profiles WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected() == 1;
+                if found {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn ade_profile_definitions(&self, token_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<(uuid::Uuid, String, String)>> {
+                Ok(sqlx::query_as("SELECT profile_id, settings_hash, profile_uuid FROM ade_profile_definitions WHERE token_id = $1")
+                    .bind(token_id)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn put_ade_profile_definition(
+                &self,
+                profile_id: uuid::Uuid,
+                token_id: uuid::Uuid,
+                hash: &str,
+                profile_uuid: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO ade_profile_definitions (profile_id, token_id, settings_hash, profile_uuid, defined_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (profile_id, token_id) DO UPDATE SET settings_hash = excluded.settings_hash, profile_uuid = excluded.profile_uuid, \
+                     defined_at = excluded.defined_at",
+                )
+                .bind(profile_id)
+                .bind(token_id)
+                .bind(hash)
+                .bind(profile_uuid)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn set_ade_assignment(&self, token_id: uuid::Uuid, rules: Option<&str>, audit: $crate::store::NewAuditEntry) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let found =
+                    sqlx::query("UPDATE ade_tokens SET assignment = $1 WHERE id = $2").bind(rules).bind(token_id).execute(&mut *tx).await?.rows_affected() == 1;
+                if found {
+                    $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                }
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn ade_assignment_candidates(&self, token_id: uuid::Uuid) -> $crate::store::StoreResult<Vec<$crate::store::AdeAssignCandidate>> {
+                Ok(sqlx::query_as(
+                    "SELECT serial_number, model, device_family, profile_uuid, profile_status, assign_profile_id, assign_result, assign_retry_at \
+                     FROM ade_devices WHERE token_id = $1 AND removed_at IS NULL ORDER BY serial_number",
+                )
+                .bind(token_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn record_ade_assignments(&self, results: &[$crate::store::AdeAssignResult], at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                for r in results {
+                    if r.result == "SUCCESS" {
+                        sqlx::query(
+                            "UPDATE ade_devices SET assign_profile_id = $1, assign_result = $2, assign_attempted_at = $3, assign_retry_at = NULL, \
+                             profile_uuid = $4, profile_status = 'assigned', profile_assign_time = $5 WHERE serial_number = $6",
+                        )
+                        .bind(r.profile_id)
+                        .bind(&r.result)
+                        .bind(at)
+                        .bind(&r.profile_uuid)
+                        .bind(&stamp)
+                        .bind(&r.serial_number)
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        sqlx::query(
+                            "UPDATE ade_devices SET assign_profile_id = $1, assign_result = $2, assign_attempted_at = $3, assign_retry_at = $4 \
+                             WHERE serial_number = $5",
+                        )
+                        .bind(r.profile_id)
+                        .bind(&r.result)
+                        .bind(at)
+                        .bind(r.retry_at)
+                        .bind(&r.serial_number)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ade_device_tokens(&self, serials: &[String]) -> $crate::store::StoreResult<Vec<(String, uuid::Uuid)>> {
+                let mut out = Vec::new();
+                for chunk in serials.chunks(500) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT serial_number, token_id FROM ade_devices WHERE serial_number IN (");
+                    $crate::store::close_in_list(&mut q, chunk);
+                    out.extend(q.build_query_as::<(String, uuid::Uuid)>().fetch_all(&self.pool).await?);
+                }
+                Ok(out)
             }
         }
     };

@@ -22,7 +22,10 @@ pub mod register;
 pub mod safeguarding;
 pub mod sqlite;
 
-pub use ade::{AdeDeviceFilter, AdeDeviceRecord, AdeDeviceRow, AdePage, AdeStore, AdeTokenCounts, AdeTokenRecord, CursorMove};
+pub use ade::{
+    AdeAssignCandidate, AdeAssignResult, AdeDeviceFilter, AdeDeviceRecord, AdeDeviceRow, AdePage, AdeProfileRecord, AdeStore,
+    AdeTokenCounts, AdeTokenRecord, CursorMove,
+};
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
 pub use devices::{

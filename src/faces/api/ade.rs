@@ -13,6 +13,8 @@ use super::extract::{Page, Query, page_limit, uuid_param};
 use super::openapi::Unprocessable;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::services::ade::assign::{AssignReport, AssignmentRules};
+use crate::services::ade::profiles::{AdeProfileInfo, AdeProfileInput};
 use crate::services::ade::{AdeDeviceInfo, AdeTokenInfo};
 use crate::services::auth::{Permission, Principal};
 use crate::store::AdeDeviceFilter;
@@ -165,4 +167,146 @@ pub async fn list_devices(State(ctx): State<Ctx>, p: Principal, Query(q): Query<
     let items = ctx.ade.devices(&filter).await?;
     let next_cursor = (items.len() as i64 == filter.limit).then(|| items.last().map(|d| d.serial_number.clone())).flatten();
     Ok(Json(Page { items, next_cursor }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/ade/profiles",
+    tag = "ade",
+    summary = "Make an ADE profile: what Setup Assistant does on a new iPad from Apple School Manager",
+    description = "Roles: admin, technician. Defaults: `is_supervised` true, `is_mandatory` true, `is_mdm_removable` false, `await_device_configured` true, `allow_pairing` false. `skip_setup_items` must be Apple's skip keys. Checked as Apple checks it (422 naming the field). It is defined with Apple per token when a sync or an assignment first needs it.",
+    request_body = AdeProfileInput,
+    responses((status = 201, description = "Created", body = AdeProfileInfo), (status = 409, description = "A profile has this name"), (status = 422, response = Unprocessable))
+)]
+pub async fn create_profile(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    super::extract::Json(input): super::extract::Json<AdeProfileInput>,
+) -> Result<(StatusCode, Json<AdeProfileInfo>)> {
+    p.require(Permission::ManageDevices)?;
+    Ok(created(ctx.ade.create_profile(&p.actor(), input).await?).into())
+}
+
+#[utoipa::path(
+    get,
+    path = "/ade/profiles",
+    tag = "ade",
+    summary = "ADE profiles",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    responses((status = 200, description = "OK", body = Page<AdeProfileInfo>))
+)]
+pub async fn list_profiles(State(ctx): State<Ctx>, p: Principal) -> Result<Json<Page<AdeProfileInfo>>> {
+    p.require(Permission::ReadDevices)?;
+    Ok(Json(Page { items: ctx.ade.profiles().await?, next_cursor: None }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/ade/profiles/{id}",
+    tag = "ade",
+    summary = "One ADE profile",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "OK", body = AdeProfileInfo), (status = 404, description = "No such profile"))
+)]
+pub async fn get_profile(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<AdeProfileInfo>> {
+    p.require(Permission::ReadDevices)?;
+    Ok(Json(ctx.ade.profile(uuid_param(&id, "profile")?).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/ade/profiles/{id}",
+    tag = "ade",
+    summary = "Change an ADE profile",
+    description = "Roles: admin, technician. Apple's profiles cannot change: the next sync defines it again and moves the devices that had the old version to the new one (they see it at their next Setup Assistant).",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = AdeProfileInput,
+    responses((status = 200, description = "OK", body = AdeProfileInfo), (status = 404, description = "No such profile"), (status = 422, response = Unprocessable))
+)]
+pub async fn update_profile(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    Path(id): Path<String>,
+    super::extract::Json(input): super::extract::Json<AdeProfileInput>,
+) -> Result<Json<AdeProfileInfo>> {
+    p.require(Permission::ManageDevices)?;
+    Ok(Json(ctx.ade.update_profile(&p.actor(), uuid_param(&id, "profile")?, input).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/ade/profiles/{id}",
+    tag = "ade",
+    summary = "Delete an ADE profile no assignment rule names",
+    description = "Roles: admin, technician. 409 `profile_in_use` while a token's rules name it.",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such profile"), (status = 409, description = "In use"))
+)]
+pub async fn delete_profile(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<StatusCode> {
+    p.require(Permission::ManageDevices)?;
+    ctx.ade.delete_profile(&p.actor(), uuid_param(&id, "profile")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Serial numbers to give the profile.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SerialList {
+    serials: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/ade/profiles/{id}/devices",
+    tag = "ade",
+    summary = "Assign this ADE profile to devices by hand",
+    description = "Roles: admin, technician. `{\"serials\": [...]}` (1 to 10,000): each serial's answer from Apple (`SUCCESS`, `NOT_ACCESSIBLE`, `FAILED`, `THROTTLED`), or `NOT_IN_ASM` for a serial no token lists. Refused serials are tried again by later syncs only if the rules name this profile for them.",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = SerialList,
+    responses((status = 200, description = "OK", body = AssignReport), (status = 404, description = "No such profile"), (status = 422, response = Unprocessable), (status = 503, description = "Apple could not be reached"))
+)]
+pub async fn assign_profile(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    Path(id): Path<String>,
+    super::extract::Json(body): super::extract::Json<SerialList>,
+) -> Result<Json<AssignReport>> {
+    p.require(Permission::ManageDevices)?;
+    let serials = body.serials.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+    Ok(Json(ctx.ade.assign_profile(&p.actor(), uuid_param(&id, "profile")?, serials).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/ade/tokens/{id}/assignment",
+    tag = "ade",
+    summary = "Which ADE profile this token's new devices get",
+    description = "Roles: admin, technician, dsl, headteacher, auditor.",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "OK", body = AssignmentRules), (status = 404, description = "No such token"))
+)]
+pub async fn get_assignment(State(ctx): State<Ctx>, p: Principal, Path(id): Path<String>) -> Result<Json<AssignmentRules>> {
+    p.require(Permission::ReadDevices)?;
+    Ok(Json(ctx.ade.assignment_rules(uuid_param(&id, "token")?).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/ade/tokens/{id}/assignment",
+    tag = "ade",
+    summary = "Set which ADE profile this token's new devices get",
+    description = "Roles: admin, technician. `{\"default_profile\": id, \"rules\": [{\"profile\": id, \"device_family\"?: \"iPad\", \"model\"?: \"iPad Air\", \"serials\"?: [...]}]}`: the first rule whose conditions all hold wins, else the default. Each sync assigns it to devices that have no profile (or an older version of it); devices given a profile outside Lanyard are left alone.",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = AssignmentRules,
+    responses((status = 200, description = "OK", body = AssignmentRules), (status = 404, description = "No such token"), (status = 422, response = Unprocessable))
+)]
+pub async fn put_assignment(
+    State(ctx): State<Ctx>,
+    p: Principal,
+    Path(id): Path<String>,
+    super::extract::Json(rules): super::extract::Json<AssignmentRules>,
+) -> Result<Json<AssignmentRules>> {
+    p.require(Permission::ManageDevices)?;
+    Ok(Json(ctx.ade.set_assignment_rules(&p.actor(), uuid_param(&id, "token")?, rules).await?))
 }

@@ -6,6 +6,8 @@
 //! four OAuth values sealed. A second token for the same MDM server renews the first (its devices
 //! and sync state kept); tokens of other servers sit beside it.
 
+pub mod assign;
+pub mod profiles;
 pub mod sync;
 
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub struct Ade {
     pub(crate) audit: Audit,
     /// How the client waits and retries (tests shorten it).
     pub(crate) client_config: AdeConfig,
+    /// What devices are told to connect to (the ADE profiles' URL).
+    pub(crate) public_url: Arc<str>,
 }
 
 /// A token as the API and console show it.
@@ -243,6 +247,7 @@ impl Ade {
             last_sync_at: None,
             last_error: None,
             last_error_at: None,
+            assignment: None,
         };
         let audit = self.audit.audit_entry(
             actor,

@@ -33,6 +33,9 @@ pub struct SyncReport {
     pub removed: usize,
     /// Full fetches made (the first sync, or after an expired, invalid or stuck cursor).
     pub full_fetches: usize,
+    /// ADE profiles assigned after the sync, by the token's rules, and refused.
+    pub assigned: usize,
+    pub assign_failed: usize,
 }
 
 impl Ade {
@@ -117,7 +120,12 @@ impl Ade {
                 }
             };
             match outcome {
-                Ok(()) => return Ok(report),
+                Ok(()) => {
+                    let assigned = self.assign_by_rules(&client, id).await?.map_err(|e| SyncError::Lanyard(Error::Unavailable(e)))?;
+                    report.assigned = assigned.assigned;
+                    report.assign_failed = assigned.failed;
+                    return Ok(report);
+                }
                 // The cursor is no good any more: fetch everything again, once per run.
                 Err(SyncError::Apple(AdeError::Cursor(code))) if restarts == 0 => {
                     tracing::warn!(token = %id, code, "Apple refused the sync cursor; fetching every device again");
