@@ -28,6 +28,7 @@ pub mod der;
 pub mod enrollment_profile;
 #[doc(hidden)]
 pub mod hostile;
+pub mod machine_info;
 pub mod report;
 pub mod scep;
 pub mod signers;
