@@ -403,6 +403,24 @@ async fn push(n: usize) -> Result<ExitCode> {
     Ok(if r.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Lanyard's services in this process, on SQLite in `dir` or on `database_url`, with `env` on top.
+async fn in_process(dir: &WorkDir, database_url: Option<&str>, env: &[(&str, String)]) -> Result<lanyard::context::Ctx> {
+    let config_file = dir.path.join("lanyard.toml");
+    std::fs::write(&config_file, "")?;
+    let mut vars = BTreeMap::new();
+    vars.insert("LANYARD_DATA_DIR".to_owned(), dir.path.join("data").display().to_string());
+    vars.insert(
+        "LANYARD_DATABASE_URL".to_owned(),
+        database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
+    );
+    vars.insert("LANYARD_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned());
+    for (k, v) in env {
+        vars.insert((*k).to_owned(), v.clone());
+    }
+    let config = Config::from_sources(Some(&config_file), &vars).map_err(|e| anyhow!("{e}"))?;
+    Ok(lanyard::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx)
+}
+
 /// `lanyard bench ade-sync`: Lanyard's services in this process (SQLite in a temporary
 /// directory, or `database_url`) against [`lanyard_mocks::MockAde`] on loopback.
 async fn ade_sync(n: usize, database_url: Option<&str>) -> Result<ExitCode> {
@@ -410,18 +428,7 @@ async fn ade_sync(n: usize, database_url: Option<&str>) -> Result<ExitCode> {
     let mock = MockAde::start().await?;
     mock.add_devices((0..n).map(|i| MockDevice::ipad(&format!("BENCH{i:07}"))));
     let dir = WorkDir::new(false)?;
-    let config_file = dir.path.join("lanyard.toml");
-    std::fs::write(&config_file, "")?;
-    let mut env = BTreeMap::new();
-    env.insert("LANYARD_DATA_DIR".to_owned(), dir.path.join("data").display().to_string());
-    env.insert(
-        "LANYARD_DATABASE_URL".to_owned(),
-        database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
-    );
-    env.insert("LANYARD_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned());
-    env.insert("LANYARD_ADE_URL".to_owned(), mock.url());
-    let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
-    let ctx = lanyard::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
+    let ctx = in_process(&dir, database_url, &[("LANYARD_ADE_URL", mock.url())]).await?;
     let actor = lanyard::services::auth::Actor::cli();
     let pem = ctx.ade.public_key().await.map_err(|e| anyhow!("{e}"))?;
     let token = ctx.ade.upload_token(&actor, &smime_token_file(pem.as_bytes(), &mock.token_json())?).await.map_err(|e| anyhow!("{e}"))?;
@@ -477,17 +484,7 @@ async fn steps(database_url: Option<&str>, device_key: DeviceKey) -> Result<Exit
 
     const N: u32 = 2000;
     let dir = WorkDir::new(false)?;
-    let config_file = dir.path.join("lanyard.toml");
-    std::fs::write(&config_file, "")?;
-    let mut env = BTreeMap::new();
-    env.insert("LANYARD_DATA_DIR".to_owned(), dir.path.join("data").display().to_string());
-    env.insert(
-        "LANYARD_DATABASE_URL".to_owned(),
-        database_url.map(str::to_owned).unwrap_or_else(|| format!("sqlite://{}", dir.path.join("data/lanyard.db").display())),
-    );
-    env.insert("LANYARD_ADMIN_PASSWORD".to_owned(), ADMIN_PASSWORD.to_owned());
-    let config = Config::from_sources(Some(&config_file), &env).map_err(|e| anyhow!("{e}"))?;
-    let ctx = lanyard::setup::prepare(config, "http://localhost".into(), Arc::new(SystemClock)).await?.ctx;
+    let ctx = in_process(&dir, database_url, &[]).await?;
     // Devices enrolled through the services: one for the Idle steps, M to command once each.
     const M: usize = 200;
     let keys = DeviceKeys::new(device_key).await?;
