@@ -45,6 +45,13 @@ pub struct Config {
     pub ade_ca_file: Option<PathBuf>,
     /// How often each Apple School Manager token is synced (`ade_sync_interval`, e.g. `30m`).
     pub ade_sync_interval: std::time::Duration,
+    /// The root (or roots, PEM) a device's MachineInfo signature must chain to at ADE enrolment:
+    /// Apple's root certificate, downloaded from apple.com/certificateauthority. Unset: ADE
+    /// enrolment answers 503 saying so.
+    pub ade_device_ca_file: Option<PathBuf>,
+    /// How long a device waits in Setup Assistant for its profiles before Lanyard sends
+    /// DeviceConfigured anyway (`ade_setup_timeout`, default `15m`).
+    pub ade_setup_timeout: std::time::Duration,
     /// The file this configuration was read from, if any.
     pub source_file: Option<PathBuf>,
 }
@@ -76,6 +83,8 @@ const KEYS: &[(&str, &str)] = &[
     ("ade_url", "LANYARD_ADE_URL"),
     ("ade_ca_file", "LANYARD_ADE_CA_FILE"),
     ("ade_sync_interval", "LANYARD_ADE_SYNC_INTERVAL"),
+    ("ade_device_ca_file", "LANYARD_ADE_DEVICE_CA_FILE"),
+    ("ade_setup_timeout", "LANYARD_ADE_SETUP_TIMEOUT"),
 ];
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -107,6 +116,8 @@ impl Config {
             ade_url: ADE_PRODUCTION.into(),
             ade_ca_file: None,
             ade_sync_interval: std::time::Duration::from_secs(30 * 60),
+            ade_device_ca_file: None,
+            ade_setup_timeout: std::time::Duration::from_secs(15 * 60),
             source_file: None,
         }
     }
@@ -253,6 +264,8 @@ impl Config {
             }
             "ade_ca_file" => self.ade_ca_file = Some(PathBuf::from(value)),
             "ade_sync_interval" => self.ade_sync_interval = parse_interval(key, value)?,
+            "ade_device_ca_file" => self.ade_device_ca_file = Some(PathBuf::from(value)),
+            "ade_setup_timeout" => self.ade_setup_timeout = parse_interval(key, value)?,
             other => return Err(err(other, "unknown key")),
         }
         Ok(())

@@ -7,16 +7,19 @@
 #[macro_use]
 mod common;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use common::{Backend, Options, TestServer};
 use lanyard_bench::sim::Kind;
-use lanyard_mocks::{Failure, MockAde, MockDevice, smime_token_file};
+use lanyard_mocks::{AppleDeviceCa, Failure, MockAde, MockDevice, sign_machine_info, smime_token_file};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 backend_tests!(
     a_server_token_is_opened_checked_and_stored,
     device_sync_survives_apples_failure_modes,
-    profiles_are_defined_once_and_assigned_by_rules
+    profiles_are_defined_once_and_assigned_by_rules,
+    an_ipad_from_asm_enrols_supervised_and_waits_for_its_profiles
 );
 
 async fn server(mock: &MockAde, b: Backend) -> TestServer {
@@ -357,5 +360,168 @@ async fn profiles_are_defined_once_and_assigned_by_rules(b: Backend) {
     let auditor = s.operator("audit", "auditor").await;
     assert_eq!(s.post("/api/v1/ade/profiles", &auditor, json!({"name": "y"})).await.0, StatusCode::FORBIDDEN);
     assert_eq!(s.get("/api/v1/ade/profiles", &auditor).await.1["items"].as_array().unwrap().len(), 2);
+    s.stop().await;
+}
+
+/// `POST /mdm/ade/enroll` with a body; (status, content type, body).
+async fn ade_enroll(s: &TestServer, body: Vec<u8>) -> (StatusCode, String, Vec<u8>) {
+    let resp =
+        s.client.post(s.url("/mdm/ade/enroll")).header("content-type", "application/pkcs7-signature").body(body).send().await.unwrap();
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (resp.status(), ct, resp.bytes().await.unwrap().to_vec())
+}
+
+/// The SCEP challenge inside a signed enrolment profile.
+fn challenge_of(profile_der: &[u8]) -> String {
+    let (content, _) = lanyard::protocol::cms::unwrap_signed_profile(profile_der).unwrap();
+    let profile: plist::Dictionary = plist::from_bytes(&content).unwrap();
+    let scep = profile["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_dictionary().unwrap())
+        .find(|p| p["PayloadType"].as_string() == Some("com.apple.security.scep"))
+        .expect("a SCEP payload");
+    scep["PayloadContent"].as_dictionary().unwrap()["Challenge"].as_string().unwrap().to_owned()
+}
+
+/// A technician's path for a new iPad from ASM: Setup Assistant posts its signed MachineInfo,
+/// gets the enrolment profile only as a device ASM lists for the school, enrols with a one-time
+/// challenge bound to its serial, waits in Setup Assistant while its group's profiles go on,
+/// and is let go with DeviceConfigured; one that never gets its profiles is let go after the
+/// timeout. Forged, foreign, replayed and unlisted MachineInfos get nothing.
+async fn an_ipad_from_asm_enrols_supervised_and_waits_for_its_profiles(b: Backend) {
+    let mock = MockAde::start().await.unwrap();
+    let apple = AppleDeviceCa::new().unwrap();
+    let anchors = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(anchors.path(), apple.root_pem()).unwrap();
+    let opts = Options {
+        env: vec![("LANYARD_ADE_URL", mock.url()), ("LANYARD_ADE_DEVICE_CA_FILE", anchors.path().display().to_string())],
+        manual_clock: true,
+        ..Options::default()
+    };
+    let s = TestServer::start_with(b, opts).await;
+    let admin = s.admin().await;
+    let tech = s.operator("tech", "technician").await;
+    s.load_push_cert().await;
+    let (serial, udid) = ("DMPXADE00001", "00008101-000A1B2C3D4E5F60");
+    mock.add_devices([MockDevice::ipad(serial), MockDevice::ipad("DMPXADE00002")]);
+    let pem = public_key(&s, &admin).await;
+    let (_, t) = upload(&s, &admin, smime_token_file(&pem, &mock.token_json()).unwrap()).await;
+    let id: uuid::Uuid = t["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(s.post(&format!("/api/v1/ade/tokens/{id}/sync"), &admin, json!({})).await.0, StatusCode::ACCEPTED);
+    wait_synced(&s, &admin, id).await;
+
+    // Supervised iPads get the pupil restrictions.
+    let (st, g) = s
+        .post(
+            "/api/v1/groups",
+            &tech,
+            json!({"name": "Supervised iPads", "kind": "smart", "rules": {"platform": ["iPadOS"], "supervised": true}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{g}");
+    let spec = json!({"name": "pupil-ipad", "display_name": "Pupil iPad", "payloads": [{"type": "com.apple.applicationaccess", "allowAirDrop": false}]});
+    let (st, p) = s.post("/api/v1/profiles", &tech, spec).await;
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    let (st, a) = s.post(&format!("/api/v1/groups/{}/profiles", g["id"].as_str().unwrap()), &tech, json!({"profile_id": p["id"]})).await;
+    assert!(st.is_success(), "{a}");
+
+    // What Setup Assistant sends is Apple's MachineInfo.
+    let plist_file = s.dir.path().join("machineinfo.plist");
+    std::fs::write(&plist_file, lanyard_mocks::machine_info_plist(serial, udid)).unwrap();
+    common::validate_plist("machineinfo", &plist_file).unwrap_or_else(|e| panic!("validate_plist.py machineinfo: {e}"));
+
+    // Refused, each with its reason: not CMS; signed under another root; a serial ASM does not
+    // list for this school; and (below) the same message twice.
+    let (st, _, body) = ade_enroll(&s, b"<plist/>".to_vec()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&body));
+    let stranger = AppleDeviceCa::new().unwrap();
+    let (st, _, body) = ade_enroll(&s, stranger.machine_info(serial, udid).unwrap()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("does not chain to Apple's root"), "{}", String::from_utf8_lossy(&body));
+    let (st, _, body) = ade_enroll(&s, apple.machine_info("NOTOURS00001", udid).unwrap()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("not assigned to this school's MDM server"), "{}", String::from_utf8_lossy(&body));
+    // A device identity the device CA did not issue, with the real intermediate sent along.
+    let (forged_cert, forged_key) = lanyard_mocks::certificates::test_ca("Not an iPad").unwrap();
+    let forged = sign_machine_info(&lanyard_mocks::machine_info_plist(serial, udid), &forged_cert, &forged_key, &forged_cert).unwrap();
+    assert_eq!(ade_enroll(&s, forged).await.0, StatusCode::FORBIDDEN);
+
+    // The real one: a signed enrolment profile whose challenge is single-use.
+    let machine_info = apple.machine_info(serial, udid).unwrap();
+    let (st, ct, profile) = ade_enroll(&s, machine_info.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&profile));
+    assert_eq!(ct, "application/x-apple-aspen-config");
+    let challenge = challenge_of(&profile);
+    assert_eq!(ade_enroll(&s, machine_info).await.0, StatusCode::FORBIDDEN, "a replayed MachineInfo");
+    // Setup Assistant after web authentication sends it in a header.
+    let resp = s
+        .client
+        .get(s.url("/mdm/ade/enroll"))
+        .header("x-apple-aspen-deviceinfo", B64.encode(apple.machine_info("DMPXADE00002", "00008101-0000000000000002").unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let second_challenge = challenge_of(&resp.bytes().await.unwrap());
+    assert_ne!(challenge, second_challenge);
+
+    let (cert, key) = s.scepclient(&challenge, "ade-ipad").unwrap_or_else(|out| panic!("scepclient: {out}"));
+    assert!(s.scepclient(&challenge, "ade-again").is_err(), "the challenge is spent");
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+    let key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(key).unwrap()).unwrap();
+    let mut d = lanyard_bench::sim::SimDevice::new(Kind::SupervisedIpad, common::device::TOPIC, cert, key);
+    d.udid = udid.into();
+    // The identity authenticates only as the iPad it was issued to.
+    d.serial = "DMPXADE00002".into();
+    let (st, body) = s.checkin(&d, d.authenticate()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&body));
+    d.serial = serial.into();
+    assert_eq!(s.checkin(&d, d.authenticate()).await.0, StatusCode::OK);
+    assert_eq!(s.checkin(&d, d.token_update_awaiting(true)).await.0, StatusCode::OK);
+    let (_, dev) = s.get(&format!("/api/v1/devices/{udid}"), &tech).await;
+    assert_eq!(dev["awaiting_configuration"], true, "{dev}");
+    assert_eq!(dev["setup"]["installed"], 0, "{dev}");
+
+    // Its inventory (supervised), then its profile, then DeviceConfigured: in that order.
+    let answered = s.drain(&d).await;
+    let install = answered.iter().position(|r| r == "InstallProfile").unwrap_or_else(|| panic!("{answered:?}"));
+    let configured = answered.iter().position(|r| r == "DeviceConfigured").unwrap_or_else(|| panic!("{answered:?}"));
+    assert!(install < configured, "{answered:?}");
+    assert_eq!(answered.iter().filter(|r| *r == "DeviceConfigured").count(), 1, "{answered:?}");
+    let (_, dev) = s.get(&format!("/api/v1/devices/{udid}"), &tech).await;
+    assert_eq!((dev["supervised"].as_bool(), dev["awaiting_configuration"].as_bool()), (Some(true), Some(false)), "{dev}");
+    assert!(dev["setup"].is_null(), "{dev}");
+    let (_, audit) = s.get("/api/v1/audit?action=device.setup_released", &admin).await;
+    let entry = &audit["items"][0];
+    assert_eq!(
+        (entry["details"]["reason"].as_str(), entry["details"]["installed"].as_i64()),
+        (Some("profiles_installed"), Some(1)),
+        "{audit}"
+    );
+    let (_, audit) = s.get("/api/v1/audit?action=ade.enrol", &admin).await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+
+    // The second iPad enrols but never answers: let go once ade_setup_timeout (15 minutes) is up.
+    let (cert, key) = s.scepclient(&second_challenge, "ade-ipad-2").unwrap_or_else(|out| panic!("scepclient: {out}"));
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+    let key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(key).unwrap()).unwrap();
+    let mut d2 = lanyard_bench::sim::SimDevice::new(Kind::SupervisedIpad, common::device::TOPIC, cert, key);
+    (d2.udid, d2.serial) = ("00008101-0000000000000002".into(), "DMPXADE00002".into());
+    assert_eq!(s.checkin(&d2, d2.authenticate()).await.0, StatusCode::OK);
+    assert_eq!(s.checkin(&d2, d2.token_update_awaiting(true)).await.0, StatusCode::OK);
+    assert_eq!(s.ctx.devices.release_overdue_setups().await.unwrap(), 0, "not yet");
+    s.clock.as_ref().unwrap().advance(chrono::Duration::minutes(16));
+    assert_eq!(s.ctx.devices.release_overdue_setups().await.unwrap(), 1);
+    assert_eq!(s.ctx.devices.release_overdue_setups().await.unwrap(), 0, "once");
+    let (_, audit) = s.get("/api/v1/audit?action=device.setup_released", &admin).await;
+    assert_eq!(audit["items"][0]["details"]["reason"], "timed_out", "{audit}");
+    let (_, dev) = s.get("/api/v1/devices/00008101-0000000000000002", &tech).await;
+    assert_eq!(dev["setup_flag"], "timed out after 0 of 0 profiles", "{dev}");
+    assert!(dev["setup"].is_null(), "{dev}");
+    assert!(s.drain(&d2).await.contains(&"DeviceConfigured".to_owned()));
+    let (_, dev) = s.get(&format!("/api/v1/devices/{udid}"), &tech).await;
+    assert!(dev["setup_flag"].is_null(), "the first went as planned: {dev}");
     s.stop().await;
 }

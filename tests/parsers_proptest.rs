@@ -822,6 +822,47 @@ fn parse_scep(der: Vec<u8>) -> Result<scep::ScepRequest, scep::ScepError> {
     scep::parse_pki_message(&der, &k.ca.cert, &k.ca.key)
 }
 
+/// A MachineInfo signed as an iPad signs it at ADE enrolment, and the root it chains to.
+struct SignedMachineInfo {
+    der: Vec<u8>,
+    plist: Vec<u8>,
+    root: X509,
+}
+
+fn signed_machine_info() -> &'static SignedMachineInfo {
+    static S: OnceLock<SignedMachineInfo> = OnceLock::new();
+    S.get_or_init(|| {
+        let apple = lanyard_mocks::AppleDeviceCa::new().expect("CA");
+        let der = apple.machine_info("DMPXPROP0001", "00008101-000A1B2C3D4E5F60").expect("sign");
+        let plist = lanyard_mocks::machine_info_plist("DMPXPROP0001", "00008101-000A1B2C3D4E5F60");
+        SignedMachineInfo { der, plist, root: apple.root.clone() }
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(1024))]
+
+    /// A mutated MachineInfo never panics the verifier or the parser, and whatever still
+    /// verifies says what the device signed: a changed serial never gets through.
+    #[test]
+    fn machine_info_mutations_never_change_what_was_signed(m in mutations()) {
+        let s = signed_machine_info();
+        let mutated = apply(&s.der, &m);
+        if let Ok((content, _)) = cms::verify_attached(&mutated, std::slice::from_ref(&s.root)) {
+            prop_assert_eq!(&content, &s.plist);
+            let info = lanyard::protocol::machine_info::parse(&content).expect("the signed plist parses");
+            prop_assert_eq!(info.serial.as_str(), "DMPXPROP0001");
+        }
+    }
+
+    /// Arbitrary bytes, as a body or as a plist, are refused without a panic.
+    #[test]
+    fn machine_info_arbitrary_bytes_are_refused(bytes in vec(any::<u8>(), 0..1024)) {
+        prop_assert!(cms::verify_attached(&bytes, std::slice::from_ref(&signed_machine_info().root)).is_err());
+        let _ = lanyard::protocol::machine_info::parse(&bytes);
+    }
+}
+
 proptest! {
     #![proptest_config(cases(2048))]
 

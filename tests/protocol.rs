@@ -54,20 +54,6 @@ async fn new_token(s: &TestServer, max_uses: Option<i64>) -> (String, String) {
     (t["id"].as_str().unwrap().to_owned(), t["token"].as_str().unwrap().to_owned())
 }
 
-/// Enrol with the real `scepclient`; returns (cert.pem, key.pem) paths, or the client's output on failure.
-fn scepclient(s: &TestServer, challenge: &str, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let dir = s.dir.path().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let (ok, out) = run(Command::new("scepclient")
-        .args(["-server-url", &s.url("/scep"), "-challenge", challenge, "-cn", "Lanyard device identity", "-keySize", "2048"])
-        .arg("-private-key")
-        .arg(&key)
-        .arg("-certificate")
-        .arg(&cert));
-    if ok && cert.exists() { Ok((cert, key)) } else { Err(out) }
-}
-
 const PUBLIC: &str = "https://mdm.example-primary.sch.uk";
 
 async fn a_device_enrols_and_obeys_commands(b: Backend) {
@@ -113,7 +99,7 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
     by_type("com.apple.security.root");
 
     // SCEP with Debian's scepclient; openssl verifies the issued identity.
-    let (cert_path, key_path) = scepclient(&s, &token, "device1").unwrap_or_else(|out| panic!("scepclient: {out}"));
+    let (cert_path, key_path) = s.scepclient(&token, "device1").unwrap_or_else(|out| panic!("scepclient: {out}"));
     let (ok, out) = run(Command::new("openssl").arg("verify").arg("-CAfile").arg(dir.join("data/ca.pem")).arg(&cert_path));
     assert!(ok, "openssl verify: {out}");
     let (_, tokens) = s.get("/api/v1/enrollment-tokens", &admin).await;
@@ -199,11 +185,11 @@ async fn enrolment_tokens_guard_the_profile_and_scep(b: Backend) {
     assert_eq!(s.client.get(s.url("/mdm/enroll")).send().await.unwrap().status(), StatusCode::FORBIDDEN);
 
     // A wrong challenge gets a SCEP failure and no certificate.
-    let err = scepclient(&s, "enr_wrong-challenge", "wrong").unwrap_err();
+    let err = s.scepclient("enr_wrong-challenge", "wrong").unwrap_err();
     assert!(err.contains("badRequest"), "{err}");
     // The right one works once (max_uses 1), then the token is used up for SCEP and the profile.
-    scepclient(&s, &token, "first").unwrap_or_else(|out| panic!("{out}"));
-    let err = scepclient(&s, &token, "second").unwrap_err();
+    s.scepclient(&token, "first").unwrap_or_else(|out| panic!("{out}"));
+    let err = s.scepclient(&token, "second").unwrap_err();
     assert!(err.contains("badRequest"), "{err}");
     let resp = s.client.get(s.url(&format!("/mdm/enroll?token={token}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);

@@ -330,13 +330,19 @@ impl SimDevice {
     }
 
     pub fn token_update(&self) -> Vec<u8> {
+        self.token_update_awaiting(false)
+    }
+
+    /// A TokenUpdate; `awaiting`: sent from Setup Assistant by a device enrolled by ADE whose
+    /// profile has `await_device_configured` (it waits for DeviceConfigured).
+    pub fn token_update_awaiting(&self, awaiting: bool) -> Vec<u8> {
         let mut fields = vec![
             ("MessageType", "TokenUpdate".into()),
             ("UDID", self.udid.clone().into()),
             ("Topic", self.topic.clone().into()),
             ("Token", Value::Data(self.push_token.clone())),
             ("PushMagic", self.push_magic.clone().into()),
-            ("AwaitingConfiguration", false.into()),
+            ("AwaitingConfiguration", awaiting.into()),
         ];
         if let Some(token) = self.unlock_token() {
             fields.push(("UnlockToken", Value::Data(token)));

@@ -11,9 +11,11 @@
 pub mod ade;
 pub mod apns;
 pub mod certificates;
+pub mod device_identity;
 pub mod push_portal;
 
 pub use ade::{AdeServerToken, Failure, MockAde, MockDevice, oauth_header, smime_token_file};
 pub use apns::{BenchReport, MockApns, MockConfig, MockResponse, ReceivedPush, bench_push};
 pub use certificates::{issue_test_push_certificate, push_certificate_for_key, test_push_certificate, try_test_push_certificate};
+pub use device_identity::{AppleDeviceCa, machine_info_plist, sign_machine_info};
 pub use push_portal::{PushPortal, TestVendor, test_vendor};

@@ -45,7 +45,7 @@ pub fn test_vendor() -> Result<TestVendor, ErrorStack> {
     })
 }
 
-fn issue(issuer: &X509, issuer_key: &PKey<Private>, cn: &str, key: &PKey<Private>, ca: bool) -> Result<X509, ErrorStack> {
+pub(crate) fn issue(issuer: &X509, issuer_key: &PKey<Private>, cn: &str, key: &PKey<Private>, ca: bool) -> Result<X509, ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
     let name = name.build();

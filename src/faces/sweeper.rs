@@ -1,5 +1,6 @@
 //! The sweeper: the clock's face. Every tick it opens and closes lesson-time windows, refreshes
-//! smart groups, expires commands past their time and re-pushes quiet devices, and once an hour
+//! smart groups, syncs Apple School Manager, lets go devices waiting too long in Setup Assistant,
+//! expires commands past their time and re-pushes quiet devices, and once an hour
 //! writes the push certificate's expiry warnings (30, 14, 7, 1 days) to the audit log. It calls the services as any face does.
 
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub async fn run_sweeper(ctx: Ctx, interval: Duration) {
         // Apple School Manager tokens due a sync (each in a task of its own).
         if let Err(e) = ctx.ade.sync_due().await {
             tracing::warn!(error = %e, "Apple School Manager sync check failed");
+        }
+        // Devices left waiting in Setup Assistant past ade_setup_timeout are let go.
+        if let Err(e) = ctx.devices.release_overdue_setups().await {
+            tracing::warn!(error = %e, "setup timeout check failed");
         }
         match ctx.push.sweep_once().await {
             Ok(r) if r.expired > 0 || r.repushed > 0 => {

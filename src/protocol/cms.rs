@@ -6,6 +6,8 @@
 //! - [`sign_detached`] makes such a signature, to play a device in tests and load generation.
 //! - [`sign_profile`] signs a configuration profile (content attached, DER) so devices show it
 //!   as verified; [`unwrap_signed_profile`] reads one back.
+//! - [`verify_attached`] checks a SignedData that carries its content (a device's MachineInfo at
+//!   ADE enrolment) against a given set of anchors, and returns the content.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -121,6 +123,59 @@ pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, S
     })?;
     match verdict {
         (true, _) => Ok(signer),
+        (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
+    }
+}
+
+/// Checks a CMS SignedData that carries its content (attached), made by a certificate that
+/// chains to one of `anchors`, and returns the content and the signer.
+///
+/// For ADE enrolment: a device in Setup Assistant signs its MachineInfo with the identity Apple
+/// gave it at manufacture, sending the intermediate with it, so `anchors` is Apple's root (or a
+/// test CA). An anchor may be an intermediate (partial chains allowed). Validity dates are not
+/// checked: Apple's device identities and the "Apple iPhone Device CA" they chain to were made
+/// years ago and some are past their notAfter, yet Apple documents them as the device's proof.
+pub fn verify_attached(der: &[u8], anchors: &[X509]) -> Result<(Vec<u8>, X509), SignatureError> {
+    let p7 = Pkcs7::from_der(der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
+    if p7.signed().is_none() {
+        return Err(SignatureError::NotCms("not a SignedData structure".into()));
+    }
+    if !digests_are_known(&p7.to_der()?) {
+        return Err(SignatureError::BadSignature("a listed digest algorithm is not MD5, SHA-1 or SHA-2".into()));
+    }
+    let none = Stack::new()?;
+    let signer = p7
+        .signers(&none, Pkcs7Flags::empty())
+        .ok()
+        .and_then(|signers| signers.iter().next().map(|c| c.to_owned()))
+        .ok_or(SignatureError::NoSigner)?;
+    // The signature first, without the chain, so that a forged signature and a foreign
+    // certificate give different answers.
+    let empty_store = X509StoreBuilder::new()?.build();
+    let mut content = Vec::new();
+    p7.verify(&none, &empty_store, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
+        .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
+
+    let mut intermediates = Stack::new()?;
+    if let Some(certs) = p7.signed().and_then(|s| s.certificates()) {
+        for cert in certs {
+            intermediates.push(cert.to_owned())?;
+        }
+    }
+    let mut b = X509StoreBuilder::new()?;
+    for a in anchors {
+        b.add_cert(a.clone())?;
+    }
+    b.set_purpose(X509PurposeId::ANY)?;
+    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
+    let store = b.build();
+    let mut ctx = X509StoreContext::new()?;
+    let verdict = ctx.init(&store, &signer, &intermediates, |c| {
+        let ok = c.verify_cert()?;
+        Ok((ok, c.error()))
+    })?;
+    match verdict {
+        (true, _) => Ok((content, signer)),
         (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
     }
 }
@@ -326,6 +381,30 @@ mod tests {
         // The root alone cannot vouch: the device does not send the intermediate.
         let e = verify_mdm_signature(BODY, &h, &root.cert).unwrap_err();
         assert!(matches!(e, SignatureError::Untrusted { .. }), "{e}");
+    }
+
+    #[test]
+    fn attached_content_verifies_against_the_anchor_through_a_sent_intermediate() {
+        let root = make_ca("Test Apple Root CA");
+        let device_ca = make_leaf(&root, "Test Apple iPhone Device CA", Leaf::Intermediate);
+        let device = make_leaf(&device_ca, "device-3", Leaf::Device);
+        let der = sign_profile(BODY, &device.cert, &device.key, std::slice::from_ref(&device_ca.cert)).expect("sign");
+        let (content, signer) = verify_attached(&der, std::slice::from_ref(&root.cert)).expect("verifies");
+        assert_eq!(content, BODY);
+        assert_eq!(signer.to_der().unwrap(), device.cert.to_der().unwrap());
+        // Another root: untrusted. Altered content: a bad signature. Not CMS: NotCms.
+        let other = make_ca("Someone Else Root");
+        let e = verify_attached(&der, std::slice::from_ref(&other.cert)).unwrap_err();
+        assert!(matches!(e, SignatureError::Untrusted { .. }), "{e}");
+        let mut tampered = der.clone();
+        let at = tampered.windows(6).position(|w| w == b"Status").expect("content in the DER");
+        tampered[at] ^= 1;
+        let e = verify_attached(&tampered, std::slice::from_ref(&root.cert)).unwrap_err();
+        assert!(matches!(e, SignatureError::BadSignature(_)), "{e}");
+        assert!(matches!(verify_attached(b"plist", &[root.cert.clone()]).unwrap_err(), SignatureError::NotCms(_)));
+        // Without the intermediate in the message, the root cannot vouch.
+        let bare = sign_profile(BODY, &device.cert, &device.key, &[]).expect("sign");
+        assert!(matches!(verify_attached(&bare, &[root.cert.clone()]).unwrap_err(), SignatureError::Untrusted { .. }));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{NewAuditEntry, StoreResult};
+use super::{EnrollmentTokenRecord, NewAuditEntry, StoreResult};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AdeTokenRecord {
@@ -147,6 +147,18 @@ pub struct AdeAssignResult {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// A MachineInfo accepted at ADE enrolment (table `ade_enrolments`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AdeEnrolmentRecord {
+    pub machine_info_sha256: String,
+    pub serial_number: String,
+    pub udid: String,
+    pub product: String,
+    pub os_version: Option<String>,
+    pub token_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 #[async_trait::async_trait]
 pub trait AdeStore: Send + Sync {
     /// Lanyard's key pair for server tokens: (certificate PEM, sealed key).
@@ -195,6 +207,19 @@ pub trait AdeStore: Send + Sync {
     async fn record_ade_assignments(&self, results: &[AdeAssignResult], at: DateTime<Utc>) -> StoreResult<()>;
     /// The token of each of these serials ASM lists.
     async fn ade_device_tokens(&self, serials: &[String]) -> StoreResult<Vec<(String, Uuid)>>;
+    /// One device ASM lists (or listed), by serial number.
+    async fn ade_device(&self, serial: &str) -> StoreResult<Option<AdeDeviceRow>>;
+    /// Record an accepted MachineInfo with the one-time enrolment token made for it and the
+    /// audit entry, in one transaction. False, storing nothing, when this MachineInfo was
+    /// accepted before (a replay).
+    async fn create_ade_enrolment(
+        &self,
+        rec: &AdeEnrolmentRecord,
+        token: &EnrollmentTokenRecord,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool>;
+    /// The latest accepted MachineInfo of a serial number.
+    async fn latest_ade_enrolment(&self, serial: &str) -> StoreResult<Option<AdeEnrolmentRecord>>;
 }
 
 macro_rules! impl_ade_store {
@@ -628,6 +653,52 @@ macro_rules! impl_ade_store {
                     out.extend(q.build_query_as::<(String, uuid::Uuid)>().fetch_all(&self.pool).await?);
                 }
                 Ok(out)
+            }
+
+            async fn ade_device(&self, serial: &str) -> $crate::store::StoreResult<Option<$crate::store::AdeDeviceRow>> {
+                Ok(sqlx::query_as(
+                    "SELECT a.*, (SELECT d.udid FROM devices d WHERE d.serial_number = a.serial_number ORDER BY d.udid LIMIT 1) AS enrolled_udid \
+                     FROM ade_devices a WHERE a.serial_number = $1",
+                )
+                .bind(serial)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn create_ade_enrolment(
+                &self,
+                e: &$crate::store::AdeEnrolmentRecord,
+                token: &$crate::store::EnrollmentTokenRecord,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                $crate::store::devices::insert_enrollment_token_in!(&mut *tx, token)?;
+                let r = sqlx::query(
+                    "INSERT INTO ade_enrolments (machine_info_sha256, serial_number, udid, product, os_version, token_id, at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (machine_info_sha256) DO NOTHING",
+                )
+                .bind(&e.machine_info_sha256)
+                .bind(&e.serial_number)
+                .bind(&e.udid)
+                .bind(&e.product)
+                .bind(&e.os_version)
+                .bind(e.token_id)
+                .bind(e.at)
+                .execute(&mut *tx)
+                .await?;
+                if r.rows_affected() != 1 {
+                    return Ok(false); // dropped: the token goes with it
+                }
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn latest_ade_enrolment(&self, serial: &str) -> $crate::store::StoreResult<Option<$crate::store::AdeEnrolmentRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM ade_enrolments WHERE serial_number = $1 ORDER BY at DESC LIMIT 1")
+                    .bind(serial)
+                    .fetch_optional(&self.pool)
+                    .await?)
             }
         }
     };

@@ -54,6 +54,8 @@ pub struct EnrollmentTokenRecord {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// ADE enrolment: the serial number of the one device this token was made for.
+    pub bound_serial: Option<String>,
 }
 
 impl EnrollmentTokenRecord {
@@ -124,6 +126,8 @@ pub struct DeviceRecord {
     pub unlock_token_sealed: Option<Vec<u8>>,
     pub bootstrap_token_sealed: Option<Vec<u8>>,
     pub awaiting_configuration: bool,
+    /// Let out of Setup Assistant before all its profiles were in: what happened.
+    pub setup_flag: Option<String>,
     pub inventory_requested_at: Option<DateTime<Utc>>,
     pub info_updated_at: Option<DateTime<Utc>>,
     pub security_updated_at: Option<DateTime<Utc>>,
@@ -245,6 +249,13 @@ pub trait DeviceStore: Send + Sync {
     /// inventory.
     async fn token_update(&self, t: &TokenUpdateRecord<'_>, first_commands: &[NewCommand]) -> StoreResult<bool>;
     async fn check_out(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
+    /// Devices waiting in Setup Assistant (`AwaitingConfiguration`) that enrolled before this.
+    async fn devices_awaiting_configuration(&self, enrolled_before: DateTime<Utc>, limit: i64) -> StoreResult<Vec<String>>;
+    /// Let a device out of Setup Assistant: clear `awaiting_configuration` and queue
+    /// `DeviceConfigured` (`cmd`), with the audit entry, in one transaction. False, doing
+    /// nothing, if the device was not waiting (released already, by another instance or path).
+    /// `flag`: why it goes before all its profiles were in (None: they were).
+    async fn release_setup(&self, udid: &str, cmd: &NewCommand, flag: Option<&str>, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Record that a state-changing message signed at `signed_at` (Unix seconds) was accepted
     /// from the device. False, changing nothing, if one signed later was accepted already: this
     /// one is a replay. True for a device with no record yet.
@@ -266,6 +277,34 @@ pub trait DeviceStore: Send + Sync {
     /// `(udid, platform, supervised, device_name)` of those of these UDIDs that exist.
     async fn device_supervision(&self, udids: &[String]) -> StoreResult<Vec<(String, String, Option<bool>, Option<String>)>>;
 }
+
+/// Insert an enrolment token inside the caller's transaction (`$conn` is `&mut *tx`): for a token
+/// an operator makes and for the one-time token of an ADE enrolment. `StoreResult<()>`.
+macro_rules! insert_enrollment_token_in {
+    ($conn:expr, $r:expr) => {{
+        let r: &$crate::store::EnrollmentTokenRecord = $r;
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (id, label, token_hash, max_uses, uses, expires_at, group_name, created_by, created_at, revoked_at, bound_serial) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(r.id)
+        .bind(&r.label)
+        .bind(&r.token_hash)
+        .bind(r.max_uses)
+        .bind(r.uses)
+        .bind(r.expires_at)
+        .bind(&r.group_name)
+        .bind(&r.created_by)
+        .bind(r.created_at)
+        .bind(r.revoked_at)
+        .bind(&r.bound_serial)
+        .execute($conn)
+        .await
+        .map(|_| ())
+        .map_err($crate::store::conflict_or("enrollment token"))
+    }};
+}
+pub(crate) use insert_enrollment_token_in;
 
 macro_rules! impl_device_store {
     ($store:ty, $db:ty) => {
@@ -350,23 +389,7 @@ macro_rules! impl_device_store {
                 audit: $crate::store::NewAuditEntry,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "INSERT INTO enrollment_tokens (id, label, token_hash, max_uses, uses, expires_at, group_name, created_by, created_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(r.id)
-                .bind(&r.label)
-                .bind(&r.token_hash)
-                .bind(r.max_uses)
-                .bind(r.uses)
-                .bind(r.expires_at)
-                .bind(&r.group_name)
-                .bind(&r.created_by)
-                .bind(r.created_at)
-                .bind(r.revoked_at)
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::store::conflict_or("enrollment token"))?;
+                $crate::store::devices::insert_enrollment_token_in!(&mut *tx, r)?;
                 $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
                 tx.commit().await?;
                 Ok(())
@@ -573,6 +596,44 @@ macro_rules! impl_device_store {
                 }
                 let (exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE udid = $1").bind(udid).fetch_one(&self.pool).await?;
                 Ok(exists == 0)
+            }
+
+            async fn devices_awaiting_configuration(
+                &self,
+                enrolled_before: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT udid FROM devices WHERE awaiting_configuration AND enrolled AND enrolled_at < $1 ORDER BY enrolled_at LIMIT $2",
+                )
+                .bind(enrolled_before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn release_setup(
+                &self,
+                udid: &str,
+                cmd: &$crate::store::NewCommand,
+                flag: Option<&str>,
+                audit: $crate::store::NewAuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.pool.begin().await?;
+                let r = sqlx::query(
+                    "UPDATE devices SET awaiting_configuration = FALSE, setup_flag = $2 WHERE udid = $1 AND awaiting_configuration",
+                )
+                .bind(udid)
+                .bind(flag)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                $crate::store::commands::enqueue_in!(&mut *tx, $db, cmd, &[udid.to_owned()])?;
+                $crate::store::audit::append_audit_in!(&mut *tx, audit)?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn check_out(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {

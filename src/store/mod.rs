@@ -23,8 +23,8 @@ pub mod safeguarding;
 pub mod sqlite;
 
 pub use ade::{
-    AdeAssignCandidate, AdeAssignResult, AdeDeviceFilter, AdeDeviceRecord, AdeDeviceRow, AdePage, AdeProfileRecord, AdeStore,
-    AdeTokenCounts, AdeTokenRecord, CursorMove,
+    AdeAssignCandidate, AdeAssignResult, AdeDeviceFilter, AdeDeviceRecord, AdeDeviceRow, AdeEnrolmentRecord, AdePage, AdeProfileRecord,
+    AdeStore, AdeTokenCounts, AdeTokenRecord, CursorMove,
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};

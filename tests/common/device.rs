@@ -12,6 +12,24 @@ use super::TestServer;
 pub const TOPIC: &str = "com.apple.mgmt.External.7d2b5c0e-4a55-4f39-9f6b-2d1b1c3e8a10";
 
 impl TestServer {
+    /// Enrol with Debian's `scepclient`, as a device's SCEP payload does; returns (cert.pem,
+    /// key.pem) paths, or the client's output on failure.
+    pub fn scepclient(&self, challenge: &str, name: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+        let out = std::process::Command::new("scepclient")
+            .args(["-server-url", &self.url("/scep"), "-challenge", challenge, "-cn", "Lanyard device identity", "-keySize", "2048"])
+            .arg("-private-key")
+            .arg(&key)
+            .arg("-certificate")
+            .arg(&cert)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scepclient: {e}"));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() && cert.exists() { Ok((cert, key)) } else { Err(text) }
+    }
+
     /// Load a push certificate shaped like Apple's (topic `TOPIC`), as an admin would.
     pub async fn load_push_cert(&self) {
         let (cert, key, _, _) = lanyard_mocks::test_push_certificate(TOPIC, 365);

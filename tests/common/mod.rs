@@ -103,6 +103,18 @@ macro_rules! backend_tests {
     };
 }
 
+/// Check a file with `../shared/tools/validate_plist.py MODE FILE` (Apple's schema).
+pub fn validate_plist(mode: &str, file: &std::path::Path) -> Result<String, String> {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("shared/tools/validate_plist.py"))
+        .find(|p| p.is_file())
+        .expect("shared/tools/validate_plist.py above the crate");
+    let out = std::process::Command::new("python3").arg(tool).arg(mode).arg(file).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() { Ok(text) } else { Err(text) }
+}
+
 pub struct TestServer {
     /// Where the tests reach the server.
     pub base: String,

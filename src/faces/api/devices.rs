@@ -214,6 +214,7 @@ pub async fn get_device(State(ctx): State<Ctx>, p: Principal, Path(udid): Path<S
     let mut v = serde_json::to_value(Device::from(d)).map_err(Error::internal)?;
     v["last_results"] = Value::Object(results);
     v["pending_commands"] = json!(pending);
+    v["setup"] = json!(ctx.devices.setup_progress(&udid).await?);
     Ok(Json(v))
 }
 

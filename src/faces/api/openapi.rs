@@ -29,7 +29,7 @@ use crate::schema::{hand_schema, string_enum};
     ),
     servers((url = "/")),
     security(("bearer" = [])),
-    paths(device_enroll, device_checkin, device_connect, device_scep_get, device_scep_post, meta_metrics),
+    paths(device_enroll, device_ade_enroll, device_checkin, device_connect, device_scep_get, device_scep_post, meta_metrics),
     components(
         schemas(ErrorBody, NeedsSupervisionError, NoUnlockTokenError),
         responses(Unprocessable, CommandUnprocessable)
@@ -296,6 +296,25 @@ impl ToSchema for CommandRequest {}
 )]
 #[allow(dead_code)]
 fn device_enroll() {}
+
+#[utoipa::path(
+    method(get, post),
+    path = "/mdm/ade/enroll",
+    tag = "device",
+    summary = "ADE enrolment: the signed enrolment profile for a device in Setup Assistant",
+    description = "The URL of Lanyard's ADE profiles. POST body: the device's MachineInfo as CMS SignedData \
+        (application/pkcs7-signature), signed by its Apple identity; or GET with it base64 in `x-apple-aspen-deviceinfo`. \
+        400 for a body that is not a signed MachineInfo; 403 for a signature that does not chain to Apple's root \
+        (`ade_device_ca_file`), a serial number Apple School Manager does not list for this school, or a MachineInfo \
+        sent before; 503 until Apple's root and a push certificate are configured. The profile's SCEP challenge is a \
+        one-time token bound to the device's serial number. Body limit 64 KiB.",
+    request_body(content = Binary, content_type = "application/pkcs7-signature", description = "CMS-signed MachineInfo plist"),
+    params(("x-apple-aspen-deviceinfo" = Option<String>, Header, description = "base64 of the CMS-signed MachineInfo (GET)")),
+    responses((status = 200, description = "OK", content_type = "application/x-apple-aspen-config", body = Binary)),
+    security(())
+)]
+#[allow(dead_code)]
+fn device_ade_enroll() {}
 
 #[utoipa::path(
     method(put, post),

@@ -44,6 +44,9 @@ pub struct DeviceSchema {
     meid: Option<String>,
     /// Enrolled through Automated Device Enrolment and waiting for DeviceConfigured.
     awaiting_configuration: bool,
+    /// Let out of Setup Assistant before all its profiles were in: what happened (e.g. "timed
+    /// out after 1 of 2 profiles"); null when setup went as planned.
+    setup_flag: Option<String>,
     push_token_valid: bool,
     /// The enrolment token it enrolled with.
     enrollment_token_id: Option<Uuid>,
@@ -64,6 +67,9 @@ pub struct DeviceDetail {
     #[schema(inline)]
     last_results: std::collections::BTreeMap<String, LastResult>,
     pending_commands: i64,
+    /// While the device waits in Setup Assistant (ADE, `AwaitingConfiguration`): how many of its
+    /// profiles are in; null otherwise. DeviceConfigured follows when nothing is left on its way.
+    setup: Option<crate::services::devices::setup::SetupProgress>,
 }
 
 #[derive(ToSchema)]
@@ -203,6 +209,7 @@ mod tests {
             imei: None,
             meid: None,
             awaiting_configuration: false,
+            setup_flag: None,
             push_token_valid: true,
             enrollment_token_id: None,
             info_updated_at: None,

@@ -429,7 +429,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
     let now = ctx.now();
     let d = device_or_404(ctx.devices.device(&udid).await?, &udid)?;
     let hold = ctx.hold.legal_hold(&udid).await?.map(|(_, n)| n);
-    let facts = vec![
+    let mut facts = vec![
         ("Name", d.device_name.clone().unwrap_or_else(|| "—".into())),
         ("Serial number", d.serial_number.clone().unwrap_or_else(|| "—".into())),
         ("Model", format!("{} ({})", d.model_name.as_deref().unwrap_or("—"), d.product_name.as_deref().unwrap_or("—"))),
@@ -490,6 +490,12 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
     // Intended (from its groups) against installed, from the same view as
     // `GET /api/v1/devices/{udid}/profiles`.
     let view = ctx.profiles.device_profiles_view(&udid).await?;
+    if let Some(p) = crate::services::devices::setup::progress(&d, &view) {
+        facts.insert(1, ("Setup Assistant", format!("Waiting, {}; it goes on when they are in", p.words())));
+    } else if let Some(flag) = &d.setup_flag {
+        facts.insert(1, ("Setup Assistant", format!("Let go before all its profiles were in: {flag}")));
+        problems.push(format!("It left Setup Assistant before all its profiles were in ({flag})."));
+    }
     let profile_rows = profile_matches(&view);
     let count = |v: &str| profile_rows.iter().filter(|r| r.verdict == v).count();
     let profile_counts = (count("Matching"), count("Missing") + count("Out of date"), count("Extra"));

@@ -18,6 +18,7 @@ pub fn router() -> axum::Router<Ctx> {
     use axum::routing::{get, put};
     axum::Router::new()
         .route("/mdm/enroll", get(enroll))
+        .route("/mdm/ade/enroll", get(ade_enroll).post(ade_enroll))
         .route("/mdm/checkin", put(checkin).post(checkin))
         .route("/mdm/connect", put(connect).post(connect))
         .route("/scep", get(scep_endpoint).post(scep_endpoint))
@@ -109,6 +110,30 @@ pub async fn enroll(State(ctx): State<Ctx>, Query(q): Query<EnrollQuery>) -> Res
         profile,
     )
         .into_response())
+}
+
+/// The most a signed MachineInfo takes (a plist of a few hundred bytes and three certificates).
+pub const MACHINE_INFO_BODY_LIMIT: usize = 64 * 1024;
+
+/// `POST /mdm/ade/enroll` (the body is the CMS-signed MachineInfo), or `GET` with it base64 in
+/// `x-apple-aspen-deviceinfo` (Setup Assistant after web authentication): the signed
+/// enrolment profile for an iPad Apple School Manager lists for this school.
+pub async fn ade_enroll(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -> DeviceResult<Response> {
+    let der = match headers.get("x-apple-aspen-deviceinfo") {
+        Some(v) => {
+            use base64::Engine as _;
+            let text = v.to_str().map_err(|_| Error::BadRequest("x-apple-aspen-deviceinfo is not text".into()))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| Error::BadRequest(format!("x-apple-aspen-deviceinfo is not base64: {e}")))?
+        }
+        None => body_within(req, MACHINE_INFO_BODY_LIMIT).await?.to_vec(),
+    };
+    if der.is_empty() {
+        return Err(Error::BadRequest("no MachineInfo: POST the CMS-signed MachineInfo Setup Assistant sends".into()).into());
+    }
+    let profile = ctx.enrollment.ade_enrollment_profile(der).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-apple-aspen-config")], profile).into_response())
 }
 
 #[derive(Deserialize)]

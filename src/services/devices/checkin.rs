@@ -52,8 +52,9 @@ impl Devices {
                         Some(self.audit.audit_entry(&device, "device.reenrol", Some(&udid), serde_json::json!({"reason": reason})))
                     }
                 };
-                self.ensure_not_replayed(&identity, &udid, "Authenticate").await?;
                 let token_id = self.store.issued_cert(&identity.sha256).await?.and_then(|c| c.enrollment_token_id);
+                self.ensure_bound_serial(token_id, a.serial_number.as_deref()).await?;
+                self.ensure_not_replayed(&identity, &udid, "Authenticate").await?;
                 let platform = super::platform_of(a.product_name.as_deref(), a.model_name.as_deref(), a.model.as_deref());
                 let cut = |field: &str, v: Option<String>| super::inventory::reported(&udid, field, v);
                 self.store
@@ -142,6 +143,20 @@ impl Devices {
 }
 
 impl Devices {
+    /// An identity issued against an ADE enrolment's one-time token authenticates only as the
+    /// device whose signed MachineInfo earned it (its serial number).
+    async fn ensure_bound_serial(&self, token_id: Option<uuid::Uuid>, serial: Option<&str>) -> Result<()> {
+        let Some(id) = token_id else { return Ok(()) };
+        let Some(bound) = self.store.enrollment_token(id).await?.and_then(|t| t.bound_serial) else { return Ok(()) };
+        if serial.map(str::trim) != Some(bound.as_str()) {
+            tracing::warn!(bound, serial, "Authenticate with an ADE identity issued for another device");
+            return Err(Error::Forbidden(format!(
+                "this identity was issued to the device with serial number {bound} at ADE enrolment; it cannot enrol another device"
+            )));
+        }
+        Ok(())
+    }
+
     /// A device must name the push topic of the certificate this server holds: a message for
     /// another server's topic (a device enrolled elsewhere, or a forged message) is refused.
     /// Before any push certificate is loaded there is nothing to push with, and nothing to check.

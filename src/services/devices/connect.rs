@@ -170,6 +170,10 @@ impl Devices {
         // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault escrow,
         // smart groups. Any commands it queues go out in this same answer.
         self.profiles.profiles_after_report(udid, command_uuid, done, report).await;
+        // A device waiting in Setup Assistant goes on once its profiles are in.
+        if report.status.is_final() && matches!(done.request_type.as_str(), "ProfileList" | "InstallProfile" | "RemoveProfile") {
+            self.continue_setup(udid).await;
+        }
         Ok(())
     }
 }

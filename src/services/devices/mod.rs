@@ -8,6 +8,7 @@ pub mod auth;
 pub mod checkin;
 pub mod connect;
 pub mod inventory;
+pub mod setup;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub struct Devices {
     pub(crate) commands: crate::services::commands::Commands,
     pub(crate) profiles: crate::services::profiles::Profiles,
     pub(crate) safeguarding: crate::services::safeguarding::Safeguarding,
+    /// How long a device may wait in Setup Assistant for its profiles (`ade_setup_timeout`).
+    pub(crate) setup_timeout: std::time::Duration,
 }
 
 /// `iOS`, `iPadOS` or `macOS`, from what the device says it is.

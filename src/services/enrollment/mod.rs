@@ -4,6 +4,7 @@
 //! challenge inside it. It is stored hashed; a use is spent when SCEP issues a certificate (in the
 //! transaction that records the certificate).
 
+pub mod ade;
 pub mod identity;
 
 use chrono::{DateTime, Duration, Utc};
@@ -126,6 +127,7 @@ impl Enrollment {
             created_by: actor.name.clone(),
             created_at: now,
             revoked_at: None,
+            bound_serial: None,
         };
         let audit = self.audit.audit_entry(
             actor,
@@ -178,6 +180,11 @@ impl Enrollment {
         if self.live_enrollment_token(token).await?.is_none() {
             return Err(Error::Forbidden("this enrolment link is unknown, expired, revoked or used up; ask for a new one".into()));
         }
+        self.signed_profile(token).await
+    }
+
+    /// The enrolment profile with `challenge` as its SCEP challenge, signed (DER CMS).
+    async fn signed_profile(&self, challenge: &str) -> Result<Vec<u8>> {
         let push = self.store.push_cert().await?.ok_or_else(|| {
             Error::Unavailable(
                 "no push certificate is loaded yet, so devices cannot enrol: an admin must load the school's MDM push certificate \
@@ -186,7 +193,7 @@ impl Enrollment {
             )
         })?;
         let ca_der = self.pki.ca_cert.to_der().map_err(Error::internal)?;
-        let mut params = EnrollmentProfileParams::new(&self.config.organization, &*self.public_url, push.topic, token, ca_der);
+        let mut params = EnrollmentProfileParams::new(&self.config.organization, &*self.public_url, push.topic, challenge, ca_der);
         params.scep_name = "lanyard".into();
         let unsigned = enrollment_profile(&params);
         sign_profile(&unsigned, &self.pki.signing_cert, &self.pki.signing_key, std::slice::from_ref(&self.pki.ca_cert))
