@@ -143,6 +143,7 @@ impl Lanyard {
             commands: commands.clone(),
             profiles: profiles.clone(),
             safeguarding: safeguarding.clone(),
+            enrollment: enrollment.clone(),
             setup_timeout: config.ade_setup_timeout,
         };
         Lanyard {

@@ -523,5 +523,15 @@ async fn an_ipad_from_asm_enrols_supervised_and_waits_for_its_profiles(b: Backen
     assert!(s.drain(&d2).await.contains(&"DeviceConfigured".to_owned()));
     let (_, dev) = s.get(&format!("/api/v1/devices/{udid}"), &tech).await;
     assert!(dev["setup_flag"].is_null(), "the first went as planned: {dev}");
+
+    // Returned to service, the first iPad comes back through ADE: no enrolment profile is sent.
+    let (st, r) = s.post(&format!("/api/v1/devices/{udid}/return-to-service"), &tech, json!({})).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(r["devices"][0]["re_enrols_by"], "ade", "{r}");
+    let (_, next) = s.connect(&d, d.idle()).await;
+    let (_, rt, cmd) = lanyard_bench::sim::SimDevice::read_command(&next).expect("a command");
+    assert_eq!(rt, "EraseDevice");
+    let rts = cmd["ReturnToService"].as_dictionary().unwrap();
+    assert_eq!((rts["Enabled"].as_boolean(), rts.get("MDMProfileData").is_none()), (Some(true), true), "{rts:?}");
     s.stop().await;
 }

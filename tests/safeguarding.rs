@@ -219,6 +219,17 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
         s.post("/api/v1/commands", &admin, json!({"targets": [other.udid, d.udid], "command": {"request_type": "EraseDevice"}})).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold");
     assert!(s.connect(&other, other.idle()).await.1.is_empty());
+    // Return to Service, alone or in a trolley (which names it and queues nothing), and its
+    // Activation Lock bypass code.
+    let (st, e) = s.post(&format!("/api/v1/devices/{}/return-to-service", d.udid), &tech, json!({})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold");
+    let (st, e) = s.post("/api/v1/devices/return-to-service", &tech, json!({"udids": [other.udid, d.udid]})).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold");
+    assert_eq!(e["devices_on_hold"], json!([d.udid]), "{e}");
+    assert!(s.connect(&other, other.idle()).await.1.is_empty());
+    let (st, e) =
+        s.get(&format!("/api/v1/devices/{}/activation-lock-bypass?justification=re-issuing%20to%20Year%204", d.udid), &admin).await;
+    assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold");
     // Deleting the device record, and reassigning it in the register.
     let (st, e) = s.call(Method::DELETE, &format!("/api/v1/devices/{}", d.udid), Some(&admin), None).await;
     assert_eq!(assert_error(st, &e, StatusCode::CONFLICT), "legal_hold");
@@ -250,10 +261,10 @@ async fn legal_hold_refuses_every_forbidden_action(b: Backend) {
 
     // Every refusal is audited and on the case's custody log.
     let (_, audit) = s.get("/api/v1/audit?action=legal_hold.refused&limit=100", &admin).await;
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2 * forbidden.len() + 1 + 1 + 1, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2 * forbidden.len() + 1 + 3 + 1 + 1, "{audit}");
     let (_, log) = s.get(&format!("/api/v1/cases/{case_id}/custody"), &dsl).await;
     let refused = log["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "refused").count();
-    assert_eq!(refused, 2 * forbidden.len() + 3);
+    assert_eq!(refused, 2 * forbidden.len() + 3 + 3);
     s.stop().await;
 }
 

@@ -315,7 +315,7 @@ async fn browser_admin_sees_erase_disabled_under_hold_and_a_forged_post_is_refus
     let erase = b.find("#action-erase button[type=submit]").await;
     assert!(!b.enabled(&erase).await, "Erase must be disabled under legal hold");
     assert_eq!(b.text_of("#reason-erase").await, "Not available: on legal hold under case 1.");
-    for key in ["clear_passcode", "leave_lost_mode"] {
+    for key in ["clear_passcode", "leave_lost_mode", "return_to_service", "bypass_code"] {
         let btn = b.find(&format!("#action-{key} button[type=submit]")).await;
         assert!(!b.enabled(&btn).await, "{key} must be disabled");
     }
@@ -1227,6 +1227,53 @@ async fn console_clears_a_passcode_with_the_devices_own_token() {
     let (_, rt, cmd) = lanyard_bench::sim::SimDevice::read_command(&next).expect("a command");
     assert_eq!(rt, "ClearPasscode");
     assert_eq!(cmd.get("UnlockToken").and_then(|v| v.as_data()).map(<[u8]>::to_vec), ipad.unlock_token());
+    s.stop().await;
+}
+
+/// Re-issuing an iPad from the console: Return to Service with the school's Wi-Fi profile, and its
+/// Activation Lock bypass code shown for a written reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_returns_an_ipad_to_service_and_shows_its_bypass_code() {
+    let s = server().await;
+    s.load_push_cert().await;
+    let ipad = s.enrolled_device(Kind::SupervisedIpad).await;
+    let tech = s.operator("tech", "technician").await;
+    let wifi = r#"<?xml version="1.0" encoding="UTF-8"?><plist version="1.0"><dict><key>PayloadContent</key><array><dict>
+        <key>EncryptionType</key><string>WPA2</string><key>Password</key><string>correct horse battery</string>
+        <key>SSID_STR</key><string>StMarys-Pupils</string><key>PayloadIdentifier</key><string>uk.sch.stmarys.wifi.pupils</string>
+        <key>PayloadType</key><string>com.apple.wifi.managed</string><key>PayloadUUID</key><string>5B7A2C43-1D7E-4F21-9A0B-3C4D5E6F7081</string>
+        <key>PayloadVersion</key><integer>1</integer></dict></array><key>PayloadDisplayName</key><string>School Wi-Fi</string>
+        <key>PayloadIdentifier</key><string>uk.sch.stmarys.wifi</string><key>PayloadType</key><string>Configuration</string>
+        <key>PayloadUUID</key><string>0E2F6A11-8C3B-4D5E-9F60-718293A4B5C6</string><key>PayloadVersion</key><integer>1</integer></dict></plist>"#;
+    use base64::Engine as _;
+    let (st, w) = s
+        .post(
+            "/api/v1/profiles",
+            &tech,
+            json!({"name": "school-wifi", "mobileconfig_base64": base64::engine::general_purpose::STANDARD.encode(wifi)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let page = c.get(&format!("/ui/devices/{}", ipad.udid)).await;
+    assert!(page.body.contains(&format!("<option value=\"{}\">school-wifi</option>", w["id"].as_str().unwrap())), "{}", page.body);
+    let csrf = page.csrf();
+
+    let url = format!("/ui/devices/{}/actions", ipad.udid);
+    let r = c.post(&url, &[("csrf", &csrf), ("action", "bypass_code"), ("justification", "short")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "a reason is needed: {}", r.body);
+    let r = c.post(&url, &[("csrf", &csrf), ("action", "bypass_code"), ("justification", "re-issuing to Year 4")]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains(&ipad.activation_lock_bypass_code()), "{}", r.body);
+
+    let r = c.post(&url, &[("csrf", &csrf), ("action", "return_to_service"), ("wifi_profile_id", w["id"].as_str().unwrap())]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let (_, next) = s.connect(&ipad, ipad.idle()).await;
+    let (_, rt, cmd) = lanyard_bench::sim::SimDevice::read_command(&next).expect("a command");
+    assert_eq!(rt, "EraseDevice");
+    let rts = cmd["ReturnToService"].as_dictionary().unwrap();
+    assert!(rts.get("WiFiProfileData").is_some() && rts.get("MDMProfileData").is_some(), "{rts:?}");
     s.stop().await;
 }
 

@@ -356,6 +356,22 @@ impl SimDevice {
         (self.kind == Kind::SupervisedIpad).then(|| format!("sim-unlock-token-{}", self.udid).into_bytes())
     }
 
+    /// The Activation Lock bypass code this device made, in Apple's shape (groups of 5, 5, 4,
+    /// 4, 4, 4 characters), its own.
+    pub fn activation_lock_bypass_code(&self) -> String {
+        let chars: Vec<char> = self.udid.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let mut out = String::new();
+        let mut at = 0;
+        for (i, len) in [5, 5, 4, 4, 4, 4].into_iter().enumerate() {
+            if i > 0 {
+                out.push('-');
+            }
+            out.extend(chars.iter().cycle().skip(at).take(len));
+            at += len;
+        }
+        out
+    }
+
     pub fn check_out(&self) -> Vec<u8> {
         to_xml(dict(vec![("MessageType", "CheckOut".into()), ("UDID", self.udid.clone().into()), ("Topic", self.topic.clone().into())]))
     }
@@ -488,6 +504,7 @@ impl SimDevice {
             )]),
             "CertificateList" => dict(vec![("CertificateList", Value::Array(vec![]))]),
             "DeviceLocation" => dict(vec![("Latitude", Value::Real(51.3)), ("Longitude", Value::Real(0.4))]),
+            "ActivationLockBypassCode" => dict(vec![("ActivationLockBypassCode", self.activation_lock_bypass_code().into())]),
             _ => Dictionary::new(),
         };
         let report = self.report("Acknowledged", &uuid, extra);

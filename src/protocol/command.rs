@@ -353,6 +353,9 @@ pub enum Command {
     /// `DeviceConfigured`: let a device waiting in Setup Assistant (`AwaitingConfiguration`)
     /// go on.
     DeviceConfigured,
+    /// `ActivationLockBypassCode`: the code a supervised device made to lift its Activation
+    /// Lock (available for 15 days after supervision).
+    ActivationLockBypassCode,
 }
 
 impl Command {
@@ -376,6 +379,7 @@ impl Command {
         "ClearPasscode",
         "Settings",
         "DeviceConfigured",
+        "ActivationLockBypassCode",
     ];
 
     /// Apple's `RequestType`.
@@ -399,6 +403,7 @@ impl Command {
             Self::ClearPasscode(_) => "ClearPasscode",
             Self::Settings(_) => "Settings",
             Self::DeviceConfigured => "DeviceConfigured",
+            Self::ActivationLockBypassCode => "ActivationLockBypassCode",
         }
     }
 
@@ -529,6 +534,7 @@ impl Command {
                 Self::Settings(Settings { settings })
             }
             "DeviceConfigured" => f(&[]).map(|_| Self::DeviceConfigured)?,
+            "ActivationLockBypassCode" => f(&[]).map(|_| Self::ActivationLockBypassCode)?,
             other => {
                 return Err(FieldError::new(
                     "request_type",
@@ -591,7 +597,8 @@ impl Command {
             | Self::DeviceLocation
             | Self::PlayLostModeSound
             | Self::ShutDownDevice
-            | Self::DeviceConfigured => {}
+            | Self::DeviceConfigured
+            | Self::ActivationLockBypassCode => {}
         }
         d.0
     }
@@ -1128,6 +1135,7 @@ mod tests {
                 ]}),
             ),
             build("DeviceConfigured", json!({})),
+            build("ActivationLockBypassCode", json!({})),
         ];
         // Every request type is covered.
         for rt in Command::REQUEST_TYPES {

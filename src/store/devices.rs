@@ -128,6 +128,8 @@ pub struct DeviceRecord {
     pub awaiting_configuration: bool,
     /// Let out of Setup Assistant before all its profiles were in: what happened.
     pub setup_flag: Option<String>,
+    /// When the device gave the Activation Lock bypass code Lanyard holds (sealed, read apart).
+    pub activation_lock_bypass_at: Option<DateTime<Utc>>,
     pub inventory_requested_at: Option<DateTime<Utc>>,
     pub info_updated_at: Option<DateTime<Utc>>,
     pub security_updated_at: Option<DateTime<Utc>>,
@@ -254,6 +256,13 @@ pub trait DeviceStore: Send + Sync {
     /// Let a device out of Setup Assistant: clear `awaiting_configuration` and queue
     /// `DeviceConfigured` (`cmd`), with the audit entry, in one transaction. False, doing
     /// nothing, if the device was not waiting (released already, by another instance or path).
+    /// Mark that Lanyard asks the device for its Activation Lock bypass code now: true when it
+    /// holds none and has not asked since `asked_before` (so it asks once a day at most).
+    async fn claim_activation_lock_request(&self, udid: &str, at: DateTime<Utc>, asked_before: DateTime<Utc>) -> StoreResult<bool>;
+    /// Keep the device's bypass code (sealed), replacing the one held.
+    async fn put_activation_lock_bypass(&self, udid: &str, sealed: &[u8], at: DateTime<Utc>) -> StoreResult<()>;
+    /// The sealed bypass code and when it came.
+    async fn activation_lock_bypass(&self, udid: &str) -> StoreResult<Option<(Vec<u8>, DateTime<Utc>)>>;
     /// `flag`: why it goes before all its profiles were in (None: they were).
     async fn release_setup(&self, udid: &str, cmd: &NewCommand, flag: Option<&str>, audit: NewAuditEntry) -> StoreResult<bool>;
     /// Record that a state-changing message signed at `signed_at` (Unix seconds) was accepted
@@ -596,6 +605,54 @@ macro_rules! impl_device_store {
                 }
                 let (exists,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE udid = $1").bind(udid).fetch_one(&self.pool).await?;
                 Ok(exists == 0)
+            }
+
+            async fn claim_activation_lock_request(
+                &self,
+                udid: &str,
+                at: chrono::DateTime<chrono::Utc>,
+                asked_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let r = sqlx::query(
+                    "UPDATE devices SET activation_lock_requested_at = $2 WHERE udid = $1 AND activation_lock_bypass_sealed IS NULL \
+                     AND (activation_lock_requested_at IS NULL OR activation_lock_requested_at < $3)",
+                )
+                .bind(udid)
+                .bind(at)
+                .bind(asked_before)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn put_activation_lock_bypass(
+                &self,
+                udid: &str,
+                sealed: &[u8],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("UPDATE devices SET activation_lock_bypass_sealed = $2, activation_lock_bypass_at = $3 WHERE udid = $1")
+                    .bind(udid)
+                    .bind(sealed)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn activation_lock_bypass(
+                &self,
+                udid: &str,
+            ) -> $crate::store::StoreResult<Option<(Vec<u8>, chrono::DateTime<chrono::Utc>)>> {
+                let row: Option<(Option<Vec<u8>>, Option<chrono::DateTime<chrono::Utc>>)> =
+                    sqlx::query_as("SELECT activation_lock_bypass_sealed, activation_lock_bypass_at FROM devices WHERE udid = $1")
+                        .bind(udid)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(match row {
+                    Some((Some(sealed), Some(at))) => Some((sealed, at)),
+                    _ => None,
+                })
             }
 
             async fn devices_awaiting_configuration(

@@ -29,6 +29,7 @@ pub mod operators;
 pub mod profiles;
 pub mod push;
 pub mod register;
+pub mod reissue;
 pub mod schedules;
 pub mod schemas;
 
@@ -48,6 +49,9 @@ pub fn routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(devices::list_devices))
         .routes(routes!(devices::devices_csv))
         .routes(routes!(devices::get_device, cases::retire_device))
+        .routes(routes!(reissue::activation_lock_bypass))
+        .routes(routes!(reissue::return_one))
+        .routes(routes!(reissue::return_many))
         .routes(routes!(cases::lock_pin))
         .routes(routes!(cases::open_case, cases::list_cases))
         .routes(routes!(cases::report))

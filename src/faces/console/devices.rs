@@ -73,6 +73,10 @@ struct Row {
     enrolled: bool,
     problems: String,
     hold: Option<i64>,
+    /// From DeviceInformation; None until it reports (iOS and iPadOS only: a Mac's is not shown).
+    supervised: Option<bool>,
+    /// Waiting in Setup Assistant for DeviceConfigured.
+    setting_up: bool,
 }
 
 struct SortLink {
@@ -172,6 +176,8 @@ pub async fn list(State(ctx): State<Ctx>, s: Session, p: Params) -> UiResult {
             enrolled: d.enrolled,
             problems: problems.join(", "),
             hold: on_hold,
+            supervised: d.supervised.filter(|_| d.platform != "macOS"),
+            setting_up: d.enrolled && d.awaiting_configuration,
             udid: d.udid,
         });
     }
@@ -366,6 +372,16 @@ fn profile_matches(v: &DeviceProfiles) -> Vec<ProfileMatch> {
 }
 
 #[derive(Template)]
+#[template(path = "bypass_code.html")]
+struct BypassCodePage {
+    nav: Nav,
+    udid: String,
+    device: String,
+    code: String,
+    received: String,
+}
+
+#[derive(Template)]
 #[template(path = "device.html")]
 struct DevicePage {
     nav: Nav,
@@ -386,6 +402,8 @@ struct DevicePage {
     diagnosis: Vec<String>,
     actions: Vec<Action>,
     can_quarantine: bool,
+    /// (id, name) of the library's Wi-Fi profiles, for Return to Service.
+    wifi_profiles: Vec<(String, String)>,
 }
 
 fn yes_no(v: Option<bool>) -> String {
@@ -574,6 +592,31 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
             confirm: Some("Remove the passcode from this device?"),
             with_message: false,
         });
+        let is_ios = d.platform != "macOS";
+        actions.push(Action {
+            key: "return_to_service",
+            title: "Return to service for its next pupil",
+            explain: "Erases everything on it, then it joins the Wi-Fi below and enrols again by itself, with its groups' profiles: nobody needs to touch it. iPhone and iPad on 17 or later.",
+            button: "Erase and return to service",
+            css: "danger",
+            disabled: held("EraseDevice").or_else(|| {
+                (!is_ios).then(|| "Not available: Return to Service is for iPhone and iPad; erase a Mac instead.".to_owned())
+            }),
+            confirm: Some("Erase everything on this device and return it to service? This cannot be undone."),
+            with_message: false,
+        });
+        if d.activation_lock_bypass_at.is_some() {
+            actions.push(Action {
+                key: "bypass_code",
+                title: "Show its Activation Lock bypass code",
+                explain: "If it comes back from an erase asking for the previous user's Apple Account, this code lifts the lock.",
+                button: "Show the code",
+                css: "secondary",
+                disabled: hold.map(|n| format!("Not available: on legal hold under case {n}.")),
+                confirm: None,
+                with_message: false,
+            });
+        }
         actions.push(Action {
             key: "erase",
             title: "Erase everything on it",
@@ -585,6 +628,11 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
             with_message: false,
         });
     }
+    let wifi_profiles = if s.can(Permission::ManageDevices) {
+        ctx.profiles.wifi_profiles().await?.into_iter().map(|(id, name)| (id.to_string(), name)).collect()
+    } else {
+        Vec::new()
+    };
     let done = p.get("done").and_then(|d| match d {
         "queued" => Some("Done: the command is queued and the device has been woken. Its status below updates by itself."),
         _ => None,
@@ -608,6 +656,7 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         diagnosis,
         actions,
         can_quarantine: s.can(Permission::Safeguarding),
+        wifi_profiles,
     }))
 }
 
@@ -659,6 +708,25 @@ pub async fn action(State(ctx): State<Ctx>, Path(udid): Path<String>, form: Form
         Some("restart") => "RestartDevice",
         Some("leave_lost_mode") => "DisableLostMode",
         Some("clear_passcode") => "ClearPasscode",
+        Some("return_to_service") => {
+            let wifi = match form.get("wifi_profile_id").filter(|v| !v.is_empty()) {
+                Some(v) => Some(v.parse::<uuid::Uuid>().map_err(|_| UiError::bad_form())?),
+                None => None,
+            };
+            ctx.devices.return_to_service(&actor, vec![udid.clone()], wifi, true).await?;
+            return Ok(Redirect::to(&format!("/ui/devices/{}?done=queued#commands", super::session::urlencode(&udid))).into_response());
+        }
+        Some("bypass_code") => {
+            let code = ctx.devices.reveal_activation_lock_bypass(&actor, &udid, form.get("justification")).await?;
+            let device = code.device_name.clone().or(code.serial_number.clone()).unwrap_or_else(|| udid.clone());
+            return Ok(render(&BypassCodePage {
+                nav: Nav::new(s, "devices"),
+                udid: udid.clone(),
+                device,
+                code: code.bypass_code,
+                received: when(code.received_at),
+            }));
+        }
         Some("erase") => {
             if !form.checked("confirm") {
                 return Err(UiError::field("Erase", "tick the box to confirm that everything on the device will be deleted"));

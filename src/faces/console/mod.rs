@@ -327,6 +327,7 @@ pub fn command_words(request_type: &str) -> &'static str {
         "ClearPasscode" => "Remove the passcode",
         "Settings" => "Change settings",
         "DeviceConfigured" => "Finish set-up",
+        "ActivationLockBypassCode" => "Keep its Activation Lock bypass code",
         _ => "Command",
     }
 }

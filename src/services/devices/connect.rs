@@ -170,6 +170,8 @@ impl Devices {
         // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault escrow,
         // smart groups. Any commands it queues go out in this same answer.
         self.profiles.profiles_after_report(udid, command_uuid, done, report).await;
+        // Activation Lock: ask a supervised device for its bypass code, keep the one it sends.
+        self.activation_lock_after_report(udid, &done.request_type, report).await?;
         // A device waiting in Setup Assistant goes on once its profiles are in.
         if report.status.is_final() && matches!(done.request_type.as_str(), "ProfileList" | "InstallProfile" | "RemoveProfile") {
             self.continue_setup(udid).await;

@@ -4,10 +4,12 @@
 //! These are the rules behind the device face (`/mdm/checkin`, `/mdm/connect`). A failed
 //! authentication is a 400 or 403, never a 401: a 401 makes a device unenrol itself.
 
+pub mod activation_lock;
 pub mod auth;
 pub mod checkin;
 pub mod connect;
 pub mod inventory;
+pub mod return_to_service;
 pub mod setup;
 
 use crate::clock::Clock;
@@ -31,6 +33,7 @@ pub struct Devices {
     pub(crate) commands: crate::services::commands::Commands,
     pub(crate) profiles: crate::services::profiles::Profiles,
     pub(crate) safeguarding: crate::services::safeguarding::Safeguarding,
+    pub(crate) enrollment: crate::services::enrollment::Enrollment,
     /// How long a device may wait in Setup Assistant for its profiles (`ade_setup_timeout`).
     pub(crate) setup_timeout: std::time::Duration,
 }

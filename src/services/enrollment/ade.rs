@@ -17,14 +17,13 @@
 use chrono::Duration;
 use openssl::x509::X509;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::protocol::cms::{SignatureError, verify_attached};
 use crate::protocol::machine_info::{self, MachineInfo};
-use crate::services::auth::{Actor, tokens};
-use crate::services::enrollment::{Enrollment, TOKEN_PREFIX};
-use crate::store::{AdeEnrolmentRecord, EnrollmentTokenRecord};
+use crate::services::auth::Actor;
+use crate::services::enrollment::Enrollment;
+use crate::store::AdeEnrolmentRecord;
 
 /// How long the one-time challenge of an ADE enrolment lives: Setup Assistant asks for its
 /// certificate within seconds.
@@ -77,21 +76,9 @@ impl Enrollment {
     /// The one-time token for this device, stored with the MachineInfo's record and the
     /// audit entry. Returns the secret (the SCEP challenge).
     async fn ade_token(&self, info: &MachineInfo, digest: &str) -> Result<String> {
-        let secret = format!("{TOKEN_PREFIX}{}", &tokens::generate()[tokens::PREFIX.len()..]);
+        let (secret, token) =
+            self.one_time_token(&info.serial, &format!("ADE {}", info.serial), "system:ade", Duration::minutes(ADE_TOKEN_MINUTES));
         let now = self.clock.now();
-        let token = EnrollmentTokenRecord {
-            id: Uuid::new_v4(),
-            label: format!("ADE {}", info.serial),
-            token_hash: tokens::hash(&secret),
-            max_uses: Some(1),
-            uses: 0,
-            expires_at: Some(now + Duration::minutes(ADE_TOKEN_MINUTES)),
-            group_name: None,
-            created_by: "system:ade".into(),
-            created_at: now,
-            revoked_at: None,
-            bound_serial: Some(info.serial.clone()),
-        };
         let rec = AdeEnrolmentRecord {
             machine_info_sha256: digest.to_owned(),
             serial_number: info.serial.clone(),

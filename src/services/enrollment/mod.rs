@@ -183,8 +183,43 @@ impl Enrollment {
         self.signed_profile(token).await
     }
 
+    /// A signed enrolment profile whose challenge is a new one-time token (one use, `hours`)
+    /// bound to `serial`, with the operator's audit entry: what an iPad re-enrols with after
+    /// Return to Service when ADE will not enrol it.
+    pub async fn bound_enrollment_profile(&self, actor: &Actor, serial: &str, label: &str, hours: i64) -> Result<Vec<u8>> {
+        let (secret, rec) = self.one_time_token(serial, label, &actor.name, Duration::hours(hours));
+        let audit = self.audit.audit_entry(
+            actor,
+            "enrollment_token.create",
+            Some(label),
+            json!({"id": rec.id, "max_uses": 1, "expires_at": rec.expires_at, "bound_serial": serial}),
+        );
+        self.store.create_enrollment_token(&rec, audit).await?;
+        self.signed_profile(&secret).await
+    }
+
+    /// A new one-time token (one use, for `lasts`) bound to `serial`: (secret, record).
+    pub(crate) fn one_time_token(&self, serial: &str, label: &str, created_by: &str, lasts: Duration) -> (String, EnrollmentTokenRecord) {
+        let secret = format!("{TOKEN_PREFIX}{}", &tokens::generate()[tokens::PREFIX.len()..]);
+        let now = self.clock.now();
+        let rec = EnrollmentTokenRecord {
+            id: Uuid::new_v4(),
+            label: label.to_owned(),
+            token_hash: tokens::hash(&secret),
+            max_uses: Some(1),
+            uses: 0,
+            expires_at: Some(now + lasts),
+            group_name: None,
+            created_by: created_by.to_owned(),
+            created_at: now,
+            revoked_at: None,
+            bound_serial: Some(serial.to_owned()),
+        };
+        (secret, rec)
+    }
+
     /// The enrolment profile with `challenge` as its SCEP challenge, signed (DER CMS).
-    async fn signed_profile(&self, challenge: &str) -> Result<Vec<u8>> {
+    pub(crate) async fn signed_profile(&self, challenge: &str) -> Result<Vec<u8>> {
         let push = self.store.push_cert().await?.ok_or_else(|| {
             Error::Unavailable(
                 "no push certificate is loaded yet, so devices cannot enrol: an admin must load the school's MDM push certificate \

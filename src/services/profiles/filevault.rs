@@ -42,6 +42,22 @@ pub fn decrypt_recovery_key(cms_der: &[u8], cert: &X509, key: &PKey<Private>) ->
     Ok(text)
 }
 
+/// A reveal's written reason, trimmed: 10 to 2000 characters (422 `justification` otherwise).
+/// `what` names the secret in the message ("the key").
+pub fn check_justification<'a>(justification: Option<&'a str>, what: &str) -> Result<&'a str> {
+    let justification = justification.map(str::trim).unwrap_or_default();
+    if justification.chars().count() < MIN_JUSTIFICATION {
+        return Err(Error::unprocessable(
+            "justification",
+            format!("say why {what} is needed (at least {MIN_JUSTIFICATION} characters); it is kept in the audit log"),
+        ));
+    }
+    if justification.chars().count() > 2000 {
+        return Err(Error::unprocessable("justification", "at most 2000 characters"));
+    }
+    Ok(justification)
+}
+
 /// The answer to a reveal.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RevealedKey {
@@ -98,16 +114,7 @@ impl Profiles {
 
     /// Reveal a Mac's recovery key, with a written justification (audited with it).
     pub async fn reveal_filevault_key(&self, actor: &Actor, udid: &str, justification: Option<&str>) -> Result<RevealedKey> {
-        let justification = justification.map(str::trim).unwrap_or_default();
-        if justification.chars().count() < MIN_JUSTIFICATION {
-            return Err(Error::unprocessable(
-                "justification",
-                format!("say why the key is needed (at least {MIN_JUSTIFICATION} characters); it is kept in the audit log"),
-            ));
-        }
-        if justification.chars().count() > 2000 {
-            return Err(Error::unprocessable("justification", "at most 2000 characters"));
-        }
+        let justification = check_justification(justification, "the key")?;
         let device = self.store.device(udid).await?.ok_or_else(|| Error::not_found(format!("no device with UDID {udid}")))?;
         let rec = self
             .store

@@ -480,6 +480,37 @@ impl Profiles {
         Ok((p, v))
     }
 
+    /// The library's Wi-Fi profiles (id, name), for choosing the network of Return to Service.
+    pub async fn wifi_profiles(&self) -> Result<Vec<(Uuid, String)>> {
+        let mut out = Vec::new();
+        for p in self.store.list_profiles().await?.into_iter().filter(|p| p.deleted_at.is_none()) {
+            if let Some(v) = self.store.profile_version(p.id, p.version).await?
+                && v.payload_types.contains("\"com.apple.wifi.managed\"")
+            {
+                out.push((p.id, p.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A Wi-Fi profile of the library as devices receive it, for Return to Service (the network
+    /// an erased iPad joins to come back): 422 `wifi_profile_id` when it is not one.
+    pub async fn signed_wifi_profile(&self, id: Uuid) -> Result<(String, Vec<u8>)> {
+        let p = self.store.profile(id).await?.filter(|p| p.deleted_at.is_none());
+        let Some(p) = p else { return Err(Error::unprocessable("wifi_profile_id", format!("no profile {id}"))) };
+        let v = self.store.profile_version(id, p.version).await?.ok_or_else(|| Error::not_found(format!("profile {id} has no version")))?;
+        if !v.payload_types.contains("\"com.apple.wifi.managed\"") {
+            return Err(Error::unprocessable(
+                "wifi_profile_id",
+                format!(
+                    "profile {:?} has no Wi-Fi payload (com.apple.wifi.managed): name the profile that joins the school's network",
+                    p.name
+                ),
+            ));
+        }
+        Ok((p.name, self.signed_for_devices(&v.xml)?))
+    }
+
     /// The profile as devices receive it: Lanyard's escrow certificate filled in, then signed
     /// (CMS, DER) with the profile-signing identity and the CA in the chain.
     pub fn signed_for_devices(&self, xml: &[u8]) -> Result<Vec<u8>> {
