@@ -405,12 +405,19 @@ async fn an_ipad_from_asm_enrols_supervised_and_waits_for_its_profiles(b: Backen
     let tech = s.operator("tech", "technician").await;
     s.load_push_cert().await;
     let (serial, udid) = ("DMPXADE00001", "00008101-000A1B2C3D4E5F60");
-    mock.add_devices([MockDevice::ipad(serial), MockDevice::ipad("DMPXADE00002")]);
+    // The second is moving here from another MDM server, with a deadline.
+    let migrating = MockDevice { mdm_migration_deadline: Some("2026-12-31T00:00:00Z".into()), ..MockDevice::ipad("DMPXADE00002") };
+    mock.add_devices([MockDevice::ipad(serial), migrating]);
     let pem = public_key(&s, &admin).await;
     let (_, t) = upload(&s, &admin, smime_token_file(&pem, &mock.token_json()).unwrap()).await;
     let id: uuid::Uuid = t["id"].as_str().unwrap().parse().unwrap();
     assert_eq!(s.post(&format!("/api/v1/ade/tokens/{id}/sync"), &admin, json!({})).await.0, StatusCode::ACCEPTED);
-    wait_synced(&s, &admin, id).await;
+    let t = wait_synced(&s, &admin, id).await;
+    assert_eq!((t["migrating"].as_i64(), t["next_migration_deadline"].as_str()), (Some(1), Some("2026-12-31T00:00:00Z")), "{t}");
+    let listed = all_devices(&s, &admin, "").await;
+    let flags: Vec<(bool, &str)> =
+        listed.iter().map(|d| (d["migrating"].as_bool().unwrap(), d["serial_number"].as_str().unwrap())).collect();
+    assert_eq!(flags, vec![(false, serial), (true, "DMPXADE00002")]);
 
     // Supervised iPads get the pupil restrictions.
     let (st, g) = s
@@ -511,6 +518,8 @@ async fn an_ipad_from_asm_enrols_supervised_and_waits_for_its_profiles(b: Backen
     (d2.udid, d2.serial) = ("00008101-0000000000000002".into(), "DMPXADE00002".into());
     assert_eq!(s.checkin(&d2, d2.authenticate()).await.0, StatusCode::OK);
     assert_eq!(s.checkin(&d2, d2.token_update_awaiting(true)).await.0, StatusCode::OK);
+    let (_, t) = s.get(&format!("/api/v1/ade/tokens/{id}"), &admin).await;
+    assert_eq!(t["migrating"], 0, "enrolled without an erase, it has migrated: {t}");
     assert_eq!(s.ctx.devices.release_overdue_setups().await.unwrap(), 0, "not yet");
     s.clock.as_ref().unwrap().advance(chrono::Duration::minutes(16));
     assert_eq!(s.ctx.devices.release_overdue_setups().await.unwrap(), 1);

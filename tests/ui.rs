@@ -1448,5 +1448,54 @@ async fn console_connects_apple_school_manager() {
     assert_eq!(r.location(), "/ui/apple?done=syncing");
     let items = audit(&s, "ade.token.upload").await;
     assert!(items.iter().any(|e| e["actor"] == "operator:admin"), "{items:?}");
+
+    // A technician's page: ADE profiles, the token's rules, the devices, assignment by hand.
+    s.operator("tech", "technician").await;
+    let mut tech = Console::new(&s);
+    tech.login("tech", "tech-password-123").await;
+    let page = tech.get("/ui/ade").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("href=\"/ui/ade\" aria-current=\"page\""), "in the navigation");
+    assert!(page.body.contains("UIPAD0000") && page.body.contains("No ADE profile yet"), "{}", page.body);
+    assert_eq!(tech.get("/ui/apple").await.status, StatusCode::FORBIDDEN, "the push certificate stays the admin's");
+    let csrf = page.csrf();
+    let r = tech
+        .post("/ui/ade/profiles", &[("csrf", &csrf), ("name", "Pupil iPads"), ("is_supervised", "on"), ("skip_setup_items", "siri")])
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("Siri"), "Apple's spelling is suggested: {}", r.body);
+    let r = tech
+        .post(
+            "/ui/ade/profiles",
+            &[
+                ("csrf", &csrf),
+                ("name", "Pupil iPads"),
+                ("is_supervised", "on"),
+                ("is_mandatory", "on"),
+                ("await_device_configured", "on"),
+                ("skip_setup_items", "Siri, Privacy"),
+                ("department", "IT office"),
+            ],
+        )
+        .await;
+    assert_eq!((r.status, r.location()), (StatusCode::SEE_OTHER, "/ui/ade?done=profile".to_owned()), "{}", r.body);
+    let profile = s.ctx.ade.profiles().await.unwrap().remove(0);
+    assert!(profile.settings.is_supervised && !profile.settings.is_mdm_removable && profile.settings.await_device_configured);
+    assert_eq!(profile.settings.skip_setup_items, vec!["Siri", "Privacy"]);
+    let rules = format!("/ui/ade/tokens/{id}/rules");
+    let pid = profile.id.to_string();
+    assert_eq!(tech.post(&rules, &[("csrf", &csrf), ("action", "default"), ("profile", &pid)]).await.status, StatusCode::SEE_OTHER);
+    let r = tech.post(&rules, &[("csrf", &csrf), ("action", "add"), ("profile", &pid), ("serials", "UIPAD0001 UIPAD0002")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let set = s.ctx.ade.assignment_rules(id).await.unwrap();
+    assert_eq!((set.default_profile, set.rules.len(), set.rules[0].serials.as_ref().map(Vec::len)), (Some(profile.id), 1, Some(2)));
+    let page = tech.get("/ui/ade").await;
+    assert!(page.body.contains("serial is one of UIPAD0001, UIPAD0002"), "{}", page.body);
+    assert_eq!(tech.post(&rules, &[("csrf", &csrf), ("action", "remove"), ("index", "0")]).await.status, StatusCode::SEE_OTHER);
+    assert!(s.ctx.ade.assignment_rules(id).await.unwrap().rules.is_empty());
+    let r = tech.post("/ui/ade/assign", &[("csrf", &csrf), ("profile", &pid), ("serials", "UIPAD0000\nNOTINASM")]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = tech.get(&r.location()).await;
+    assert!(page.body.contains("UIPAD0000 SUCCESS") && page.body.contains("NOTINASM NOT_IN_ASM"), "{}", page.body);
     s.stop().await;
 }

@@ -88,43 +88,14 @@ pub fn decode_header(header_b64: &str) -> Result<Vec<u8>, SignatureError> {
 
 /// [`verify_mdm_signature`] after the base64: `der` is the CMS SignedData itself.
 pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, SignatureError> {
-    let p7 = Pkcs7::from_der(der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
-    if p7.signed().is_none() {
-        return Err(SignatureError::NotCms("not a SignedData structure".into()));
-    }
-    if !digests_are_known(&p7.to_der()?) {
-        return Err(SignatureError::BadSignature("a listed digest algorithm is not MD5, SHA-1 or SHA-2".into()));
-    }
-
-    let none = Stack::new()?;
-    let signer = p7
-        .signers(&none, Pkcs7Flags::empty())
-        .ok()
-        .and_then(|signers| signers.iter().next().map(|c| c.to_owned()))
-        .ok_or(SignatureError::NoSigner)?;
-
+    let (p7, signer) = signed_data(der)?;
     // Signature over the body only; the chain is checked below against our CA alone, so that
     // a forged signature and a foreign certificate give different answers.
+    let none = Stack::new()?;
     let empty_store = X509StoreBuilder::new()?.build();
     p7.verify(&none, &empty_store, Some(body), None, Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY | Pkcs7Flags::DETACHED)
         .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
-
-    let mut intermediates = Stack::new()?;
-    if let Some(certs) = p7.signed().and_then(|s| s.certificates()) {
-        for cert in certs {
-            intermediates.push(cert.to_owned())?;
-        }
-    }
-    let store = ca_store(ca)?;
-    let mut ctx = X509StoreContext::new()?;
-    let verdict = ctx.init(&store, &signer, &intermediates, |c| {
-        let ok = c.verify_cert()?;
-        Ok((ok, c.error()))
-    })?;
-    match verdict {
-        (true, _) => Ok(signer),
-        (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
-    }
+    verify_chain(&p7, signer, &ca_store(ca)?)
 }
 
 /// Checks a CMS SignedData that carries its content (attached), made by a certificate that
@@ -136,6 +107,25 @@ pub fn verify_detached_der(body: &[u8], der: &[u8], ca: &X509) -> Result<X509, S
 /// checked: Apple's device identities and the "Apple iPhone Device CA" they chain to were made
 /// years ago and some are past their notAfter, yet Apple documents them as the device's proof.
 pub fn verify_attached(der: &[u8], anchors: &[X509]) -> Result<(Vec<u8>, X509), SignatureError> {
+    let (p7, signer) = signed_data(der)?;
+    // The signature first, without the chain, as above.
+    let none = Stack::new()?;
+    let empty_store = X509StoreBuilder::new()?.build();
+    let mut content = Vec::new();
+    p7.verify(&none, &empty_store, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
+        .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
+    let mut b = X509StoreBuilder::new()?;
+    for a in anchors {
+        b.add_cert(a.clone())?;
+    }
+    b.set_purpose(X509PurposeId::ANY)?;
+    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
+    let signer = verify_chain(&p7, signer, &b.build())?;
+    Ok((content, signer))
+}
+
+/// A SignedData and its first signer certificate, refusing a digest OpenSSL would leak on.
+fn signed_data(der: &[u8]) -> Result<(Pkcs7, X509), SignatureError> {
     let p7 = Pkcs7::from_der(der).map_err(|e| SignatureError::NotCms(first_reason(&e)))?;
     if p7.signed().is_none() {
         return Err(SignatureError::NotCms("not a SignedData structure".into()));
@@ -149,33 +139,25 @@ pub fn verify_attached(der: &[u8], anchors: &[X509]) -> Result<(Vec<u8>, X509), 
         .ok()
         .and_then(|signers| signers.iter().next().map(|c| c.to_owned()))
         .ok_or(SignatureError::NoSigner)?;
-    // The signature first, without the chain, so that a forged signature and a foreign
-    // certificate give different answers.
-    let empty_store = X509StoreBuilder::new()?.build();
-    let mut content = Vec::new();
-    p7.verify(&none, &empty_store, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
-        .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
+    Ok((p7, signer))
+}
 
+/// The signer's chain against `store`, with the certificates in the message as untrusted
+/// intermediates.
+fn verify_chain(p7: &Pkcs7, signer: X509, store: &X509Store) -> Result<X509, SignatureError> {
     let mut intermediates = Stack::new()?;
     if let Some(certs) = p7.signed().and_then(|s| s.certificates()) {
         for cert in certs {
             intermediates.push(cert.to_owned())?;
         }
     }
-    let mut b = X509StoreBuilder::new()?;
-    for a in anchors {
-        b.add_cert(a.clone())?;
-    }
-    b.set_purpose(X509PurposeId::ANY)?;
-    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
-    let store = b.build();
     let mut ctx = X509StoreContext::new()?;
-    let verdict = ctx.init(&store, &signer, &intermediates, |c| {
+    let verdict = ctx.init(store, &signer, &intermediates, |c| {
         let ok = c.verify_cert()?;
         Ok((ok, c.error()))
     })?;
     match verdict {
-        (true, _) => Ok((content, signer)),
+        (true, _) => Ok(signer),
         (false, err) => Err(SignatureError::Untrusted { subject: subject_of(&signer), reason: err.error_string().to_owned() }),
     }
 }

@@ -109,6 +109,10 @@ pub struct AdeTokenCounts {
     pub devices: i64,
     pub removed: i64,
     pub enrolled: i64,
+    /// Moved to Lanyard from another MDM server with a deadline, and not enrolled yet.
+    pub migrating: i64,
+    /// The nearest such deadline (as ASM wrote it).
+    pub next_migration_deadline: Option<String>,
 }
 
 /// An ADE profile: its name and Lanyard's JSON of its settings.
@@ -321,7 +325,11 @@ macro_rules! impl_ade_store {
                 Ok(sqlx::query_as(
                     "SELECT a.token_id AS token_id, COUNT(*) AS devices, \
                      COALESCE(SUM(CASE WHEN a.removed_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS removed, \
-                     COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM devices d WHERE d.serial_number = a.serial_number) THEN 1 ELSE 0 END), 0) AS enrolled \
+                     COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM devices d WHERE d.serial_number = a.serial_number) THEN 1 ELSE 0 END), 0) AS enrolled, \
+                     COALESCE(SUM(CASE WHEN a.mdm_migration_deadline IS NOT NULL AND a.removed_at IS NULL \
+                       AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.serial_number = a.serial_number) THEN 1 ELSE 0 END), 0) AS migrating, \
+                     MIN(CASE WHEN a.removed_at IS NULL AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.serial_number = a.serial_number) \
+                       THEN a.mdm_migration_deadline END) AS next_migration_deadline \
                      FROM ade_devices a GROUP BY a.token_id",
                 )
                 .fetch_all(&self.pool)

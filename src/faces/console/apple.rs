@@ -64,7 +64,13 @@ impl AdeTokenRow {
                 (_, Some(at)) => when(at),
                 (_, None) => "Not yet".to_owned(),
             },
-            devices: format!("{} listed, {} enrolled, {} removed in ASM", t.devices, t.enrolled, t.removed),
+            devices: match (t.migrating, &t.next_migration_deadline) {
+                (0, _) | (_, None) => format!("{} listed, {} enrolled, {} removed in ASM", t.devices, t.enrolled, t.removed),
+                (m, Some(deadline)) => format!(
+                    "{} listed, {} enrolled, {} removed in ASM; {m} moving here from another MDM server, to enrol by {deadline}",
+                    t.devices, t.enrolled, t.removed
+                ),
+            },
             running: t.sync_state == "running",
             server_name: t.server_name,
             org_name: t.org_name,

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use crate::context::Ctx;
 use crate::services::auth::Permission;
 
+pub mod ade;
 pub mod apple;
 pub mod assets;
 pub mod audit;
@@ -52,6 +53,11 @@ pub fn router(ctx: Ctx) -> Router<Ctx> {
         .route("/ui/devices/{udid}/status.json", get(devices::status_json))
         .route("/ui/devices/{udid}/actions", post(devices::action))
         .route("/ui/enroll", get(enroll::page).post(enroll::create))
+        .route("/ui/ade", get(ade::page))
+        .route("/ui/ade/profiles", post(ade::create_profile))
+        .route("/ui/ade/profiles/{id}/delete", post(ade::delete_profile))
+        .route("/ui/ade/tokens/{id}/rules", post(ade::rules))
+        .route("/ui/ade/assign", post(ade::assign))
         .route("/ui/apple", get(apple::page))
         .route("/ui/apple/push-cert", post(apple::load))
         .route("/ui/apple/push-cert/requests", post(apple::request))
@@ -143,6 +149,7 @@ pub struct Nav {
     pub devices: bool,
     pub enroll: bool,
     pub apple: bool,
+    pub ade: bool,
     pub profiles: bool,
     pub register: bool,
     pub cases: bool,
@@ -159,6 +166,7 @@ impl Nav {
             devices: s.can(Permission::ReadDevices),
             enroll: s.can(Permission::ManageDevices),
             apple: s.can(Permission::ManagePushCert),
+            ade: s.can(Permission::ManageDevices),
             profiles: s.can(Permission::ReadProfiles),
             register: s.can(Permission::ReadRegister),
             cases: s.can(Permission::Safeguarding),

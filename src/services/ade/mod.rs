@@ -71,6 +71,10 @@ pub struct AdeTokenInfo {
     pub removed: i64,
     /// Devices among them enrolled in Lanyard (by serial number).
     pub enrolled: i64,
+    /// Devices ASM moved to Lanyard from another MDM server with a deadline, not enrolled yet.
+    pub migrating: i64,
+    /// The nearest of their deadlines (as ASM gives it).
+    pub next_migration_deadline: Option<String>,
 }
 
 /// The code a stored error starts with (`[terms_not_signed] ...`), so that the state survives.
@@ -128,6 +132,8 @@ impl AdeTokenInfo {
             devices: counts.map(|c| c.devices).unwrap_or(0),
             removed: counts.map(|c| c.removed).unwrap_or(0),
             enrolled: counts.map(|c| c.enrolled).unwrap_or(0),
+            migrating: counts.map(|c| c.migrating).unwrap_or(0),
+            next_migration_deadline: counts.and_then(|c| c.next_migration_deadline.clone()),
         }
     }
 }
@@ -158,6 +164,9 @@ pub struct AdeDeviceInfo {
     pub enrolled_udid: Option<String>,
     /// True when ASM removed it but it is still enrolled: someone should look.
     pub removed_but_enrolled: bool,
+    /// Moved to Lanyard from another MDM server (`mdm_migration_deadline`) and not enrolled in
+    /// Lanyard yet: it re-enrols through ADE before the deadline, without an erase.
+    pub migrating: bool,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -298,6 +307,7 @@ impl Ade {
             .into_iter()
             .map(|r| AdeDeviceInfo {
                 removed_but_enrolled: r.removed_at.is_some() && r.enrolled_udid.is_some(),
+                migrating: r.device.mdm_migration_deadline.is_some() && r.removed_at.is_none() && r.enrolled_udid.is_none(),
                 serial_number: r.device.serial_number,
                 token_id: r.token_id,
                 model: r.device.model,
