@@ -1274,6 +1274,36 @@ async fn console_returns_an_ipad_to_service_and_shows_its_bypass_code() {
     assert_eq!(rt, "EraseDevice");
     let rts = cmd["ReturnToService"].as_dictionary().unwrap();
     assert!(rts.get("WiFiProfileData").is_some() && rts.get("MDMProfileData").is_some(), "{rts:?}");
+
+    // A trolley: serial numbers typed (or scanned), each erase followed to the end.
+    let trolley = [s.enrolled_device(Kind::SupervisedIpad).await, s.enrolled_device(Kind::SupervisedIpad).await];
+    let page = c.get("/ui/devices/return-to-service").await;
+    assert!(page.body.contains("school-wifi"), "{}", page.body);
+    let serials = format!("{}\n{}", trolley[0].serial, trolley[1].serial.to_lowercase());
+    let r = c.post("/ui/devices/return-to-service", &[("csrf", &csrf), ("devices", &serials)]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "the erase is confirmed first: {}", r.body);
+    let r =
+        c.post("/ui/devices/return-to-service", &[("csrf", &csrf), ("devices", &format!("{serials}\nNOSUCH")), ("confirm", "on")]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(s.connect(&trolley[0], trolley[0].idle()).await.1.is_empty(), "all or nothing");
+    let r = c
+        .post(
+            "/ui/devices/return-to-service",
+            &[("csrf", &csrf), ("devices", &serials), ("confirm", "on"), ("wifi_profile_id", w["id"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let progress = r.location();
+    assert!(progress.starts_with("/ui/devices/return-to-service/progress?c="), "{progress}");
+    let page = c.get(&progress).await;
+    assert_eq!(page.body.matches("Waiting to be sent").count(), 2, "{}", page.body);
+    for d in &trolley {
+        s.drain(d).await;
+    }
+    let json = c.get(&progress.replacen("/progress?", "/progress.json?", 1)).await;
+    let v: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(v["done"], true, "{v}");
+    assert!(v["items"].as_array().unwrap().iter().all(|i| i["fields"]["status"] == "Done"), "{v}");
     s.stop().await;
 }
 

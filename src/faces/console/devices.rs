@@ -283,7 +283,7 @@ struct CommandRow {
     by: String,
 }
 
-fn status_css(status: &str) -> &'static str {
+pub(super) fn status_css(status: &str) -> &'static str {
     match status {
         "acknowledged" => "status-done",
         "error" | "expired" | "cancelled" => "status-bad",

@@ -38,6 +38,7 @@ pub mod login;
 pub mod profiles;
 pub mod register;
 pub mod session;
+pub mod trolley;
 
 pub use session::{Form, Session};
 
@@ -49,6 +50,9 @@ pub fn router(ctx: Ctx) -> Router<Ctx> {
         .route("/ui/logout", post(login::logout))
         .route("/ui/static/{file}", get(assets::asset))
         .route("/ui/devices", get(devices::list))
+        .route("/ui/devices/return-to-service", get(trolley::page).post(trolley::submit))
+        .route("/ui/devices/return-to-service/progress", get(trolley::progress))
+        .route("/ui/devices/return-to-service/progress.json", get(trolley::progress_json))
         .route("/ui/devices/{udid}", get(devices::show))
         .route("/ui/devices/{udid}/status.json", get(devices::status_json))
         .route("/ui/devices/{udid}/actions", post(devices::action))
