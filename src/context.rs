@@ -15,6 +15,7 @@ use crate::services::ade::Ade;
 use crate::services::audit::Audit;
 use crate::services::auth::session_token::SessionKey;
 use crate::services::commands::Commands;
+use crate::services::ddm::Ddm;
 use crate::services::devices::Devices;
 use crate::services::enrollment::Enrollment;
 use crate::services::hold::Hold;
@@ -53,6 +54,7 @@ pub struct Lanyard {
     pub operators: Operators,
     pub devices: Devices,
     pub ade: Ade,
+    pub ddm: Ddm,
 }
 
 pub type Ctx = Arc<Lanyard>;
@@ -131,6 +133,12 @@ impl Lanyard {
             client_config: crate::apple::ade::AdeConfig::default(),
             public_url: Arc::from(public_url.as_str()),
         };
+        let ddm = Ddm {
+            store: store.clone(),
+            clock: clock.clone(),
+            organization: Arc::from(config.organization.as_str()),
+            commands: commands.clone(),
+        };
         let devices = Devices {
             store: store.clone(),
             clock: clock.clone(),
@@ -144,6 +152,7 @@ impl Lanyard {
             profiles: profiles.clone(),
             safeguarding: safeguarding.clone(),
             enrollment: enrollment.clone(),
+            ddm: ddm.clone(),
             setup_timeout: config.ade_setup_timeout,
         };
         Lanyard {
@@ -167,6 +176,7 @@ impl Lanyard {
             operators,
             devices,
             ade,
+            ddm,
         }
     }
 

@@ -822,6 +822,44 @@ fn parse_scep(der: Vec<u8>) -> Result<scep::ScepRequest, scep::ScepError> {
     scep::parse_pki_message(&der, &k.ca.cert, &k.ca.key)
 }
 
+/// Arbitrary JSON values, nested up to `depth`.
+fn json_value(depth: u32) -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::Bool),
+        any::<i64>().prop_map(|n| serde_json::json!(n)),
+        "[a-z.-]{0,12}".prop_map(serde_json::Value::String),
+    ];
+    leaf.prop_recursive(depth, 64, 6, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+            proptest::collection::btree_map("[a-z-]{1,10}", inner, 0..6).prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(1024))]
+
+    /// A DDM status report of any shape never panics the parser: it is read or refused, and
+    /// what is read has only dotted names of the report's own keys.
+    #[test]
+    fn ddm_status_reports_never_panic(items in json_value(20), errors in json_value(3), full in any::<bool>()) {
+        let body = serde_json::json!({"StatusItems": items, "Errors": errors, "FullReport": full}).to_string();
+        if let Ok(r) = lanyard::protocol::ddm::parse_status(body.as_bytes()) {
+            prop_assert!(r.items.iter().all(|(k, _)| !k.is_empty() && !k.starts_with('.')));
+        }
+    }
+
+    /// Arbitrary bytes, and mutations of a real report, are read or refused without a panic.
+    #[test]
+    fn ddm_status_bytes_never_panic(bytes in vec(any::<u8>(), 0..2048), m in mutations()) {
+        let _ = lanyard::protocol::ddm::parse_status(&bytes);
+        let real = br#"{"StatusItems":{"device":{"operating-system":{"version":"18.2"}},"management":{"declarations":{"configurations":[{"identifier":"c","server-token":"t","active":true,"valid":"valid"}]}}},"Errors":[]}"#;
+        let _ = lanyard::protocol::ddm::parse_status(&apply(real, &m));
+    }
+}
+
 /// A MachineInfo signed as an iPad signs it at ADE enrolment, and the root it chains to.
 struct SignedMachineInfo {
     der: Vec<u8>,

@@ -514,7 +514,10 @@ async fn smart_groups_follow_the_device_and_the_register(b: Backend) {
     let late = s.new_device(Kind::SupervisedIpad).await;
     assert_eq!(s.checkin(&late, late.authenticate()).await.0, StatusCode::OK);
     assert_eq!(s.checkin(&late, late.token_update()).await.0, StatusCode::OK);
-    assert_eq!(s.drain(&late).await, ["DeviceInformation", "SecurityInfo", "ProfileList", "InstallProfile", "ActivationLockBypassCode"]);
+    assert_eq!(
+        s.drain(&late).await,
+        ["DeviceInformation", "SecurityInfo", "ProfileList", "InstallProfile", "DeclarativeManagement", "ActivationLockBypassCode"]
+    );
     assert!(late.installed_profiles().contains(&passcode_ident));
     assert_eq!(s.checkin(&late, late.check_out()).await.0, StatusCode::OK);
 

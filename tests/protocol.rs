@@ -116,9 +116,10 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
     assert_eq!(s.checkin(&d, d.token_update()).await.0, StatusCode::OK);
 
     // The first TokenUpdate queued the initial inventory; the device answers it. Once it has said
-    // it is supervised, Lanyard also asks for its Activation Lock bypass code.
+    // which OS it runs (one with DDM) and that it is supervised, Lanyard also turns DDM on and
+    // asks for its Activation Lock bypass code.
     let answered = s.drain(&d).await;
-    assert_eq!(answered, ["DeviceInformation", "SecurityInfo", "ProfileList", "ActivationLockBypassCode"]);
+    assert_eq!(answered, ["DeviceInformation", "SecurityInfo", "ProfileList", "DeclarativeManagement", "ActivationLockBypassCode"]);
     let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
     assert_eq!(dev["enrolled"], true);
     assert_eq!(dev["serial_number"], d.serial.as_str());
@@ -166,7 +167,7 @@ async fn a_device_enrols_and_obeys_commands(b: Backend) {
     let (_, dev) = s.get(&format!("/api/v1/devices/{}", d.udid), &admin).await;
     assert_eq!(dev["enrolled"], false);
     let (_, hist) = s.get(&format!("/api/v1/devices/{}/commands", d.udid), &admin).await;
-    assert_eq!(hist["items"].as_array().unwrap().len(), 5, "the three of the inventory, the bypass code and the lock: {hist}");
+    assert_eq!(hist["items"].as_array().unwrap().len(), 6, "the three of the inventory, DDM, the bypass code and the lock: {hist}");
     s.stop().await;
 }
 

@@ -376,6 +376,17 @@ impl SimDevice {
         to_xml(dict(vec![("MessageType", "CheckOut".into()), ("UDID", self.udid.clone().into()), ("Topic", self.topic.clone().into())]))
     }
 
+    /// A `DeclarativeManagement` check-in to `endpoint` (`tokens`, `declaration-items`,
+    /// `declaration/configuration/ID`, `status` with the report as `data`).
+    pub fn declarative_management(&self, endpoint: &str, data: Option<Vec<u8>>) -> Vec<u8> {
+        let mut fields =
+            vec![("MessageType", "DeclarativeManagement".into()), ("UDID", self.udid.clone().into()), ("Endpoint", endpoint.into())];
+        if let Some(d) = data {
+            fields.push(("Data", Value::Data(d)));
+        }
+        to_xml(dict(fields))
+    }
+
     pub fn idle(&self) -> Vec<u8> {
         to_xml(dict(vec![("Status", "Idle".into()), ("UDID", self.udid.clone().into())]))
     }

@@ -356,6 +356,9 @@ pub enum Command {
     /// `ActivationLockBypassCode`: the code a supervised device made to lift its Activation
     /// Lock (available for 15 days after supervision).
     ActivationLockBypassCode,
+    /// `DeclarativeManagement`: turn Declarative Device Management on, or tell the device its
+    /// declarations changed; `Data` is the `tokens` answer (JSON) when given.
+    DeclarativeManagement(Option<Vec<u8>>),
 }
 
 impl Command {
@@ -380,6 +383,7 @@ impl Command {
         "Settings",
         "DeviceConfigured",
         "ActivationLockBypassCode",
+        "DeclarativeManagement",
     ];
 
     /// Apple's `RequestType`.
@@ -404,6 +408,7 @@ impl Command {
             Self::Settings(_) => "Settings",
             Self::DeviceConfigured => "DeviceConfigured",
             Self::ActivationLockBypassCode => "ActivationLockBypassCode",
+            Self::DeclarativeManagement(_) => "DeclarativeManagement",
         }
     }
 
@@ -535,6 +540,7 @@ impl Command {
             }
             "DeviceConfigured" => f(&[]).map(|_| Self::DeviceConfigured)?,
             "ActivationLockBypassCode" => f(&[]).map(|_| Self::ActivationLockBypassCode)?,
+            "DeclarativeManagement" => Self::DeclarativeManagement(f(&["Data"])?.data("Data")?),
             other => {
                 return Err(FieldError::new(
                     "request_type",
@@ -591,6 +597,7 @@ impl Command {
                 }
             }
             Self::ClearPasscode(c) => d.data("UnlockToken", c.unlock_token.as_deref()),
+            Self::DeclarativeManagement(data) => d.data("Data", data.as_deref()),
             Self::Settings(c) => d.put("Settings", Value::Array(c.settings.iter().cloned().map(Value::Dictionary).collect())),
             Self::SecurityInfo
             | Self::DisableLostMode
@@ -1136,6 +1143,7 @@ mod tests {
             ),
             build("DeviceConfigured", json!({})),
             build("ActivationLockBypassCode", json!({})),
+            build("DeclarativeManagement", json!({"Data": "eyJTeW5jVG9rZW5zIjp7fX0="})),
         ];
         // Every request type is covered.
         for rt in Command::REQUEST_TYPES {

@@ -24,6 +24,7 @@
 pub mod checkin;
 pub mod cms;
 pub mod command;
+pub mod ddm;
 pub mod der;
 pub mod enrollment_profile;
 #[doc(hidden)]

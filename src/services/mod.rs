@@ -12,6 +12,7 @@ pub mod auth;
 pub mod commands;
 pub mod compliance;
 pub mod csv;
+pub mod ddm;
 pub mod devices;
 pub mod enrollment;
 pub mod expiry;

@@ -11,6 +11,7 @@ pub mod ade;
 pub mod audit;
 mod checkpoint;
 pub mod commands;
+pub mod ddm;
 pub mod devices;
 pub mod inline;
 pub mod inventory;
@@ -28,6 +29,7 @@ pub use ade::{
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
+pub use ddm::{DdmDeclarationStatus, DdmState, DdmStatusItem, DdmStore};
 pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
     PushCertRecord, PushCertRequestRecord, TokenUpdateRecord,
@@ -96,6 +98,7 @@ pub trait Store:
     + SafeguardingStore
     + ProfileStore
     + AdeStore
+    + DdmStore
     + Send
     + Sync
     + 'static
@@ -112,6 +115,7 @@ impl<T> Store for T where
         + SafeguardingStore
         + ProfileStore
         + AdeStore
+        + DdmStore
         + Send
         + Sync
         + 'static

@@ -46,3 +46,4 @@ super::push::impl_push_store!(PgStore, Postgres, "SELECT pg_advisory_xact_lock(7
 super::safeguarding::impl_safeguarding_store!(PgStore, Postgres);
 super::profiles::impl_profile_store!(PgStore, Postgres);
 super::ade::impl_ade_store!(PgStore, Postgres);
+super::ddm::impl_ddm_store!(PgStore, Postgres);

@@ -69,6 +69,7 @@ super::push::impl_push_store!(SqliteStore, Sqlite, "");
 super::safeguarding::impl_safeguarding_store!(SqliteStore, Sqlite);
 super::profiles::impl_profile_store!(SqliteStore, Sqlite);
 super::ade::impl_ade_store!(SqliteStore, Sqlite);
+super::ddm::impl_ddm_store!(SqliteStore, Sqlite);
 
 /// Test helper: writes 80 MB in one transaction (the log grows past [`WAL_SIZE_LIMIT`]), then
 /// checkpoints it. Returns the log's size after the burst.

@@ -19,6 +19,7 @@ pub mod ade;
 pub mod audit;
 pub mod auth;
 pub mod cases;
+pub mod ddm;
 pub mod devices;
 pub mod extract;
 pub mod groups;
@@ -50,6 +51,7 @@ pub fn routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(devices::devices_csv))
         .routes(routes!(devices::get_device, cases::retire_device))
         .routes(routes!(reissue::activation_lock_bypass))
+        .routes(routes!(ddm::device_declarations))
         .routes(routes!(reissue::return_one))
         .routes(routes!(reissue::return_many))
         .routes(routes!(cases::lock_pin))

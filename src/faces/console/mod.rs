@@ -340,6 +340,7 @@ pub fn command_words(request_type: &str) -> &'static str {
         "Settings" => "Change settings",
         "DeviceConfigured" => "Finish set-up",
         "ActivationLockBypassCode" => "Keep its Activation Lock bypass code",
+        "DeclarativeManagement" => "Declarative management",
         _ => "Command",
     }
 }

@@ -80,6 +80,7 @@ pub async fn checkin(State(ctx): State<Ctx>, headers: HeaderMap, req: Request) -
         CheckinReply::Ok => StatusCode::OK.into_response(),
         CheckinReply::Plist(p) => plist_response(p),
         CheckinReply::Gone => StatusCode::GONE.into_response(),
+        CheckinReply::Json(j) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], j).into_response(),
     })
 }
 

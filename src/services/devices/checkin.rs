@@ -1,4 +1,5 @@
-//! Check-in messages (`PUT /mdm/checkin`): Authenticate, TokenUpdate, CheckOut, bootstrap tokens.
+//! Check-in messages (`PUT /mdm/checkin`): Authenticate, TokenUpdate, CheckOut, bootstrap tokens,
+//! and Declarative Device Management's requests ([`crate::services::ddm`]).
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -16,6 +17,8 @@ pub enum CheckinReply {
     Plist(Vec<u8>),
     /// 410: we do not support this (UserAuthenticate).
     Gone,
+    /// 200 with a JSON body (Declarative Device Management).
+    Json(Vec<u8>),
 }
 
 /// The commands every new enrolment starts with, so the inventory fills in.
@@ -120,6 +123,13 @@ impl Devices {
                 Ok(CheckinReply::Ok)
             }
             CheckinMessage::UserAuthenticate(_) => Ok(CheckinReply::Gone),
+            CheckinMessage::DeclarativeManagement(m) => {
+                self.bind_identity(&identity, &udid).await?;
+                Ok(match self.ddm.declarative_management(&udid, &m.endpoint, m.data.as_deref()).await? {
+                    Some(json) => CheckinReply::Json(json),
+                    None => CheckinReply::Ok,
+                })
+            }
             CheckinMessage::SetBootstrapToken(s) => {
                 self.bind_identity(&identity, &udid).await?;
                 let sealed = match &s.bootstrap_token {

@@ -170,6 +170,14 @@ impl Devices {
         // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault escrow,
         // smart groups. Any commands it queues go out in this same answer.
         self.profiles.profiles_after_report(udid, command_uuid, done, report).await;
+        // DDM: turn it on for a device whose OS has it (once).
+        if done.request_type == "DeviceInformation"
+            && report.status == CommandStatus::Acknowledged
+            && let Some(i) = report.device_information()
+        {
+            let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
+            self.ddm.enable_if_capable(udid, platform, i.os_version.as_deref()).await?;
+        }
         // Activation Lock: ask a supervised device for its bypass code, keep the one it sends.
         self.activation_lock_after_report(udid, &done.request_type, report).await?;
         // A device waiting in Setup Assistant goes on once its profiles are in.

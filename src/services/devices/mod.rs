@@ -34,6 +34,7 @@ pub struct Devices {
     pub(crate) profiles: crate::services::profiles::Profiles,
     pub(crate) safeguarding: crate::services::safeguarding::Safeguarding,
     pub(crate) enrollment: crate::services::enrollment::Enrollment,
+    pub(crate) ddm: crate::services::ddm::Ddm,
     /// How long a device may wait in Setup Assistant for its profiles (`ade_setup_timeout`).
     pub(crate) setup_timeout: std::time::Duration,
 }
