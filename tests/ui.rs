@@ -1307,6 +1307,25 @@ async fn console_returns_an_ipad_to_service_and_shows_its_bypass_code() {
     s.stop().await;
 }
 
+/// A declaration the device says is invalid is said plainly on its page, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_an_invalid_declaration_with_its_reason() {
+    let s = server().await;
+    s.load_push_cert().await;
+    let ipad = s.enrolled_device(Kind::SupervisedIpad).await;
+    let report = json!({"StatusItems": {"management": {"declarations": {"configurations": [
+        {"identifier": "lanyard.status-subscriptions", "server-token": "old", "active": false, "valid": "invalid",
+         "reasons": [{"code": "Error.ConfigurationCannotBeApplied", "description": "The configuration cannot be applied."}]}]}}}});
+    let (st, _) = s.checkin(&ipad, ipad.declarative_management("status", Some(report.to_string().into_bytes()))).await;
+    assert_eq!(st, StatusCode::OK);
+    let mut c = Console::new(&s);
+    c.login("admin", ADMIN_PASSWORD).await;
+    let page = c.get(&format!("/ui/devices/{}", ipad.udid)).await;
+    assert!(page.body.contains("Declaration lanyard.status-subscriptions is invalid on the device: Error.ConfigurationCannotBeApplied: The configuration cannot be applied."), "{}", page.body);
+    assert!(page.body.contains("Declarative management"), "{}", page.body);
+    s.stop().await;
+}
+
 /// Issue 16, defect 3, in the console: the import preview names the people it would create.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_import_preview_names_who_it_would_create() {

@@ -130,6 +130,10 @@ pub struct DeviceRecord {
     pub setup_flag: Option<String>,
     /// When the device gave the Activation Lock bypass code Lanyard holds (sealed, read apart).
     pub activation_lock_bypass_at: Option<DateTime<Utc>>,
+    /// When Lanyard last asked for that code.
+    pub activation_lock_requested_at: Option<DateTime<Utc>>,
+    /// When Lanyard turned Declarative Device Management on for it.
+    pub ddm_requested_at: Option<DateTime<Utc>>,
     pub inventory_requested_at: Option<DateTime<Utc>>,
     pub info_updated_at: Option<DateTime<Utc>>,
     pub security_updated_at: Option<DateTime<Utc>>,

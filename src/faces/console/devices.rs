@@ -514,6 +514,20 @@ pub async fn show(State(ctx): State<Ctx>, s: Session, Path(udid): Path<String>, 
         facts.insert(1, ("Setup Assistant", format!("Let go before all its profiles were in: {flag}")));
         problems.push(format!("It left Setup Assistant before all its profiles were in ({flag})."));
     }
+    // Declarative management: on or not, and any declaration the device says is not valid.
+    let ddm = ctx.ddm.device_declarations(&udid).await?;
+    facts.push((
+        "Declarative management",
+        match (ddm.enabled_at, ddm.requested_at) {
+            (Some(at), _) => format!("On since {}", when(at)),
+            (None, Some(_)) => "Turned on; waiting for the device to answer".to_owned(),
+            (None, None) => "Not on (it needs iOS or iPadOS 15, or macOS 13)".to_owned(),
+        },
+    ));
+    for decl in ddm.declarations.iter().filter(|x| x.valid.as_deref() == Some("invalid")) {
+        let why = if decl.reasons.is_empty() { "no reason given".to_owned() } else { decl.reasons.join("; ") };
+        problems.push(format!("Declaration {} is invalid on the device: {why}", decl.identifier));
+    }
     let profile_rows = profile_matches(&view);
     let count = |v: &str| profile_rows.iter().filter(|r| r.verdict == v).count();
     let profile_counts = (count("Matching"), count("Missing") + count("Out of date"), count("Extra"));

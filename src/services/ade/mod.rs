@@ -268,16 +268,13 @@ impl Ade {
         self.token(id).await
     }
 
+    /// Each token with its device counts. The tokens are read first: a sync shown as finished
+    /// has its devices in the counts read after it.
     pub async fn tokens(&self) -> Result<Vec<AdeTokenInfo>> {
+        let records = self.store.ade_tokens().await?;
         let counts = self.store.ade_token_counts().await?;
         let now = self.clock.now();
-        Ok(self
-            .store
-            .ade_tokens()
-            .await?
-            .iter()
-            .map(|r| AdeTokenInfo::from_record(r, counts.iter().find(|c| c.token_id == r.id), now))
-            .collect())
+        Ok(records.iter().map(|r| AdeTokenInfo::from_record(r, counts.iter().find(|c| c.token_id == r.id), now)).collect())
     }
 
     pub async fn token(&self, id: Uuid) -> Result<AdeTokenInfo> {

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::protocol::command::Command;
 use crate::protocol::ddm::{self, Declaration};
 use crate::services::commands::Commands;
-use crate::store::{DdmDeclarationStatus, DynStore, InventoryUpdate};
+use crate::store::{DdmDeclarationStatus, DeviceRecord, DynStore, InventoryUpdate};
 
 /// Who the DeclarativeManagement command is queued as.
 pub const DDM_ACTOR: &str = "system:ddm";
@@ -202,8 +202,14 @@ impl Ddm {
     }
 
     /// After a DeviceInformation answer: turn DDM on for a device whose OS has it, once.
-    pub(crate) async fn enable_if_capable(&self, udid: &str, platform: &str, os_version: Option<&str>) -> Result<()> {
-        if !supports_ddm(platform, os_version) || !self.store.claim_ddm_request(udid, self.clock.now()).await? {
+    /// Decided from the device row (just written with the answer's inventory): only a device
+    /// not asked before costs a write.
+    pub(crate) async fn enable_if_capable(&self, d: &DeviceRecord) -> Result<()> {
+        let udid = d.udid.as_str();
+        if d.ddm_requested_at.is_some() || !supports_ddm(&d.platform, d.os_version.as_deref()) {
+            return Ok(());
+        }
+        if !self.store.claim_ddm_request(udid, self.clock.now()).await? {
             return Ok(());
         }
         let declarations = self.declarations_for(udid).await?;

@@ -3,7 +3,8 @@
 //!
 //! A device gives it only within 15 days of supervision (Apple's schema), and makes a new one
 //! when it is set up again after an erase. So Lanyard asks as soon as a DeviceInformation answer
-//! says the device is supervised and it holds no code (at most once a day per device), keeps
+//! says the device is supervised and it holds no code (at most once a day per device, decided
+//! from the device row already read, so an answer costs no write), keeps
 //! the answer sealed, and replaces it only with a different, non-empty code (Apple's rule: an
 //! empty answer never erases the one held). An admin or technician reveals it with a written
 //! justification, audited; never for a device on legal hold, whose code could let someone
@@ -20,6 +21,7 @@ use crate::protocol::report::{CommandReport, CommandStatus};
 use crate::services::auth::Actor;
 use crate::services::devices::Devices;
 use crate::services::profiles::filevault::check_justification;
+use crate::store::DeviceRecord;
 
 /// Who the request for the code is queued as.
 pub const ACTIVATION_LOCK_ACTOR: &str = "system:activation-lock";
@@ -37,20 +39,29 @@ pub struct ActivationLockBypass {
 }
 
 impl Devices {
-    /// After a recorded answer: ask a supervised device for its code, or keep the code it sent.
+    /// After a DeviceInformation answer (stored in `d`): ask a supervised device that has given
+    /// no code for it, at most once a day. Reads only, unless it asks.
+    pub(crate) async fn ask_for_activation_lock_bypass(&self, d: &DeviceRecord) -> Result<()> {
+        let now = self.clock.now();
+        let asked_recently = d.activation_lock_requested_at.is_some_and(|at| at > now - Duration::days(1));
+        if d.supervised != Some(true) || d.activation_lock_bypass_at.is_some() || asked_recently {
+            return Ok(());
+        }
+        if self.store.claim_activation_lock_request(&d.udid, now, now - Duration::days(1)).await? {
+            self.commands
+                .queue_command(ACTIVATION_LOCK_ACTOR, &Command::ActivationLockBypassCode, std::slice::from_ref(&d.udid), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// After a recorded answer: keep the code an ActivationLockBypassCode answer carries.
     pub(crate) async fn activation_lock_after_report(&self, udid: &str, request_type: &str, report: &CommandReport) -> Result<()> {
         if report.status != CommandStatus::Acknowledged {
             return Ok(());
         }
         let now = self.clock.now();
         match request_type {
-            "DeviceInformation" if report.device_information().and_then(|i| i.is_supervised) == Some(true) => {
-                if self.store.claim_activation_lock_request(udid, now, now - Duration::days(1)).await? {
-                    self.commands
-                        .queue_command(ACTIVATION_LOCK_ACTOR, &Command::ActivationLockBypassCode, &[udid.to_owned()], None)
-                        .await?;
-                }
-            }
             "ActivationLockBypassCode" => {
                 let code = report.raw.get("ActivationLockBypassCode").and_then(Value::as_string).map(str::trim).unwrap_or_default();
                 if code.is_empty() || code.len() > 256 {

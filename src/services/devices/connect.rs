@@ -170,15 +170,16 @@ impl Devices {
         // Profiles: installed/removed state, ProfileList sync, reconcile, FileVault escrow,
         // smart groups. Any commands it queues go out in this same answer.
         self.profiles.profiles_after_report(udid, command_uuid, done, report).await;
-        // DDM: turn it on for a device whose OS has it (once).
+        // What a device's details set off, decided from its row as just stored: turn DDM on for
+        // an OS that has it, and ask a supervised device for its Activation Lock bypass code.
         if done.request_type == "DeviceInformation"
             && report.status == CommandStatus::Acknowledged
-            && let Some(i) = report.device_information()
+            && let Some(d) = self.store.device(udid).await?
         {
-            let platform = super::platform_of(i.product_name.as_deref(), i.model_name.as_deref(), i.model.as_deref());
-            self.ddm.enable_if_capable(udid, platform, i.os_version.as_deref()).await?;
+            self.ddm.enable_if_capable(&d).await?;
+            self.ask_for_activation_lock_bypass(&d).await?;
         }
-        // Activation Lock: ask a supervised device for its bypass code, keep the one it sends.
+        // Keep the bypass code an answer carries.
         self.activation_lock_after_report(udid, &done.request_type, report).await?;
         // A device waiting in Setup Assistant goes on once its profiles are in.
         if report.status.is_final() && matches!(done.request_type.as_str(), "ProfileList" | "InstallProfile" | "RemoveProfile") {
