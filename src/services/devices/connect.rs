@@ -171,16 +171,22 @@ impl Devices {
         // smart groups. Any commands it queues go out in this same answer.
         self.profiles.profiles_after_report(udid, command_uuid, done, report).await;
         // What a device's details set off, decided from its row as just stored: turn DDM on for
-        // an OS that has it, and ask a supervised device for its Activation Lock bypass code.
-        if done.request_type == "DeviceInformation"
-            && report.status == CommandStatus::Acknowledged
-            && let Some(d) = self.store.device(udid).await?
-        {
-            self.ddm.enable_if_capable(&d).await?;
-            self.ask_for_activation_lock_bypass(&d).await?;
+        // an OS that has it, and ask a supervised device for its Activation Lock bypass code;
+        // keep the bypass code an answer carries. Errors are logged, not given to the device
+        // (its report is stored already; the next DeviceInformation tries again).
+        let follow_up = async {
+            if done.request_type == "DeviceInformation"
+                && report.status == CommandStatus::Acknowledged
+                && let Some(d) = self.store.device(udid).await?
+            {
+                self.ddm.enable_if_capable(&d).await?;
+                self.ask_for_activation_lock_bypass(&d).await?;
+            }
+            self.activation_lock_after_report(udid, &done.request_type, report).await
+        };
+        if let Err(e) = follow_up.await {
+            tracing::error!(udid, command_uuid, error = %e, "could not follow up a device's answer (DDM, Activation Lock)");
         }
-        // Keep the bypass code an answer carries.
-        self.activation_lock_after_report(udid, &done.request_type, report).await?;
         // A device waiting in Setup Assistant goes on once its profiles are in.
         if report.status.is_final() && matches!(done.request_type.as_str(), "ProfileList" | "InstallProfile" | "RemoveProfile") {
             self.continue_setup(udid).await;
