@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::protocol::command::Command;
 use crate::protocol::ddm::{self, Declaration};
 use crate::services::commands::Commands;
-use crate::store::{DdmDeclarationStatus, DeviceRecord, DynStore, InventoryUpdate};
+use crate::store::{DdmDeclarationStatus, DdmState, DeviceRecord, DynStore, InventoryUpdate};
 
 /// Who the DeclarativeManagement command is queued as.
 pub const DDM_ACTOR: &str = "system:ddm";
@@ -126,9 +126,8 @@ impl Ddm {
 
     /// The `tokens` answer for this device. Its DeclarationsToken is written only when it
     /// changed, with the time (the answer's `Timestamp`): an unchanged device costs a read.
-    async fn tokens(&self, udid: &str, declarations: &[Declaration]) -> Result<Value> {
+    async fn tokens(&self, udid: &str, state: Option<&DdmState>, declarations: &[Declaration]) -> Result<Value> {
         let token = ddm::declarations_token(declarations);
-        let state = self.store.ddm_state(udid).await?;
         let changed_at = match state {
             Some(s) if s.ddm_declarations_token.as_deref() == Some(token.as_str()) => {
                 s.ddm_token_changed_at.unwrap_or_else(|| self.clock.now())
@@ -143,11 +142,15 @@ impl Ddm {
     }
 
     /// A `DeclarativeManagement` check-in: the JSON answer, or None for an empty 200 (`status`).
+    /// The device's DDM state is read once; the first request marks DDM on (a write only then).
     pub async fn declarative_management(&self, udid: &str, endpoint: &str, data: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
-        self.store.mark_ddm_enabled(udid, self.clock.now()).await?;
+        let state = self.store.ddm_state(udid).await?;
+        if state.as_ref().is_some_and(|s| s.ddm_enabled_at.is_none()) {
+            self.store.mark_ddm_enabled(udid, self.clock.now()).await?;
+        }
         let declarations = self.declarations_for(udid).await?;
         let answer = match endpoint {
-            "tokens" => self.tokens(udid, &declarations).await?,
+            "tokens" => self.tokens(udid, state.as_ref(), &declarations).await?,
             "declaration-items" => ddm::declaration_items(&declarations),
             "status" => {
                 self.status(udid, data.unwrap_or_default()).await?;
@@ -213,7 +216,8 @@ impl Ddm {
             return Ok(());
         }
         let declarations = self.declarations_for(udid).await?;
-        let tokens = self.tokens(udid, &declarations).await?;
+        let state = self.store.ddm_state(udid).await?;
+        let tokens = self.tokens(udid, state.as_ref(), &declarations).await?;
         let cmd = Command::DeclarativeManagement(Some(tokens.to_string().into_bytes()));
         self.commands.queue_command(DDM_ACTOR, &cmd, &[udid.to_owned()], None).await?;
         Ok(())
