@@ -114,13 +114,7 @@ pub fn verify_attached(der: &[u8], anchors: &[X509]) -> Result<(Vec<u8>, X509), 
     let mut content = Vec::new();
     p7.verify(&none, &empty_store, None, Some(&mut content), Pkcs7Flags::NOVERIFY | Pkcs7Flags::BINARY)
         .map_err(|e| SignatureError::BadSignature(first_reason(&e)))?;
-    let mut b = X509StoreBuilder::new()?;
-    for a in anchors {
-        b.add_cert(a.clone())?;
-    }
-    b.set_purpose(X509PurposeId::ANY)?;
-    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::NO_CHECK_TIME)?;
-    let signer = verify_chain(&p7, signer, &b.build())?;
+    let signer = verify_chain(&p7, signer, &anchor_store(anchors, X509VerifyFlags::NO_CHECK_TIME)?)?;
     Ok((content, signer))
 }
 
@@ -211,10 +205,18 @@ pub fn chains_to(cert: &X509, ca: &X509) -> bool {
 /// A store trusting only `ca`, accepting a leaf of any purpose. `ca` is a trust anchor even
 /// when it is an intermediate (partial chains allowed), so the issuing CA is always enough.
 fn ca_store(ca: &X509) -> Result<X509Store, ErrorStack> {
+    anchor_store(std::slice::from_ref(ca), X509VerifyFlags::empty())
+}
+
+/// A store trusting `anchors` (each an anchor even if an intermediate), any purpose, with
+/// `extra` flags beside PARTIAL_CHAIN.
+fn anchor_store(anchors: &[X509], extra: X509VerifyFlags) -> Result<X509Store, ErrorStack> {
     let mut b = X509StoreBuilder::new()?;
-    b.add_cert(ca.clone())?;
+    for a in anchors {
+        b.add_cert(a.clone())?;
+    }
     b.set_purpose(X509PurposeId::ANY)?;
-    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN)?;
+    b.set_flags(X509VerifyFlags::PARTIAL_CHAIN | extra)?;
     Ok(b.build())
 }
 

@@ -131,8 +131,7 @@ pub async fn create_profile(State(ctx): State<Ctx>, form: Form) -> UiResult {
     for flag in ["is_supervised", "is_mandatory", "is_mdm_removable", "await_device_configured", "is_multi_user"] {
         fields.insert(flag.into(), json!(form.checked(flag)));
     }
-    let skip: Vec<&str> =
-        form.get("skip_setup_items").unwrap_or("").split([',', ' ', '\n']).map(str::trim).filter(|k| !k.is_empty()).collect();
+    let skip = form.list("skip_setup_items");
     fields.insert("skip_setup_items".into(), json!(skip));
     for text in ["department", "support_phone_number", "support_email_address"] {
         if let Some(v) = form.get(text) {
@@ -165,14 +164,7 @@ pub async fn rules(State(ctx): State<Ctx>, Path(id): Path<String>, form: Form) -
         Some("default") => rules.default_profile = profile("profile")?,
         Some("add") => {
             let Some(p) = profile("profile")? else { return Err(UiError::field("Profile", "choose the ADE profile the rule gives")) };
-            let serials: Vec<String> = form
-                .get("serials")
-                .unwrap_or("")
-                .split([',', ' ', '\n'])
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let serials = form.list("serials");
             rules.rules.push(AssignmentRule {
                 profile: p,
                 device_family: form.get("device_family").map(str::to_owned),
@@ -198,8 +190,7 @@ pub async fn assign(State(ctx): State<Ctx>, form: Form) -> UiResult {
     let s = &form.session;
     s.require(Permission::ManageDevices)?;
     let profile: uuid::Uuid = form.get("profile").and_then(|v| v.parse().ok()).ok_or_else(|| UiError::field("Profile", "choose one"))?;
-    let serials: Vec<String> =
-        form.get("serials").unwrap_or("").split([',', ' ', '\n']).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+    let serials = form.list("serials");
     if serials.is_empty() {
         return Err(UiError::field("Serial numbers", "type one or more, separated by spaces or new lines"));
     }

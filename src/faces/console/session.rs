@@ -299,6 +299,12 @@ impl Form {
         self.fields.get(name).map(String::as_str).unwrap_or("")
     }
 
+    /// A field holding a list typed or scanned (serial numbers, skip keys): the entries between
+    /// commas and white space, empty ones left out.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        self.raw(name).split(|c: char| c == ',' || c.is_whitespace()).filter(|v| !v.is_empty()).map(str::to_owned).collect()
+    }
+
     pub fn checked(&self, name: &str) -> bool {
         matches!(self.get(name), Some("on" | "true" | "yes" | "1"))
     }

@@ -66,12 +66,12 @@ pub async fn submit(State(ctx): State<Ctx>, form: Form) -> UiResult {
     if !form.checked("confirm") {
         return Err(UiError::field("Return to service", "tick the box to confirm that everything on these iPads will be erased"));
     }
-    let typed: Vec<&str> = form.get("devices").unwrap_or("").split([',', ' ', '\n', '\r', '\t']).filter(|v| !v.is_empty()).collect();
+    let typed = form.list("devices");
     if typed.is_empty() {
         return Err(UiError::field("iPads", "type or scan at least one serial number"));
     }
     let mut udids = Vec::new();
-    for t in typed {
+    for t in &typed {
         udids.push(udid_of(&ctx, t).await?);
     }
     let wifi = match form.get("wifi_profile_id") {

@@ -26,7 +26,7 @@ use crate::store::DeviceRecord;
 pub const SETUP_ACTOR: &str = "system:setup";
 
 /// How far a device waiting in Setup Assistant has got: `installed` of `intended` profiles.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SetupProgress {
     pub installed: usize,
     pub intended: usize,
@@ -97,13 +97,7 @@ impl Devices {
         let overdue = self.store.devices_awaiting_configuration(self.clock.now() - timeout, 500).await?;
         let mut released = Vec::new();
         for udid in overdue {
-            let p = self.setup_progress(&udid).await?.unwrap_or(SetupProgress {
-                installed: 0,
-                intended: 0,
-                pending: 0,
-                failed: 0,
-                waiting_since: None,
-            });
+            let p = self.setup_progress(&udid).await?.unwrap_or_default();
             if self.release_setup(&udid, "timed_out", &p).await? {
                 tracing::warn!(udid, installed = p.installed, intended = p.intended, "setup: timed out waiting for profiles; let go");
                 released.push(udid);

@@ -55,11 +55,7 @@ impl Enrollment {
             )));
         }
         // Nothing is spent on a device that could not enrol anyway.
-        if self.store.push_cert().await?.is_none() {
-            return Err(Error::Unavailable(
-                "no push certificate is loaded yet, so devices cannot enrol: an admin must load the school's MDM push certificate".into(),
-            ));
-        }
+        self.require_push_cert().await?;
         let secret = self.ade_token(&info, &digest).await?;
         tracing::info!(serial = info.serial, udid = info.udid, product = info.product, "ADE enrolment: profile issued");
         self.signed_profile(&secret).await

@@ -218,15 +218,20 @@ impl Enrollment {
         (secret, rec)
     }
 
-    /// The enrolment profile with `challenge` as its SCEP challenge, signed (DER CMS).
-    pub(crate) async fn signed_profile(&self, challenge: &str) -> Result<Vec<u8>> {
-        let push = self.store.push_cert().await?.ok_or_else(|| {
+    /// The push certificate, without which no device can enrol (503 saying how to load one).
+    pub(crate) async fn require_push_cert(&self) -> Result<crate::store::PushCertRecord> {
+        self.store.push_cert().await?.ok_or_else(|| {
             Error::Unavailable(
                 "no push certificate is loaded yet, so devices cannot enrol: an admin must load the school's MDM push certificate \
                  (`lanyard push-cert import --p12 FILE` or PUT /api/v1/push-cert)"
                     .into(),
             )
-        })?;
+        })
+    }
+
+    /// The enrolment profile with `challenge` as its SCEP challenge, signed (DER CMS).
+    pub(crate) async fn signed_profile(&self, challenge: &str) -> Result<Vec<u8>> {
+        let push = self.require_push_cert().await?;
         let ca_der = self.pki.ca_cert.to_der().map_err(Error::internal)?;
         let mut params = EnrollmentProfileParams::new(&self.config.organization, &*self.public_url, push.topic, challenge, ca_der);
         params.scep_name = "lanyard".into();
