@@ -89,6 +89,15 @@ impl Lanyard {
             push: push.clone(),
         };
         let register = Register { store: store.clone(), clock: clock.clone(), audit: audit.clone(), hold: hold.clone() };
+        let ddm = Ddm {
+            store: store.clone(),
+            clock: clock.clone(),
+            organization: Arc::from(config.organization.as_str()),
+            commands: commands.clone(),
+            hold: hold.clone(),
+            push: push.clone(),
+            audit: audit.clone(),
+        };
         let profiles = Profiles {
             store: store.clone(),
             clock: clock.clone(),
@@ -98,6 +107,7 @@ impl Lanyard {
             supervision: supervision.clone(),
             commands: commands.clone(),
             push: push.clone(),
+            ddm: ddm.clone(),
         };
         let safeguarding = Safeguarding {
             store: store.clone(),
@@ -132,12 +142,6 @@ impl Lanyard {
             audit: audit.clone(),
             client_config: crate::apple::ade::AdeConfig::default(),
             public_url: Arc::from(public_url.as_str()),
-        };
-        let ddm = Ddm {
-            store: store.clone(),
-            clock: clock.clone(),
-            organization: Arc::from(config.organization.as_str()),
-            commands: commands.clone(),
         };
         let devices = Devices {
             store: store.clone(),

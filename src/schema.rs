@@ -79,6 +79,12 @@ pub mod enums {
     pub fn group_kind() -> Object {
         string_enum(&["static", "smart"], None)
     }
+    pub fn os_update_state() -> Object {
+        string_enum(
+            &["on_target", "pending", "downloading", "installing", "failed", "overdue", "not_ddm_capable", "held"],
+            Some("where the device stands with the update"),
+        )
+    }
     pub fn timezone() -> Object {
         string_enum(&["Europe/London", "UTC"], None)
     }

@@ -17,6 +17,8 @@
 //! - [`scep`]: SCEP's messages (the pkiMessage a device sends to get its identity, the CertRep
 //!   Lanyard answers), the CMS parts the openssl crate lacks, and a SCEP client for tests.
 //! - [`der`]: the little DER reading the two above need.
+//! - [`ddm`]: Declarative Device Management's documents; [`declaration_schema`] checks a
+//!   declaration against Apple's schema.
 //!
 //! Apple's key names are kept wherever a value crosses the wire; Rust field names are the same
 //! names in snake_case (`PushMagic` is `push_magic`).
@@ -25,6 +27,7 @@ pub mod checkin;
 pub mod cms;
 pub mod command;
 pub mod ddm;
+pub mod declaration_schema;
 pub mod der;
 pub mod enrollment_profile;
 #[doc(hidden)]

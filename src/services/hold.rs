@@ -79,6 +79,13 @@ impl Hold {
         Ok(())
     }
 
+    /// The devices that get no OS update: those on legal hold (an update changes the evidence).
+    /// Declarative Device Management asks here for every device's set, so an update never
+    /// reaches a held device whichever face created it.
+    pub async fn withholds_os_updates(&self, udids: &[String]) -> Result<std::collections::HashSet<String>> {
+        Ok(self.store.legal_holds(udids).await?.into_iter().map(|(u, _, _)| u).collect())
+    }
+
     pub(crate) async fn record_hold_refusal(&self, actor: &Actor, udid: &str, case_id: Uuid, action: &str) -> Result<()> {
         tracing::warn!(udid, %case_id, action, actor = %actor.name, "refused: device is on legal hold");
         let audit = self.audit.audit_entry(actor, "legal_hold.refused", Some(udid), json!({"case_id": case_id, "action": action}));

@@ -29,7 +29,7 @@ pub use ade::{
 };
 pub use audit::{AuditEntry, AuditFilter, AuditStore, NewAuditEntry};
 pub use commands::{CommandRecord, CommandStore, DeviceAnswer, DeviceCommandRow, NewCommand, NextCommand, RecordedResult, TargetRecord};
-pub use ddm::{DdmDeclarationStatus, DdmState, DdmStatusItem, DdmStore};
+pub use ddm::{DdmDeclarationStatus, DdmState, DdmStatusItem, DdmStore, GroupDeclarationRecord, OsUpdateRecord};
 pub use devices::{
     AuthenticateRecord, DeviceFilter, DeviceRecord, DeviceSession, DeviceStore, EnrollmentTokenRecord, InventoryUpdate, IssuedCertRecord,
     PushCertRecord, PushCertRequestRecord, TokenUpdateRecord,

@@ -50,7 +50,8 @@ use crate::schema::{hand_schema, string_enum};
         (name = "safeguarding", description = "Cases, quarantine and evidence"),
         (name = "profiles", description = "The profile library"),
         (name = "filtering", description = "Filtering change control"),
-        (name = "groups", description = "Device groups"),
+        (name = "groups", description = "Device groups, and the declarations their devices get"),
+        (name = "os-updates", description = "OS updates by deadline, through Declarative Device Management"),
         (name = "schedules", description = "The timetable and lesson-time schedules")
     )
 )]

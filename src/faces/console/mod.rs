@@ -31,10 +31,12 @@ pub mod apple;
 pub mod assets;
 pub mod audit;
 pub mod cases;
+pub mod declarations;
 pub mod devices;
 pub mod enroll;
 pub mod home;
 pub mod login;
+pub mod os_updates;
 pub mod profiles;
 pub mod register;
 pub mod session;
@@ -62,6 +64,11 @@ pub fn router(ctx: Ctx) -> Router<Ctx> {
         .route("/ui/ade/profiles/{id}/delete", post(ade::delete_profile))
         .route("/ui/ade/tokens/{id}/rules", post(ade::rules))
         .route("/ui/ade/assign", post(ade::assign))
+        .route("/ui/os-updates", get(os_updates::page).post(os_updates::create))
+        .route("/ui/os-updates/report.csv", get(os_updates::csv))
+        .route("/ui/os-updates/{id}/cancel", post(os_updates::cancel))
+        .route("/ui/declarations", get(declarations::page))
+        .route("/ui/declarations/{gid}", post(declarations::save))
         .route("/ui/apple", get(apple::page))
         .route("/ui/apple/push-cert", post(apple::load))
         .route("/ui/apple/push-cert/requests", post(apple::request))
@@ -154,6 +161,7 @@ pub struct Nav {
     pub enroll: bool,
     pub apple: bool,
     pub ade: bool,
+    pub os_updates: bool,
     pub profiles: bool,
     pub register: bool,
     pub cases: bool,
@@ -171,6 +179,7 @@ impl Nav {
             enroll: s.can(Permission::ManageDevices),
             apple: s.can(Permission::ManagePushCert),
             ade: s.can(Permission::ManageDevices),
+            os_updates: s.can(Permission::ReadDevices),
             profiles: s.can(Permission::ReadProfiles),
             register: s.can(Permission::ReadRegister),
             cases: s.can(Permission::Safeguarding),

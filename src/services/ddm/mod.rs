@@ -12,6 +12,17 @@
 //! each declaration. Each report updates the device's inventory at once and keeps every item's
 //! last value with the time it came; unknown items are kept too; a malformed report is refused
 //! with 400 and nothing changes.
+//!
+//! - [`sets`]: what each device's set is (Lanyard's own, the register's properties, the union
+//!   of its groups', its OS updates), with conflicts between groups reported.
+//! - [`groups`]: the declarations operators give groups, checked against Apple's schema, and
+//!   re-tokening only the devices a change concerns.
+//! - [`os_updates`]: OS updates by deadline, outside lessons, never on a held device, and the
+//!   report of where each device stands.
+
+pub mod groups;
+pub mod os_updates;
+pub mod sets;
 
 use std::sync::Arc;
 
@@ -25,6 +36,7 @@ use crate::protocol::command::Command;
 use crate::protocol::ddm::{self, Declaration};
 use crate::services::commands::Commands;
 use crate::store::{DdmDeclarationStatus, DdmState, DeviceRecord, DynStore, InventoryUpdate};
+pub use sets::Conflict;
 
 /// Who the DeclarativeManagement command is queued as.
 pub const DDM_ACTOR: &str = "system:ddm";
@@ -50,6 +62,9 @@ pub struct Ddm {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) organization: Arc<str>,
     pub(crate) commands: Commands,
+    pub(crate) hold: crate::services::hold::Hold,
+    pub(crate) push: crate::services::push::Push,
+    pub(crate) audit: crate::services::audit::Audit,
 }
 
 /// A declaration as `GET /api/v1/devices/{udid}/declarations` shows it.
@@ -86,6 +101,10 @@ pub struct DeviceDeclarations {
     pub enabled_at: Option<DateTime<Utc>>,
     pub declarations_token: String,
     pub declarations: Vec<DeclarationView>,
+    /// Declarations two of its groups disagree about: withheld until they agree.
+    pub conflicts: Vec<Conflict>,
+    /// OS updates of its groups it does not get because it is on legal hold.
+    pub withheld_os_updates: Vec<uuid::Uuid>,
     pub status: Vec<StatusItemView>,
 }
 
@@ -100,28 +119,9 @@ pub fn supports_ddm(platform: &str, os_version: Option<&str>) -> bool {
 }
 
 impl Ddm {
-    /// The declarations this device should have.
-    pub async fn declarations_for(&self, _udid: &str) -> Result<Vec<Declaration>> {
-        let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
-        let subscriptions: Vec<Value> = SUBSCRIBED.iter().map(|name| json!({"Name": name})).collect();
-        Ok(vec![
-            Declaration::new("com.apple.management.organization-info", "lanyard.organization", obj(json!({"Name": &*self.organization}))),
-            Declaration::new(
-                "com.apple.management.server-capabilities",
-                "lanyard.server-capabilities",
-                obj(json!({"Version": "1.0", "SupportedFeatures": {}})),
-            ),
-            Declaration::new(
-                "com.apple.configuration.management.status-subscriptions",
-                "lanyard.status-subscriptions",
-                obj(json!({"StatusItems": subscriptions})),
-            ),
-            Declaration::new(
-                "com.apple.activation.simple",
-                "lanyard.activation",
-                obj(json!({"StandardConfigurations": ["lanyard.status-subscriptions"]})),
-            ),
-        ])
+    /// The declarations this device should have ([`sets`]).
+    pub async fn declarations_for(&self, udid: &str) -> Result<Vec<Declaration>> {
+        Ok(self.device_set(udid).await?.declarations)
     }
 
     /// The `tokens` answer for this device. Its DeclarationsToken is written only when it
@@ -228,7 +228,8 @@ impl Ddm {
         let Some(state) = self.store.ddm_state(udid).await? else {
             return Err(Error::not_found(format!("no device with UDID {udid}")));
         };
-        let declarations = self.declarations_for(udid).await?;
+        let set = self.device_set(udid).await?;
+        let declarations = set.declarations;
         let states = self.store.ddm_declaration_status(udid).await?;
         let views = declarations
             .iter()
@@ -259,6 +260,8 @@ impl Ddm {
             enabled_at: state.ddm_enabled_at,
             declarations_token: ddm::declarations_token(&declarations),
             declarations: views,
+            conflicts: set.conflicts,
+            withheld_os_updates: set.withheld_updates,
             status,
         })
     }

@@ -71,6 +71,8 @@ pub struct Profiles {
     pub(crate) supervision: crate::services::supervision::Supervision,
     pub(crate) commands: crate::services::commands::Commands,
     pub(crate) push: crate::services::push::Push,
+    /// Declarative Device Management: a membership change changes the devices' declaration sets.
+    pub(crate) ddm: crate::services::ddm::Ddm,
 }
 
 /// Deepest nesting of arrays and dictionaries accepted in a profile. Real profiles stay under a

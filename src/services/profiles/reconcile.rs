@@ -142,10 +142,12 @@ impl Profiles {
         Ok(by_profile.into_values().collect())
     }
 
-    /// Reconcile devices and push those that got commands.
+    /// Reconcile devices and push those that got commands; re-token the DDM sets of those whose
+    /// declarations changed with it (group declarations follow membership like profiles).
     pub async fn reconcile_and_wake(&self, udids: &[String]) -> Result<()> {
         let report = self.reconcile_devices(udids).await?;
         self.wake(report.woken);
+        self.ddm.resync(udids).await?;
         Ok(())
     }
 

@@ -147,6 +147,46 @@ impl Calendar {
         self.terms.is_empty() || self.terms.iter().any(|t| t.start <= d && d <= t.end)
     }
 
+    /// A calendar with no lessons, in UK time: what deadlines use before a timetable is set.
+    pub fn no_lessons() -> Calendar {
+        Calendar { timezone: "Europe/London".into(), slots: Vec::new(), terms: Vec::new() }
+    }
+
+    /// The school's local time at `t`.
+    pub fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        self.to_local(t)
+    }
+
+    /// Lessons are on at this local time.
+    pub fn in_lessons_local(&self, local: NaiveDateTime) -> bool {
+        self.in_lessons(self.to_utc(local))
+    }
+
+    /// When lessons end on `day` (the end of its last period), if it is a school day.
+    pub fn lessons_end(&self, day: NaiveDate) -> Option<NaiveTime> {
+        if !self.term_day(day) {
+            return None;
+        }
+        self.slots.iter().filter(|s| s.weekday == day.weekday()).map(|s| s.end).max()
+    }
+
+    /// A deadline outside lessons: the end of lessons on the first school day after `day`
+    /// (16:00 on the next weekday when there is no timetable), looking up to eight weeks on.
+    pub fn after_lessons_next_school_day(&self, day: NaiveDate) -> NaiveDateTime {
+        let four_pm = NaiveTime::from_hms_opt(16, 0, 0).expect("valid time");
+        for ahead in 1..=56 {
+            let d = day + Duration::days(ahead);
+            if self.slots.is_empty() {
+                if d.weekday().number_from_monday() <= 5 {
+                    return d.and_time(four_pm);
+                }
+            } else if let Some(end) = self.lessons_end(d) {
+                return d.and_time(end);
+            }
+        }
+        (day + Duration::days(1)).and_time(four_pm)
+    }
+
     /// Lessons are on at `t`: a term day, inside a period.
     pub fn in_lessons(&self, t: DateTime<Utc>) -> bool {
         let local = self.to_local(t);
@@ -249,7 +289,7 @@ pub fn parse_timetable(body: &Value) -> Result<(String, Vec<Period>, Vec<Term>)>
     Ok((timezone, periods, terms))
 }
 
-fn calendar_of(t: &TimetableRecord) -> Calendar {
+pub(crate) fn calendar_of(t: &TimetableRecord) -> Calendar {
     let periods: Vec<Period> = serde_json::from_str(&t.periods).unwrap_or_default();
     let terms: Vec<Term> = serde_json::from_str(&t.terms).unwrap_or_default();
     let slots = periods

@@ -307,6 +307,8 @@ impl Safeguarding {
         // Profiles reconcile kept on the devices during the hold come off now (unless another
         // case still holds the device).
         let reconciled = self.profiles.reconcile_devices(&released).await?;
+        // Its groups' OS updates reach it again (pushed by the DDM resync itself).
+        self.profiles.ddm.resync(&released).await?;
         let mut udids: Vec<String> = commands.iter().filter_map(|c| c["udid"].as_str().map(str::to_owned)).collect();
         udids.extend(reconciled.woken);
         udids.sort();
