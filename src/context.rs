@@ -107,7 +107,7 @@ impl Lanyard {
             supervision: supervision.clone(),
             commands: commands.clone(),
             push: push.clone(),
-            ddm: ddm.clone(),
+            ddm: Arc::new(ddm.clone()),
         };
         let safeguarding = Safeguarding {
             store: store.clone(),

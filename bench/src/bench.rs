@@ -61,6 +61,7 @@ use lanyard::protocol::command::{Command, DeviceInformation};
 use lanyard::store::{AuthenticateRecord, DeviceFilter};
 use lanyard_mocks::{MockApns, MockConfig};
 
+mod ddm;
 mod enrol;
 
 /// The push topic the simulated devices report.
@@ -158,6 +159,10 @@ pub enum Scenario {
     /// assigned the default ADE profile, then an incremental sync of 1,000 changes, with the peak
     /// memory. In this process.
     AdeSync,
+    /// Declarative Device Management in this process: --devices iPads' status reports (three
+    /// rounds), then a change to their group's declarations and every device's sync after it,
+    /// --concurrency at a time.
+    Ddm,
 }
 
 /// `lanyard-bench [idle|commands|all|...] [options]` (or `lanyard bench ...`).
@@ -375,6 +380,9 @@ pub async fn main(args: BenchArgs) -> Result<ExitCode> {
     }
     if args.scenario == Scenario::Steps {
         return steps(args.database_url.as_deref(), args.device_key).await;
+    }
+    if args.scenario == Scenario::Ddm {
+        return ddm::run(args.devices, args.concurrency, args.database_url.as_deref()).await;
     }
     if args.scenario == Scenario::AdeSync {
         return ade_sync(args.devices, args.database_url.as_deref()).await;

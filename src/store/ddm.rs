@@ -7,6 +7,17 @@ use uuid::Uuid;
 
 use super::{NewAuditEntry, StoreResult};
 
+/// One status item's last value (udid, item, value JSON, at).
+pub(crate) const PUT_STATUS_ITEM: &str = "INSERT INTO ddm_status (udid, item, value, at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (udid, item) DO UPDATE SET value = excluded.value, at = excluded.at";
+/// One declaration's last state (udid, identifier, server token, active, valid, reasons, at).
+pub(crate) const PUT_DECLARATION_STATUS: &str = "INSERT INTO ddm_declaration_status (udid, identifier, server_token, active, valid, reasons, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (udid, identifier) DO UPDATE SET \
+     server_token = excluded.server_token, active = excluded.active, valid = excluded.valid, \
+     reasons = excluded.reasons, at = excluded.at";
+/// The device talked to the DDM endpoint (udid, at): kept the first time only.
+pub(crate) const MARK_DDM_ENABLED: &str = "UPDATE devices SET ddm_enabled_at = $2 WHERE udid = $1 AND ddm_enabled_at IS NULL";
+
 /// A declaration an operator gave a group.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct GroupDeclarationRecord {
@@ -73,13 +84,14 @@ pub trait DdmStore: Send + Sync {
     async fn claim_ddm_request(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<bool>;
     /// The device talked to the DDM endpoint (first time only).
     async fn mark_ddm_enabled(&self, udid: &str, at: DateTime<Utc>) -> StoreResult<()>;
-    /// Keep a report's items and declaration states (each replacing the last), in one
-    /// transaction.
+    /// Keep a report's items and declaration states (each replacing the last), bring the
+    /// device's inventory up to date with it, and mark DDM on if it was not: one transaction.
     async fn put_ddm_status(
         &self,
         udid: &str,
         items: &[(String, String)],
         declarations: &[DdmDeclarationStatus],
+        inventory: &super::InventoryUpdate,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Keep the device's new DeclarationsToken and when it changed.
@@ -134,11 +146,7 @@ macro_rules! impl_ddm_store {
             }
 
             async fn mark_ddm_enabled(&self, udid: &str, at: chrono::DateTime<chrono::Utc>) -> $crate::store::StoreResult<()> {
-                sqlx::query("UPDATE devices SET ddm_enabled_at = $2 WHERE udid = $1 AND ddm_enabled_at IS NULL")
-                    .bind(udid)
-                    .bind(at)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query($crate::store::ddm::MARK_DDM_ENABLED).bind(udid).bind(at).execute(&self.pool).await?;
                 Ok(())
             }
 
@@ -147,38 +155,34 @@ macro_rules! impl_ddm_store {
                 udid: &str,
                 items: &[(String, String)],
                 declarations: &[$crate::store::DdmDeclarationStatus],
+                inventory: &$crate::store::InventoryUpdate,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
+                if let Some(db) = $crate::store::inline::InPlace::inline(self)
+                    && let $crate::store::inline::Ran::Done(done) = db.put_ddm_status(udid, items, declarations, inventory, at)?
+                {
+                    return Ok(done);
+                }
                 let mut tx = self.pool.begin().await?;
                 for (item, value) in items {
-                    sqlx::query(
-                        "INSERT INTO ddm_status (udid, item, value, at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (udid, item) DO UPDATE SET value = excluded.value, at = excluded.at",
-                    )
-                    .bind(udid)
-                    .bind(item)
-                    .bind(value)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query($crate::store::ddm::PUT_STATUS_ITEM).bind(udid).bind(item).bind(value).bind(at).execute(&mut *tx).await?;
                 }
                 for d in declarations {
-                    sqlx::query(
-                        "INSERT INTO ddm_declaration_status (udid, identifier, server_token, active, valid, reasons, at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (udid, identifier) DO UPDATE SET \
-                         server_token = excluded.server_token, active = excluded.active, valid = excluded.valid, \
-                         reasons = excluded.reasons, at = excluded.at",
-                    )
-                    .bind(udid)
-                    .bind(&d.identifier)
-                    .bind(&d.server_token)
-                    .bind(d.active)
-                    .bind(&d.valid)
-                    .bind(&d.reasons)
-                    .bind(at)
+                    sqlx::query($crate::store::ddm::PUT_DECLARATION_STATUS)
+                        .bind(udid)
+                        .bind(&d.identifier)
+                        .bind(&d.server_token)
+                        .bind(d.active)
+                        .bind(&d.valid)
+                        .bind(&d.reasons)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                $crate::store::inventory::bind_inventory!(sqlx::query($crate::store::inventory::UPDATE_INVENTORY).bind(udid), inventory)
                     .execute(&mut *tx)
                     .await?;
-                }
+                sqlx::query($crate::store::ddm::MARK_DDM_ENABLED).bind(udid).bind(at).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -22,10 +22,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Row};
 
 use super::checkpoint::Checkpointer;
 use super::commands::{NEXT_COMMAND, NEXT_COMMAND_NOT_DEFERRED, RECORD_RESULT};
+use super::ddm::{MARK_DDM_ENABLED, PUT_DECLARATION_STATUS, PUT_STATUS_ITEM};
 use super::devices::{DEVICE_SESSION, TOUCH_DEVICE};
 use super::inventory::UPDATE_INVENTORY;
 use super::sqlite::WAL_SIZE_LIMIT;
-use super::{DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
+use super::{DdmDeclarationStatus, DeviceAnswer, DeviceSession, InventoryUpdate, NextCommand, RecordedResult, StoreResult};
 
 /// How long a statement may hold up a runtime thread waiting for the write lock: the device
 /// path's own writes hold it for tens of microseconds; a longer holder is a transaction
@@ -183,6 +184,38 @@ impl InlineSqlite {
 
     pub fn update_inventory(&self, udid: &str, i: &InventoryUpdate) -> StoreResult<Ran<()>> {
         self.write(|c| run_update_inventory(c, udid, i))
+    }
+
+    /// A DDM status report, as [`super::DdmStore::put_ddm_status`]: its items, its declaration
+    /// states, the inventory and the DDM-on mark, in one transaction.
+    pub fn put_ddm_status(
+        &self,
+        udid: &str,
+        items: &[(String, String)],
+        declarations: &[DdmDeclarationStatus],
+        inventory: &InventoryUpdate,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Ran<()>> {
+        let at = text(at);
+        self.write(|c| {
+            // IMMEDIATE: a busy database fails here, before anything changed.
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let done = (|| {
+                for (item, value) in items {
+                    run(c, PUT_STATUS_ITEM, &[&udid, item, value, &at])?;
+                }
+                for d in declarations {
+                    run(c, PUT_DECLARATION_STATUS, &[&udid, &d.identifier, &d.server_token, &d.active, &d.valid, &d.reasons, &at])?;
+                }
+                run_update_inventory(c, udid, inventory)?;
+                run(c, MARK_DDM_ENABLED, &[&udid, &at])?;
+                c.execute_batch("COMMIT")
+            })();
+            if done.is_err() && !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            done
+        })
     }
 }
 

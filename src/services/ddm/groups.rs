@@ -285,6 +285,13 @@ impl Ddm {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::services::profiles::SetChanges for Ddm {
+    async fn devices_changed(&self, udids: &[String]) -> Result<()> {
+        self.resync(udids).await.map(drop)
+    }
+}
+
 /// The conflicts one group takes part in, each once.
 fn involving<'a>(group_id: Uuid, all: impl Iterator<Item = &'a Conflict>) -> Vec<Conflict> {
     let mut out: Vec<Conflict> = Vec::new();

@@ -142,8 +142,14 @@ impl Ddm {
     }
 
     /// A `DeclarativeManagement` check-in: the JSON answer, or None for an empty 200 (`status`).
-    /// The device's DDM state is read once; the first request marks DDM on (a write only then).
+    /// A status report is one transaction (which also marks DDM on); the other endpoints read
+    /// the device's DDM state once and its set, and mark DDM on the first time (a write only
+    /// then).
     pub async fn declarative_management(&self, udid: &str, endpoint: &str, data: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
+        if endpoint == "status" {
+            self.status(udid, data.unwrap_or_default()).await?;
+            return Ok(None);
+        }
         let state = self.store.ddm_state(udid).await?;
         if state.as_ref().is_some_and(|s| s.ddm_enabled_at.is_none()) {
             self.store.mark_ddm_enabled(udid, self.clock.now()).await?;
@@ -152,10 +158,6 @@ impl Ddm {
         let answer = match endpoint {
             "tokens" => self.tokens(udid, state.as_ref(), &declarations).await?,
             "declaration-items" => ddm::declaration_items(&declarations),
-            "status" => {
-                self.status(udid, data.unwrap_or_default()).await?;
-                return Ok(None);
-            }
             other => match other.strip_prefix("declaration/").and_then(|rest| rest.split_once('/')) {
                 Some((kind, identifier)) => declarations
                     .iter()
@@ -185,7 +187,6 @@ impl Ddm {
                 at: now,
             })
             .collect();
-        self.store.put_ddm_status(udid, &items, &declarations, now).await?;
         let get = |name: &str| report.items.iter().find(|(k, _)| k == name).map(|(_, v)| v);
         let text = |name: &str| get(name).and_then(Value::as_str).map(str::to_owned);
         let flag = |name: &str| get(name).and_then(Value::as_bool);
@@ -197,7 +198,7 @@ impl Ddm {
             filevault_enabled: flag("diskmanagement.filevault.enabled"),
             ..Default::default()
         };
-        self.store.update_inventory(udid, &inv).await?;
+        self.store.put_ddm_status(udid, &items, &declarations, &inv, now).await?;
         for (item, why) in &report.errors {
             tracing::info!(udid, item, why, "DDM: the device could not report a status item");
         }

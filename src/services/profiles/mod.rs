@@ -72,7 +72,15 @@ pub struct Profiles {
     pub(crate) commands: crate::services::commands::Commands,
     pub(crate) push: crate::services::push::Push,
     /// Declarative Device Management: a membership change changes the devices' declaration sets.
-    pub(crate) ddm: crate::services::ddm::Ddm,
+    pub(crate) ddm: std::sync::Arc<dyn SetChanges>,
+}
+
+/// Told when devices' groups (or legal hold) changed, so that what else follows groups can
+/// follow: Declarative Device Management's sets (implemented by `services::ddm::Ddm`, which
+/// depends on this module and not the other way round).
+#[async_trait::async_trait]
+pub trait SetChanges: Send + Sync {
+    async fn devices_changed(&self, udids: &[String]) -> crate::error::Result<()>;
 }
 
 /// Deepest nesting of arrays and dictionaries accepted in a profile. Real profiles stay under a

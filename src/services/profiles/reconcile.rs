@@ -147,7 +147,7 @@ impl Profiles {
     pub async fn reconcile_and_wake(&self, udids: &[String]) -> Result<()> {
         let report = self.reconcile_devices(udids).await?;
         self.wake(report.woken);
-        self.ddm.resync(udids).await?;
+        self.ddm.devices_changed(udids).await?;
         Ok(())
     }
 

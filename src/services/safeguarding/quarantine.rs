@@ -222,7 +222,7 @@ impl Safeguarding {
         }
         // OS updates come off the device's declarations while it is held (the DeclarativeManagement
         // command is queued before the push below).
-        self.profiles.ddm.resync(std::slice::from_ref(&udid)).await?;
+        self.profiles.ddm.devices_changed(std::slice::from_ref(&udid)).await?;
         let push = self.commands.push_in_background(vec![udid.clone()]).await;
         Ok(Quarantined { udid, case_id, method: method.into(), commands, evidence_requested, grants_suspended: grants.len(), push })
     }

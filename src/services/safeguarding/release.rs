@@ -308,7 +308,7 @@ impl Safeguarding {
         // case still holds the device).
         let reconciled = self.profiles.reconcile_devices(&released).await?;
         // Its groups' OS updates reach it again (pushed by the DDM resync itself).
-        self.profiles.ddm.resync(&released).await?;
+        self.profiles.ddm.devices_changed(&released).await?;
         let mut udids: Vec<String> = commands.iter().filter_map(|c| c["udid"].as_str().map(str::to_owned)).collect();
         udids.extend(reconciled.woken);
         udids.sort();
